@@ -1,0 +1,118 @@
+"""DCNv2 modules with the official parameter names (``weight``, ``bias``, ``conv_offset_mask``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+from .functional import modulated_deform_conv
+
+
+class ModulatedDeformConv(nn.Module):
+    """Modulated deformable convolution with explicit ``offset`` and ``mask`` inputs."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must be divisible by groups {groups}")
+        if in_channels % deformable_groups:
+            raise ValueError(f"in_channels {in_channels} must be divisible by deformable_groups {deformable_groups}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.deformable_groups = deformable_groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Same as nn.Conv2d (the official DCNv2 copy used kaiming_uniform(a=sqrt(5)) too).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return modulated_deform_conv(
+            input, offset, mask, self.weight, self.bias, self.stride, self.padding,
+            self.dilation, self.groups, self.deformable_groups,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"deformable_groups={self.deformable_groups}, bias={self.bias is not None}"
+        )
+
+
+class ModulatedDeformConvPack(ModulatedDeformConv):
+    """DCNv2 that predicts its own offsets and masks with ``conv_offset_mask``.
+
+    The predictor's ``3 * deformable_groups * kh * kw`` output channels are used exactly as DCNv2
+    does: the first two thirds are the offsets (interleaved dy, dx per tap), the last third the
+    mask logits. It is zero-initialised, so a fresh layer samples the regular grid with mask 0.5.
+    With ``extra_offset_mask=True`` the forward takes ``[x, features]`` and predicts from
+    ``features`` (``offset_in_channel`` channels), as ADFNet does.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int],
+        padding: int | tuple[int, int],
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        deformable_groups: int = 1,
+        bias: bool = True,
+        extra_offset_mask: bool = False,
+        offset_in_channel: int = 32,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deformable_groups, bias)
+        self.extra_offset_mask = extra_offset_mask
+        predictor_in = offset_in_channel if extra_offset_mask else in_channels
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        self.conv_offset_mask = nn.Conv2d(
+            predictor_in, deformable_groups * 3 * taps, self.kernel_size, self.stride, self.padding,
+            dilation=self.dilation, bias=True,
+        )
+        nn.init.zeros_(self.conv_offset_mask.weight)
+        nn.init.zeros_(self.conv_offset_mask.bias)
+
+    def forward(self, x: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        if self.extra_offset_mask:
+            if not isinstance(x, (list, tuple)) or len(x) != 2:
+                raise ValueError("ModulatedDeformConvPack(extra_offset_mask=True) expects [input, offset_features]")
+            input, features = x
+        else:
+            if isinstance(x, (list, tuple)):
+                raise ValueError("ModulatedDeformConvPack(extra_offset_mask=False) expects a single tensor")
+            input = features = x
+        out = self.conv_offset_mask(features)
+        n_offset = 2 * out.shape[1] // 3
+        offset, mask = out[:, :n_offset], torch.sigmoid(out[:, n_offset:])
+        return modulated_deform_conv(
+            input, offset, mask, self.weight, self.bias, self.stride, self.padding,
+            self.dilation, self.groups, self.deformable_groups,
+        )
