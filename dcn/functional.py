@@ -1,11 +1,175 @@
-"""TEMPORARY stub (to be replaced by the dcn-py work): torchvision only, no checks."""
+"""``modulated_deform_conv``: argument validation, then dispatch to the selected backend."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn.modules.utils import _pair
-from torchvision.ops import deform_conv2d
+
+from . import _backend, reference
+
+IntPair = int | tuple[int, int]
 
 
-def modulated_deform_conv(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups) -> torch.Tensor:
-    return deform_conv2d(input, offset, weight, bias, _pair(stride), _pair(padding), _pair(dilation), mask)
+def modulated_deform_conv(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntPair,
+    padding: IntPair,
+    dilation: IntPair,
+    groups: int,
+    deformable_groups: int,
+) -> torch.Tensor:
+    """Modulated deformable convolution (DCNv2), argument order of DCNv2's ``dcn_v2_conv``.
+
+    out[n, o, p] = bias[o] + sum over input channel c and tap k = i*kw + j of
+    weight[o, c, i, j] * mask[n, g*K + k, p] * bilinear(input[n, c], y, x), where g is the
+    deformable group of c, K = kh*kw, y = py*stride - pad + i*dil + offset[n, 2*(g*K + k), p] and
+    x likewise with channel 2*(g*K + k) + 1. A sample counts only if -1 < y < H and -1 < x < W;
+    bilinear corners outside the image read 0; the offset gradient is 0 outside that open box
+    (the DCNv2/mmcv convention, also applied to the torchvision backend).
+
+    Shapes: input (N, Cin, H, W), offset (N, 2*dg*K, Ho, Wo), mask (N, dg*K, Ho, Wo) already
+    passed through a sigmoid, weight (Cout, Cin/groups, kh, kw), bias (Cout,) or None.
+    All tensors share one floating dtype and one device; a ``ValueError`` names any mismatch.
+
+    The backend comes from :func:`dcn.use_backend`, ``DCN_BACKEND`` or the default
+    (see :mod:`dcn._backend`). A backend that cannot compute the dtype/device at hand hands the
+    call to the next one that can: torchvision has no bfloat16 kernels and the extension's CPU
+    kernels are float32/float64 only, so e.g. bfloat16 on CPU always runs on ``reference``; CUDA
+    inputs skip an extension built without CUDA kernels; under
+    ``torch.use_deterministic_algorithms(True)`` CUDA inputs skip torchvision (its scatter is
+    atomic) for ``reference``.
+
+    Under ``torch.autocast`` the op runs in float32 and returns float32, as torchvision's autocast
+    kernel does: in half precision the sampling positions (grid + offset) keep only a few
+    fractional bits on large maps, and the layer's float32 weight would not match half inputs.
+    """
+    device_type = input.device.type if isinstance(input, torch.Tensor) else "cpu"
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        tensors = [_float32(t) for t in (input, offset, mask, weight, bias)]
+        with torch.autocast(device_type, enabled=False):
+            return modulated_deform_conv(*tensors, stride, padding, dilation, groups, deformable_groups)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    _validate(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
+    backend = _route(_backend.get_backend(), input)
+    if backend == "ext":
+        ext = _backend._load_ext()
+        assert ext is not None  # get_backend() only offers "ext" when it is loadable
+        fn = ext.modulated_deform_conv
+    elif backend == "torchvision":
+        from . import _torchvision
+
+        fn = _torchvision.modulated_deform_conv
+    else:
+        fn = reference.modulated_deform_conv
+    return fn(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
+
+
+def _float32(t: torch.Tensor | None) -> torch.Tensor | None:
+    return t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+
+def _route(backend: str, input: torch.Tensor) -> str:
+    """First backend from ``backend`` on (in ``_backend.BACKENDS`` order) that can run ``input``."""
+    available = _backend.available_backends()
+    for name in _backend.BACKENDS[_backend.BACKENDS.index(backend) :]:
+        if name in available and _supports(name, input):
+            return name
+    return "reference"
+
+
+def _supports(backend: str, input: torch.Tensor) -> bool:
+    dtype, device = input.dtype, input.device.type
+    if backend == "ext":
+        if device == "cpu":
+            return dtype in (torch.float32, torch.float64)
+        ext = _backend._load_ext()
+        return device == "cuda" and ext is not None and ext.has_cuda_kernels()
+    if backend == "torchvision":
+        if dtype == torch.bfloat16:
+            return False
+        return not (device == "cuda" and torch.are_deterministic_algorithms_enabled())
+    return True
+
+
+def _validate(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    deformable_groups: int,
+) -> None:
+    """Raise a ``ValueError`` naming the first inconsistency, so no kernel ever sees bad input."""
+    tensors = {"input": input, "offset": offset, "mask": mask, "weight": weight}
+    if bias is not None:
+        tensors["bias"] = bias
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"modulated_deform_conv: {name} must be a tensor, got {type(t).__name__}")
+        want = 1 if name == "bias" else 4
+        if t.dim() != want:
+            raise ValueError(f"modulated_deform_conv: {name} must be {want}-D, got shape {tuple(t.shape)}")
+    if not input.is_floating_point():
+        raise ValueError(f"modulated_deform_conv: input must be floating point, got {input.dtype}")
+    for name, t in tensors.items():
+        if t.dtype != input.dtype:
+            raise ValueError(f"modulated_deform_conv: dtype mismatch: input is {input.dtype}, {name} is {t.dtype}")
+        if t.device != input.device:
+            raise ValueError(
+                f"modulated_deform_conv: device mismatch: input is on {input.device}, {name} on {t.device}"
+            )
+    for name, value, low in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1)):
+        if any(not isinstance(v, int) or v < low for v in value):
+            raise ValueError(f"modulated_deform_conv: {name} must be integers >= {low}, got {value}")
+    for name, value in (("groups", groups), ("deformable_groups", deformable_groups)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"modulated_deform_conv: {name} must be a positive integer, got {value!r}")
+
+    n, cin, h, w = input.shape
+    cout, cin_per_group, kh, kw = weight.shape
+    taps = kh * kw
+    if cin_per_group * groups != cin:
+        raise ValueError(
+            f"modulated_deform_conv: weight has {cin_per_group} input channels per group, "
+            f"so groups={groups} needs {cin_per_group * groups} input channels, but input has {cin}"
+        )
+    if cout % groups:
+        raise ValueError(f"modulated_deform_conv: out channels {cout} (weight) not divisible by groups={groups}")
+    if cin % deformable_groups:
+        raise ValueError(
+            f"modulated_deform_conv: deformable_groups={deformable_groups} does not divide the {cin} input channels"
+        )
+    if bias is not None and bias.shape[0] != cout:
+        raise ValueError(f"modulated_deform_conv: bias has {bias.shape[0]} elements, weight has {cout} out channels")
+    if offset.shape[1] != 2 * deformable_groups * taps:
+        raise ValueError(
+            f"modulated_deform_conv: offset has {offset.shape[1]} channels, expected "
+            f"2 * deformable_groups * kh * kw = 2 * {deformable_groups} * {kh} * {kw} = {2 * deformable_groups * taps}"
+        )
+    if mask.shape[1] != deformable_groups * taps:
+        raise ValueError(
+            f"modulated_deform_conv: mask has {mask.shape[1]} channels, expected "
+            f"deformable_groups * kh * kw = {deformable_groups} * {kh} * {kw} = {deformable_groups * taps}"
+        )
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(
+            f"modulated_deform_conv: output size {ho}x{wo} is not positive for input {h}x{w}, kernel {kh}x{kw}, "
+            f"stride {stride}, padding {padding}, dilation {dilation}"
+        )
+    for name, t in (("offset", offset), ("mask", mask)):
+        if t.shape[0] != n:
+            raise ValueError(f"modulated_deform_conv: {name} batch size {t.shape[0]} != input batch size {n}")
+        if tuple(t.shape[-2:]) != (ho, wo):
+            raise ValueError(
+                f"modulated_deform_conv: {name} spatial size {tuple(t.shape[-2:])} != output size {(ho, wo)}"
+            )

@@ -28,7 +28,9 @@ class ModulatedDeformConv(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels {in_channels} and out_channels {out_channels} must be divisible by groups {groups}")
+            raise ValueError(
+                f"in_channels {in_channels} and out_channels {out_channels} must be divisible by groups {groups}"
+            )
         if in_channels % deformable_groups:
             raise ValueError(f"in_channels {in_channels} must be divisible by deformable_groups {deformable_groups}")
         self.in_channels = in_channels
@@ -40,7 +42,8 @@ class ModulatedDeformConv(nn.Module):
         self.groups = groups
         self.deformable_groups = deformable_groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        # bias=False leaves no ``bias`` entry (as nn.Conv2d); DCNv2 kept a frozen bias parameter instead.
+        self.register_parameter("bias", nn.Parameter(torch.empty(out_channels)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -73,6 +76,10 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
     mask logits. It is zero-initialised, so a fresh layer samples the regular grid with mask 0.5.
     With ``extra_offset_mask=True`` the forward takes ``[x, features]`` and predicts from
     ``features`` (``offset_in_channel`` channels), as ADFNet does.
+
+    The predictor uses the layer's kernel size, stride, padding and also its dilation (as mmcv
+    does; DCNv2 omitted the dilation), so its map always has the output size. ADFNet uses
+    dilation 1, where both conventions coincide.
     """
 
     def __init__(
@@ -89,7 +96,9 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
         extra_offset_mask: bool = False,
         offset_in_channel: int = 32,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deformable_groups, bias)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deformable_groups, bias
+        )
         self.extra_offset_mask = extra_offset_mask
         predictor_in = offset_in_channel if extra_offset_mask else in_channels
         taps = self.kernel_size[0] * self.kernel_size[1]
@@ -97,6 +106,10 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
             predictor_in, deformable_groups * 3 * taps, self.kernel_size, self.stride, self.padding,
             dilation=self.dilation, bias=True,
         )
+        self.init_offset()
+
+    def init_offset(self) -> None:
+        """Zero the offset/mask predictor: regular sampling grid, mask sigmoid(0) = 0.5 (DCNv2)."""
         nn.init.zeros_(self.conv_offset_mask.weight)
         nn.init.zeros_(self.conv_offset_mask.bias)
 

@@ -1,0 +1,239 @@
+"""Training and validation datasets: synthetic AWGN on clean images, and paired real noise (hq/ + lq/).
+
+Every random decision of a training sample (which crop, which of the 8 dihedral transforms, the
+noise) comes from a generator seeded by ``(seed, epoch, index)``. Samples therefore do not depend on
+the number of DataLoader workers or processes, each epoch sees fresh crops and fresh noise, and a run
+resumed at an epoch boundary sees exactly the samples the uninterrupted run would have seen. (The
+official loader seeded only torch in its workers, so every worker replayed the same Python RNG
+stream of crops and flips.)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from adfnet.data.io import IMAGE_EXTENSIONS, image_to_tensor, list_images, read_image
+from adfnet.data.noise import add_awgn
+
+# Folders of the official MIX training set (ADFNet*), under <dir_data>/MIX.
+MIX_FOLDERS = ("WED", "DIV2K", "Flickr2K", "BSD400")
+# Where DIV2K's 800 training images may sit under <dir_data>/DIV2K (first match wins).
+DIV2K_SUBFOLDERS = ("DIV2K_train_HR", "DIV2K_HQ", "DIV2K_train_Color_HQ")
+DIV2K_HINT = (
+    "download DIV2K_train_HR.zip (800 images) from https://data.vision.ee.ethz.ch/cvl/DIV2K/ and unzip it "
+    "so that the images are in <dir_data>/DIV2K/DIV2K_train_HR/ (see datasets/README.md), or pass "
+    "--dir_data <a folder of clean images>"
+)
+MIX_HINT = (
+    "ADFNet* trains on <dir_data>/MIX/{WED,DIV2K,Flickr2K,BSD400}/: put the images of the Waterloo "
+    "Exploration Database, DIV2K_train_HR, Flickr2K_HR and BSD400 in these four folders (see datasets/README.md)"
+)
+
+
+def dihedral(img: np.ndarray, code: int) -> np.ndarray:
+    """Apply one of the 8 dihedral transforms to an ``(H, W, C)`` array.
+
+    Bits of ``code``: 1 = horizontal flip, 2 = vertical flip, 4 = transpose (the official order).
+    """
+    if code & 1:
+        img = img[:, ::-1]
+    if code & 2:
+        img = img[::-1]
+    if code & 4:
+        img = img.transpose(1, 0, 2)
+    return img
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of one training sample: independent of workers, fresh every epoch."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+def torch_generator(rng: np.random.Generator) -> torch.Generator:
+    """A CPU torch generator seeded from ``rng`` (for :func:`add_awgn`)."""
+    return torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner of a uniformly random ``size x size`` crop (every position possible)."""
+    h, w = img.shape[:2]
+    return int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` from the file header, without decoding the pixels."""
+    with Image.open(path) as im:
+        w, h = im.size
+    return h, w
+
+
+def keep_large_enough(files: Sequence[Path], patch_size: int) -> list[Path]:
+    """Drop images smaller than the patch (one warning); raise if none is left."""
+    kept = [f for f in files if min(image_size(f)) >= patch_size]
+    skipped = len(files) - len(kept)
+    if not kept:
+        raise ValueError(f"all {len(files)} training images are smaller than --patch_size {patch_size}")
+    if skipped:
+        warnings.warn(f"{skipped} of {len(files)} training images are smaller than the {patch_size}-px patch "
+                      "and are skipped", UserWarning, stacklevel=2)
+    return kept
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+
+
+def training_files(data_train: str, dir_data: str | Path) -> list[Path]:
+    """Clean training images for ``--data_train`` (``DIV2K`` or ``MIX``) under ``--dir_data``.
+
+    ``dir_data`` may be a folder of images itself (any names and extensions), or the root holding
+    ``DIV2K/`` (images directly or in one of :data:`DIV2K_SUBFOLDERS`) or ``MIX/`` (:data:`MIX_FOLDERS`).
+    """
+    root = Path(dir_data)
+    if _has_images(root):
+        return list_images(root)
+    if data_train.upper() == "MIX":
+        mix = root / "MIX" if (root / "MIX").is_dir() else root
+        found = [mix / name for name in MIX_FOLDERS if _has_images(mix / name)]
+        if not found:
+            raise FileNotFoundError(f"no MIX training images under {mix}: {MIX_HINT}")
+        missing = [name for name in MIX_FOLDERS if mix / name not in found]
+        if missing:
+            warnings.warn(f"MIX: training without {', '.join(missing)} (not found under {mix})", UserWarning,
+                          stacklevel=2)
+        return [f for folder in found for f in list_images(folder)]
+    if data_train.upper() != "DIV2K":
+        raise ValueError(f"unknown --data_train {data_train!r}: use DIV2K or MIX (or point --dir_data at a folder)")
+    div2k = root / "DIV2K"
+    for folder in (div2k, *(div2k / sub for sub in DIV2K_SUBFOLDERS)):
+        if _has_images(folder):
+            return list_images(folder)
+    raise FileNotFoundError(f"no training images in {root} nor under {div2k}: {DIV2K_HINT}")
+
+
+def validation_files(data_val: str, n_val: int = 0, root: str | Path = "datasets") -> list[Path]:
+    """Images of ``--data_val``: a folder, or a set name under ``<root>/testsets``; first ``n_val`` if > 0."""
+    folder = Path(data_val)
+    if not folder.is_dir():
+        candidates = [Path(root) / "testsets" / data_val, Path(root) / data_val]
+        folder = next((c for c in candidates if c.is_dir()), folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"validation set {data_val!r} not found (neither a folder nor {Path(root) / 'testsets' / data_val}); "
+            "pass --data_val <folder of clean images> or one of the sets under datasets/testsets"
+        )
+    files = list_images(folder)
+    return files[:n_val] if n_val > 0 else files
+
+
+class SyntheticNoiseTrain(Dataset):
+    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh AWGN (unclipped).
+
+    ``length`` samples per epoch (``iterations x batch``); sample ``i`` comes from image ``i mod N``
+    (the official DIV2K ``repeat``), so a shuffled epoch visits every image equally often.
+    Returns ``(noisy, clean)`` as float32 ``(C, P, P)`` tensors.
+    """
+
+    def __init__(
+        self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1
+    ) -> None:
+        self.files = keep_large_enough(files, patch_size)
+        self.n_colors, self.patch_size, self.sigma = n_colors, patch_size, sigma
+        self.length, self.seed, self.epoch = length, seed, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = sample_rng(self.seed, self.epoch, index)
+        img = read_image(self.files[index % len(self.files)], self.n_colors)
+        top, left = random_crop(img, self.patch_size, rng)
+        patch = img[top : top + self.patch_size, left : left + self.patch_size]
+        clean = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]
+        return add_awgn(clean, self.sigma, generator=torch_generator(rng)), clean
+
+
+class SyntheticNoiseVal(Dataset):
+    """Whole clean images with AWGN drawn from a FIXED seed per image (the test protocol), so the
+    validation PSNR of different epochs is comparable (the official code drew fresh noise each epoch).
+    Returns ``(noisy, clean, name)``."""
+
+    def __init__(self, files: Sequence[Path], n_colors: int, sigma: float, seed: int) -> None:
+        self.files, self.n_colors, self.sigma, self.seed = list(files), n_colors, sigma, seed
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        path = self.files[index]
+        clean = image_to_tensor(read_image(path, self.n_colors))
+        return add_awgn(clean, self.sigma, seed=self.seed)[0], clean[0], path.stem
+
+
+def paired_files(root: str | Path) -> list[tuple[Path, Path]]:
+    """``(lq, hq)`` pairs of ``root/lq`` and ``root/hq``, matched by file name."""
+    root = Path(root)
+    for sub in ("hq", "lq"):
+        if not (root / sub).is_dir():
+            raise FileNotFoundError(
+                f"{root / sub} not found: a paired set needs hq/ (clean) and lq/ (noisy) images with equal names "
+                "(make training patches with scripts/generate_patches_SIDD.py; see datasets/README.md)"
+            )
+    hq = {p.name: p for p in list_images(root / "hq")}
+    lq = {p.name: p for p in list_images(root / "lq")}
+    if hq.keys() != lq.keys():
+        odd = sorted(hq.keys() ^ lq.keys())
+        raise ValueError(f"{root}: hq/ and lq/ hold different file names, e.g. {odd[:3]}")
+    return [(lq[name], hq[name]) for name in sorted(hq)]
+
+
+class PairedTrain(Dataset):
+    """Random aligned crops of (noisy, clean) pairs with the same dihedral transform on both."""
+
+    def __init__(self, root: str | Path, patch_size: int, seed: int = 1234) -> None:
+        pairs = paired_files(root)
+        kept = set(keep_large_enough([hq for _, hq in pairs], patch_size))
+        self.pairs = [p for p in pairs if p[1] in kept]
+        self.patch_size, self.seed, self.epoch = patch_size, seed, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = sample_rng(self.seed, self.epoch, index)
+        lq_path, hq_path = self.pairs[index]
+        noisy, clean = read_image(lq_path, 3), read_image(hq_path, 3)
+        if noisy.shape != clean.shape:
+            raise ValueError(f"{lq_path.name}: noisy {noisy.shape} and clean {clean.shape} sizes differ")
+        top, left = random_crop(clean, self.patch_size, rng)
+        code = int(rng.integers(8))
+        window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
+        return tuple(image_to_tensor(dihedral(x[window], code))[0] for x in (noisy, clean))  # type: ignore[return-value]
+
+
+class PairedVal(Dataset):
+    """Whole (noisy, clean, name) pairs, no augmentation."""
+
+    def __init__(self, root: str | Path, n_val: int = 0) -> None:
+        pairs = paired_files(root)
+        self.pairs = pairs[:n_val] if n_val > 0 else pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        lq_path, hq_path = self.pairs[index]
+        return image_to_tensor(read_image(lq_path, 3))[0], image_to_tensor(read_image(hq_path, 3))[0], hq_path.stem

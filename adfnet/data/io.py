@@ -1,0 +1,161 @@
+"""The one image reader/writer of the package.
+
+Images leave this module as float32 ``(H, W, C)`` arrays in [0, 1], RGB channel order (the official
+RGB test fed BGR by mistake; we do not), ``C`` equal to the model's ``n_colors``. Decoding goes
+through OpenCV with ``IMREAD_UNCHANGED`` so that bit depth and alpha are visible and handled
+explicitly instead of being silently converted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from adfnet.metrics import quantize
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# ITU-R BT.601 luma, the formula of cv2.COLOR_BGR2GRAY that the official gray training used.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class ImageReadError(ValueError):
+    """A file exists but cannot be decoded as a supported image."""
+
+
+class ImageWarning(UserWarning):
+    """An image was read but converted (bit depth, alpha, channel count); results may differ."""
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Sorted image files (png/jpg/jpeg/bmp/tif/tiff, any case) directly inside ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder} (check --input_dir)")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(
+            f"no images in {folder}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    return files
+
+
+def rgb_to_gray(img: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` RGB float -> ``(H, W, 1)`` luma ``0.299 R + 0.587 G + 0.114 B`` (BT.601), not requantised."""
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"rgb_to_gray expects an (H, W, 3) array, got shape {img.shape}")
+    r, g, b = GRAY_WEIGHTS
+    gray = r * img[..., 0] + g * img[..., 1] + b * img[..., 2]
+    return gray[..., None].astype(np.float32)
+
+
+def _decode(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)  # via bytes: works with non-ASCII paths too
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ImageReadError(f"cannot decode {path}: the file is corrupt or not a supported image")
+    return img
+
+
+def _to_unit_float(img: np.ndarray, path: Path) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        warnings.warn(
+            f"{path.name}: 16-bit image scaled to [0, 1] by 1/65535; metrics are still computed on 8-bit values",
+            ImageWarning,
+            stacklevel=3,
+        )
+        return img.astype(np.float32) / 65535.0
+    if img.dtype in (np.float32, np.float64):
+        warnings.warn(f"{path.name}: floating-point image, assumed in [0, 1] and clipped", ImageWarning, stacklevel=3)
+        return np.clip(img.astype(np.float32), 0.0, 1.0)
+    raise ImageReadError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit images)")
+
+
+def read_image(path: str | Path, n_colors: int = 3) -> np.ndarray:
+    """Read ``path`` as float32 ``(H, W, n_colors)`` in [0, 1], RGB.
+
+    Colour images given to a gray model go through :func:`rgb_to_gray` (exact when the channels
+    are equal); gray images given to an RGB model are replicated with an :class:`ImageWarning`;
+    alpha is dropped with a warning; 16-bit images are scaled by 1/65535. Raises
+    ``FileNotFoundError`` for a missing file and :class:`ImageReadError` for an undecodable one.
+    """
+    if n_colors not in (1, 3):
+        raise ValueError(f"n_colors must be 1 or 3, got {n_colors}")
+    path = Path(path)
+    raw = _decode(path)
+    img = _to_unit_float(raw, path)
+    if img.ndim == 2:
+        img = img[..., None]
+    channels = img.shape[2]
+    if channels in (2, 4):
+        warnings.warn(f"{path.name}: alpha channel dropped", ImageWarning, stacklevel=2)
+        img = img[..., : channels - 1]
+        channels -= 1
+    if channels == 3:
+        img = img[..., ::-1]  # OpenCV decodes BGR
+    elif channels != 1:
+        raise ImageReadError(f"{path}: {channels} channels are not supported (expected gray or RGB)")
+
+    if n_colors == 1 and img.shape[2] == 3:
+        if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]):
+            img = img[..., :1]
+        else:
+            img = rgb_to_gray(img)
+    elif n_colors == 3 and img.shape[2] == 1:
+        warnings.warn(
+            f"{path.name}: gray image given to an RGB model, channel replicated 3 times", ImageWarning, stacklevel=2
+        )
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def save_image(path: str | Path, img: np.ndarray) -> None:
+    """Write an ``(H, W[, C])`` float [0, 1] (or uint8) RGB/gray image as 8-bit, rounded like the metrics.
+
+    The format follows the file extension; JPEG is written at quality 100 (still lossy: prefer png).
+    Parent folders are created.
+    """
+    path = Path(path)
+    arr = quantize(img)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    elif arr.ndim == 3 and arr.shape[2] == 3:
+        arr = np.ascontiguousarray(arr[..., ::-1])  # RGB -> BGR for OpenCV
+    elif arr.ndim != 2:
+        raise ValueError(f"save_image expects (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, 100] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix or ".png", arr, params)
+    if not ok:
+        raise ValueError(f"cannot encode an image as {path.suffix!r} for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf.tofile(str(path))
+
+
+def image_to_tensor(img: np.ndarray) -> torch.Tensor:
+    """``(H, W[, C])`` array -> float32 ``(1, C, H, W)`` tensor (uint8 is divided by 255)."""
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ValueError(f"image_to_tensor expects (H, W) or (H, W, C), got shape {arr.shape}")
+    arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` or ``(C, H, W)`` tensor -> float32 ``(H, W, C)`` numpy array on the CPU."""
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"tensor_to_image expects a batch of one, got shape {tuple(t.shape)}")
+        t = t[0]
+    if t.dim() != 3:
+        raise ValueError(f"tensor_to_image expects (1, C, H, W) or (C, H, W), got shape {tuple(t.shape)}")
+    return t.detach().to("cpu", torch.float32).permute(1, 2, 0).contiguous().numpy()

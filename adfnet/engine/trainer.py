@@ -1,0 +1,319 @@
+"""The one training loop (gray/colour AWGN and paired real noise), with validation and resumable state.
+
+Per epoch: train ``test_every`` iterations (synthetic) or one pass over the patches (paired), validate
+``val_per_epoch`` times, step the scheduler, then write ``model/model_latest.pt`` (and
+``model_best.pt`` on improvement; raw state_dicts as the official code) and, last,
+``checkpoint_latest.pt`` with everything ``--resume -1`` needs. All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from adfnet.checkpoint import load_weights
+from adfnet.data.datasets import (
+    PairedTrain,
+    PairedVal,
+    SyntheticNoiseTrain,
+    SyntheticNoiseVal,
+    training_files,
+    validation_files,
+)
+from adfnet.data.io import save_image, tensor_to_image
+from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
+from adfnet.engine.schedulers import build_scheduler
+from adfnet.engine.state import STATE_VERSION, atomic_save, load_training_state, rng_state, set_rng_state
+from adfnet.inference import denoise
+from adfnet.losses import build_loss
+from adfnet.metrics import psnr
+from adfnet.models import build_model
+
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive non-finite losses: the run has diverged."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (the model initialisation depends on it)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def mixup(noisy: torch.Tensor, clean: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official MixUp_AUG: per sample, lambda ~ Beta(1.2, 1.2) and a partner from the same batch;
+    noisy and clean are mixed with the same lambda."""
+    b = noisy.shape[0]
+    lam = torch.as_tensor(rng.beta(1.2, 1.2, size=b), dtype=noisy.dtype, device=noisy.device).view(-1, 1, 1, 1)
+    perm = torch.as_tensor(rng.permutation(b), device=noisy.device)
+    return lam * noisy + (1 - lam) * noisy[perm], lam * clean + (1 - lam) * clean[perm]
+
+
+def validation_points(iterations: int, per_epoch: int) -> set[int]:
+    """1-based iterations after which to validate, evenly spread, always including the last."""
+    return {max(1, math.ceil(k * iterations / per_epoch)) for k in range(1, per_epoch + 1)}
+
+
+class Trainer:
+    """Builds everything from the parsed options; :meth:`fit` trains, :meth:`validate` evaluates."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        use_cuda = torch.cuda.is_available() and not args.cpu
+        self.dist: DistInfo = init_distributed(use_cuda)
+        self.device = torch.device(f"cuda:{self.dist.local_rank}" if use_cuda and self.dist.enabled else
+                                   "cuda" if use_cuda else "cpu")
+        if args.batch_size % self.dist.world_size:
+            raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {self.dist.world_size} processes")
+        self.batch_size = args.batch_size // self.dist.world_size
+        self.run_dir = Path(args.dir_experiment) / args.save
+        self.model_dir = self.run_dir / "model"
+        if self.dist.is_main:
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)
+        seed_everything(args.seed)
+
+        self.net = build_model(args.model, n_colors=args.n_colors).to(self.device)
+        self.loss_fn = build_loss(args.loss)
+        self.optimizer = self._build_optimizer()
+        t_max = max(1, args.epochs - args.warmup_epochs)
+        self.scheduler = build_scheduler(self.optimizer, args.decay_type, args.lr_decay, args.gamma,
+                                         args.warmup_epochs, t_max, args.lr_min)
+        self.amp_dtype = AMP_DTYPES.get(args.amp) if use_cuda else None
+        if args.amp != "none" and not use_cuda:
+            warnings.warn("--amp is only used on CUDA; training in fp32", UserWarning, stacklevel=2)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+        self.start_epoch, self.best = 1, {"psnr": -math.inf, "epoch": 0}
+        self.history: list[dict[str, Any]] = []
+        self.iteration = 0
+        self.nonfinite = 0
+        self.psnr_log: dict[int, float] = {}  # last validation PSNR of each epoch
+        self._resume()
+        self.model = self._wrap(self.net, use_cuda)
+        self.val_set = self._build_val_set()
+        self.writer = self._open_writer()
+
+    # ------------------------------------------------------------------ construction
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        a, params = self.args, self.net.parameters()
+        if a.optimizer == "SGD":
+            return torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
+        if a.optimizer == "RMSprop":
+            return torch.optim.RMSprop(params, lr=a.lr, eps=a.epsilon, weight_decay=a.weight_decay)
+        return torch.optim.Adam(params, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.epsilon, weight_decay=a.weight_decay)
+
+    def _resume(self) -> None:
+        a = self.args
+        if a.resume == -1:
+            state = load_training_state(self.run_dir / "checkpoint_latest.pt")
+            load_weights(self.net, state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.start_epoch, self.iteration = state["epoch"] + 1, state["iteration"]
+            self.best, self.history = state["best"], state["history"]
+            set_rng_state(state["rng"])
+            self.log(f"resumed from {self.run_dir / 'checkpoint_latest.pt'} after epoch {state['epoch']}")
+        elif a.resume > 0:
+            path = self.model_dir / f"model_{a.resume}.pt"
+            load_weights(self.net, path)
+            with warnings.catch_warnings():  # fast-forwarding the schedule without optimiser steps
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(a.resume):
+                    self.scheduler.step()
+            self.start_epoch = a.resume + 1
+            self.log(f"loaded {path}; optimiser state restarts, training continues at epoch {self.start_epoch}")
+        elif a.pre_train != ".":
+            load_weights(self.net, a.pre_train)
+            self.log(f"initialised from {a.pre_train}")
+
+    def _wrap(self, net: nn.Module, use_cuda: bool) -> nn.Module:
+        if self.dist.enabled:
+            return DistributedDataParallel(net, device_ids=[self.device.index] if use_cuda else None)
+        if use_cuda and self.args.n_GPUs > 1:
+            return DataParallel(net, device_ids=list(range(min(self.args.n_GPUs, torch.cuda.device_count()))))
+        return net
+
+    def _build_train_set(self) -> Dataset:
+        a = self.args
+        if a.task == "paired":
+            return PairedTrain(a.dir_data, a.patch_size, a.seed)
+        files = training_files(a.data_train, a.dir_data)
+        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, a.test_every * a.batch_size, a.seed)
+
+    def _build_val_set(self) -> Dataset:
+        a = self.args
+        if a.task == "paired":
+            return PairedVal(a.data_val, a.n_val)
+        return SyntheticNoiseVal(validation_files(a.data_val, a.n_val), a.n_colors, a.noiseL, a.val_seed)
+
+    def _open_writer(self) -> Any:
+        if not self.dist.is_main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter  # slow import: only on the main process
+
+        with open(self.run_dir / "config.txt", "a") as f:
+            f.write(json.dumps(vars(self.args), indent=1, default=str) + "\n")
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def log(self, message: str) -> None:
+        """Print (without breaking the progress bar) and append to ``log.txt``; main process only."""
+        if not self.dist.is_main:
+            return
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
+        tqdm.write(line)
+        with open(self.run_dir / "log.txt", "a") as f:
+            f.write(line + "\n")
+
+    def _loader(self, epoch: int) -> DataLoader:
+        """A loader whose shuffling depends only on (seed, epoch): resumed runs see the same batches."""
+        self.train_set.set_epoch(epoch)  # type: ignore[attr-defined]
+        common = {"batch_size": self.batch_size, "num_workers": self.args.n_threads,
+                  "pin_memory": self.device.type == "cuda", "drop_last": False}
+        if self.dist.enabled:
+            sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
+                                         seed=self.args.seed)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_set, sampler=sampler, **common)
+        gen = torch.Generator().manual_seed(self.args.seed * 1_000_003 + epoch)
+        return DataLoader(self.train_set, shuffle=True, generator=gen, **common)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> float | None:
+        """One optimiser step; returns the loss, or None if it was non-finite and the batch was skipped."""
+        noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
+            output = self.model(noisy)
+        if self.args.clamp_output:
+            output = output.clamp(0.0, 1.0)
+        loss = self.loss_fn(output, clean)
+        if not all_finite(loss, self.dist):
+            self.nonfinite += 1
+            warnings.warn(f"non-finite loss at iteration {self.iteration + 1}: batch skipped "
+                          f"({self.nonfinite} in a row)", RuntimeWarning, stacklevel=2)
+            if self.nonfinite >= self.args.max_nonfinite:
+                raise NonFiniteLossError(
+                    f"{self.nonfinite} non-finite losses in a row: training diverged. Lower --lr, check the data, "
+                    "or restart from the last good state with --resume -1."
+                )
+            return None
+        self.nonfinite = 0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    def train_epoch(self, epoch: int) -> float:
+        """Train one epoch (validating at the planned points); returns the mean loss over processes."""
+        a = self.args
+        loader = self._loader(epoch)
+        points = validation_points(len(loader), a.val_per_epoch) if epoch > a.val_after_epoch else set()
+        rng = np.random.default_rng([a.seed, epoch, self.dist.rank, 7])  # MixUp draws
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{a.epochs} lr {lr:.3g}", disable=not self.dist.is_main,
+                   dynamic_ncols=True, leave=False)
+        for i, (noisy, clean) in enumerate(bar, start=1):
+            if epoch > a.mixup_after_epoch >= 0:
+                noisy, clean = mixup(noisy, clean, rng)
+            loss = self.train_step(noisy, clean)
+            self.iteration += 1
+            if loss is not None:
+                total, count = total + loss, count + 1
+                bar.set_postfix(loss=f"{loss:.4g}")
+                if self.writer is not None:
+                    self.writer.add_scalar("train/loss", loss, self.iteration)
+                if i % a.print_every == 0:
+                    self.log(f"epoch {epoch} [{i}/{len(loader)}] loss {total / count:.6g}")
+            if i in points:
+                self._validate_and_keep_best(epoch)
+                self.model.train()
+        bar.close()
+        return mean_over_processes(total / max(count, 1), self.dist)
+
+    def fit(self) -> dict[str, Any]:
+        """Train from ``start_epoch`` to ``--epochs``; returns the best validation result."""
+        a = self.args
+        self.train_set = self._build_train_set()
+        self.log(f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
+                 f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}")
+        try:
+            for epoch in range(self.start_epoch, a.epochs + 1):
+                start = time.time()
+                lr = self.optimizer.param_groups[0]["lr"]
+                loss = self.train_epoch(epoch)
+                self.scheduler.step()
+                record = {"epoch": epoch, "loss": loss, "lr": lr, "psnr": self.psnr_log.get(epoch, math.nan)}
+                self.history.append(record)
+                self.log(f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
+                         f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s")
+                if self.writer is not None:
+                    self.writer.add_scalar("train/epoch_loss", loss, epoch)
+                    self.writer.add_scalar("train/lr", lr, epoch)
+                self.save(epoch)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            cleanup(self.dist)
+        return self.best
+
+    # ------------------------------------------------------------------ validation and files
+    @torch.no_grad()
+    def validate(self, save_dir: Path | None = None) -> float:
+        """Mean PSNR (test protocol: clamped output, 8-bit, all pixels) over the validation set."""
+        a = self.args
+        self.net.eval()
+        scores = []
+        for noisy, clean, name in tqdm(self.val_set, desc="validation", leave=False, disable=not self.dist.is_main):
+            out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.self_ensemble)
+            scores.append(psnr(out, clean))
+            if save_dir is not None:
+                suffix = f"_N{a.noiseL:g}" if a.task == "synthetic" else ""
+                save_image(save_dir / f"{name}_{a.model}{suffix}_DN.png", tensor_to_image(out))
+        return float(np.mean(scores))
+
+    def _validate_and_keep_best(self, epoch: int) -> None:
+        if self.dist.is_main:
+            value = self.validate(self.run_dir / "results" if self.args.save_results else None)
+            self.psnr_log[epoch] = value
+            if self.writer is not None:
+                self.writer.add_scalar("val/psnr", value, self.iteration)
+            if value > self.best["psnr"]:
+                self.best = {"psnr": value, "epoch": epoch, "iteration": self.iteration}
+                atomic_save(self.net.state_dict(), self.model_dir / "model_best.pt")
+        barrier(self.dist)
+
+    def save(self, epoch: int) -> None:
+        """Weights first, then the training state, so a complete state always has its weights on disk."""
+        if self.dist.is_main:
+            weights = self.net.state_dict()
+            atomic_save(weights, self.model_dir / "model_latest.pt")
+            if self.args.save_models:
+                atomic_save(weights, self.model_dir / f"model_{epoch}.pt")
+            state = {
+                "version": STATE_VERSION, "epoch": epoch, "iteration": self.iteration, "model": weights,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state(), "best": self.best, "history": self.history,
+            }
+            atomic_save(state, self.run_dir / "checkpoint_latest.pt")
+        barrier(self.dist)

@@ -1,0 +1,134 @@
+"""The one forward path (test.py, training validation, real-noise scripts and the demo use it).
+
+ADFNet downsamples three times, so H and W must be multiples of 8 inside the network:
+:func:`denoise` reflect-pads bottom/right, runs the model (plain, chopped, x8 self-ensemble or both)
+and crops back. Chop is the official quadrant algorithm; because ADFNet's MFI pools over whole
+rows, columns and channels, chopped output is close to, not equal to, the full-image output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+MULTIPLE = 8
+CHOP_OVERLAP = 24
+# Official quadrant-size thresholds (pixels of one quadrant) of the test scripts: gray utils.py
+# 400,000 and RGB utils.py 4,000,000; the real-noise scripts used 400,000.
+CHOP_MIN_SIZE_GRAY = 400_000
+CHOP_MIN_SIZE_RGB = 4_000_000
+CHOP_MIN_SIZE_REAL = 400_000
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad ``(B, C, H, W)`` at the bottom/right to multiples of ``multiple``.
+
+    Returns the padded tensor and the original ``(H, W)`` to crop back with ``y[..., :H, :W]``.
+    Reflection needs each pad smaller than the side, hence the minimum size check.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if (pad_h and pad_h >= h) or (pad_w and pad_w >= w):
+        raise ValueError(f"image of {h}x{w} px is too small to pad to a multiple of {multiple}")
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+    return x, (h, w)
+
+
+def self_ensemble(fn: Forward, x: torch.Tensor) -> torch.Tensor:
+    """x8 geometric self-ensemble: run ``fn`` on the 8 dihedral transforms, invert each, average.
+
+    The batch dimension is preserved (each image gets its own average), unlike the EDSR-style
+    ``forward_x8`` of the official trainer.
+    """
+    total = None
+    for k in range(4):
+        for flip in (False, True):
+            t = torch.rot90(x, k, dims=(2, 3))
+            if flip:
+                t = torch.flip(t, dims=(2,))
+            y = fn(t)
+            if flip:
+                y = torch.flip(y, dims=(2,))
+            y = torch.rot90(y, -k, dims=(2, 3))
+            total = y if total is None else total + y
+    return total / 8
+
+
+def forward_chop(
+    model: Forward,
+    x: torch.Tensor,
+    min_size: int,
+    overlap: int = CHOP_OVERLAP,
+    ensemble: bool = False,
+) -> torch.Tensor:
+    """The official ``forward_chop``: 4 overlapping quadrants, no blending, recursion above ``min_size``.
+
+    Each quadrant has sides ``(side // 2 // 8) * 8 + overlap`` (multiples of 8 when ``overlap`` is)
+    and contributes only its own quarter of the output, which therefore sees at least ``overlap``
+    pixels of context towards the centre. A quadrant with ``h * w >= min_size`` is chopped again;
+    the others are run (with :func:`self_ensemble` when ``ensemble``) one at a time to bound memory.
+    An input too small to split (a quadrant would not be smaller than it; the official code crashed
+    there) is run whole. ``x`` must already have sides that are multiples of 8.
+    """
+    if overlap < 0 or overlap % MULTIPLE:
+        raise ValueError(f"overlap must be a non-negative multiple of {MULTIPLE}, got {overlap}")
+    _, _, h, w = x.shape
+    h2, w2 = h // 2, w // 2
+    hs = (h2 // MULTIPLE) * MULTIPLE + overlap
+    ws = (w2 // MULTIPLE) * MULTIPLE + overlap
+    if hs >= h or ws >= w:
+        return self_ensemble(model, x) if ensemble else model(x)
+
+    patches = [x[..., :hs, :ws], x[..., :hs, w - ws :], x[..., h - hs :, :ws], x[..., h - hs :, w - ws :]]
+    if hs * ws < min_size:
+        outs = [self_ensemble(model, p) if ensemble else model(p) for p in patches]
+    else:
+        outs = [forward_chop(model, p, min_size, overlap, ensemble) for p in patches]
+
+    out = x.new_empty((x.shape[0], outs[0].shape[1], h, w))
+    out[..., :h2, :w2] = outs[0][..., :h2, :w2]
+    out[..., :h2, w2:] = outs[1][..., :h2, ws - w + w2 :]
+    out[..., h2:, :w2] = outs[2][..., hs - h + h2 :, :w2]
+    out[..., h2:, w2:] = outs[3][..., hs - h + h2 :, ws - w + w2 :]
+    return out
+
+
+def default_chop_min_size(n_colors: int) -> int:
+    """The official threshold of the synthetic test scripts for this number of channels."""
+    return CHOP_MIN_SIZE_GRAY if n_colors == 1 else CHOP_MIN_SIZE_RGB
+
+
+@torch.no_grad()
+def denoise(
+    model: Forward,
+    noisy: torch.Tensor,
+    chop: bool = False,
+    ensemble: bool = False,
+    min_size: int | None = None,
+) -> torch.Tensor:
+    """Denoise a ``(B, C, H, W)`` batch in [0, 1]: pad to a multiple of 8, run, crop back, clamp to [0, 1].
+
+    ``chop`` uses :func:`forward_chop` (``min_size`` defaults to the official per-task threshold,
+    :func:`default_chop_min_size`); ``ensemble`` adds the x8 self-ensemble (per quadrant when
+    chopping, as the official code did). Unlike the official RGB test, ``ensemble`` without ``chop``
+    runs the ensemble on the whole image. The model's train/eval mode is left to the caller.
+    """
+    if noisy.dim() != 4:
+        raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}")
+    h, w = noisy.shape[-2:]
+    if h < MULTIPLE or w < MULTIPLE:
+        raise ValueError(f"image of {h}x{w} px is too small: ADFNet needs at least {MULTIPLE}x{MULTIPLE}")
+    x, (h, w) = pad_to_multiple(noisy)
+    if chop:
+        size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
+        y = forward_chop(model, x, size, ensemble=ensemble)
+    elif ensemble:
+        y = self_ensemble(model, x)
+    else:
+        y = model(x)
+    return y[..., :h, :w].clamp(0.0, 1.0)

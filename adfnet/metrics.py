@@ -1,0 +1,119 @@
+"""The one metrics module: the official ADFNet test protocol on 8-bit images.
+
+Inputs may be numpy arrays ``(H, W)`` / ``(H, W, C)`` (float in [0, 1] or uint8) or torch tensors
+``(C, H, W)`` / ``(1, C, H, W)`` (float in [0, 1] or uint8). Float images are quantised with
+:func:`quantize` first, exactly as the official code passed both the clamped output and the clean
+image through ``skimage.img_as_ubyte``; the rounding is part of the published numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+from scipy.ndimage import correlate1d
+
+WINDOW_SIZE = 11
+WINDOW_SIGMA = 1.5
+C1 = (0.01 * 255) ** 2
+C2 = (0.03 * 255) ** 2
+
+
+def quantize(img: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Float [0, 1] -> uint8 as ``img_as_ubyte``: x255 (in the input's precision), round half to even, clip.
+
+    A tensor ``(C, H, W)`` / ``(1, C, H, W)`` is returned as an ``(H, W, C)`` array; uint8 passes through.
+    """
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        if t.dim() == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
+            t = t[0]
+        if t.dim() != 3:
+            raise ValueError(f"expected a (C, H, W) or (1, C, H, W) tensor, got shape {tuple(t.shape)}")
+        img = t.permute(1, 2, 0).numpy()
+    arr = np.asarray(img)
+    if arr.dtype == np.uint8:
+        return arr
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"expected a float image in [0, 1] or uint8, got dtype {arr.dtype}")
+    scaled = np.rint(arr * arr.dtype.type(255))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def _pair(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    out = quantize(output).astype(np.float64)
+    ref = quantize(target).astype(np.float64)
+    out = out[..., None] if out.ndim == 2 else out
+    ref = ref[..., None] if ref.ndim == 2 else ref
+    if out.shape != ref.shape:
+        raise ValueError(f"output and target shapes differ: {out.shape} vs {ref.shape}")
+    return out, ref
+
+
+def psnr(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """PSNR (dB, peak 255) over all pixels and channels of the 8-bit images; no border crop; inf if equal."""
+    out, ref = _pair(output, target)
+    mse = float(np.mean((out - ref) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 20.0 * math.log10(255.0 / math.sqrt(mse))
+
+
+def _gaussian_window() -> np.ndarray:
+    g = cv2.getGaussianKernel(WINDOW_SIZE, WINDOW_SIGMA)
+    return g @ g.T
+
+
+def _ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
+    win = _gaussian_window()
+    b = WINDOW_SIZE // 2
+
+    def filt(a: np.ndarray) -> np.ndarray:
+        # full-size filtering then a crop of b px = the 'valid' region (border mode is irrelevant)
+        return cv2.filter2D(a, -1, win)[b:-b, b:-b]
+
+    mu_x, mu_y = filt(x), filt(y)
+    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    var_x = filt(x * x) - mu_x2
+    var_y = filt(y * y) - mu_y2
+    cov = filt(x * y) - mu_xy
+    ssim_map = ((2 * mu_xy + C1) * (2 * cov + C2)) / ((mu_x2 + mu_y2 + C1) * (var_x + var_y + C2))
+    return float(ssim_map.mean())
+
+
+def ssim(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """SSIM of the official code ("same as MATLAB" 2-D): 11x11 Gaussian (sigma 1.5), 'valid' region,
+    C1=(0.01*255)^2, C2=(0.03*255)^2, computed per channel and averaged over channels."""
+    out, ref = _pair(output, target)
+    h, w = out.shape[:2]
+    if h < WINDOW_SIZE or w < WINDOW_SIZE:
+        raise ValueError(f"SSIM needs images of at least {WINDOW_SIZE}x{WINDOW_SIZE} pixels, got {h}x{w}")
+    return float(np.mean([_ssim_channel(out[..., c], ref[..., c]) for c in range(out.shape[2])]))
+
+
+def ssim_matlab3d(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """SSIM as MATLAB's default ``ssim`` computes it on an ``H x W x 3`` block (``evaluate_SIDD.m``).
+
+    MATLAB treats a 3-D array as a volume: one 11x11x11 Gaussian (sigma 1.5) across rows, columns
+    and the 3 channels, 'replicate' padding, same-size map, mean over the whole map. This is not the
+    per-channel average of :func:`ssim`; SIDD's published SSIM used this flavour.
+    """
+    out, ref = _pair(output, target)
+    g = cv2.getGaussianKernel(WINDOW_SIZE, WINDOW_SIGMA)[:, 0]
+
+    def filt(a: np.ndarray) -> np.ndarray:
+        for axis in range(a.ndim):
+            a = correlate1d(a, g, axis=axis, mode="nearest")
+        return a
+
+    mu_x, mu_y = filt(out), filt(ref)
+    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    var_x = filt(out * out) - mu_x2
+    var_y = filt(ref * ref) - mu_y2
+    cov = filt(out * ref) - mu_xy
+    ssim_map = ((2 * mu_xy + C1) * (2 * cov + C2)) / ((mu_x2 + mu_y2 + C1) * (var_x + var_y + C2))
+    return float(ssim_map.mean())

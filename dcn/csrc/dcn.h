@@ -1,0 +1,42 @@
+// Interface between the device-agnostic driver (dcn.cpp) and the per-device primitives
+// (cpu/dcn_cpu.cpp, cuda/dcn_cuda.cu).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+#include <tuple>
+
+#include "dcn_sampling.h"
+
+namespace dcn {
+
+// The three sampling primitives of a device. All tensors are contiguous and cover one batch chunk:
+//   input/grad_input (n, C, H, W), offset/grad_offset (n, dg*2*K, Ho, Wo),
+//   mask/grad_mask (n, dg*K, Ho, Wo), columns (n, C*K, Ho*Wo) with row c*K + k.
+struct Primitives {
+  // columns = mask * bilinear(input) for every (channel, tap, output pixel).
+  void (*im2col)(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                 const at::Tensor& columns, const ConvGeometry& geo);
+  // grad_input (zero-initialised by the caller) += scatter of grad_columns through the samples.
+  void (*col2im)(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask,
+                 const at::Tensor& grad_input, const ConvGeometry& geo);
+  // grad_offset and grad_mask (fully overwritten) from grad_columns and the input.
+  void (*col2im_coord)(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,
+                       const at::Tensor& mask, const at::Tensor& grad_offset, const at::Tensor& grad_mask,
+                       const ConvGeometry& geo);
+};
+
+at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tensor& input, const at::Tensor& offset,
+                                         const at::Tensor& mask, const at::Tensor& weight,
+                                         const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
+                                         int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+                                         int64_t deformable_groups);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated_deform_conv_backward(
+    const Primitives& prims, const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& offset,
+    const at::Tensor& mask, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
+    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+    int64_t deformable_groups);
+
+}  // namespace dcn

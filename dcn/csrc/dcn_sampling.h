@@ -1,0 +1,213 @@
+// Sampling math of DCNv2 (modulated deformable convolution), shared verbatim by the CPU and
+// CUDA kernels so that both backends implement one definition of the semantics:
+//
+//   * sampling point of tap (i, j) for output (oy, ox):
+//       y = (oy*stride_h - pad_h + i*dil_h) + dy,   x = (ox*stride_w - pad_w + j*dil_w) + dx
+//     (integer part first, then the offset is added in floating point);
+//   * a sample contributes only inside the open band -1 < y < H, -1 < x < W; inside it each of
+//     the four bilinear corners that falls outside [0, H-1] x [0, W-1] reads 0;
+//   * the gradient with respect to the sampling point (dy and dx) is 0 outside that band too
+//     (the DCNv2/mmcv guard; torchvision returns a one-sided derivative at exactly -1).
+//
+// Only plain functions on scalars and raw pointers live here (no tensors, no std containers), so
+// the same code compiles with g++ and nvcc. Everything is templated on the accumulation type
+// (`at::opmath_type<scalar_t>`, i.e. float for half/bfloat16) and on the index type (int32 or
+// int64 on CUDA, int64 on CPU).
+#pragma once
+
+#include <ATen/OpMathType.h>
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define DCN_HOST_DEVICE __host__ __device__
+#define DCN_INLINE __forceinline__
+#define DCN_UNROLL _Pragma("unroll")
+#else
+#define DCN_HOST_DEVICE
+#define DCN_INLINE inline
+#define DCN_UNROLL
+#endif
+
+namespace dcn {
+
+// Geometry of one convolution (sizes of a single image; the batch is handled by the callers).
+struct ConvGeometry {
+  int64_t channels;  // input channels C
+  int64_t height, width;  // input H, W
+  int64_t out_h, out_w;  // output Ho, Wo
+  int64_t kernel_h, kernel_w;
+  int64_t stride_h, stride_w;
+  int64_t pad_h, pad_w;
+  int64_t dil_h, dil_w;
+  int64_t deformable_groups;
+};
+
+DCN_HOST_DEVICE DCN_INLINE float floor_value(float v) { return floorf(v); }
+DCN_HOST_DEVICE DCN_INLINE double floor_value(double v) { return floor(v); }
+
+// One bilinear sample, planned once and reused for every channel of a deformable group: the flat
+// indices of the 4 corners in an H*W plane and their weights. Corners outside the image, and all
+// corners of a sample outside the band, have weight 0 and index 0, so callers can read/write all
+// four unconditionally. With kGrad the derivatives of the weights with respect to y (wy) and x
+// (wx) are filled as well (0 outside the band: the DCNv2 offset-gradient guard).
+template <typename acc_t, typename index_t>
+struct SamplePlan {
+  index_t idx[4];
+  acc_t w[4];
+  acc_t wy[4];
+  acc_t wx[4];
+};
+
+// Sampling coordinate along one axis: integer part first, then + offset (the order DCNv2 uses,
+// so that a zero offset lands exactly on the integer grid, e.g. on -1 with padding 1).
+template <typename acc_t>
+DCN_HOST_DEVICE DCN_INLINE acc_t sample_coord(int64_t out_pos, int64_t stride, int64_t pad, int64_t tap,
+                                              int64_t dil, acc_t offset) {
+  return static_cast<acc_t>(out_pos * stride - pad + tap * dil) + offset;
+}
+
+// Fills `plan` for the point (y, x) of an H x W plane; `scale` multiplies the value weights w
+// (used to fold the modulation mask in). Weight derivatives are left unscaled.
+template <bool kGrad, typename acc_t, typename index_t>
+DCN_HOST_DEVICE DCN_INLINE void make_plan(acc_t y, acc_t x, index_t H, index_t W, acc_t scale,
+                                          SamplePlan<acc_t, index_t>& plan) {
+DCN_UNROLL
+  for (int c = 0; c < 4; ++c) {
+    plan.idx[c] = 0;
+    plan.w[c] = acc_t(0);
+    if constexpr (kGrad) {
+      plan.wy[c] = acc_t(0);
+      plan.wx[c] = acc_t(0);
+    }
+  }
+  // Outside the open band nothing is sampled and the coordinate gradient is 0.
+  // Written so that a NaN coordinate also lands here.
+  if (!(y > acc_t(-1) && y < static_cast<acc_t>(H) && x > acc_t(-1) && x < static_cast<acc_t>(W))) {
+    return;
+  }
+  const acc_t y_floor = floor_value(y);
+  const acc_t x_floor = floor_value(x);
+  const index_t y0 = static_cast<index_t>(y_floor);
+  const index_t x0 = static_cast<index_t>(x_floor);
+  const index_t y1 = y0 + 1;
+  const index_t x1 = x0 + 1;
+  const acc_t ly = y - y_floor;  // distance from the low row
+  const acc_t lx = x - x_floor;
+  const acc_t hy = acc_t(1) - ly;
+  const acc_t hx = acc_t(1) - lx;
+
+  // Corner order: (y0, x0), (y0, x1), (y1, x0), (y1, x1).
+  const bool row0 = y0 >= 0;  // y0 <= H-1 always holds inside the band
+  const bool row1 = y1 <= H - 1;  // y1 >= 0 always holds inside the band
+  const bool col0 = x0 >= 0;
+  const bool col1 = x1 <= W - 1;
+  if (row0 && col0) {
+    plan.idx[0] = y0 * W + x0;
+    plan.w[0] = scale * hy * hx;
+    if constexpr (kGrad) {
+      plan.wy[0] = -hx;
+      plan.wx[0] = -hy;
+    }
+  }
+  if (row0 && col1) {
+    plan.idx[1] = y0 * W + x1;
+    plan.w[1] = scale * hy * lx;
+    if constexpr (kGrad) {
+      plan.wy[1] = -lx;
+      plan.wx[1] = hy;
+    }
+  }
+  if (row1 && col0) {
+    plan.idx[2] = y1 * W + x0;
+    plan.w[2] = scale * ly * hx;
+    if constexpr (kGrad) {
+      plan.wy[2] = hx;
+      plan.wx[2] = -ly;
+    }
+  }
+  if (row1 && col1) {
+    plan.idx[3] = y1 * W + x1;
+    plan.w[3] = scale * ly * lx;
+    if constexpr (kGrad) {
+      plan.wy[3] = lx;
+      plan.wx[3] = ly;
+    }
+  }
+}
+
+// Plans the sample of kernel tap (i, j) for output pixel (oy, ox), given the tap's offsets and the
+// scale folded into the value weights (the mask, or 1).
+template <bool kGrad, typename acc_t, typename index_t>
+DCN_HOST_DEVICE DCN_INLINE void plan_sample(const ConvGeometry& geo, index_t i, index_t j, index_t oy, index_t ox,
+                                            acc_t dy, acc_t dx, acc_t scale, SamplePlan<acc_t, index_t>& plan) {
+  const acc_t y = sample_coord<acc_t>(oy, geo.stride_h, geo.pad_h, i, geo.dil_h, dy);
+  const acc_t x = sample_coord<acc_t>(ox, geo.stride_w, geo.pad_w, j, geo.dil_w, dx);
+  make_plan<kGrad>(y, x, static_cast<index_t>(geo.height), static_cast<index_t>(geo.width), scale, plan);
+}
+
+// Channel of dy for tap k of deformable group g in image b (dx is the next channel): per group a
+// block of 2*K channels, interleaved (dy, dx) per tap k = i*kw + j.
+template <typename index_t>
+DCN_HOST_DEVICE DCN_INLINE index_t offset_channel(index_t b, index_t g, index_t k, index_t dg, index_t K) {
+  return (b * dg + g) * 2 * K + 2 * k;
+}
+
+// Channel of the mask of tap k of deformable group g in image b: per group a block of K channels.
+template <typename index_t>
+DCN_HOST_DEVICE DCN_INLINE index_t mask_channel(index_t b, index_t g, index_t k, index_t dg, index_t K) {
+  return (b * dg + g) * K + k;
+}
+
+// Row of the column buffer (N, C*K, Ho*Wo) holding channel c, tap k of image b.
+template <typename index_t>
+DCN_HOST_DEVICE DCN_INLINE index_t column_row(index_t b, index_t c, index_t k, index_t C, index_t K) {
+  return (b * C + c) * K + k;
+}
+
+// Plans the sample of tap k (row-major over the kernel) of deformable group g for output pixel p
+// of image b, reading its offsets and mask from the (N, dg*2*K, Ho, Wo) offset and (N, dg*K, Ho, Wo)
+// mask tensors. Returns the mask value; folds it into the value weights when kFoldMask.
+template <bool kGrad, bool kFoldMask, typename scalar_t, typename index_t>
+DCN_HOST_DEVICE DCN_INLINE at::opmath_type<scalar_t> plan_tap(
+    const ConvGeometry& geo, const scalar_t* offset, const scalar_t* mask, index_t b, index_t g, index_t k,
+    index_t p, SamplePlan<at::opmath_type<scalar_t>, index_t>& plan) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const index_t K = static_cast<index_t>(geo.kernel_h * geo.kernel_w);
+  const index_t dg = static_cast<index_t>(geo.deformable_groups);
+  const index_t out_pixels = static_cast<index_t>(geo.out_h * geo.out_w);
+  const index_t kw = static_cast<index_t>(geo.kernel_w);
+  const index_t wo = static_cast<index_t>(geo.out_w);
+  const index_t dy_channel = offset_channel(b, g, k, dg, K);
+  const acc_t dy = static_cast<acc_t>(offset[dy_channel * out_pixels + p]);
+  const acc_t dx = static_cast<acc_t>(offset[(dy_channel + 1) * out_pixels + p]);
+  const acc_t m = static_cast<acc_t>(mask[mask_channel(b, g, k, dg, K) * out_pixels + p]);
+  plan_sample<kGrad>(geo, k / kw, k % kw, p / wo, p % wo, dy, dx, kFoldMask ? m : acc_t(1), plan);
+  return m;
+}
+
+// Bilinear value of a plane at a planned sample (weights as planned, i.e. masked if folded).
+template <typename scalar_t, typename acc_t, typename index_t>
+DCN_HOST_DEVICE DCN_INLINE acc_t plan_value(const SamplePlan<acc_t, index_t>& plan, const scalar_t* plane) {
+  return plan.w[0] * static_cast<acc_t>(plane[plan.idx[0]]) + plan.w[1] * static_cast<acc_t>(plane[plan.idx[1]]) +
+         plan.w[2] * static_cast<acc_t>(plane[plan.idx[2]]) + plan.w[3] * static_cast<acc_t>(plane[plan.idx[3]]);
+}
+
+// Value and derivatives with respect to y and x of the bilinear sample of one plane.
+template <typename scalar_t, typename acc_t, typename index_t>
+DCN_HOST_DEVICE DCN_INLINE void plan_value_and_grad(const SamplePlan<acc_t, index_t>& plan, const scalar_t* plane,
+                                                    acc_t& value, acc_t& d_y, acc_t& d_x) {
+  value = acc_t(0);
+  d_y = acc_t(0);
+  d_x = acc_t(0);
+DCN_UNROLL
+  for (int c = 0; c < 4; ++c) {
+    const acc_t v = static_cast<acc_t>(plane[plan.idx[c]]);
+    value += plan.w[c] * v;
+    d_y += plan.wy[c] * v;
+    d_x += plan.wx[c] * v;
+  }
+}
+
+}  // namespace dcn

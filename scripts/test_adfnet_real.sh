@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Real noise: paper Table 3 (SIDD validation 39.79 / 0.960, SIDD benchmark 39.63 / 0.958,
+# DND 39.87 / 0.955). Needs checkpoints/adfnet_real.pth and, under $REAL (default datasets):
+#   SIDD/val_mat/{ValidationNoisyBlocksSrgb,ValidationGtBlocksSrgb}.mat   (scored here)
+#   SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat                           (-> submission for the server)
+#   DND/lq/%04d_%d.png (the 50 x 20 sRGB crops)                            (-> submission for the server)
+# Missing inputs are skipped. The official real scripts chopped and self-ensembled together:
+# pass "--chop --ensemble" to do the same. Extra arguments go to every script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REAL=${REAL:-datasets}
+WEIGHTS=${WEIGHTS:-checkpoints/adfnet_real.pth}
+status=0
+if [ -f "$REAL/SIDD/val_mat/ValidationNoisyBlocksSrgb.mat" ]; then
+    python scripts/test_sidd_val_mat.py --input_dir "$REAL/SIDD/val_mat" --weights "$WEIGHTS" \
+        --result_dir results/sidd_val_mat "$@" || status=1
+    python scripts/evaluate_sidd.py --submission results/sidd_val_mat/mat/SubmitSrgb.mat \
+        --gt "$REAL/SIDD/val_mat/ValidationGtBlocksSrgb.mat" || status=1
+else
+    echo "skip SIDD validation: $REAL/SIDD/val_mat/ValidationNoisyBlocksSrgb.mat not found"
+fi
+if [ -f "$REAL/SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat" ]; then
+    python scripts/test_sidd_benchmark_mat.py --input_dir "$REAL/SIDD/benchmark" --weights "$WEIGHTS" \
+        --result_dir results/sidd_benchmark "$@" || status=1
+else
+    echo "skip SIDD benchmark: $REAL/SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat not found"
+fi
+if [ -d "$REAL/DND/lq" ]; then
+    python scripts/test_dnd_png.py --input_dir "$REAL/DND" --weights "$WEIGHTS" --result_dir results/dnd "$@" \
+        || status=1
+else
+    echo "skip DND: $REAL/DND/lq not found"
+fi
+exit $status

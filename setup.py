@@ -1,0 +1,77 @@
+"""Build the DCNv2 extension `dcn._C` and install the `adfnet` and `dcn` packages.
+
+Install with ``pip install --no-build-isolation -e .`` (an isolated build would download another
+torch) or build in place with ``sh make.sh``.
+
+Environment:
+  FORCE_CUDA=1       compile the CUDA kernels even without a visible GPU (needs CUDA_HOME and,
+                     without a GPU, TORCH_CUDA_ARCH_LIST).
+  DCN_WITH_CUDA=0    CPU-only build, whatever else is set.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+# torch guesses CUDA_HOME from the nvcc on PATH when it is unset; /usr/local/bin/nvcc wrappers
+# make it guess /usr/local, which has no CUDA headers. Prefer the standard toolkit location.
+if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH") and os.path.exists("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+CSRC = os.path.join("dcn", "csrc")
+DEFAULT_ARCH_LIST = "8.0"
+
+
+def _with_cuda() -> bool:
+    """Whether to compile the CUDA kernels (FORCE_CUDA=1 or a visible GPU; DCN_WITH_CUDA=0 vetoes)."""
+    if os.environ.get("DCN_WITH_CUDA", "") == "0":
+        return False
+    forced = os.environ.get("FORCE_CUDA", "") == "1"
+    gpu = torch.cuda.is_available()
+    if not (forced or gpu):
+        return False
+    if CUDA_HOME is None:
+        if forced:
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME (e.g. /usr/local/cuda)")
+        return False
+    # Without a visible GPU torch cannot pick the architectures itself (it raises IndexError).
+    if not gpu and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        print(f"dcn: FORCE_CUDA=1 without a GPU: compiling for TORCH_CUDA_ARCH_LIST={DEFAULT_ARCH_LIST}")
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+    return True
+
+
+def _extension():
+    """The `dcn._C` extension: CUDAExtension with the .cu sources, or a CPU-only CppExtension."""
+    sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    extra_compile_args = {"cxx": ["-O3"]}
+    if _with_cuda():
+        sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
+        extra_compile_args["nvcc"] = ["-O3"]
+        return CUDAExtension(
+            "dcn._C",
+            sources,
+            define_macros=[("WITH_CUDA", None)],
+            extra_compile_args=extra_compile_args,
+        )
+    return CppExtension("dcn._C", sources, extra_compile_args=extra_compile_args)
+
+
+setup(
+    name="adfnet",
+    version="0.1.0",
+    description="ADFNet (AAAI 2023) image denoising with a compiled DCNv2 operator",
+    packages=find_packages(include=["adfnet", "adfnet.*", "dcn", "dcn.*"]),
+    python_requires=">=3.10",
+    # torch/torchvision are deliberately not listed: pip must not re-resolve the installed torch.
+    install_requires=[],
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension},
+    zip_safe=False,
+)

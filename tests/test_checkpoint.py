@@ -1,0 +1,118 @@
+"""load_weights: every accepted checkpoint layout, strict loading and errors that name the keys."""
+
+import argparse
+
+import pytest
+import torch
+from torch import nn
+
+from adfnet import build_model, load_weights
+from adfnet.models import ADFNet
+
+
+def small(n_colors=3):
+    return ADFNet(n_colors, (8, 8, 16, 16))
+
+
+def meta(name, n_colors=3):
+    with torch.device("meta"):  # mismatches are found before any tensor is copied
+        return build_model(name, n_colors)
+
+
+@pytest.fixture(scope="module")
+def source():
+    torch.manual_seed(0)
+    return small().state_dict()
+
+
+def assert_loaded(model, state):
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def with_thop_entries(state):
+    out = {f"module.{k}": v for k, v in state.items()}
+    out.update({"total_ops": torch.zeros(1), "head.total_params": torch.zeros(1)})
+    return out
+
+
+LAYOUTS = {
+    "raw": lambda sd: sd,
+    "state_dict": lambda sd: {"state_dict": sd},
+    "params": lambda sd: {"params": sd},
+    "module prefix": lambda sd: {f"module.{k}": v for k, v in sd.items()},
+    "official real": lambda sd: {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                                 "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}},
+    "thop entries": with_thop_entries,
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("from_file", [False, True], ids=["dict", "file"])
+def test_accepted_layouts(source, layout, from_file, tmp_path):
+    checkpoint = LAYOUTS[layout](source)
+    if from_file:
+        torch.save(checkpoint, tmp_path / "ckpt.pt")
+        checkpoint = str(tmp_path / "ckpt.pt")
+    model = small()
+    assert load_weights(model, checkpoint) is model
+    assert_loaded(model, source)
+
+
+def test_wrapped_model_targets(source):
+    model = small()
+    load_weights(nn.DataParallel(model), source)
+    assert_loaded(model, source)
+
+
+def test_missing_file_and_unsafe_pickle(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        load_weights(small(), tmp_path / "nothere.pt")
+    torch.save({"args": argparse.Namespace(lr=1)}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match="weights_only=False"):
+        load_weights(small(), tmp_path / "pickled.pt")
+
+
+def test_missing_and_unexpected_keys_are_named(source):
+    state = dict(source)
+    del state["tail.bias"], state["dfe1.fe.1.branch_3.fuse.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError) as err:
+        load_weights(small(), state)
+    msg = str(err.value)
+    assert "2 missing keys: dfe1.fe.1.branch_3.fuse.weight, tail.bias" in msg
+    assert "1 unexpected keys: extra.weight" in msg
+    assert "wrongly shaped" not in msg
+
+
+@pytest.mark.parametrize("ckpt_colors, model_colors", [(1, 3), (3, 1)])
+def test_gray_rgb_mismatch_is_explained(ckpt_colors, model_colors):
+    with pytest.raises(ValueError) as err:
+        load_weights(meta("adfnet", model_colors), meta("adfnet", ckpt_colors).state_dict())
+    msg = str(err.value)
+    names = {1: "gray", 3: "RGB"}
+    assert f"The checkpoint is for {names[ckpt_colors]} images (n_colors={ckpt_colors})" in msg
+    assert f"build the model with n_colors={ckpt_colors}" in msg
+    assert "3 wrongly shaped keys: head.weight: checkpoint" in msg
+    assert "tail.weight" in msg and "tail.bias" in msg and "missing" not in msg
+
+
+@pytest.mark.parametrize("ckpt, model", [("adfnet_l", "adfnet"), ("adfnet", "adfnet_l")])
+def test_width_mismatch_is_explained(ckpt, model):
+    with pytest.raises(ValueError) as err:
+        load_weights(meta(model), meta(ckpt).state_dict())
+    msg = str(err.value)
+    label = {"adfnet": "ADFNet ('adfnet')", "adfnet_l": "ADFNet-L ('adfnet_l')"}
+    assert f"The checkpoint is {label[ckpt]} (first width" in msg and f"the model {label[model]}" in msg
+    assert "166 wrongly shaped keys: head.weight" in msg and "... and 146 more" in msg  # listing capped
+
+
+def test_ablation_checkpoint_is_explained():
+    with pytest.raises(ValueError, match="another ablation variant"):
+        load_weights(small(), ADFNet(3, (8, 8, 16, 16), dcb=False).state_dict())
+
+
+def test_not_an_adfnet_checkpoint():
+    with pytest.raises(ValueError, match="shares no key"):
+        load_weights(small(), {"conv.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="not a tensor"):
+        load_weights(small(), {"head.weight": [1, 2]})

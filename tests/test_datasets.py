@@ -1,0 +1,129 @@
+"""Training/validation datasets: folder layouts, crops, the 8 dihedral transforms, noise, pairing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adfnet.data.datasets import (
+    PairedTrain,
+    PairedVal,
+    SyntheticNoiseTrain,
+    SyntheticNoiseVal,
+    dihedral,
+    training_files,
+    validation_files,
+)
+from adfnet.data.io import image_to_tensor, list_images, read_image, save_image
+from adfnet.data.noise import add_awgn
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAY = ROOT / "datasets/trainsets/Train400_sample"
+RGB = ROOT / "datasets/trainsets/CBSD432_sample"
+
+
+def write(path: Path, h: int, w: int, c: int = 3, seed: int = 0) -> Path:
+    save_image(path, np.random.default_rng(seed).random((h, w, c), dtype=np.float32))
+    return path
+
+
+def test_dihedral_gives_eight_distinct_transforms() -> None:
+    img = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    outs = {dihedral(img, code).tobytes() + bytes(dihedral(img, code).shape) for code in range(8)}
+    assert len(outs) == 8
+
+
+def test_training_files_layouts(tmp_path: Path) -> None:
+    # a folder of images with arbitrary names and extensions
+    assert len(training_files("DIV2K", GRAY)) == 40
+    # <dir_data>/DIV2K/DIV2K_train_HR
+    write(tmp_path / "DIV2K/DIV2K_train_HR/a.png", 20, 20)
+    write(tmp_path / "DIV2K/DIV2K_train_HR/b.jpg", 20, 20)
+    assert [p.name for p in training_files("DIV2K", tmp_path)] == ["a.png", "b.jpg"]
+    # MIX: several folders, missing ones are warned about
+    write(tmp_path / "MIX/WED/x.bmp", 20, 20)
+    write(tmp_path / "MIX/BSD400/y.png", 20, 20, c=1)
+    with pytest.warns(UserWarning, match="DIV2K, Flickr2K"):
+        files = training_files("MIX", tmp_path)
+    assert sorted(p.name for p in files) == ["x.bmp", "y.png"]
+
+
+def test_missing_data_says_what_to_download(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="DIV2K_train_HR.zip"):
+        training_files("DIV2K", tmp_path)
+    with pytest.raises(FileNotFoundError, match="WED"):
+        training_files("MIX", tmp_path)
+    with pytest.raises(FileNotFoundError, match="data_val"):
+        validation_files("NoSuchSet")
+    assert len(validation_files("Set12", n_val=3, root=ROOT / "datasets")) == 3
+
+
+def test_small_images_skipped_or_error(tmp_path: Path) -> None:
+    big, small = write(tmp_path / "big.png", 40, 48), write(tmp_path / "small.png", 40, 20)
+    with pytest.warns(UserWarning, match="1 of 2 training images"):
+        ds = SyntheticNoiseTrain([big, small], 3, 32, 25, length=4)
+    assert ds.files == [big]
+    with pytest.raises(ValueError, match="smaller than --patch_size 64"):
+        SyntheticNoiseTrain([big, small], 3, 64, 25, length=4)
+
+
+def test_synthetic_train_samples() -> None:
+    files = list_images(RGB)[:4]
+    ds = SyntheticNoiseTrain(files, n_colors=1, patch_size=32, sigma=50, length=16, seed=3)  # RGB -> gray
+    noisy, clean = ds[5]
+    assert noisy.shape == clean.shape == (1, 32, 32) and noisy.dtype == torch.float32
+    assert clean.min() >= 0 and clean.max() <= 1
+    assert noisy.min() < 0 or noisy.max() > 1  # unclipped noise
+    assert float((noisy - clean).std()) == pytest.approx(50 / 255, rel=0.2)
+    again = ds[5]
+    assert torch.equal(again[0], noisy) and torch.equal(again[1], clean)  # reproducible per (seed, epoch, index)
+    ds.set_epoch(2)
+    assert not torch.equal(ds[5][0], noisy)  # fresh crop and noise every epoch
+    # the crop is a dihedral transform of a window of the (gray-converted) image
+    ds.set_epoch(1)
+    full = read_image(files[5 % 4], 1)[..., 0]
+    patch = clean[0].numpy()
+    candidates = [patch, patch.T]
+    candidates += [c[::-1] for c in candidates] + [c[:, ::-1] for c in candidates] + [c[::-1, ::-1] for c in candidates]
+    h, w = full.shape
+    found = any(
+        np.array_equal(full[i : i + 32, j : j + 32], c)
+        for c in candidates
+        for i in range(h - 31)
+        for j in range(w - 31)
+        if full[i, j] == c[0, 0]
+    )
+    assert found
+
+
+def test_synthetic_val_uses_fixed_seed() -> None:
+    files = validation_files(str(ROOT / "datasets/testsets/Set12"), n_val=2)
+    ds = SyntheticNoiseVal(files, 1, sigma=25, seed=1)
+    noisy, clean, name = ds[1]
+    assert name == "02"
+    expected = add_awgn(image_to_tensor(read_image(files[1], 1)), 25, seed=1)[0]
+    assert torch.equal(noisy, expected) and torch.equal(ds[1][0], noisy)
+
+
+def test_paired_datasets_stay_aligned(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        clean = rng.integers(0, 200, (40, 56, 3)).astype(np.uint8)
+        save_image(tmp_path / "hq" / f"{i}.png", clean)
+        save_image(tmp_path / "lq" / f"{i}.png", clean + 50)  # noisy = clean + 50/255 exactly
+    train = PairedTrain(tmp_path, patch_size=16, seed=0)
+    for k in range(6):
+        train.set_epoch(k)
+        noisy, clean = train[k % 3]
+        assert noisy.shape == clean.shape == (3, 16, 16)
+        assert torch.allclose(noisy - clean, torch.full_like(clean, 50 / 255), atol=1e-6)
+    noisy, clean, name = PairedVal(tmp_path)[2]
+    assert noisy.shape == (3, 40, 56) and name == "2"
+    (tmp_path / "lq" / "2.png").rename(tmp_path / "lq" / "9.png")
+    with pytest.raises(ValueError, match="different file names"):
+        PairedVal(tmp_path)
+    with pytest.raises(FileNotFoundError, match="hq/"):
+        PairedVal(tmp_path / "nothing")

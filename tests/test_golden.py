@@ -1,0 +1,41 @@
+"""ADFNet equals the official network: golden outputs for fixed weights, on every DCN backend."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import dcn
+from adfnet.models import build_model
+
+GOLDEN = Path(__file__).parent / "golden"
+sys.path.insert(0, str(GOLDEN))
+from weights import golden_state_dict  # noqa: E402
+
+FILES = sorted(GOLDEN.glob("*.pt"))
+
+
+@pytest.fixture(scope="module", params=FILES, ids=lambda p: p.stem)
+def golden(request):
+    g = torch.load(request.param)
+    model = build_model("adfnet", n_colors=g["n_colors"]).eval()
+    keys = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    model.load_state_dict(golden_state_dict(model.state_dict(), g["seed"]), strict=True)
+    return g, model, keys
+
+
+def test_keys_and_shapes_are_official(golden):
+    g, _, keys = golden
+    assert keys == [(k, tuple(shape)) for k, shape in g["keys"]]
+
+
+@pytest.mark.parametrize("backend", dcn.available_backends())
+@pytest.mark.parametrize("dtype, key, tol", [(torch.float32, "output", 1e-5), (torch.float64, "output_float64", 1e-9)])
+def test_output_matches_official(golden, backend, dtype, key, tol):
+    g, model, _ = golden
+    with dcn.use_backend(backend), torch.no_grad():
+        out = model.to(dtype)(g["input"].to(dtype))
+    model.float()
+    assert out.dtype == dtype
+    assert (out - g[key].to(dtype)).abs().max().item() <= tol

@@ -1,0 +1,133 @@
+"""adfnet.inference: padding, the official chop, the x8 ensemble, the combined path."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from adfnet.inference import denoise, forward_chop, pad_to_multiple, self_ensemble
+
+
+def local_net(channels: int = 3) -> nn.Module:
+    """Receptive field 7x7 (radius 3), well inside the 24 px overlap: chop must be exact."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(channels, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, 8, 3, padding=1), nn.LeakyReLU(0.2),
+        nn.Conv2d(8, channels, 3, padding=1),
+    ).eval()
+
+
+class Recorder(nn.Module):
+    """Identity that records the input sizes it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
+        return x.clone()
+
+
+class NotEquivariant(nn.Module):
+    """A fixed asymmetric conv plus a horizontal ramp: changes under every flip/rotation."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        ramp = torch.linspace(0, 1, x.shape[-1]).to(x)
+        return self.conv(x) + ramp
+
+
+def test_pad_to_multiple_reflects_bottom_right():
+    x = torch.arange(13 * 17, dtype=torch.float32).reshape(1, 1, 13, 17)
+    y, (h, w) = pad_to_multiple(x)
+    assert y.shape == (1, 1, 16, 24) and (h, w) == (13, 17)
+    assert torch.equal(y[..., :13, :17], x)
+    assert torch.equal(y[0, 0, 13:, :17], x[0, 0, [11, 10, 9]])  # reflect without repeating the edge
+    assert torch.equal(y[0, 0, :13, 17:], x[0, 0, :, [15, 14, 13, 12, 11, 10, 9]])
+    z, size = pad_to_multiple(torch.zeros(1, 1, 16, 8))
+    assert z.shape == (1, 1, 16, 8) and size == (16, 8)
+
+
+@pytest.mark.parametrize("shape, min_size", [((1, 3, 96, 128), 10**9), ((2, 3, 120, 200), 10**9),
+                                             ((1, 3, 328, 488), 10**9), ((1, 3, 200, 256), 10_000)])
+def test_chop_equals_full_for_local_model(shape, min_size):
+    model, x = local_net(), torch.rand(shape)
+    with torch.no_grad():
+        assert torch.allclose(forward_chop(model, x, min_size), model(x), atol=1e-6)
+
+
+def test_chop_differs_for_global_model():
+    def global_model(t):
+        return t - t.mean(dim=(2, 3), keepdim=True)
+
+    x = torch.rand(1, 3, 96, 96)
+    assert not torch.allclose(forward_chop(global_model, x, 10**9), global_model(x), atol=1e-3)
+
+
+def test_chop_quadrant_sizes_and_recursion():
+    rec = Recorder()
+    x = torch.rand(1, 3, 328, 488)  # BSD68 321x481 after padding
+    assert torch.equal(forward_chop(rec, x, min_size=4_000_000), x)
+    assert rec.sizes == [(184, 264)] * 4  # official sizes
+    # 256 -> 152 (not below min_size: recurse) -> 96: 16 leaves
+    rec.sizes.clear()
+    y = forward_chop(rec, x[..., :256, :256], min_size=152 * 152)
+    assert rec.sizes == [(96, 96)] * 16 and torch.equal(y, x[..., :256, :256])
+    rec.sizes.clear()
+    small = torch.rand(1, 3, 32, 64)  # too small to split in height: run whole
+    assert torch.equal(forward_chop(rec, small, 10), small) and rec.sizes == [(32, 64)]
+    with pytest.raises(ValueError, match="overlap"):
+        forward_chop(rec, x, 10**9, overlap=20)
+
+
+def _official_test_x8(model, x):
+    """The official test_x8 mode list (numpy on H, W), written independently of self_ensemble."""
+
+    def aug(a, mode):
+        ops = {
+            0: lambda t: t, 1: lambda t: np.flipud(np.rot90(t)), 2: np.flipud, 3: lambda t: np.rot90(t, k=3),
+            4: lambda t: np.flipud(np.rot90(t, k=2)), 5: np.rot90, 6: lambda t: np.rot90(t, k=2),
+            7: lambda t: np.flipud(np.rot90(t, k=3)),
+        }
+        return np.ascontiguousarray(ops[mode](a))
+
+    arr = x.numpy().transpose(2, 3, 1, 0)  # H, W, C, B
+    outs = []
+    for mode in range(8):
+        y = model(torch.from_numpy(aug(arr, mode).transpose(3, 2, 0, 1).copy()))
+        inverse = {3: 5, 5: 3}.get(mode, mode)
+        outs.append(aug(y.numpy().transpose(2, 3, 1, 0), inverse).transpose(3, 2, 0, 1))
+    return torch.from_numpy(np.mean(outs, axis=0))
+
+
+def test_self_ensemble_inverts_every_transform():
+    model = NotEquivariant()
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        ens = self_ensemble(model, x)
+        assert not torch.allclose(ens, model(x), atol=1e-3)
+        assert torch.allclose(ens, _official_test_x8(model, x), atol=1e-6)
+        assert torch.allclose(ens[1:], self_ensemble(model, x[1:]), atol=1e-6)  # batch preserved
+    assert torch.allclose(self_ensemble(lambda t: 2 * t, x), 2 * x, atol=1e-6)
+
+
+def test_denoise_modes():
+    model = local_net()
+    noisy = torch.rand(1, 3, 61, 75) * 1.2 - 0.1
+    with torch.no_grad():
+        padded, _ = pad_to_multiple(noisy)
+        expected = model(padded)[..., :61, :75].clamp(0, 1)
+        plain = denoise(model, noisy)
+        assert plain.shape == noisy.shape and plain.min() >= 0 and plain.max() <= 1
+        assert torch.allclose(plain, expected, atol=1e-6)
+        assert torch.allclose(denoise(model, noisy, chop=True, min_size=500), plain, atol=1e-6)
+        ens = denoise(model, noisy, ensemble=True)
+        assert torch.allclose(ens, self_ensemble(model, padded)[..., :61, :75].clamp(0, 1), atol=1e-6)
+        assert torch.allclose(denoise(model, noisy, chop=True, ensemble=True, min_size=500), ens, atol=1e-6)
+    with pytest.raises(ValueError, match="too small"):
+        denoise(model, torch.rand(1, 3, 7, 30))

@@ -1,0 +1,189 @@
+"""End-to-end toy training (gray, RGB, real) with the real ADFNet on CPU, the scripts, and the training step."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from adfnet.checkpoint import load_weights
+from adfnet.data.io import read_image, save_image
+from adfnet.data.sidd import generate_patches
+from adfnet.engine.options import parse_options
+from adfnet.engine.trainer import NonFiniteLossError, Trainer
+from adfnet.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAY = ROOT / "datasets/trainsets/Train400_sample"
+RGB = ROOT / "datasets/trainsets/CBSD432_sample"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+# A stand-in interpreter for the scripts: parses train.py's arguments (loading options.py by path, without
+# importing torch) and prints them as JSON.
+PARSE_ONLY = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("options", {options!r})
+options = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(options)
+print(json.dumps(vars(options.parse_options(sys.argv[2:]))))  # argv[1] is train.py
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the toy runs are latency-bound, and 2 threads on a busy 2-core machine crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def val_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny validation sets (40x32 crops of Set12 / McMaster) so that validation takes milliseconds."""
+    root = tmp_path_factory.mktemp("val")
+    save_image(root / "gray/01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :40])
+    save_image(root / "rgb/1.png", read_image(ROOT / "datasets/testsets/McMaster/1.tif", 3)[:32, :40])
+    return {"gray": root / "gray", "rgb": root / "rgb"}
+
+
+def toy(tmp: Path, val: Path, *extra: str) -> list[str]:
+    return ["--n_colors", "1", "--dir_data", str(GRAY), "--data_val", str(val), "--epochs", "1", "--test_every", "3",
+            "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp),
+            "--save", "run", *extra]
+
+
+def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+                          env=env or ENV, timeout=300)
+
+
+def check_run(run: Path, n_colors: int) -> None:
+    for name in ("model_best.pt", "model_latest.pt"):
+        state = torch.load(run / "model" / name, map_location="cpu", weights_only=True)
+        assert "head.weight" in state  # raw state_dict, official key names
+        load_weights(build_model("adfnet", n_colors), state)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert "epoch 1: loss" in (run / "log.txt").read_text()
+
+
+def test_gray_and_rgb_scripts_train_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    common = ["--epochs", "1", "--test_every", "2", "--patch_size", "16", "--batch_size", "2", "--cpu",
+              "--n_threads", "0", "--dir_experiment", str(tmp_path)]
+    done = run_script("train_adfnet_gray_n50.sh", "--dir_data", str(GRAY), "--data_val", str(val_dirs["gray"]), *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_run(tmp_path / "adfnet_gray_n50", 1)
+    assert (tmp_path / "adfnet_gray_n50/results/01_adfnet_N50_DN.png").is_file()  # --save_results in the script
+    done = run_script("train_adfnet_rgb_n30.sh", "--dir_data", str(RGB), "--data_val", str(val_dirs["rgb"]), *common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_run(tmp_path / "adfnet_rgb_n30", 3)
+
+
+def test_real_noise_end_to_end_from_bundled_samples(tmp_path: Path) -> None:
+    patches = tmp_path / "patches"
+    generate_patches(ROOT / "datasets/real/SIDD_samples", patches, ps=32, num_patches=1, seed=0)
+    done = run_script("train_adfnet_real.sh", "--dir_data", str(patches), "--data_val", str(patches), "--n_val", "2",
+                      "--epochs", "1", "--patch_size", "16", "--batch_size", "4", "--n_threads", "0", "--cpu",
+                      "--val_after_epoch", "0", "--mixup_after_epoch", "0", "--dir_experiment", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "ADFNet"
+    check_run(run, 3)
+    state = torch.load(run / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    assert state["iteration"] == 3  # 12 patches / batch 4
+    assert len(list((run / "results").glob("*.png"))) == 2
+    assert state["optimizer"]["param_groups"][0]["weight_decay"] == 1e-8
+    assert state["history"][0]["lr"] == pytest.approx(1e-4 / 3)  # warm-up epoch 1 of 3
+
+
+SCRIPTS = {
+    "train_adfnet_gray_n15.sh": {"n_colors": 1, "noiseL": 15, "epochs": 950, "lr_decay": 220, "model": "adfnet"},
+    "train_adfnet_gray_n25.sh": {"n_colors": 1, "noiseL": 25, "epochs": 950, "lr_decay": 220, "model": "adfnet"},
+    "train_adfnet_gray_n50.sh": {"n_colors": 1, "noiseL": 50, "epochs": 950, "lr_decay": 220, "model": "adfnet"},
+    "train_adfnet_rgb_n10.sh": {"n_colors": 3, "noiseL": 10, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
+    "train_adfnet_rgb_n30.sh": {"n_colors": 3, "noiseL": 30, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
+    "train_adfnet_rgb_n50.sh": {"n_colors": 3, "noiseL": 50, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
+    "train_adfnet_rgb_n70.sh": {"n_colors": 3, "noiseL": 70, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
+    "train_adfnet-L_n50.sh": {"n_colors": 3, "noiseL": 50, "epochs": 1000, "lr_decay": 200, "model": "adfnet_l",
+                              "data_train": "MIX"},
+    "train_adfnet_real.sh": {"n_colors": 3, "epochs": 160, "decay_type": "warmup_cosine", "warmup_epochs": 3,
+                             "lr_min": 1e-6, "weight_decay": 1e-8, "loss": "1*Charbonnier", "clamp_output": True,
+                             "mixup_after_epoch": 5, "val_per_epoch": 3, "val_after_epoch": 5, "task": "paired"},
+}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_command_lines_give_the_paper_recipe(script: str, tmp_path: Path) -> None:
+    parse_only = tmp_path / "parse_only.py"
+    parse_only.write_text(PARSE_ONLY.format(options=str(ROOT / "adfnet/engine/options.py")))
+    shim = tmp_path / "python"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{parse_only}" "$@"\n')
+    shim.chmod(0o755)
+    for sub in ("DIV2K", "MIX", "SIDD/train/lq", "SIDD/val/lq"):
+        (tmp_path / sub).mkdir(parents=True)
+    env = {**ENV, "PYTHON": str(shim), "DATA_DIR": str(tmp_path), "TRAIN_DIR": str(tmp_path / "SIDD/train"),
+           "VAL_DIR": str(tmp_path / "SIDD/val")}
+    done = run_script(script, env=env)
+    assert done.returncode == 0, done.stderr
+    args = json.loads(done.stdout)
+    expected = {"patch_size": 128, "batch_size": 16, "lr": 1e-4, "gamma": 0.5, "optimizer": "ADAM", "beta1": 0.9,
+                "beta2": 0.999, "epsilon": 1e-8, "loss": "1*MSE", "decay_type": "step", "weight_decay": 0.0,
+                "save_results": True, "test_every": 1000}
+    expected.update(SCRIPTS[script])
+    assert {k: args[k] for k in expected} == expected
+    # extra arguments are passed through and win
+    done = run_script(script, "--epochs", "2", "--batch_size", "4", env=env)
+    assert (json.loads(done.stdout)["epochs"], json.loads(done.stdout)["batch_size"]) == (2, 4)
+    # without the data, the script says what to download and where
+    done = run_script(script, env={**env, "DATA_DIR": str(tmp_path / "no"), "TRAIN_DIR": str(tmp_path / "no")})
+    assert done.returncode == 1 and ("DIV2K_train_HR" in done.stderr or "WED" in done.stderr
+                                     or "SIDD_Medium_Srgb" in done.stderr)
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    trainer = Trainer(parse_options(toy(tmp_path, val_dirs["gray"], "--lr", "1e-3")))
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 1, 16, 16, generator=gen)
+    noisy = clean + torch.randn(2, 1, 16, 16, generator=gen) * 50 / 255
+    losses = [trainer.train_step(noisy, clean) for _ in range(30)]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+
+
+def test_equal_seeds_give_equal_losses(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    """Same seed: same losses and weights, whatever the number of DataLoader workers; other seed: other losses."""
+    histories, weights = [], []
+    for i, extra in enumerate([(), ("--n_threads", "2"), ("--seed", "2")]):
+        args = toy(tmp_path, val_dirs["gray"], "--save", f"r{i}", *extra)
+        psnr = train.main(args)
+        assert np.isfinite(psnr)
+        state = torch.load(tmp_path / f"r{i}/checkpoint_latest.pt", map_location="cpu", weights_only=True)
+        histories.append([h["loss"] for h in state["history"]])
+        weights.append(state["model"]["tail.weight"])
+    assert histories[0] == histories[1] and torch.equal(weights[0], weights[1])
+    assert histories[0] != histories[2]
+    # --test_only on the best weights reproduces the validation PSNR (the validation noise is seeded)
+    best = tmp_path / "r0/model/model_best.pt"
+    again = train.main(toy(tmp_path, val_dirs["gray"], "--save", "t", "--test_only", "--pre_train", str(best)))
+    state = torch.load(tmp_path / "r0/checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    assert again == pytest.approx(state["best"]["psnr"], abs=1e-9)
+
+
+def test_non_finite_losses_are_skipped_then_stop(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    trainer = Trainer(parse_options(toy(tmp_path, val_dirs["gray"], "--max_nonfinite", "3")))
+    before = trainer.net.tail.weight.detach().clone()
+    bad = torch.full((2, 1, 16, 16), float("nan"))
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        assert trainer.train_step(bad, bad) is None
+        assert trainer.train_step(bad, bad) is None
+    assert torch.equal(trainer.net.tail.weight, before)  # skipped: no update
+    good = torch.rand(2, 1, 16, 16)
+    assert trainer.train_step(good, good) is not None and trainer.nonfinite == 0
+    with pytest.warns(RuntimeWarning), pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
+        for _ in range(3):
+            trainer.train_step(bad, bad)
