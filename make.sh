@@ -5,6 +5,7 @@
 #                    to 8.0 then; set it to your GPUs' archs, e.g. "7.5;8.6;8.9")
 #   DCN_WITH_CUDA=0  CPU-only build
 #   MAX_JOBS         parallel compile jobs (default 2)
+#   PYTHON           interpreter whose torch to build against (default: python)
 set -eu
 
 cd "$(dirname "$0")"
@@ -19,7 +20,8 @@ if [ "${FORCE_CUDA:-0}" = "1" ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
 fi
 MAX_JOBS=${MAX_JOBS:-2}
 export MAX_JOBS
+PYTHON=${PYTHON:-python}
 
-python setup.py build_ext --inplace
-python -c "from dcn import _ext; assert _ext.is_available(), _ext.load_error(); \
+"$PYTHON" setup.py build_ext --inplace
+"$PYTHON" -c "from dcn import _ext; assert _ext.is_available(), _ext.load_error(); \
 print('dcn extension built; CUDA kernels:', _ext.has_cuda_kernels())"

@@ -87,10 +87,17 @@ def _backward(ctx, grad_output):
     return (grad_input, grad_offset, grad_mask, grad_weight, grad_bias) + (None,) * len(ctx.params)
 
 
-if _load_error is None:
+def _register() -> None:
     torch.library.register_fake(_OP)(_forward_fake)
     torch.library.register_fake(_BACKWARD_OP)(_backward_fake)
     torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
     # Under autocast the op runs in float32 (inputs may arrive in mixed dtypes), as torchvision's does.
-    for _device in ("cpu", "cuda"):
-        torch.library.register_autocast(_OP, _device, torch.float32)
+    for device in ("cpu", "cuda"):
+        torch.library.register_autocast(_OP, device, torch.float32)
+
+
+if _load_error is None:
+    try:
+        _register()
+    except AttributeError as exc:  # torch.library before 2.4 lacks these registration functions
+        _load_error = f"torch {torch.__version__} is too old for the dcn extension (needs >= 2.4): {exc}"

@@ -7,6 +7,7 @@
 # the bundled data, CPU, about a minute (add --n_val 2 to validate on two images only):
 #   bash scripts/train_adfnet-L_n50.sh --dir_data datasets/trainsets/CBSD432_sample --epochs 1 --test_every 2 --patch_size 32 --batch_size 2 --cpu --n_val 2
 # Relative paths are relative to the current folder; the run goes to experiment/adfnet-L_n50/ (--dir_experiment, --save).
+# Environment: DATA_DIR, VAL_SET (paths below), PYTHON (interpreter, default python).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_DIR="${DATA_DIR:-$ROOT/datasets}"                # root holding MIX/{WED,DIV2K,Flickr2K,BSD400}/

@@ -10,6 +10,7 @@
 #   bash scripts/train_adfnet_real.sh --dir_data experiment/sidd_toy/train --data_val experiment/sidd_toy/train \
 #       --n_val 2 --epochs 1 --patch_size 32 --batch_size 4 --n_threads 0 --val_after_epoch 0 --cpu
 # (--dir_data = TRAIN_DIR, --data_val = VAL_DIR; both hold hq/ and lq/.) The run goes to experiment/ADFNet/.
+# Environment: TRAIN_DIR, VAL_DIR (paths below), PYTHON (interpreter, default python).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TRAIN_DIR="${TRAIN_DIR:-$ROOT/datasets/SIDD/train}"   # hq/ + lq/ patches

@@ -68,6 +68,10 @@ def test_small_images_skipped_or_error(tmp_path: Path) -> None:
     assert ds.files == [big]
     with pytest.raises(ValueError, match="smaller than --patch_size 64"):
         SyntheticNoiseTrain([big, small], 3, 64, 25, length=4)
+    gray = write(tmp_path / "gray.png", 40, 40, c=1)
+    with pytest.warns(UserWarning, match="1 of 2 training images are gray"):
+        ds = SyntheticNoiseTrain([big, gray], 3, 32, 25, length=4)
+    assert ds[1][1].shape == (3, 32, 32)
 
 
 def test_synthetic_train_samples() -> None:

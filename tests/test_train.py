@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from adfnet.checkpoint import load_weights
 from adfnet.data.io import read_image, save_image
 from adfnet.data.sidd import generate_patches
 from adfnet.engine.options import parse_options
-from adfnet.engine.trainer import NonFiniteLossError, Trainer
+from adfnet.engine.trainer import NonFiniteLossError, Trainer, mixup, validation_points
 from adfnet.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,11 +66,11 @@ def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subp
                           env=env or ENV, timeout=300)
 
 
-def check_run(run: Path, n_colors: int) -> None:
+def check_run(run: Path, n_colors: int, model: str = "adfnet") -> None:
     for name in ("model_best.pt", "model_latest.pt"):
         state = torch.load(run / "model" / name, map_location="cpu", weights_only=True)
         assert "head.weight" in state  # raw state_dict, official key names
-        load_weights(build_model("adfnet", n_colors), state)
+        load_weights(build_model(model, n_colors), state)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert "epoch 1: loss" in (run / "log.txt").read_text()
 
@@ -84,6 +85,20 @@ def test_gray_and_rgb_scripts_train_end_to_end(tmp_path: Path, val_dirs: dict[st
     done = run_script("train_adfnet_rgb_n30.sh", "--dir_data", str(RGB), "--data_val", str(val_dirs["rgb"]), *common)
     assert done.returncode == 0, done.stderr[-3000:]
     check_run(tmp_path / "adfnet_rgb_n30", 3)
+
+
+def test_adfnet_l_on_mix_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    """ADFNet* = ADFNet-L on the MIX folders (here: a few bundled images; BSD400 is gray, as the real one)."""
+    for folder, source in (("WED", RGB), ("BSD400", GRAY)):
+        (tmp_path / "MIX" / folder).mkdir(parents=True)
+        for f in sorted(source.iterdir())[:2]:
+            shutil.copy(f, tmp_path / "MIX" / folder / f.name)
+    done = run_script("train_adfnet-L_n50.sh", "--data_val", str(val_dirs["rgb"]), "--epochs", "1", "--test_every", "1",
+                      "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0",
+                      "--dir_experiment", str(tmp_path), env={**ENV, "DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "DIV2K, Flickr2K" in done.stderr and "2 of 4 training images are gray" in done.stderr
+    check_run(tmp_path / "adfnet-L_n50", 3, "adfnet_l")
 
 
 def test_real_noise_end_to_end_from_bundled_samples(tmp_path: Path) -> None:
@@ -187,3 +202,28 @@ def test_non_finite_losses_are_skipped_then_stop(tmp_path: Path, val_dirs: dict[
     with pytest.warns(RuntimeWarning), pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
         for _ in range(3):
             trainer.train_step(bad, bad)
+
+
+@pytest.mark.parametrize("line", [
+    "--n_GPUs 1 --model adfnet --save adfnet_n15 --noiseL 15 --patch_size 128 --loss 1*MSE --lr 1e-4 --save_results",
+    "--n_GPUs 2 --model adfnet --save adfnet_n30 --noiseL 30 --patch_size 128 --loss 1*MSE --lr 1e-4 --save_results "
+    "--epochs 1000",
+    "--n_GPUs 2 --model adfnet --data_train MIX --save adfnet-L_n50 --noiseL 50 --patch_size 128 --loss 1*MSE "
+    "--lr 1e-4 --save_results --epochs 1000",
+])
+def test_official_command_lines_parse_unchanged(line: str) -> None:
+    args = parse_options(line.split())
+    assert (args.model, args.patch_size, args.loss, args.lr, args.save_results) == ("adfnet", 128, "1*MSE", 1e-4, True)
+    assert args.decay_type == "step" and args.gamma == 0.5 and args.batch_size == 16 and args.test_every == 1000
+
+
+def test_validation_points_and_mixup() -> None:
+    assert validation_points(6000, 3) == {2000, 4000, 6000}  # the official 3 validations per epoch
+    assert validation_points(1000, 1) == {1000} and validation_points(2, 3) == {1, 2}
+    clean = torch.rand(4, 3, 8, 8)
+    noisy = clean + 0.25
+    mixed_noisy, mixed_clean = mixup(noisy, clean, np.random.default_rng(0))
+    assert torch.allclose(mixed_noisy - mixed_clean, torch.full_like(clean, 0.25), atol=1e-6)  # same lambda on both
+    assert not torch.allclose(mixed_clean, clean)
+    again = mixup(noisy, clean, np.random.default_rng(0))
+    assert torch.equal(again[0], mixed_noisy)  # drawn from the given generator: reproducible

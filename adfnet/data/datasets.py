@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from adfnet.data.io import IMAGE_EXTENSIONS, image_to_tensor, list_images, read_image
+from adfnet.data.io import IMAGE_EXTENSIONS, ImageWarning, image_to_tensor, list_images, read_image
 from adfnet.data.noise import add_awgn
 
 # Folders of the official MIX training set (ADFNet*), under <dir_data>/MIX.
@@ -72,6 +72,11 @@ def image_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as im:
         w, h = im.size
     return h, w
+
+
+def _is_gray(path: Path) -> bool:
+    with Image.open(path) as im:
+        return im.mode in ("1", "L", "LA", "I", "I;16", "F")
 
 
 def keep_large_enough(files: Sequence[Path], patch_size: int) -> list[Path]:
@@ -145,6 +150,11 @@ class SyntheticNoiseTrain(Dataset):
         self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1
     ) -> None:
         self.files = keep_large_enough(files, patch_size)
+        if n_colors == 3:  # one summary instead of a warning per image (e.g. the gray BSD400 images of MIX)
+            gray = sum(1 for f in self.files if _is_gray(f))
+            if gray:
+                warnings.warn(f"{gray} of {len(self.files)} training images are gray: their channel is replicated "
+                              "for the colour model", UserWarning, stacklevel=2)
         self.n_colors, self.patch_size, self.sigma = n_colors, patch_size, sigma
         self.length, self.seed, self.epoch = length, seed, 1
 
@@ -156,7 +166,9 @@ class SyntheticNoiseTrain(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = sample_rng(self.seed, self.epoch, index)
-        img = read_image(self.files[index % len(self.files)], self.n_colors)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImageWarning)  # gray-to-colour replication, summarised above
+            img = read_image(self.files[index % len(self.files)], self.n_colors)
         top, left = random_crop(img, self.patch_size, rng)
         patch = img[top : top + self.patch_size, left : left + self.patch_size]
         clean = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]

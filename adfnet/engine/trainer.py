@@ -165,7 +165,7 @@ class Trainer:
         return SyntheticNoiseVal(validation_files(a.data_val, a.n_val), a.n_colors, a.noiseL, a.val_seed)
 
     def _open_writer(self) -> Any:
-        if not self.dist.is_main:
+        if not self.dist.is_main or self.args.test_only:
             return None
         from torch.utils.tensorboard import SummaryWriter  # slow import: only on the main process
 
