@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from adfnet.evaluation import DEFAULT_SEEDS, dcn_backend, run_evaluation, select_device
+from adfnet.models import add_model_arguments, model_options
 
 ROOT = Path(__file__).resolve().parent
 BUNDLED_SETS = {1: ROOT / "datasets/testsets/Set12", 3: ROOT / "datasets/testsets/McMaster"}
@@ -22,8 +23,7 @@ BUNDLED_SETS = {1: ROOT / "datasets/testsets/Set12", 3: ROOT / "datasets/testset
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="adfnet", choices=["adfnet", "adfnet_l"],
-                   help="adfnet, or adfnet_l (the paper's ADFNet*)")
+    add_model_arguments(p)
     p.add_argument("--n_colors", type=int, default=3, choices=[1, 3], help="1 for gray models, 3 for colour")
     p.add_argument("--weights", required=True,
                    help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt")
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.model, args.n_colors, args.weights, args.input_dir or [BUNDLED_SETS[args.n_colors]],
                 args.test_noiseL, args.result_dir, device, seed=args.seed, chop=args.chop,
                 ensemble=args.ensemble, save_images=args.save_images, limit=args.limit,
+                options=model_options(args),
             )
     except ValueError as err:  # bad --device / --dcn_backend
         print(f"error: {err}", file=sys.stderr)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import dcn
-from adfnet.models import MODEL_NAMES, build_model
+from adfnet.models import add_model_arguments, build_model, model_options
 
 aten = torch.ops.aten
 
@@ -100,9 +100,12 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], thop_convention: bo
     return macs
 
 
-def report(name: str, n_colors: int, size: Sequence[int], thop_convention: bool = False) -> str:
+def report(
+    name: str, n_colors: int, size: Sequence[int], thop_convention: bool = False, **options: object
+) -> str:
+    """Parameters and MACs of ``build_model(name, n_colors, **options)`` on a 1 x n_colors x H x W input."""
     with torch.device("meta"):
-        model = build_model(name, n_colors)
+        model = build_model(name, n_colors, **options)
     h, w = (size[0], size[0]) if len(size) == 1 else size
     params = count_parameters(model, thop_convention)
     macs = count_macs(model, (1, n_colors, h, w), thop_convention)
@@ -121,7 +124,7 @@ def report(name: str, n_colors: int, size: Sequence[int], thop_convention: bool 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m adfnet.complexity", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="adfnet", help=f"one of {', '.join(MODEL_NAMES)}")
+    add_model_arguments(parser)
     parser.add_argument("--size", type=int, nargs="+", default=[128], metavar=("H", "W"),
                         help="input H [W] (default 128)")
     parser.add_argument("--n_colors", type=int, default=3, choices=(1, 3))
@@ -130,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(args.size) > 2 or any(n % 8 for n in args.size):
         parser.error("--size takes H or H W, multiples of 8")
     try:
-        print(report(args.model, args.n_colors, args.size, args.thop_convention))
+        print(report(args.model, args.n_colors, args.size, args.thop_convention, **model_options(args)))
     except ValueError as err:  # e.g. an unknown model name
         parser.error(str(err))
 

@@ -29,6 +29,7 @@ from adfnet.data.io import image_to_tensor, list_images, read_image, save_image,
 from adfnet.data.noise import add_awgn
 from adfnet.inference import CHOP_MIN_SIZE_REAL, denoise
 from adfnet.metrics import WINDOW_SIZE, psnr, quantize, ssim, ssim_matlab3d
+from adfnet.models import add_model_arguments
 
 # Official test-noise seeds, reseeded before every image (spec section 5).
 DEFAULT_SEEDS = {1: 1, 3: 20}
@@ -124,12 +125,14 @@ def dcn_backend(name: str | None) -> Iterator[None]:
         yield
 
 
-def load_model(name: str, n_colors: int, weights: str | Path, device: torch.device) -> torch.nn.Module:
-    """Build ``name`` and load ``weights`` strictly (a clear ``ValueError``/``FileNotFoundError`` otherwise)."""
+def load_model(
+    name: str, n_colors: int, weights: str | Path, device: torch.device, **options: object
+) -> torch.nn.Module:
+    """Build ``name`` (with ``build_model`` ``options``) and load ``weights`` strictly (a clear error otherwise)."""
     from adfnet.checkpoint import load_weights
     from adfnet.models import build_model
 
-    model = build_model(name, n_colors=n_colors)
+    model = build_model(name, n_colors=n_colors, **options)
     load_weights(model, weights)
     return model.to(device).eval()
 
@@ -284,6 +287,7 @@ def run_evaluation(
     ensemble: bool = False,
     save_images: bool = False,
     limit: int | None = None,
+    options: dict[str, object] | None = None,
 ) -> int:
     """Evaluate every set at every sigma; returns the number of failures (images, folders, checkpoints).
 
@@ -292,6 +296,7 @@ def run_evaluation(
 
     ``weights`` may contain ``{sigma}`` (e.g. ``checkpoints/adfnet_rgb_n{sigma}.pt``) since the
     official models are trained per noise level. A checkpoint that cannot be used skips its sigma.
+    ``options`` are ``build_model`` options (the Table 4 ablations).
     """
     result_dir = Path(result_dir)
     failures = 0
@@ -311,7 +316,7 @@ def run_evaluation(
     for sigma in sigmas:
         path = weights.replace("{sigma}", sigma_label(sigma))
         try:
-            model = load_model(model_name, n_colors, path, device)
+            model = load_model(model_name, n_colors, path, device, **(options or {}))
         except (OSError, ValueError, RuntimeError) as err:
             print(f"error: cannot use checkpoint {path} for sigma {sigma_label(sigma)}: {err}")
             failures += 1
@@ -338,7 +343,7 @@ def run_evaluation(
 
 def add_model_args(parser: argparse.ArgumentParser, weights_default: str) -> None:
     """The options every real-noise script shares (model, weights, device, DCN backend, chop, ensemble)."""
-    parser.add_argument("--model", default="adfnet", choices=["adfnet", "adfnet_l"])
+    add_model_arguments(parser)
     parser.add_argument("--weights", default=weights_default, help="checkpoint (.pth/.pt, official or ours)")
     parser.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
     parser.add_argument("--chop", action="store_true",

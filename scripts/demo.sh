@@ -6,11 +6,8 @@
 #   PYTHON  interpreter (default: .venv/bin/python when present, else python)
 #   RUN     run name under experiment/ (default demo_gray_n25)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
 export PYTHON
 RUN=${RUN:-demo_gray_n25}
 

@@ -5,8 +5,9 @@
 # The official gray test always chopped (threshold 400,000 px) with noise seed 1: --chop, default seed.
 # Extra arguments are passed to test.py (e.g. --ensemble, --save_images, --cpu).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
 TESTSETS=${TESTSETS:-datasets/testsets}
-python test.py --model adfnet --n_colors 1 --weights 'checkpoints/adfnet_gray_n{sigma}.pt' \
+"$PYTHON" test.py --model adfnet --n_colors 1 --weights 'checkpoints/adfnet_gray_n{sigma}.pt' \
     --input_dir "$TESTSETS/Set12" "$TESTSETS/BSD68" "$TESTSETS/Urban100" \
     --test_noiseL 15 25 50 --result_dir results/adfnet_gray --chop "$@"

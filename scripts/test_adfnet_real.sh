@@ -7,28 +7,37 @@
 # Missing inputs are skipped. The official real scripts chopped and self-ensembled together:
 # pass "--chop --ensemble" to do the same. Extra arguments go to every script.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
 REAL=${REAL:-datasets}
 WEIGHTS=${WEIGHTS:-checkpoints/adfnet_real.pth}
 status=0
+ran=0
 if [ -f "$REAL/SIDD/val_mat/ValidationNoisyBlocksSrgb.mat" ]; then
-    python scripts/test_sidd_val_mat.py --input_dir "$REAL/SIDD/val_mat" --weights "$WEIGHTS" \
+    ran=$((ran + 1))
+    "$PYTHON" scripts/test_sidd_val_mat.py --input_dir "$REAL/SIDD/val_mat" --weights "$WEIGHTS" \
         --result_dir results/sidd_val_mat "$@" || status=1
-    python scripts/evaluate_sidd.py --submission results/sidd_val_mat/mat/SubmitSrgb.mat \
+    "$PYTHON" scripts/evaluate_sidd.py --submission results/sidd_val_mat/mat/SubmitSrgb.mat \
         --gt "$REAL/SIDD/val_mat/ValidationGtBlocksSrgb.mat" || status=1
 else
     echo "skip SIDD validation: $REAL/SIDD/val_mat/ValidationNoisyBlocksSrgb.mat not found"
 fi
 if [ -f "$REAL/SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat" ]; then
-    python scripts/test_sidd_benchmark_mat.py --input_dir "$REAL/SIDD/benchmark" --weights "$WEIGHTS" \
+    ran=$((ran + 1))
+    "$PYTHON" scripts/test_sidd_benchmark_mat.py --input_dir "$REAL/SIDD/benchmark" --weights "$WEIGHTS" \
         --result_dir results/sidd_benchmark "$@" || status=1
 else
     echo "skip SIDD benchmark: $REAL/SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat not found"
 fi
 if [ -d "$REAL/DND/lq" ]; then
-    python scripts/test_dnd_png.py --input_dir "$REAL/DND" --weights "$WEIGHTS" --result_dir results/dnd "$@" \
+    ran=$((ran + 1))
+    "$PYTHON" scripts/test_dnd_png.py --input_dir "$REAL/DND" --weights "$WEIGHTS" --result_dir results/dnd "$@" \
         || status=1
 else
     echo "skip DND: $REAL/DND/lq not found"
+fi
+if [ "$ran" -eq 0 ]; then
+    echo "error: no SIDD or DND data under $REAL (see datasets/README.md for the layout); nothing was evaluated" >&2
+    exit 1
 fi
 exit $status

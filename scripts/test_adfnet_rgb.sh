@@ -6,10 +6,11 @@
 # CBSD68, McMaster. Noise seed 20 (official), --chop as the run that produced the official log.
 # Extra arguments are passed to test.py (e.g. --ensemble, --save_images, --cpu).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
 TESTSETS=${TESTSETS:-datasets/testsets}
 SETS=("$TESTSETS/Kodak24" "$TESTSETS/CBSD68" "$TESTSETS/McMaster")
-python test.py --model adfnet --n_colors 3 --weights 'checkpoints/adfnet_rgb_n{sigma}.pt' \
+"$PYTHON" test.py --model adfnet --n_colors 3 --weights 'checkpoints/adfnet_rgb_n{sigma}.pt' \
     --input_dir "${SETS[@]}" --test_noiseL 10 30 50 70 --result_dir results/adfnet_rgb --chop "$@"
-python test.py --model adfnet_l --n_colors 3 --weights checkpoints/adfnet_l_rgb_n50.pt \
+"$PYTHON" test.py --model adfnet_l --n_colors 3 --weights checkpoints/adfnet_l_rgb_n50.pt \
     --input_dir "${SETS[@]}" --test_noiseL 50 --result_dir results/adfnet_l_rgb --chop "$@"

@@ -29,6 +29,7 @@ from adfnet.evaluation import (  # noqa: E402
     write_score_csv,
 )
 from adfnet.matio import load_sidd_blocks, save_sidd_submission  # noqa: E402
+from adfnet.models import model_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if noisy.shape != gt.shape:
             raise ValueError(f"noisy blocks {noisy.shape} and ground truth {gt.shape} differ in shape")
         with dcn_backend(args.dcn_backend):
-            model = load_model(args.model, 3, args.weights, device)
+            model = load_model(args.model, 3, args.weights, device, **model_options(args))
             denoised = denoise_blocks(model, noisy, device, args.chop, args.ensemble)
     except (OSError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

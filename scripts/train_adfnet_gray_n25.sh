@@ -7,15 +7,11 @@
 # the bundled data, CPU, about a minute (add --n_val 2 to validate on two images only):
 #   bash scripts/train_adfnet_gray_n25.sh --dir_data datasets/trainsets/Train400_sample --epochs 1 --test_every 2 --patch_size 32 --batch_size 2 --cpu
 # Relative paths are relative to the current folder; the run goes to experiment/adfnet_gray_n25/ (--dir_experiment, --save).
-# Environment: DATA_DIR, VAL_SET (paths below), PYTHON (interpreter, default python).
+# Environment: DATA_DIR, VAL_SET (paths below), PYTHON (interpreter, default .venv/bin/python).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DATA_DIR="${DATA_DIR:-$ROOT/datasets}"                # root holding DIV2K/ (DIV2K_train_HR/ inside)
 VAL_SET="${VAL_SET:-$ROOT/datasets/testsets/Set12}"     # clean validation images (noise added with a fixed seed)
 
-if [[ " $* " != *" --dir_data"* && ! -d "$DATA_DIR/DIV2K" ]]; then
-  echo "error: $DATA_DIR/DIV2K not found. Download DIV2K_train_HR.zip (800 images) from https://data.vision.ee.ethz.ch/cvl/DIV2K/ and unzip it so that the images are in $DATA_DIR/DIV2K/DIV2K_train_HR/." >&2
-  echo "See datasets/README.md, set DATA_DIR=<root holding DIV2K/>, or pass --dir_data <folder of clean images>." >&2
-  exit 1
-fi
-exec "${PYTHON:-python}" "$ROOT/train.py" --n_colors 1 --n_GPUs 1 --model adfnet --save adfnet_gray_n25 --noiseL 25 --patch_size 128 --loss 1*MSE --lr 1e-4 --save_results --dir_data "$DATA_DIR" --data_val "$VAL_SET" "$@"
+require_dir "$DATA_DIR/DIV2K" --dir_data "Download DIV2K_train_HR.zip (800 images) from https://data.vision.ee.ethz.ch/cvl/DIV2K/ and unzip it so that the images are in $DATA_DIR/DIV2K/DIV2K_train_HR/." "$@"
+exec "$PYTHON" "$ROOT/train.py" --n_colors 1 --n_GPUs 1 --model adfnet --save adfnet_gray_n25 --noiseL 25 --patch_size 128 --loss 1*MSE --lr 1e-4 --save_results --dir_data "$DATA_DIR" --data_val "$VAL_SET" "$@"

@@ -10,21 +10,12 @@
 #   bash scripts/train_adfnet_real.sh --dir_data experiment/sidd_toy/train --data_val experiment/sidd_toy/train \
 #       --n_val 2 --epochs 1 --patch_size 32 --batch_size 4 --n_threads 0 --val_after_epoch 0 --cpu
 # (--dir_data = TRAIN_DIR, --data_val = VAL_DIR; both hold hq/ and lq/.) The run goes to experiment/ADFNet/.
-# Environment: TRAIN_DIR, VAL_DIR (paths below), PYTHON (interpreter, default python).
+# Environment: TRAIN_DIR, VAL_DIR (paths below), PYTHON (interpreter, default .venv/bin/python).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 TRAIN_DIR="${TRAIN_DIR:-$ROOT/datasets/SIDD/train}"   # hq/ + lq/ patches
 VAL_DIR="${VAL_DIR:-$ROOT/datasets/SIDD/val}"         # hq/ + lq/ validation images
 
-if [[ " $* " != *" --dir_data"* && ! -d "$TRAIN_DIR/lq" ]]; then
-  echo "error: $TRAIN_DIR/lq not found. Download SIDD-Medium sRGB (SIDD_Medium_Srgb.zip) from https://abdokamel.github.io/sidd/" >&2
-  echo "and cut it into patches: python scripts/generate_patches_SIDD.py --src_dir <SIDD_Medium_Srgb/Data> --tar_dir $TRAIN_DIR" >&2
-  echo "(see datasets/README.md), set TRAIN_DIR=..., or pass --dir_data <folder with hq/ and lq/>." >&2
-  exit 1
-fi
-if [[ " $* " != *" --data_val"* && ! -d "$VAL_DIR/lq" ]]; then
-  echo "error: $VAL_DIR/lq not found. Put the SIDD validation pairs there as hq/ (clean) and lq/ (noisy) PNGs with equal" >&2
-  echo "names (see datasets/README.md), set VAL_DIR=..., or pass --data_val <folder with hq/ and lq/>." >&2
-  exit 1
-fi
-exec "${PYTHON:-python}" "$ROOT/train.py" --config "$ROOT/configs/sidd.yml" --dir_data "$TRAIN_DIR" --data_val "$VAL_DIR" "$@"
+require_dir "$TRAIN_DIR/lq" --dir_data "Download SIDD-Medium sRGB (SIDD_Medium_Srgb.zip) from https://abdokamel.github.io/sidd/ and cut it into patches: python scripts/generate_patches_SIDD.py --src_dir <SIDD_Medium_Srgb/Data> --tar_dir $TRAIN_DIR, set TRAIN_DIR=..., or pass --dir_data <folder with hq/ and lq/>." "$@"
+require_dir "$VAL_DIR/lq" --data_val "Put the SIDD validation pairs there as hq/ (clean) and lq/ (noisy) PNGs with equal names, set VAL_DIR=..., or pass --data_val <folder with hq/ and lq/>." "$@"
+exec "$PYTHON" "$ROOT/train.py" --config "$ROOT/configs/sidd.yml" --dir_data "$TRAIN_DIR" --data_val "$VAL_DIR" "$@"

@@ -156,3 +156,4 @@ def test_errors():
         build_model("adfnet", widths=(8, 8, 8, 8))
     with pytest.raises(ValueError, match="placement"):
         build_model("adfnet", placement="bottleneck")
+

@@ -134,3 +134,17 @@ def test_published_lookup():
     assert published_for("adfnet_l", 3, "kodak", 50).psnr == 29.92
     assert published_for("adfnet", 3, "McMaster", 25) is None
     assert published_for("adfnet", 1, "Urban100", 15).ssim == pytest.approx(0.937789)
+
+
+def test_ablation_flags_reach_the_builder():
+    """train.py, test.py and adfnet.complexity share the model flags; each selects its Table 4 variant."""
+    from adfnet.engine.options import parse_options
+    from adfnet.models import DCB, MCB, MFI, build_model, model_options
+
+    argv = ["--placement", "everywhere", "--no_mdcb", "--no_mfi"]
+    for args in (parse_options(argv), test_cli.parse_args([*argv, "--weights", "w.pt"])):
+        assert model_options(args) == {"placement": "everywhere", "dcb": True, "mdcb": False, "mfi": False}
+        net = build_model("adfnet", 1, **model_options(args))
+        assert isinstance(net.fe1.fe[0], DCB) and isinstance(net.dfe1.fe[1], MCB)
+        assert not any(isinstance(m, MFI) for m in net.modules())
+    assert model_options(parse_options([])) == {"placement": "decoder", "dcb": True, "mdcb": True, "mfi": True}

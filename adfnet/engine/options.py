@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from adfnet.models import add_model_arguments
+
 GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
 COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "McMaster"}
 TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--noiseL", type=float, default=50, help="AWGN sigma on the 0-255 scale")
     a("--patch_size", type=int, default=128, help="training crop size")
     # model
-    a("--model", default="adfnet", help="adfnet or adfnet_l (ADFNet-L = the paper's ADFNet*)")
+    add_model_arguments(p)
     a("--pre_train", default=".", help="weights to start from ('.' = none)")
     # optimisation
     a("--batch_size", type=int, default=16, help="global batch (split over GPUs/processes)")

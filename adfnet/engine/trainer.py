@@ -40,7 +40,7 @@ from adfnet.engine.state import STATE_VERSION, atomic_save, load_training_state,
 from adfnet.inference import denoise
 from adfnet.losses import build_loss
 from adfnet.metrics import psnr
-from adfnet.models import build_model
+from adfnet.models import build_model, model_options
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -89,7 +89,7 @@ class Trainer:
         barrier(self.dist)
         seed_everything(args.seed)
 
-        self.net = build_model(args.model, n_colors=args.n_colors).to(self.device)
+        self.net = build_model(args.model, n_colors=args.n_colors, **model_options(args)).to(self.device)
         self.loss_fn = build_loss(args.loss)
         self.optimizer = self._build_optimizer()
         t_max = max(1, args.epochs - args.warmup_epochs)

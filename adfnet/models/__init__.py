@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
 
 __all__ = [
     "ADFNet", "AFG", "CB", "DCB", "DConv", "DynamicBranch", "MCB", "MDCB", "MFI", "OffsetBlock", "SEKG",
-    "build_model", "dynamic_filter", "MODEL_NAMES", "PLACEMENTS",
+    "add_model_arguments", "build_model", "dynamic_filter", "model_options", "MODEL_NAMES", "PLACEMENTS",
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
@@ -30,3 +32,18 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet:
     if unknown:
         raise ValueError(f"unknown model option(s) {', '.join(unknown)}; valid options: {', '.join(OPTIONS)}")
     return ADFNet(n_colors, WIDTHS[key], **options)  # type: ignore[arg-type]
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included)."""
+    parser.add_argument("--model", default="adfnet", help="adfnet, or adfnet_l (the paper's ADFNet*)")
+    parser.add_argument("--placement", choices=PLACEMENTS, default="decoder",
+                        help="ablation: where DCB + MDCB go (decoder = ADFNet; encoder; everywhere)")
+    parser.add_argument("--no_dcb", action="store_true", help="ablation 'without DCB': a CB in its place")
+    parser.add_argument("--no_mdcb", action="store_true", help="ablation 'without MDCB': an MCB in its place")
+    parser.add_argument("--no_mfi", action="store_true", help="ablation 'without MFI': concatenate, then fuse")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, object]:
+    """The ``build_model`` options selected by :func:`add_model_arguments` flags."""
+    return {"placement": args.placement, "dcb": not args.no_dcb, "mdcb": not args.no_mdcb, "mfi": not args.no_mfi}
