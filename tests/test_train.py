@@ -222,3 +222,26 @@ def test_validation_points_and_mixup() -> None:
     assert not torch.allclose(mixed_clean, clean)
     again = mixup(noisy, clean, np.random.default_rng(0))
     assert torch.equal(again[0], mixed_noisy)  # drawn from the given generator: reproducible
+
+
+def test_amp_bf16_step_keeps_the_dcn_in_float32(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    """--amp bf16 (CPU autocast here; the same code path as CUDA): convs run in bf16, the DCN op in fp32."""
+    import dcn
+
+    trainer = Trainer(parse_options(toy(tmp_path, val_dirs["gray"], "--amp", "bf16")))
+    dtypes: dict[str, torch.dtype] = {}
+
+    def record(name: str):
+        def hook(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> None:
+            dtypes.setdefault(name, output.dtype)
+        return hook
+
+    net = trainer.net
+    net.head.register_forward_hook(record("conv"))
+    next(m for m in net.modules() if isinstance(m, dcn.ModulatedDeformConvPack)).register_forward_hook(record("dcn"))
+    before = net.tail.weight.detach().clone()
+    clean = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    loss = trainer.train_step(clean + 0.1, clean)
+    assert loss is not None and np.isfinite(loss)
+    assert dtypes == {"conv": torch.bfloat16, "dcn": torch.float32}
+    assert net.tail.weight.dtype == torch.float32 and not torch.equal(net.tail.weight, before)

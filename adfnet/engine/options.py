@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--n_threads", type=int, default=4, help="DataLoader worker processes")
     a("--seed", type=int, default=1, help="seeds the model init, crops, augmentation and noise")
     a("--amp", choices=("none", "fp16", "bf16"), default="none",
-      help="mixed precision on CUDA (the DCN op stays in fp32); ignored on the CPU")
+      help="mixed precision: fp16 or bf16 on CUDA, bf16 on the CPU (the DCN op stays in fp32)")
     # data
     a("--data_train", default="DIV2K", help="DIV2K or MIX (WED + DIV2K + Flickr2K + BSD400)")
     a("--dir_data", default="datasets", help="a folder of clean training images, or the root holding DIV2K/ or MIX/")

@@ -95,9 +95,11 @@ class Trainer:
         t_max = max(1, args.epochs - args.warmup_epochs)
         self.scheduler = build_scheduler(self.optimizer, args.decay_type, args.lr_decay, args.gamma,
                                          args.warmup_epochs, t_max, args.lr_min)
-        self.amp_dtype = AMP_DTYPES.get(args.amp) if use_cuda else None
-        if args.amp != "none" and not use_cuda:
-            warnings.warn("--amp is only used on CUDA; training in fp32", UserWarning, stacklevel=2)
+        self.amp_dtype = AMP_DTYPES.get(args.amp)
+        if self.amp_dtype == torch.float16 and not use_cuda:  # CPU autocast is meant for bf16
+            warnings.warn("--amp fp16 is for CUDA; on the CPU use --amp bf16. Training in fp32", UserWarning,
+                          stacklevel=2)
+            self.amp_dtype = None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         self.start_epoch, self.best = 1, {"psnr": -math.inf, "epoch": 0}
