@@ -29,7 +29,7 @@ from adfnet.data.io import image_to_tensor, list_images, read_image, save_image,
 from adfnet.data.noise import add_awgn
 from adfnet.inference import CHOP_MIN_SIZE_REAL, denoise
 from adfnet.metrics import WINDOW_SIZE, psnr, quantize, ssim, ssim_matlab3d
-from adfnet.models import add_model_arguments
+from adfnet.models import add_model_arguments, model_options
 
 # Official test-noise seeds, reseeded before every image (spec section 5).
 DEFAULT_SEEDS = {1: 1, 3: 20}
@@ -352,6 +352,11 @@ def add_model_args(parser: argparse.ArgumentParser, weights_default: str) -> Non
     parser.add_argument("--device", default=None, help="explicit device, e.g. cuda:1")
     parser.add_argument("--dcn_backend", default=None, help="DCN backend: ext, torchvision or reference")
 
+
+
+def load_real_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """The colour model a real-noise script asked for with the :func:`add_model_args` flags."""
+    return load_model(args.model, 3, args.weights, device, **model_options(args))
 
 def denoise_uint8(
     model: Callable[[torch.Tensor], torch.Tensor],

@@ -21,10 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tqdm import tqdm  # noqa: E402
 
 from adfnet.data.io import list_images, read_image, save_image  # noqa: E402
-from adfnet.evaluation import add_model_args, dcn_backend, denoise_uint8, load_model, select_device  # noqa: E402
+from adfnet.evaluation import add_model_args, dcn_backend, denoise_uint8, load_real_model, select_device  # noqa: E402
 from adfnet.matio import bundle_dnd_submission, save_dnd_crop  # noqa: E402
 from adfnet.metrics import quantize  # noqa: E402
-from adfnet.models import model_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         device = select_device(args.cpu, args.device)
         files = list_images(folder / "lq" if (folder / "lq").is_dir() else folder)
         with dcn_backend(args.dcn_backend):
-            model = load_model(args.model, 3, args.weights, device, **model_options(args))
+            model = load_real_model(args, device)
             for path in tqdm(files, desc="DND", unit="crop"):
                 try:
                     out = denoise_uint8(model, quantize(read_image(path, 3)), device, args.chop, args.ensemble)

@@ -17,9 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adfnet.data.io import save_image  # noqa: E402
-from adfnet.evaluation import add_model_args, dcn_backend, denoise_blocks, load_model, select_device  # noqa: E402
+from adfnet.evaluation import add_model_args, dcn_backend, denoise_blocks, load_real_model, select_device  # noqa: E402
 from adfnet.matio import load_sidd_blocks, save_sidd_submission  # noqa: E402
-from adfnet.models import model_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         device = select_device(args.cpu, args.device)
         noisy = load_sidd_blocks(Path(args.input_dir) / "BenchmarkNoisyBlocksSrgb.mat", "BenchmarkNoisyBlocksSrgb")
         with dcn_backend(args.dcn_backend):
-            model = load_model(args.model, 3, args.weights, device, **model_options(args))
+            model = load_real_model(args, device)
             denoised = denoise_blocks(model, noisy, device, args.chop, args.ensemble)
     except (OSError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -23,13 +23,12 @@ from adfnet.evaluation import (  # noqa: E402
     dcn_backend,
     denoise_blocks,
     format_real_scores,
-    load_model,
+    load_real_model,
     score_pairs,
     select_device,
     write_score_csv,
 )
 from adfnet.matio import load_sidd_blocks, save_sidd_submission  # noqa: E402
-from adfnet.models import model_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if noisy.shape != gt.shape:
             raise ValueError(f"noisy blocks {noisy.shape} and ground truth {gt.shape} differ in shape")
         with dcn_backend(args.dcn_backend):
-            model = load_model(args.model, 3, args.weights, device, **model_options(args))
+            model = load_real_model(args, device)
             denoised = denoise_blocks(model, noisy, device, args.chop, args.ensemble)
     except (OSError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

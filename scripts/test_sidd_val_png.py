@@ -27,14 +27,13 @@ from adfnet.evaluation import (  # noqa: E402
     dcn_backend,
     denoise_uint8,
     format_real_scores,
-    load_model,
+    load_real_model,
     score_pairs,
     select_device,
     write_score_csv,
 )
 from adfnet.matio import save_sidd_submission  # noqa: E402
 from adfnet.metrics import quantize  # noqa: E402
-from adfnet.models import model_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         lq = list_images(Path(args.input_dir) / "lq")
         hq_dir = Path(args.input_dir) / "hq"
         with dcn_backend(args.dcn_backend):
-            model = load_model(args.model, 3, args.weights, device, **model_options(args))
+            model = load_real_model(args, device)
             names, outputs, targets, failures = [], [], [], 0
             for path in tqdm(lq, desc="SIDD val", unit="img"):
                 try:
