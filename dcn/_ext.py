@@ -99,5 +99,5 @@ def _register() -> None:
 if _load_error is None:
     try:
         _register()
-    except AttributeError as exc:  # torch.library before 2.4 lacks these registration functions
-        _load_error = f"torch {torch.__version__} is too old for the dcn extension (needs >= 2.4): {exc}"
+    except AttributeError as exc:  # torch.library before 2.5 lacks some of these registration functions
+        _load_error = f"torch {torch.__version__} is too old for the dcn extension (needs >= 2.5): {exc}"

@@ -40,8 +40,8 @@ def modulated_deform_conv(
     call to the next one that can: torchvision has no bfloat16 kernels and the extension's CPU
     kernels are float32/float64 only, so e.g. bfloat16 on CPU always runs on ``reference``; CUDA
     inputs skip an extension built without CUDA kernels; under
-    ``torch.use_deterministic_algorithms(True)`` CUDA inputs skip torchvision (its scatter is
-    atomic) for ``reference``.
+    ``torch.use_deterministic_algorithms(True)`` CUDA inputs skip the extension and torchvision
+    (both scatter grad_input with atomics) for the deterministic ``reference``.
 
     Under ``torch.autocast`` the op runs in float32 and returns float32, as torchvision's autocast
     kernel does: in half precision the sampling positions (grid + offset) keep only a few
@@ -83,15 +83,15 @@ def _route(backend: str, input: torch.Tensor) -> str:
 
 def _supports(backend: str, input: torch.Tensor) -> bool:
     dtype, device = input.dtype, input.device.type
+    if device == "cuda" and backend != "reference" and torch.are_deterministic_algorithms_enabled():
+        return False  # the CPU kernels are deterministic; the CUDA ones scatter with atomics
     if backend == "ext":
         if device == "cpu":
             return dtype in (torch.float32, torch.float64)
         ext = _backend._load_ext()
         return device == "cuda" and ext is not None and ext.has_cuda_kernels()
     if backend == "torchvision":
-        if dtype == torch.bfloat16:
-            return False
-        return not (device == "cuda" and torch.are_deterministic_algorithms_enabled())
+        return dtype != torch.bfloat16
     return True
 
 

@@ -461,7 +461,9 @@ def test_routing_when_the_backend_cannot_run_the_input(monkeypatch):
     assert _route("ext", on("cuda", torch.bfloat16)) == "ext"
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     assert _route("torchvision", on("cuda")) == "reference"
+    assert _route("ext", on("cuda")) == "reference"
     assert _route("torchvision", on("cpu")) == "torchvision"
+    assert _route("ext", on("cpu")) == "ext"  # the CPU kernels are deterministic
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -521,3 +523,26 @@ def test_bad_input_is_a_value_error(problem, calls):
     with pytest.raises(ValueError, match=message):
         dcn.modulated_deform_conv(**args)
     assert calls == []  # rejected before reaching a backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_corners_outside_the_image_are_never_read(backend):
+    """Samples at y = -0.5 read row 0 only (columns 1-4): an inf at pixel (0, 0) must not leak into the
+    output or into grad_input[0, 0] (reading absent corners as 0 * value would make NaN)."""
+    h, w = 4, 6
+    oy, ox = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    offset = torch.stack([-0.5 - oy, 1.3 + ox % 3 - ox]).unsqueeze(0)  # y = -0.5, x in {1.3, 2.3, 3.3}
+    mask = torch.ones(1, 1, h, w, dtype=torch.float64)
+    weight = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    clean = torch.rand(1, 1, h, w, dtype=torch.float64)
+    poisoned = clean.clone()
+    poisoned[0, 0, 0, 0] = math.inf
+    with dcn.use_backend(backend):
+        expected = dcn.modulated_deform_conv(clean, offset, mask, weight, None, 1, 0, 1, 1, 1)
+        x = poisoned.requires_grad_()
+        out = dcn.modulated_deform_conv(x, offset, mask, weight, None, 1, 0, 1, 1, 1)
+        grad_out = torch.ones_like(out)
+        grad_out[0, 0, 2, 2] = math.inf
+        out.backward(grad_out)
+    torch.testing.assert_close(out, expected)  # finite, and the same as without the inf
+    assert x.grad[0, 0, 0, 0] == 0 and x.grad[0, 0, 1:].eq(0).all()  # only row 0, columns 1-4 get gradient

@@ -6,6 +6,8 @@ tests the extension itself: kernels, registration (opcheck, torch.compile), chec
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torchvision.ops import deform_conv2d
@@ -275,8 +277,14 @@ def test_bad_hyperparameters_raise():
 
 
 def test_reports_kernels():
+    """has_cuda_kernels() is the dispatcher's answer; a FORCE_CUDA=1 build (as in CI) must have them."""
     assert _ext.load_error() is None
-    assert isinstance(_ext.has_cuda_kernels(), bool)
+    for op in ("dcn::modulated_deform_conv", "dcn::modulated_deform_conv_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CPU")
+    cuda_kernels = torch._C._dispatch_has_kernel_for_dispatch_key("dcn::modulated_deform_conv", "CUDA")
+    assert _ext.has_cuda_kernels() is cuda_kernels
+    if os.environ.get("FORCE_CUDA") == "1":
+        assert cuda_kernels, "built with FORCE_CUDA=1 but no CUDA kernel is registered"
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

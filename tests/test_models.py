@@ -133,6 +133,9 @@ def test_ablation_variants(variant):
     x = torch.rand(1, 1, 16, 24)
     with torch.no_grad():
         assert model(x).shape == x.shape
+    with torch.device("meta"):  # the same options through the public builder, at full width
+        built = build_model("adfnet", 3, **options)
+    assert tuple(map(type, built.cfe.fe)) == enc and tuple(map(type, built.dfe1.fe)) == dec
 
 
 def test_global_residual():
@@ -157,3 +160,27 @@ def test_errors():
     with pytest.raises(ValueError, match="placement"):
         build_model("adfnet", placement="bottleneck")
 
+
+
+@pytest.mark.parametrize("backend", dcn.available_backends())
+def test_small_adfnet_compiles(backend):
+    """torch.compile traces the whole network (DCN op and dynamic filtering included) without graph breaks,
+    and the compiled forward and gradients equal eager ones."""
+    torch.manual_seed(0)
+    model = ADFNet(1, (8, 8, 16, 16))
+    x = torch.rand(1, 1, 16, 16)
+    with dcn.use_backend(backend):
+        eager = model(x)
+        eager_grad = torch.autograd.grad(eager.square().sum(), model.head.weight)[0]
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+        out = compiled(x)
+        grad = torch.autograd.grad(out.square().sum(), model.head.weight)[0]
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(grad, eager_grad)
+
+
+def test_dynamic_filter_opcheck():
+    x = torch.rand(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    kernels = torch.rand(2, 27, 5, 6, dtype=torch.float64, requires_grad=True)
+    for dilation in (1, 3):
+        torch.library.opcheck(torch.ops.adfnet.dynamic_filter, (x, kernels, dilation))

@@ -49,9 +49,10 @@ DCN_HOST_DEVICE DCN_INLINE double floor_value(double v) { return floor(v); }
 
 // One bilinear sample, planned once and reused for every channel of a deformable group: the flat
 // indices of the 4 corners in an H*W plane and their weights. Corners outside the image, and all
-// corners of a sample outside the band, have weight 0 and index 0, so callers can read/write all
-// four unconditionally. With kGrad the derivatives of the weights with respect to y (wy) and x
-// (wx) are filled as well (0 outside the band: the DCNv2 offset-gradient guard).
+// corners of a sample outside the band, have index -1 and weight 0 and are never read (reading
+// them as 0 * value would turn an inf or NaN elsewhere in the plane into NaN). With kGrad the
+// derivatives of the weights with respect to y (wy) and x (wx) are filled as well (0 outside the
+// band: the DCNv2 offset-gradient guard).
 template <typename acc_t, typename index_t>
 struct SamplePlan {
   index_t idx[4];
@@ -75,7 +76,7 @@ DCN_HOST_DEVICE DCN_INLINE void make_plan(acc_t y, acc_t x, index_t H, index_t W
                                           SamplePlan<acc_t, index_t>& plan) {
 DCN_UNROLL
   for (int c = 0; c < 4; ++c) {
-    plan.idx[c] = 0;
+    plan.idx[c] = index_t(-1);
     plan.w[c] = acc_t(0);
     if constexpr (kGrad) {
       plan.wy[c] = acc_t(0);
@@ -190,8 +191,14 @@ DCN_HOST_DEVICE DCN_INLINE at::opmath_type<scalar_t> plan_tap(
 // Bilinear value of a plane at a planned sample (weights as planned, i.e. masked if folded).
 template <typename scalar_t, typename acc_t, typename index_t>
 DCN_HOST_DEVICE DCN_INLINE acc_t plan_value(const SamplePlan<acc_t, index_t>& plan, const scalar_t* plane) {
-  return plan.w[0] * static_cast<acc_t>(plane[plan.idx[0]]) + plan.w[1] * static_cast<acc_t>(plane[plan.idx[1]]) +
-         plan.w[2] * static_cast<acc_t>(plane[plan.idx[2]]) + plan.w[3] * static_cast<acc_t>(plane[plan.idx[3]]);
+  acc_t value = acc_t(0);
+DCN_UNROLL
+  for (int c = 0; c < 4; ++c) {
+    if (plan.idx[c] >= 0) {
+      value += plan.w[c] * static_cast<acc_t>(plane[plan.idx[c]]);
+    }
+  }
+  return value;
 }
 
 // Value and derivatives with respect to y and x of the bilinear sample of one plane.
@@ -203,6 +210,9 @@ DCN_HOST_DEVICE DCN_INLINE void plan_value_and_grad(const SamplePlan<acc_t, inde
   d_x = acc_t(0);
 DCN_UNROLL
   for (int c = 0; c < 4; ++c) {
+    if (plan.idx[c] < 0) {
+      continue;
+    }
     const acc_t v = static_cast<acc_t>(plane[plan.idx[c]]);
     value += plan.w[c] * v;
     d_y += plan.wy[c] * v;

@@ -127,9 +127,11 @@ void col2im_kernel(const scalar_t* grad_columns, const scalar_t* offset, const s
             for (int64_t t = 0; t < count; ++t) {
               const acc_t gv = static_cast<acc_t>(gcol[t]);
               const auto& pl = plans[t];
-              // Corners with weight 0 point at index 0 and add 0: no branch needed.
+              // Only corners that carry weight receive gradient (as DCNv2: outside ones are never touched).
               for (int corner = 0; corner < 4; ++corner) {
-                grad_plane[pl.idx[corner]] += static_cast<scalar_t>(pl.w[corner] * gv);
+                if (pl.w[corner] != acc_t(0)) {
+                  grad_plane[pl.idx[corner]] += static_cast<scalar_t>(pl.w[corner] * gv);
+                }
               }
             }
           }
