@@ -9,12 +9,20 @@ from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, Of
 
 __all__ = [
     "ADFNet", "AFG", "CB", "DCB", "DConv", "DynamicBranch", "MCB", "MDCB", "MFI", "OffsetBlock", "SEKG",
-    "add_model_arguments", "build_model", "dynamic_filter", "model_options", "MODEL_NAMES", "PLACEMENTS",
+    "add_model_arguments", "build_model", "canonical_name", "dynamic_filter", "model_options", "MODEL_NAMES", "PLACEMENTS",
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
 MODEL_NAMES = tuple(WIDTHS)
 OPTIONS = ("placement", "dcb", "mdcb", "mfi")
+
+
+def canonical_name(name: str) -> str:
+    """``"adfnet"`` or ``"adfnet_l"`` for any accepted spelling (``"ADFNet-L"``, ``"adfnet*"``, ...)."""
+    key = name.strip().lower().replace("-", "_").replace("*", "_l")
+    if key not in WIDTHS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return key
 
 
 def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet:
@@ -23,9 +31,7 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet:
     ``n_colors`` is 1 (gray) or 3 (colour, real noise). ``options`` are the Table 4 ablations
     ``placement``, ``dcb``, ``mdcb``, ``mfi``, documented on :class:`ADFNet`.
     """
-    key = name.strip().lower().replace("-", "_").replace("*", "_l")
-    if key not in WIDTHS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    key = canonical_name(name)
     if n_colors not in (1, 3):
         raise ValueError(f"n_colors must be 1 (gray) or 3 (colour), got {n_colors!r}")
     unknown = sorted(set(options) - set(OPTIONS))
@@ -36,7 +42,8 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included)."""
-    parser.add_argument("--model", default="adfnet", help="adfnet, or adfnet_l (the paper's ADFNet*)")
+    parser.add_argument("--model", default="adfnet", type=_model_arg,
+                        help="adfnet, or adfnet_l (the paper's ADFNet*); case and '-' do not matter")
     parser.add_argument("--placement", choices=PLACEMENTS, default="decoder",
                         help="ablation: where DCB + MDCB go (decoder = ADFNet; encoder; everywhere)")
     parser.add_argument("--no_dcb", action="store_true", help="ablation 'without DCB': a CB in its place")
@@ -47,3 +54,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_options(args: argparse.Namespace) -> dict[str, object]:
     """The ``build_model`` options selected by :func:`add_model_arguments` flags."""
     return {"placement": args.placement, "dcb": not args.no_dcb, "mdcb": not args.no_mdcb, "mfi": not args.no_mfi}
+
+
+def _model_arg(text: str) -> str:
+    try:
+        return canonical_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
