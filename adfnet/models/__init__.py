@@ -9,7 +9,8 @@ from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, Of
 
 __all__ = [
     "ADFNet", "AFG", "CB", "DCB", "DConv", "DynamicBranch", "MCB", "MDCB", "MFI", "OffsetBlock", "SEKG",
-    "add_model_arguments", "build_model", "canonical_name", "dynamic_filter", "model_options", "MODEL_NAMES", "PLACEMENTS",
+    "add_model_arguments", "build_model", "canonical_name", "dynamic_filter", "model_options", "MODEL_NAMES",
+    "PLACEMENTS",
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
