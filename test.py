@@ -28,11 +28,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", required=True,
                    help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt")
     p.add_argument("--input_dir", nargs="+", default=None,
-                   help="one or more test-set folders (default: bundled Set12 for gray, McMaster for colour)")
+                   help="one or more test-set folders, each with its own folder name (default: bundled Set12 for "
+                        "gray, McMaster for colour)")
     p.add_argument("--result_dir", default="results/test", help="outputs go to <result_dir>/<set>/sigma<N>/")
     p.add_argument("--test_noiseL", nargs="+", type=float, default=[50.0], help="noise level(s) sigma on 0-255")
     p.add_argument("--save_images", action="store_true", help="write denoised images under their input names")
-    p.add_argument("--chop", action="store_true", help="official 4-quadrant chop (less memory, ~same result)")
+    p.add_argument("--chop", action="store_true",
+                   help="official 4-quadrant chop (less memory, ~same result) in each task's official order: "
+                        "gray chops the unpadded image, colour pads to a multiple of 8 first")
     p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble (flips and rotations)")
     p.add_argument("--seed", type=int, default=None,
                    help=f"noise seed, reset before every image (default: official {DEFAULT_SEEDS[1]} gray, "
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 ensemble=args.ensemble, save_images=args.save_images, limit=args.limit,
                 options=model_options(args),
             )
-    except ValueError as err:  # bad --device / --dcn_backend
+    except ValueError as err:  # bad --device / --dcn_backend, two --input_dir of the same name
         print(f"error: {err}", file=sys.stderr)
         return 1
     if failures:

@@ -14,10 +14,11 @@ import argparse
 import contextlib
 import csv
 import math
+import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from adfnet.data.io import image_to_tensor, list_images, read_image, save_image, tensor_to_image
 from adfnet.data.noise import add_awgn
-from adfnet.inference import CHOP_MIN_SIZE_REAL, denoise
+from adfnet.inference import CHOP_MIN_SIZE_REAL, denoise, official_pad_before_chop
 from adfnet.metrics import WINDOW_SIZE, psnr, quantize, ssim, ssim_matlab3d
 from adfnet.models import add_model_arguments, model_options
 
@@ -46,6 +47,7 @@ _GRAY_LOG = "official gray test log"
 _RGB_LOG = "official colour test log (res/adfnet.log)"
 _PAPER_T1 = "paper Table 1"
 _PAPER_T2 = "paper Table 2"
+_PAPER_T4 = "paper Table 4"
 
 # (model, n_colors, set key, sigma) -> published number (spec section 7).
 PUBLISHED: dict[tuple[str, int, str, float], Published] = {
@@ -71,6 +73,21 @@ PUBLISHED: dict[tuple[str, int, str, float], Published] = {
     ("adfnet_l", 3, "mcmaster", 50): Published(30.12, None, _PAPER_T2 + " (ADFNet*)"),
 }
 
+# The build_model options of ADFNet itself (anything else is a Table 4 ablation variant).
+ADFNET_OPTIONS: dict[str, object] = {"placement": "decoder", "dcb": True, "mdcb": True, "mfi": True}
+
+# Paper Table 4 (ablations of ADFNet, colour, sigma 50):
+# (placement, dcb, mdcb, mfi) -> (row name, Kodak24 PSNR, CBSD68 PSNR). ADFNet itself (decoder, all on:
+# 29.81 / 28.43) is in PUBLISHED with the official colour log's digits.
+PUBLISHED_ABLATIONS: dict[tuple[object, ...], tuple[str, float, float]] = {
+    ("decoder", False, False, True): ("without DCB and MDCB", 29.61, 28.33),
+    ("decoder", False, True, True): ("without DCB", 29.69, 28.36),
+    ("decoder", True, False, True): ("without MDCB", 29.66, 28.37),
+    ("decoder", True, True, False): ("without MFI", 29.77, 28.40),
+    ("everywhere", True, True, True): ("DCB and MDCB everywhere", 29.77, 28.38),
+    ("encoder", True, True, True): ("only in the encoder", 29.73, 28.38),
+}
+
 # Real noise, paper Table 3 (ADFNet, x8 self-ensemble not stated).
 PUBLISHED_REAL: dict[str, Published] = {
     "sidd_val": Published(39.79, 0.960, "paper Table 3"),
@@ -93,9 +110,25 @@ def set_key(name: str, n_colors: int) -> str:
     return key
 
 
-def published_for(model: str, n_colors: int, set_name: str, sigma: float) -> Published | None:
-    """The published number for this model, task, set and sigma, if any."""
-    return PUBLISHED.get((model, n_colors, set_key(set_name, n_colors), float(sigma)))
+def published_for(
+    model: str, n_colors: int, set_name: str, sigma: float, options: Mapping[str, object] | None = None
+) -> Published | None:
+    """The published number for this model, ablation ``options``, task, set and sigma, if any.
+
+    ``options`` are ``build_model`` options (missing ones default to ADFNet's). An ablation variant
+    is only compared with its own Table 4 row, never with ADFNet's number; combinations the paper
+    did not publish get nothing.
+    """
+    key = set_key(set_name, n_colors)
+    chosen = {**ADFNET_OPTIONS, **(options or {})}
+    if chosen == ADFNET_OPTIONS:
+        return PUBLISHED.get((model, n_colors, key, float(sigma)))
+    variant = tuple(chosen[k] for k in ADFNET_OPTIONS)
+    if model != "adfnet" or n_colors != 3 or float(sigma) != 50 or variant not in PUBLISHED_ABLATIONS:
+        return None
+    row, kodak24, cbsd68 = PUBLISHED_ABLATIONS[variant]
+    value = {"kodak24": kodak24, "cbsd68": cbsd68}.get(key)
+    return None if value is None else Published(value, None, f"{_PAPER_T4}, {row}")
 
 
 def sigma_label(sigma: float) -> str:
@@ -186,7 +219,11 @@ def evaluate_set(
     save_images: bool = False,
     notes: set[str] | None = None,
 ) -> SetResult:
-    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped."""
+    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped.
+
+    With ``chop`` the official order of the task is kept (gray: chop the unpadded image; colour: pad,
+    then chop), since the quadrant windows, and so ADFNet's output, depend on it.
+    """
     seed = DEFAULT_SEEDS[n_colors] if seed is None else seed
     notes = set() if notes is None else notes
     result = SetResult(set_name, sigma)
@@ -196,7 +233,8 @@ def evaluate_set(
             clean = _read_checked(path, n_colors, notes)
             noisy = add_awgn(clean, sigma, seed=seed).to(device)
             start = time.perf_counter()
-            out = denoise(model, noisy, chop=chop, ensemble=ensemble)
+            out = denoise(model, noisy, chop=chop, ensemble=ensemble,
+                          pad_before_chop=official_pad_before_chop(n_colors))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start
@@ -239,7 +277,9 @@ def format_set_table(result: SetResult, published: Published | None) -> str:
     return "\n".join(lines)
 
 
-def format_summary(results: Sequence[SetResult], model: str, n_colors: int) -> str:
+def format_summary(
+    results: Sequence[SetResult], model: str, n_colors: int, options: Mapping[str, object] | None = None
+) -> str:
     """One line per set and sigma: our means, the published numbers and the differences."""
     header = (
         f"{'set':<12} {'sigma':>5} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'pub.PSNR':>9} {'pub.SSIM':>8} "
@@ -247,7 +287,7 @@ def format_summary(results: Sequence[SetResult], model: str, n_colors: int) -> s
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        pub = published_for(model, n_colors, r.set_name, r.sigma)
+        pub = published_for(model, n_colors, r.set_name, r.sigma, options)
         pub_p = f"{pub.psnr:9.3f}" if pub else f"{'-':>9}"
         pub_s = f"{pub.ssim:8.4f}" if pub and pub.ssim is not None else f"{'-':>8}"
         lines.append(
@@ -258,7 +298,9 @@ def format_summary(results: Sequence[SetResult], model: str, n_colors: int) -> s
     return "\n".join(lines)
 
 
-def write_summary_csv(path: Path, results: Sequence[SetResult], model: str, n_colors: int) -> None:
+def write_summary_csv(
+    path: Path, results: Sequence[SetResult], model: str, n_colors: int, options: Mapping[str, object] | None = None
+) -> None:
     """``summary.csv``: one row per set and sigma with the published numbers and differences."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
@@ -266,12 +308,46 @@ def write_summary_csv(path: Path, results: Sequence[SetResult], model: str, n_co
         writer.writerow(["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim",
                          "source"])
         for r in results:
-            pub = published_for(model, n_colors, r.set_name, r.sigma)
+            pub = published_for(model, n_colors, r.set_name, r.sigma, options)
             writer.writerow([
                 r.set_name, sigma_label(r.sigma), len(r.rows), len(r.errors), f"{r.mean_psnr:.6f}",
                 f"{r.mean_ssim:.6f}", pub.psnr if pub else "", pub.ssim if pub and pub.ssim is not None else "",
                 pub.source if pub else "",
             ])
+
+
+def comparison_caveats(n_colors: int, chop: bool, ensemble: bool, limited: bool) -> list[str]:
+    """Why this run's means are not like-for-like with the published numbers (empty when they are)."""
+    caveats = []
+    if limited:
+        caveats.append("--limit evaluated part of a set, the published numbers are full-set means")
+    if ensemble:
+        caveats.append("--ensemble: the official gray log and the paper's tables are without self-ensemble")
+    if n_colors == 1 and not chop:
+        caveats.append("gray without --chop: the official gray test always chopped")
+    return caveats
+
+
+def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """``(set name, folder)`` per input folder; two folders of the same name would share their outputs.
+
+    The name is the folder's own (``<result_dir>/<set>/``, and the key for the published numbers), so
+    a clash is an error rather than a silent rename that would also lose the published number.
+    Names are compared case-insensitively, as some file systems do.
+    """
+    seen: dict[str, Path] = {}
+    out = []
+    for folder in input_dirs:
+        path = Path(os.path.abspath(folder))
+        if path.name.casefold() in seen:
+            raise ValueError(
+                f"--input_dir {seen[path.name.casefold()]} and {path} have the same name {path.name!r}, so their "
+                "results would go to the same <result_dir>/<set>/ folder; give each set its own folder name "
+                "(e.g. a renamed copy or a symlink) or evaluate them in separate runs"
+            )
+        seen[path.name.casefold()] = path
+        out.append((path.name, path))
+    return out
 
 
 def run_evaluation(
@@ -292,22 +368,25 @@ def run_evaluation(
     """Evaluate every set at every sigma; returns the number of failures (images, folders, checkpoints).
 
     ``limit`` keeps the first N images of each set (quick checks on a slow machine; the published
-    numbers are means over whole sets, so the comparison is then only indicative).
+    numbers are means over whole sets, so the comparison is then only indicative and says so).
 
     ``weights`` may contain ``{sigma}`` (e.g. ``checkpoints/adfnet_rgb_n{sigma}.pt``) since the
     official models are trained per noise level. A checkpoint that cannot be used skips its sigma.
-    ``options`` are ``build_model`` options (the Table 4 ablations).
+    ``options`` are ``build_model`` options (the Table 4 ablations; compared with their own row).
+    Raises ``ValueError`` before any work when two input folders have the same name.
     """
     result_dir = Path(result_dir)
     failures = 0
+    limited = False
     sets: list[tuple[str, list[Path]]] = []
-    for folder in input_dirs:
+    for set_name, folder in set_folders(input_dirs):
         try:
             files = list_images(folder)
             if limit is not None and limit < len(files):
-                print(f"note: {Path(folder).name}: only the first {limit} of {len(files)} images (--limit)")
+                print(f"note: {set_name}: only the first {limit} of {len(files)} images (--limit)")
                 files = files[:limit]
-            sets.append((Path(folder).name, files))
+                limited = True
+            sets.append((set_name, files))
         except FileNotFoundError as err:
             print(f"error: {err}")
             failures += 1
@@ -325,14 +404,18 @@ def run_evaluation(
             out_dir = result_dir / set_name / f"sigma{sigma_label(sigma)}"
             result = evaluate_set(model, files, set_name, sigma, n_colors, device, out_dir, seed=seed, chop=chop,
                                   ensemble=ensemble, save_images=save_images, notes=notes)
-            print(format_set_table(result, published_for(model_name, n_colors, set_name, sigma)), flush=True)
+            print(format_set_table(result, published_for(model_name, n_colors, set_name, sigma, options)), flush=True)
             failures += len(result.errors)
             results.append(result)
         del model
     if results:
-        write_summary_csv(result_dir / "summary.csv", results, model_name, n_colors)
-        print("\nSummary (" + f"{model_name}, n_colors {n_colors}, chop {chop}, ensemble {ensemble}):")
-        print(format_summary(results, model_name, n_colors))
+        write_summary_csv(result_dir / "summary.csv", results, model_name, n_colors, options)
+        variant = "" if {**ADFNET_OPTIONS, **(options or {})} == ADFNET_OPTIONS else f", options {options}"
+        print(f"\nSummary ({model_name}{variant}, n_colors {n_colors}, chop {chop}, ensemble {ensemble}):")
+        print(format_summary(results, model_name, n_colors, options))
+        caveats = comparison_caveats(n_colors, chop, ensemble, limited)
+        if caveats and any(published_for(model_name, n_colors, r.set_name, r.sigma, options) for r in results):
+            print("note: not like-for-like with the published numbers: " + "; ".join(caveats))
         print(f"results in {result_dir}")
     return failures
 

@@ -1,9 +1,11 @@
 """The one forward path (test.py, training validation, real-noise scripts and the demo use it).
 
-ADFNet downsamples three times, so H and W must be multiples of 8 inside the network:
-:func:`denoise` reflect-pads bottom/right, runs the model (plain, chopped, x8 self-ensemble or both)
-and crops back. Chop is the official quadrant algorithm; because ADFNet's MFI pools over whole
-rows, columns and channels, chopped output is close to, not equal to, the full-image output.
+ADFNet downsamples three times, so H and W must be multiples of 8 inside the network. Two official
+protocols exist and :func:`denoise` serves both: the colour test reflect-padded bottom/right first and
+then ran the model (plain, chopped, x8 self-ensemble or both) before cropping back; the gray test
+chopped the unpadded image, whose quadrants are multiples of 8 by construction. Chop is the official
+quadrant algorithm; because ADFNet's MFI pools over whole rows, columns and channels, chopped output
+is close to, not equal to, the full-image output, and where the quadrant windows sit matters.
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ def self_ensemble(fn: Forward, x: torch.Tensor) -> torch.Tensor:
     return total / 8
 
 
+def _run_whole(model: Forward, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
+    """Run on the whole input, padded to a multiple of 8 for the network and cropped back."""
+    padded, (h, w) = pad_to_multiple(x)
+    y = self_ensemble(model, padded) if ensemble else model(padded)
+    return y[..., :h, :w]
+
+
 def forward_chop(
     model: Forward,
     x: torch.Tensor,
@@ -68,12 +77,13 @@ def forward_chop(
 ) -> torch.Tensor:
     """The official ``forward_chop``: 4 overlapping quadrants, no blending, recursion above ``min_size``.
 
-    Each quadrant has sides ``(side // 2 // 8) * 8 + overlap`` (multiples of 8 when ``overlap`` is)
-    and contributes only its own quarter of the output, which therefore sees at least ``overlap``
-    pixels of context towards the centre. A quadrant with ``h * w >= min_size`` is chopped again;
-    the others are run (with :func:`self_ensemble` when ``ensemble``) one at a time to bound memory.
-    An input too small to split (a quadrant would not be smaller than it; the official code crashed
-    there) is run whole. ``x`` must already have sides that are multiples of 8.
+    Each quadrant has sides ``(side // 2 // 8) * 8 + overlap`` (multiples of 8 when ``overlap`` is,
+    whatever the input size, which is why the official gray test could chop unpadded images) and
+    contributes only its own quarter of the output, which therefore sees at least ``overlap`` pixels
+    of context towards the centre. A quadrant with ``h * w >= min_size`` is chopped again; the others
+    are run (with :func:`self_ensemble` when ``ensemble``) one at a time to bound memory. An input too
+    small to split (a quadrant would not be smaller than it; the official code crashed there) is run
+    whole, reflect-padded to a multiple of 8 if needed.
     """
     if overlap < 0 or overlap % MULTIPLE:
         raise ValueError(f"overlap must be a non-negative multiple of {MULTIPLE}, got {overlap}")
@@ -82,7 +92,7 @@ def forward_chop(
     hs = (h2 // MULTIPLE) * MULTIPLE + overlap
     ws = (w2 // MULTIPLE) * MULTIPLE + overlap
     if hs >= h or ws >= w:
-        return self_ensemble(model, x) if ensemble else model(x)
+        return _run_whole(model, x, ensemble)
 
     patches = [x[..., :hs, :ws], x[..., :hs, w - ws :], x[..., h - hs :, :ws], x[..., h - hs :, w - ws :]]
     if hs * ws < min_size:
@@ -103,6 +113,11 @@ def default_chop_min_size(n_colors: int) -> int:
     return CHOP_MIN_SIZE_GRAY if n_colors == 1 else CHOP_MIN_SIZE_RGB
 
 
+def official_pad_before_chop(n_colors: int) -> bool:
+    """The official synthetic test's order for this task: colour padded then chopped, gray chopped unpadded."""
+    return n_colors != 1
+
+
 @torch.no_grad()
 def denoise(
     model: Forward,
@@ -110,25 +125,31 @@ def denoise(
     chop: bool = False,
     ensemble: bool = False,
     min_size: int | None = None,
+    pad_before_chop: bool = True,
 ) -> torch.Tensor:
-    """Denoise a ``(B, C, H, W)`` batch in [0, 1]: pad to a multiple of 8, run, crop back, clamp to [0, 1].
+    """Denoise a ``(B, C, H, W)`` batch in [0, 1], clamped to [0, 1], at the input size.
 
     ``chop`` uses :func:`forward_chop` (``min_size`` defaults to the official per-task threshold,
     :func:`default_chop_min_size`); ``ensemble`` adds the x8 self-ensemble (per quadrant when
-    chopping, as the official code did). Unlike the official RGB test, ``ensemble`` without ``chop``
-    runs the ensemble on the whole image. The model's train/eval mode is left to the caller.
+    chopping, as the official code did). ``pad_before_chop`` picks the protocol when chopping: True
+    reflect-pads to a multiple of 8 first (official colour test), False chops the image as it is
+    (official gray test; see :func:`official_pad_before_chop`), which places the bottom/right
+    quadrant windows differently. Without ``chop`` the image is padded, run and cropped back; unlike
+    the official colour test, ``ensemble`` without ``chop`` ensembles the whole image. The model's
+    train/eval mode is left to the caller.
     """
     if noisy.dim() != 4:
         raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}")
     h, w = noisy.shape[-2:]
     if h < MULTIPLE or w < MULTIPLE:
         raise ValueError(f"image of {h}x{w} px is too small: ADFNet needs at least {MULTIPLE}x{MULTIPLE}")
-    x, (h, w) = pad_to_multiple(noisy)
-    if chop:
-        size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
-        y = forward_chop(model, x, size, ensemble=ensemble)
-    elif ensemble:
-        y = self_ensemble(model, x)
+    if not chop:
+        y = _run_whole(model, noisy, ensemble)
     else:
-        y = model(x)
-    return y[..., :h, :w].clamp(0.0, 1.0)
+        size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
+        if pad_before_chop:
+            x, (h, w) = pad_to_multiple(noisy)
+            y = forward_chop(model, x, size, ensemble=ensemble)[..., :h, :w]
+        else:
+            y = forward_chop(model, noisy, size, ensemble=ensemble)
+    return y.clamp(0.0, 1.0)

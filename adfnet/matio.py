@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io as sio
 
+from adfnet.metrics import quantize
+
 SIDD_SUBMISSION_KEY = "DenoisedBlocksSrgb"
 DND_CROP_KEY = "Idenoised_crop"
 
@@ -55,7 +57,8 @@ def load_sidd_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
     """Read SIDD blocks as an ``N x K x H x W x 3`` uint8 array (numeric or cell form).
 
     ``key`` defaults to the file's only variable. Float blocks in [0, 1] (``im2single``) are
-    rounded to uint8 so every flavour compares on the same 8-bit scale.
+    rounded to uint8 by :func:`adfnet.metrics.quantize`, the rounding of every other 8-bit score,
+    so every flavour compares on the same 8-bit scale.
     """
     variables = _variables(_loadmat(path))
     if key is None:
@@ -71,7 +74,7 @@ def load_sidd_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
     if blocks.dtype != np.uint8:
         if not np.issubdtype(blocks.dtype, np.floating):
             raise ValueError(f"{path}:{key} has unsupported type {blocks.dtype} (expected uint8 or float in [0, 1])")
-        blocks = np.clip(np.rint(blocks * 255.0), 0, 255).astype(np.uint8)
+        blocks = quantize(blocks)
     return blocks
 
 

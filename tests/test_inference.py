@@ -131,3 +131,67 @@ def test_denoise_modes():
         assert torch.allclose(denoise(model, noisy, chop=True, ensemble=True, min_size=500), ens, atol=1e-6)
     with pytest.raises(ValueError, match="too small"):
         denoise(model, torch.rand(1, 3, 7, 30))
+
+
+class Multiple8(nn.Module):
+    """A local model that, like ADFNet, only accepts sides that are multiples of 8."""
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        self.net = local_net(channels)
+
+    def forward(self, x):
+        assert x.shape[-2] % 8 == 0 and x.shape[-1] % 8 == 0, f"got {tuple(x.shape)}"
+        return self.net(x)
+
+
+class PositionStamp(nn.Module):
+    """Adds a ramp over the pixel positions of its own input: the output tells where each window sat."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        ramp = torch.arange(h * w, dtype=x.dtype).reshape(h, w) / (h * w)
+        return x + 0.05 * ramp
+
+
+@pytest.mark.parametrize("shape, min_size, ensemble", [((1, 1, 321, 481), 400_000, False),
+                                                       ((1, 1, 121, 139), 5_000, True),  # one recursion
+                                                       ((2, 1, 61, 75), 10**9, True)])
+def test_both_chop_protocols_equal_the_full_output_for_a_local_model(shape, min_size, ensemble):
+    model, noisy = Multiple8(), torch.rand(shape) * 0.8 + 0.1
+    with torch.no_grad():
+        padded = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size)  # colour protocol
+        assert torch.allclose(padded, denoise(model, noisy, ensemble=ensemble), atol=1e-6)
+        # gray protocol: equals the model on the unpadded image, which Multiple8 itself would refuse
+        gray = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size, pad_before_chop=False)
+        full = self_ensemble(model.net, noisy) if ensemble else model.net(noisy)
+        assert torch.allclose(gray, full.clamp(0, 1), atol=1e-6)
+
+
+def test_gray_protocol_chops_the_unpadded_image_like_the_official_test():
+    noisy = torch.rand(1, 1, 321, 481) * 0.8 + 0.1  # BSD68 size
+    model = PositionStamp()
+    # the official gray forward_chop on the unpadded image, written out:
+    # h2, w2 = 160, 240; hs = (160 // 8) * 8 + 24 = 184; ws = (240 // 8) * 8 + 24 = 264
+    q = [model(noisy[..., :184, :264]), model(noisy[..., :184, 217:]),
+         model(noisy[..., 137:, :264]), model(noisy[..., 137:, 217:])]
+    expected = torch.empty_like(noisy)
+    expected[..., :160, :240] = q[0][..., :160, :240]
+    expected[..., :160, 240:] = q[1][..., :160, 23:]
+    expected[..., 160:, :240] = q[2][..., 23:, :240]
+    expected[..., 160:, 240:] = q[3][..., 23:, 23:]
+    with torch.no_grad():
+        gray = denoise(model, noisy, chop=True, min_size=400_000, pad_before_chop=False)
+        padded_first = denoise(model, noisy, chop=True, min_size=400_000)
+    assert torch.equal(gray, expected.clamp(0, 1))
+    assert not torch.allclose(padded_first, gray, atol=1e-4)  # padding to 328x488 moves the windows
+
+
+def test_gray_protocol_pads_only_what_it_cannot_chop():
+    model = Multiple8()
+    rec = Recorder()
+    noisy = torch.rand(1, 1, 20, 61)  # too short to split: run whole, padded to 24x64
+    with torch.no_grad():
+        assert torch.allclose(denoise(model, noisy, chop=True, pad_before_chop=False), denoise(model, noisy))
+        denoise(rec, noisy, chop=True, pad_before_chop=False)
+    assert rec.sizes == [(24, 64)]

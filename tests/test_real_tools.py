@@ -73,6 +73,25 @@ def test_sidd_mat_round_trip(tmp_path, blocks):
         load_sidd_blocks(tmp_path / "missing.mat")
 
 
+def test_float_sidd_blocks_use_the_one_quantize(tmp_path, monkeypatch):
+    """Float blocks are rounded by adfnet.metrics.quantize (ties to even, clipped), not by a private copy."""
+    import adfnet.matio
+
+    values = np.array([0.0, 0.5 / 255, 1.5 / 255, 2.5 / 255, 0.3, 1.2, -0.1, 1.0], np.float32)
+    blocks = np.resize(values, (1, 2, 2, 2, 3))
+    sio.savemat(str(tmp_path / "float.mat"), {"x": blocks})
+    np.testing.assert_array_equal(load_sidd_blocks(tmp_path / "float.mat"), quantize(blocks))
+    calls = []
+
+    def spy(img):
+        calls.append(img.shape)
+        return quantize(img)
+
+    monkeypatch.setattr(adfnet.matio, "quantize", spy)
+    load_sidd_blocks(tmp_path / "float.mat")
+    assert calls == [(1, 2, 2, 2, 3)]
+
+
 def _flat(tmp_path, clean):
     sio.savemat(str(tmp_path / "flat.mat"), {"x": clean[0]})
     return tmp_path / "flat.mat"

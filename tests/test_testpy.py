@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from adfnet.data.io import image_to_tensor, read_image
-from adfnet.evaluation import evaluate_set, published_for, set_key
+from adfnet.evaluation import PUBLISHED_ABLATIONS, evaluate_set, published_for, set_key
 from adfnet.inference import denoise
 from adfnet.metrics import psnr, ssim
 
@@ -31,6 +31,7 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(build_model("adfnet", n_colors=1).state_dict(), folder / "gray_n25.pt")
     torch.save(build_model("adfnet", n_colors=3).state_dict(), folder / "rgb.pt")
+    torch.save(build_model("adfnet", n_colors=3, mfi=False).state_dict(), folder / "rgb_no_mfi.pt")
     return folder
 
 
@@ -148,3 +149,131 @@ def test_ablation_flags_reach_the_builder():
         assert isinstance(net.fe1.fe[0], DCB) and isinstance(net.dfe1.fe[1], MCB)
         assert not any(isinstance(m, MFI) for m in net.modules())
     assert model_options(parse_options([])) == {"placement": "decoder", "dcb": True, "mdcb": True, "mfi": True}
+
+
+class PositionStamp(nn.Module):
+    """Adds a ramp over the positions of its own input, so the result depends on where the chop windows sit."""
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        return x + 0.05 * torch.arange(h * w, dtype=x.dtype).reshape(h, w) / (h * w)
+
+
+def test_evaluate_set_gray_chops_unpadded(tmp_path):
+    """The official gray test chopped the unpadded image; the colour test padded first."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "g.png"), cv2.imread(str(ROOT / "datasets/testsets/Set12/01.png"), 0)[:61, :90])
+    model = PositionStamp()
+    result = evaluate_set(model, [folder / "g.png"], "in", 25.0, 1, torch.device("cpu"), tmp_path / "out", chop=True)
+    clean = image_to_tensor(read_image(folder / "g.png", 1))
+    torch.manual_seed(1)
+    noisy = clean + torch.FloatTensor(1, 1, 61, 90).normal_(0, 25 / 255)
+    unpadded = psnr(denoise(model, noisy, chop=True, pad_before_chop=False), clean)
+    padded_first = psnr(denoise(model, noisy, chop=True), clean)
+    assert unpadded != pytest.approx(padded_first, abs=1e-3)
+    assert result.rows[0][1] == pytest.approx(unpadded, abs=1e-9)
+
+
+def test_published_ablations():
+    """Table 4 variants are compared with their own row; unpublished combinations with nothing."""
+    no_mfi = {"placement": "decoder", "dcb": True, "mdcb": True, "mfi": False}
+    pub = published_for("adfnet", 3, "Kodak24", 50, no_mfi)
+    assert pub.psnr == 29.77 and pub.ssim is None and "Table 4" in pub.source and "without MFI" in pub.source
+    assert published_for("adfnet", 3, "BSD68", 50, no_mfi).psnr == 28.40  # colour BSD68 = CBSD68
+    expected = {
+        ("decoder", False, False, True): (29.61, 28.33), ("decoder", False, True, True): (29.69, 28.36),
+        ("decoder", True, False, True): (29.66, 28.37), ("decoder", True, True, False): (29.77, 28.40),
+        ("everywhere", True, True, True): (29.77, 28.38), ("encoder", True, True, True): (29.73, 28.38),
+    }
+    for (placement, dcb, mdcb, mfi), (kodak, cbsd) in expected.items():
+        options = {"placement": placement, "dcb": dcb, "mdcb": mdcb, "mfi": mfi}
+        assert published_for("adfnet", 3, "Kodak24", 50, options).psnr == kodak
+        assert published_for("adfnet", 3, "CBSD68", 50.0, options).psnr == cbsd
+    assert set(PUBLISHED_ABLATIONS) == set(expected)
+    # ADFNet itself ("only in the decoder", 29.81 / 28.43 in Table 4) keeps the official log's digits
+    for options in (None, {}, {"placement": "decoder", "dcb": True, "mdcb": True, "mfi": True}):
+        assert published_for("adfnet", 3, "Kodak24", 50, options).psnr == pytest.approx(29.805204)
+    assert published_for("adfnet", 3, "CBSD68", 50, {"mfi": True}).psnr == pytest.approx(28.425820)
+    for args in [("adfnet", 3, "McMaster", 50, no_mfi), ("adfnet", 3, "Kodak24", 30, no_mfi),
+                 ("adfnet", 1, "BSD68", 50, no_mfi), ("adfnet_l", 3, "Kodak24", 50, no_mfi),
+                 ("adfnet", 3, "Kodak24", 50, {"placement": "encoder", "mfi": False}),
+                 ("adfnet", 3, "Kodak24", 50, {"dcb": False, "mfi": False})]:
+        assert published_for(*args) is None, args
+
+
+def _write_gray_set(folder, n=1):
+    folder.mkdir(parents=True)
+    src = cv2.imread(str(ROOT / "datasets/testsets/Set12/01.png"), cv2.IMREAD_UNCHANGED)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), src[40 * i:40 * i + 40, :48])
+    return folder
+
+
+def test_ablation_run_shows_table4_and_caveats(tmp_path, checkpoints, capsys):
+    sets = _write_gray_set(tmp_path / "Kodak24", n=2)
+    code = test_cli.main([
+        "--weights", str(checkpoints / "rgb_no_mfi.pt"), "--no_mfi", "--input_dir", str(sets), "--chop",
+        "--ensemble", "--limit", "1", "--result_dir", str(tmp_path / "res"), "--cpu", "--dcn_backend", "torchvision",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "29.77" in out and "paper Table 4, without MFI" in out
+    assert "29.805" not in out and "29.81" not in out  # not ADFNet's number
+    note = next(line for line in out.splitlines() if "not like-for-like" in line)
+    assert "--limit" in note and "--ensemble" in note and "--chop" not in note
+
+
+def test_gray_caveat_without_chop(tmp_path, checkpoints, capsys):
+    sets = _write_gray_set(tmp_path / "Set12")
+    common = ["--n_colors", "1", "--weights", str(checkpoints / "gray_n25.pt"), "--input_dir", str(sets),
+              "--test_noiseL", "25", "--result_dir", str(tmp_path / "res"), "--cpu", "--dcn_backend", "torchvision"]
+    assert test_cli.main(common) == 0
+    out = capsys.readouterr().out
+    assert "30.946" in out and "not like-for-like" in out and "gray without --chop" in out
+    assert test_cli.main([*common, "--chop"]) == 0
+    assert "not like-for-like" not in capsys.readouterr().out  # full set, chopped, no ensemble
+
+
+def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, capsys):
+    """16-bit and gray files given to the RGB model: warned about, processed, scored; exit code 0."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rgb = cv2.imread(str(ROOT / "datasets/testsets/McMaster/1.tif"))[:40, :48]
+    cv2.imwrite(str(folder / "a_rgb.png"), rgb)
+    cv2.imwrite(str(folder / "b_16bit.png"), rgb.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / "c_gray.png"), cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY))
+    assert cv2.imread(str(folder / "b_16bit.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    code = test_cli.main([
+        "--weights", str(checkpoints / "rgb.pt"), "--input_dir", str(folder), "--test_noiseL", "30",
+        "--result_dir", str(tmp_path / "res"), "--save_images", "--cpu", "--dcn_backend", "torchvision",
+    ])
+    captured = capsys.readouterr()
+    assert code == 0 and "failure" not in captured.err
+    assert "b_16bit.png: 16-bit image scaled" in captured.out
+    assert "c_gray.png: gray image given to an RGB model" in captured.out
+    run = tmp_path / "res" / "mixed" / "sigma30"
+    with open(run / "results.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == ["image", "sigma", "psnr", "ssim", "seconds"]
+    rows = _read_csv(run / "results.csv")
+    assert [r["image"] for r in rows] == ["a_rgb.png", "b_16bit.png", "c_gray.png"]
+    for row in rows:
+        assert row["sigma"] == "30" and 0 < float(row["psnr"]) < 100 and 0 < float(row["ssim"]) <= 1
+        assert float(row["seconds"]) > 0
+        assert read_image(run / row["image"], 3).shape == (40, 48, 3)
+    # 16-bit x257 holds the same 8-bit values, the noise is reseeded per image: the same scores
+    assert rows[1]["psnr"] == rows[0]["psnr"] and rows[1]["ssim"] == rows[0]["ssim"]
+
+
+@pytest.mark.parametrize("second", ["Set12", "set12"])
+def test_input_dirs_with_the_same_name_are_refused(tmp_path, checkpoints, capsys, second):
+    first = _write_gray_set(tmp_path / "a" / "Set12")
+    other = _write_gray_set(tmp_path / "b" / second)
+    code = test_cli.main([
+        "--n_colors", "1", "--weights", str(checkpoints / "gray_n25.pt"), "--input_dir", str(first), str(other),
+        "--test_noiseL", "25", "--result_dir", str(tmp_path / "res"), "--cpu",
+    ])
+    err = capsys.readouterr().err
+    assert code == 1 and "same name" in err and str(first) in err and str(other) in err
+    assert not (tmp_path / "res").exists()  # refused before any work
