@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from adfnet.data.datasets import (
+    DATASETS_ROOT,
     PairedTrain,
     PairedVal,
     SyntheticNoiseTrain,
     SyntheticNoiseVal,
     dihedral,
+    probe_image,
     training_files,
     validation_files,
 )
-from adfnet.data.io import image_to_tensor, list_images, read_image, save_image
+from adfnet.data.io import ImageReadError, image_to_tensor, list_images, read_image, save_image
 from adfnet.data.noise import add_awgn
+from adfnet.engine.options import parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAY = ROOT / "datasets/trainsets/Train400_sample"
@@ -61,6 +66,20 @@ def test_missing_data_says_what_to_download(tmp_path: Path) -> None:
     assert len(validation_files("Set12", n_val=3, root=ROOT / "datasets")) == 3
 
 
+def test_set_names_and_default_data_root_do_not_depend_on_the_current_folder(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert DATASETS_ROOT == ROOT / "datasets"
+    assert validation_files("Set12") == list_images(ROOT / "datasets/testsets/Set12")
+    assert Path(parse_options([]).dir_data) == ROOT / "datasets"
+    # explicit paths stay relative to the current folder, and a folder there wins over a set name
+    write(tmp_path / "mine/a.png", 8, 8)
+    write(tmp_path / "Set12/b.png", 8, 8)
+    assert validation_files("mine") == [Path("mine/a.png")]
+    assert validation_files("Set12") == [Path("Set12/b.png")]
+    assert training_files("DIV2K", "mine") == [Path("mine/a.png")]
+
+
 def test_small_images_skipped_or_error(tmp_path: Path) -> None:
     big, small = write(tmp_path / "big.png", 40, 48), write(tmp_path / "small.png", 40, 20)
     with pytest.warns(UserWarning, match="1 of 2 training images"):
@@ -72,6 +91,39 @@ def test_small_images_skipped_or_error(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="1 of 2 training images are gray"):
         ds = SyntheticNoiseTrain([big, gray], 3, 32, 25, length=4)
     assert ds[1][1].shape == (3, 32, 32)
+
+
+def test_header_probe_agrees_with_read_image(tmp_path: Path) -> None:
+    """The cheap probe and the decoder give the same size and the same gray/colour answer for every kind
+    of file (the old check missed big-endian 16-bit gray, as microscopy/scanner TIFFs often are)."""
+    rng = np.random.default_rng(0)
+    gray8 = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    colour = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90": both must report the stored 20 x 30, not the displayed 30 x 20
+    images = {
+        "l.png": Image.fromarray(gray8), "la.png": Image.fromarray(gray8).convert("LA"),
+        "bits.png": Image.fromarray(gray8).convert("1"),
+        "be16.tif": Image.frombytes("I;16B", (30, 20), (gray8.astype(">u2") * 257).tobytes()),
+        "rgb.png": Image.fromarray(colour), "rgba.png": Image.fromarray(colour).convert("RGBA"),
+        "palette.png": Image.fromarray(colour).convert("P"), "cmyk.jpg": Image.fromarray(colour).convert("CMYK"),
+    }
+    for name, im in images.items():
+        im.save(tmp_path / name)
+    Image.fromarray(colour).save(tmp_path / "rotated.jpg", exif=exif)
+    for path in sorted(tmp_path.iterdir()):
+        header = probe_image(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gray replicated, alpha dropped, 16 bits scaled: all expected here
+            img = read_image(path, 3)
+        assert (header.height, header.width) == img.shape[:2] == (20, 30), path.name
+        same = np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+        assert header.gray == same, path.name
+    with pytest.warns(UserWarning, match="4 of 9 training images are gray"):
+        SyntheticNoiseTrain(sorted(tmp_path.iterdir()), 3, 16, 25, length=4)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        probe_image(tmp_path / "broken.png")
 
 
 def test_synthetic_train_samples() -> None:

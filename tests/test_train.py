@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
 from adfnet.checkpoint import load_weights
@@ -60,13 +61,31 @@ def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subp
                           env=env or ENV, timeout=300)
 
 
-def check_run(run: Path, n_colors: int, model: str = "adfnet") -> None:
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run: tag -> [(step, value)]."""
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def check_run(run: Path, n_colors: int, model: str = "adfnet", lr: float = 1e-4) -> None:
+    """Weights in the official format, the log, and TensorBoard scalars equal to the checkpoint's history
+    (one epoch at learning rate ``lr``)."""
     for name in ("model_best.pt", "model_latest.pt"):
         state = torch.load(run / "model" / name, map_location="cpu", weights_only=True)
         assert "head.weight" in state  # raw state_dict, official key names
         load_weights(build_model(model, n_colors), state)
-    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert "epoch 1: loss" in (run / "log.txt").read_text()
+    state = torch.load(run / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    (epoch,) = state["history"]
+    tb = scalars(run)
+    losses = [value for _, value in tb["train/loss"]]
+    assert [step for step, _ in tb["train/loss"]] == list(range(1, state["iteration"] + 1))
+    assert tb["train/epoch_loss"] == [(1, pytest.approx(epoch["loss"], rel=1e-6))]
+    assert np.mean(losses) == pytest.approx(epoch["loss"], rel=1e-5)
+    assert tb["train/lr"] == [(1, pytest.approx(lr, rel=1e-6))] and epoch["lr"] == pytest.approx(lr)
+    assert tb["val/psnr"][-1] == (state["iteration"], pytest.approx(epoch["psnr"], rel=1e-6))
+    assert max(value for _, value in tb["val/psnr"]) == pytest.approx(state["best"]["psnr"], rel=1e-6)
 
 
 def test_gray_and_rgb_scripts_train_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
@@ -103,12 +122,12 @@ def test_real_noise_end_to_end_from_bundled_samples(tmp_path: Path) -> None:
                       "--val_after_epoch", "0", "--mixup_after_epoch", "0", "--dir_experiment", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "ADFNet"
-    check_run(run, 3)
+    check_run(run, 3, lr=1e-4 / 3)  # warm-up epoch 1 of 3
     state = torch.load(run / "checkpoint_latest.pt", map_location="cpu", weights_only=True)
     assert state["iteration"] == 3  # 12 patches / batch 4
+    assert len(scalars(run)["val/psnr"]) == 3  # validation 3x per epoch
     assert len(list((run / "results").glob("*.png"))) == 2
     assert state["optimizer"]["param_groups"][0]["weight_decay"] == 1e-8
-    assert state["history"][0]["lr"] == pytest.approx(1e-4 / 3)  # warm-up epoch 1 of 3
 
 
 SCRIPTS = {
@@ -120,7 +139,7 @@ SCRIPTS = {
     "train_adfnet_rgb_n50.sh": {"n_colors": 3, "noiseL": 50, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
     "train_adfnet_rgb_n70.sh": {"n_colors": 3, "noiseL": 70, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
     "train_adfnet-L_n50.sh": {"n_colors": 3, "noiseL": 50, "epochs": 1000, "lr_decay": 200, "model": "adfnet_l",
-                              "data_train": "MIX"},
+                              "data_train": "MIX", "test_every": None},  # None: the official 2N-sample epoch
     "train_adfnet_real.sh": {"n_colors": 3, "epochs": 160, "decay_type": "warmup_cosine", "warmup_epochs": 3,
                              "lr_min": 1e-6, "weight_decay": 1e-8, "loss": "1*Charbonnier", "clamp_output": True,
                              "mixup_after_epoch": 5, "val_per_epoch": 3, "val_after_epoch": 5, "task": "paired"},
@@ -209,7 +228,41 @@ def test_non_finite_losses_are_skipped_then_stop(tmp_path: Path, val_dirs: dict[
 def test_official_command_lines_parse_unchanged(line: str) -> None:
     args = parse_options(line.split())
     assert (args.model, args.patch_size, args.loss, args.lr, args.save_results) == ("adfnet", 128, "1*MSE", 1e-4, True)
-    assert args.decay_type == "step" and args.gamma == 0.5 and args.batch_size == 16 and args.test_every == 1000
+    assert args.decay_type == "step" and args.gamma == 0.5 and args.batch_size == 16
+    assert args.test_every == (None if "MIX" in line else 1000)  # MIX: the official epoch, 2 passes over the images
+
+
+def test_mix_epoch_is_two_passes_over_the_images(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
+    """The official MIX epoch: 2N samples, ceil(2N / batch) iterations (about 1075 on the full MIX)."""
+    for folder, files in (("WED", sorted(RGB.iterdir())[:2]), ("DIV2K", sorted(RGB.iterdir())[2:3])):
+        (tmp_path / "MIX" / folder).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, tmp_path / "MIX" / folder / f.name)
+    argv = ["--data_train", "MIX", "--dir_data", str(tmp_path), "--data_val", str(val_dirs["rgb"]), "--epochs", "1",
+            "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp_path),
+            "--save", "mix"]
+    with pytest.warns(UserWarning, match="Flickr2K"):
+        train.main(argv)
+    state = torch.load(tmp_path / "mix/checkpoint_latest.pt", map_location="cpu", weights_only=True)
+    assert state["iteration"] == 3  # 2 x 3 images / batch 2
+    assert parse_options([*argv, "--test_every", "5"]).test_every == 5  # an explicit epoch length wins
+    assert parse_options(["--data_train", "DIV2K"]).test_every == 1000
+
+
+def test_default_workers_fit_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most the official 4, and no more than the usable CPUs (the DataLoader warns beyond them)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert parse_options([]).n_threads == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(32)), raising=False)
+    assert parse_options([]).n_threads == 4
+    assert parse_options(["--n_threads", "8"]).n_threads == 8
+
+
+def test_training_from_another_folder_finds_the_bundled_sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    trainer = Trainer(parse_options(["--n_colors", "1", "--n_val", "1", "--cpu", "--save", "run"]))  # default Set12
+    assert trainer.val_set.files == [ROOT / "datasets/testsets/Set12/01.png"]  # type: ignore[attr-defined]
+    assert Path(trainer.args.dir_data) == ROOT / "datasets" and (tmp_path / "experiment/run/model").is_dir()
 
 
 def test_validation_points_and_mixup() -> None:

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from adfnet.data.io import IMAGE_EXTENSIONS, ImageWarning, image_to_tensor, list_images, read_image
+from adfnet.data.io import IMAGE_EXTENSIONS, ImageReadError, ImageWarning, image_to_tensor, list_images, read_image
 from adfnet.data.noise import add_awgn
+
+# The repository's bundled and downloaded data: set names (--data_val Set12) and the default --dir_data
+# are looked up here, not in the current folder, so train.py works from any folder.
+DATASETS_ROOT = Path(__file__).resolve().parents[2] / "datasets"
 
 # Folders of the official MIX training set (ADFNet*), under <dir_data>/MIX.
 MIX_FOLDERS = ("WED", "DIV2K", "Flickr2K", "BSD400")
@@ -67,21 +72,39 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> tuple[i
     return int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` from the file header, without decoding the pixels."""
-    with Image.open(path) as im:
-        w, h = im.size
-    return h, w
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file header says: the stored size and whether the pixels are gray (one colour band)."""
+
+    height: int
+    width: int
+    gray: bool
 
 
-def _is_gray(path: Path) -> bool:
-    with Image.open(path) as im:
-        return im.mode in ("1", "L", "LA", "I", "I;16", "F")
+def probe_image(path: Path) -> ImageHeader:
+    """Size and gray/colour of ``path`` from its header only, for the checks made before training.
+
+    Not :func:`~adfnet.data.io.read_image`, on purpose: decoding the 800 2K DIV2K images (8,600 for
+    MIX) only to learn their sizes would delay every start by minutes. The probe describes the
+    file; ``read_image`` alone decides the pixels the model gets. The two agree (tested): the size is
+    the stored one (``read_image`` decodes with ``IMREAD_UNCHANGED``, which ignores EXIF orientation),
+    and "gray" means one stored colour band (every PIL mode whose base is ``L``: 1-bit, 8/16-bit,
+    float, big- or little-endian, with or without alpha), the images that reach a colour model as one
+    band replicated three times.
+    """
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return ImageHeader(h, w, Image.getmodebase(im.mode) == "L")
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"cannot decode {path}: the file is corrupt or not a supported image") from err
 
 
-def keep_large_enough(files: Sequence[Path], patch_size: int) -> list[Path]:
-    """Drop images smaller than the patch (one warning); raise if none is left."""
-    kept = [f for f in files if min(image_size(f)) >= patch_size]
+def keep_large_enough(files: Sequence[Path], patch_size: int) -> dict[Path, ImageHeader]:
+    """Headers of the images at least ``patch_size`` on both sides, in order: the others are dropped
+    with one warning; raise if none is left."""
+    headers = {f: probe_image(f) for f in files}
+    kept = {f: h for f, h in headers.items() if min(h.height, h.width) >= patch_size}
     skipped = len(files) - len(kept)
     if not kept:
         raise ValueError(f"all {len(files)} training images are smaller than --patch_size {patch_size}")
@@ -123,8 +146,10 @@ def training_files(data_train: str, dir_data: str | Path) -> list[Path]:
     raise FileNotFoundError(f"no training images in {root} nor under {div2k}: {DIV2K_HINT}")
 
 
-def validation_files(data_val: str, n_val: int = 0, root: str | Path = "datasets") -> list[Path]:
-    """Images of ``--data_val``: a folder, or a set name under ``<root>/testsets``; first ``n_val`` if > 0."""
+def validation_files(data_val: str, n_val: int = 0, root: str | Path = DATASETS_ROOT) -> list[Path]:
+    """Images of ``--data_val``: a folder (relative to the current folder), else a set name under
+    ``<root>/testsets`` or ``<root>`` (the repository's ``datasets/``, wherever train.py is run from);
+    the first ``n_val`` if > 0."""
     folder = Path(data_val)
     if not folder.is_dir():
         candidates = [Path(root) / "testsets" / data_val, Path(root) / data_val]
@@ -132,7 +157,7 @@ def validation_files(data_val: str, n_val: int = 0, root: str | Path = "datasets
     if not folder.is_dir():
         raise FileNotFoundError(
             f"validation set {data_val!r} not found (neither a folder nor {Path(root) / 'testsets' / data_val}); "
-            "pass --data_val <folder of clean images> or one of the sets under datasets/testsets"
+            f"pass --data_val <folder of clean images> or one of the sets under {Path(root) / 'testsets'}"
         )
     files = list_images(folder)
     return files[:n_val] if n_val > 0 else files
@@ -149,9 +174,10 @@ class SyntheticNoiseTrain(Dataset):
     def __init__(
         self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1
     ) -> None:
-        self.files = keep_large_enough(files, patch_size)
+        headers = keep_large_enough(files, patch_size)
+        self.files = list(headers)
         if n_colors == 3:  # one summary instead of a warning per image (e.g. the gray BSD400 images of MIX)
-            gray = sum(1 for f in self.files if _is_gray(f))
+            gray = sum(h.gray for h in headers.values())
             if gray:
                 warnings.warn(f"{gray} of {len(self.files)} training images are gray: their channel is replicated "
                               "for the colour model", UserWarning, stacklevel=2)
@@ -214,7 +240,7 @@ class PairedTrain(Dataset):
 
     def __init__(self, root: str | Path, patch_size: int, seed: int = 1234) -> None:
         pairs = paired_files(root)
-        kept = set(keep_large_enough([hq for _, hq in pairs], patch_size))
+        kept = keep_large_enough([hq for _, hq in pairs], patch_size)
         self.pairs = [p for p in pairs if p[1] in kept]
         self.patch_size, self.seed, self.epoch = patch_size, seed, 1
 

@@ -13,12 +13,14 @@ the command line overrides the config (this is how the toy runs shrink a recipe)
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.models import add_model_arguments
 
 GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
@@ -34,6 +36,13 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def default_workers() -> int:
+    """The official 4 DataLoader workers, but no more than the CPUs this process may use (beyond that
+    the DataLoader warns and the workers only compete). Samples do not depend on the worker count."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(4, cpus)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``train.py`` (official flag names; see the module docstring for the defaults)."""
     p = argparse.ArgumentParser(description="Train ADFNet (gray/colour AWGN, or real noise with --config).")
@@ -41,15 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
     # hardware
     a("--cpu", action="store_true", help="train on the CPU even if CUDA is available")
     a("--n_GPUs", type=int, default=1, help="GPUs for DataParallel (ignored under torchrun: one GPU per process)")
-    a("--n_threads", type=int, default=4, help="DataLoader worker processes")
+    a("--n_threads", type=int, default=default_workers(),
+      help="DataLoader worker processes (default: 4, or fewer on a machine with fewer CPUs: %(default)s here; "
+      "the official default was 4 gray, 8 colour; the samples do not depend on it)")
     a("--seed", type=int, default=1, help="seeds the model init, crops, augmentation and noise")
     a("--amp", choices=("none", "fp16", "bf16"), default="none",
       help="mixed precision: fp16 or bf16 on CUDA, bf16 on the CPU (the DCN op stays in fp32)")
     # data
     a("--data_train", default="DIV2K", help="DIV2K or MIX (WED + DIV2K + Flickr2K + BSD400)")
-    a("--dir_data", default="datasets", help="a folder of clean training images, or the root holding DIV2K/ or MIX/")
-    a("--data_val", default=None, help="validation folder, or a set name under datasets/testsets "
-      "(default Set12 for gray, McMaster for colour)")
+    a("--dir_data", default=str(DATASETS_ROOT),
+      help="a folder of clean training images, or the root holding DIV2K/ or MIX/ (default: the repository's "
+      "datasets/, wherever train.py is run from; a relative path is relative to the current folder)")
+    a("--data_val", default=None, help="validation folder (relative to the current folder), or a set name under "
+      "the repository's datasets/testsets (default Set12 for gray, McMaster for colour; the official runs "
+      "validated on Kodak24, not bundled: download it and pass --data_val datasets/testsets/Kodak24 to match)")
     a("--n_val", type=int, default=0, help="validate on the first n images only (0: all)")
     a("--val_seed", type=int, default=None, help="noise seed of every validation image (default 1 gray, 20 RGB, "
       "as the official test scripts)")
@@ -62,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     # optimisation
     a("--batch_size", type=int, default=16, help="global batch (split over GPUs/processes)")
     a("--epochs", type=int, default=None, help="default 950 gray, 1000 colour; 0 = practically endless")
-    a("--test_every", type=int, default=1000, help="iterations per epoch (synthetic noise)")
+    a("--test_every", type=int, default=None,
+      help="iterations per epoch, synthetic noise (default 1000; with --data_train MIX the official epoch, two "
+      "passes over the N images: ceil(2N / batch_size) iterations, about 1075 for the full MIX)")
     a("--lr", type=float, default=1e-4)
     a("--decay_type", default="step", help="step, step_a_b_... (milestones) or warmup_cosine")
     a("--lr_decay", type=int, default=None, help="StepLR period in epochs (default 220 gray, 200 colour)")
@@ -160,8 +176,10 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
         args.epochs = 10**8
     if args.save == ".":
         args.save = time.strftime("%Y-%m-%d-%H:%M:%S")
+    if args.test_every is None and args.data_train.upper() != "MIX":  # MIX: None = 2N samples (trainer)
+        args.test_every = 1000
     for name in ("batch_size", "patch_size", "test_every", "val_per_epoch"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
     if args.patch_size % 8:
         parser.error(f"--patch_size {args.patch_size} must be a multiple of 8 (ADFNet downsamples three times)")

@@ -1,6 +1,7 @@
 """The one training loop (gray/colour AWGN and paired real noise), with validation and resumable state.
 
-Per epoch: train ``test_every`` iterations (synthetic) or one pass over the patches (paired), validate
+Per epoch: train ``test_every`` iterations (synthetic; the official two passes over the images for MIX
+without ``--test_every``) or one pass over the patches (paired), validate
 ``val_per_epoch`` times, step the scheduler, then write ``model/model_latest.pt`` (and
 ``model_best.pt`` on improvement; raw state_dicts as the official code) and, last,
 ``checkpoint_latest.pt`` with everything ``--resume -1`` needs. All files are written atomically.
@@ -158,7 +159,9 @@ class Trainer:
         if a.task == "paired":
             return PairedTrain(a.dir_data, a.patch_size, a.seed)
         files = training_files(a.data_train, a.dir_data)
-        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, a.test_every * a.batch_size, a.seed)
+        # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
+        length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
+        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed)
 
     def _build_val_set(self) -> Dataset:
         a = self.args
