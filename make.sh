@@ -5,7 +5,8 @@
 #                    to 8.0 then; set it to your GPUs' archs, e.g. "7.5;8.6;8.9")
 #   DCN_WITH_CUDA=0  CPU-only build
 #   MAX_JOBS         parallel compile jobs (default 2)
-#   PYTHON           interpreter whose torch to build against (default: python)
+#   PYTHON           interpreter whose torch to build against (default: the project's .venv/bin/python
+#                    when it exists, else python3)
 set -eu
 
 cd "$(dirname "$0")"
@@ -20,7 +21,15 @@ if [ "${FORCE_CUDA:-0}" = "1" ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
 fi
 MAX_JOBS=${MAX_JOBS:-2}
 export MAX_JOBS
-PYTHON=${PYTHON:-python}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+    echo "error: $PYTHON cannot import torch. Create the environment first (bash scripts/setup.sh), or set" >&2
+    echo "PYTHON to an interpreter that has torch, e.g. PYTHON=.venv/bin/python sh make.sh" >&2
+    exit 1
+fi
+echo "building dcn._C with $PYTHON"
 
 "$PYTHON" setup.py build_ext --inplace
 "$PYTHON" -c "from dcn import _ext; assert _ext.is_available(), _ext.load_error(); \

@@ -1,7 +1,7 @@
-"""Build the DCNv2 extension `dcn._C` and install the `adfnet` and `dcn` packages.
+"""Build the DCNv2 extension `dcn._C` (the package metadata is in pyproject.toml).
 
-Install with ``pip install --no-build-isolation -e .`` (an isolated build would download another
-torch) or build in place with ``sh make.sh``.
+Install with ``pip install --no-build-isolation -e .`` (an isolated build would lack torch or
+download another one) or build in place with ``sh make.sh``.
 
 Environment:
   FORCE_CUDA=1       compile the CUDA kernels even without a visible GPU (needs CUDA_HOME and,
@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 # torch guesses CUDA_HOME from the nvcc on PATH when it is unset; /usr/local/bin/nvcc wrappers
 # make it guess /usr/local, which has no CUDA headers. Prefer the standard toolkit location.
 if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH") and os.path.exists("/usr/local/cuda/bin/nvcc"):
     os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
-import torch  # noqa: E402
+try:
+    import torch
+except ImportError:
+    sys.exit(
+        "error: torch is not importable in this build environment. The DCN extension is compiled against the "
+        "torch you run, so pip must not build in an isolated environment. Install torch and torchvision first "
+        "(pip install -r requirements.txt), then: pip install --no-build-isolation -e .   (or build in place: sh make.sh)"
+    )
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 CSRC = os.path.join("dcn", "csrc")
@@ -60,15 +68,4 @@ def _extension():
     return CppExtension("dcn._C", sources, extra_compile_args=extra_compile_args)
 
 
-setup(
-    name="adfnet",
-    version="0.1.0",
-    description="ADFNet (AAAI 2023) image denoising with a compiled DCNv2 operator",
-    packages=find_packages(include=["adfnet", "adfnet.*", "dcn", "dcn.*"]),
-    python_requires=">=3.10",
-    # torch/torchvision are deliberately not listed: pip must not re-resolve the installed torch.
-    install_requires=[],
-    ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension},
-    zip_safe=False,
-)
+setup(ext_modules=[_extension()], cmdclass={"build_ext": BuildExtension})

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from adfnet.models import build_model
+
 _WRAPPERS = ("state_dict", "params")  # official Real / our training, BasicSR
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 _THOP_KEYS = ("total_ops", "total_params")  # buffers thop leaves behind after profiling
@@ -133,3 +135,13 @@ def _colour(n_colors: int) -> str:
 
 def _variant(width: int) -> str:
     return {32: "ADFNet ('adfnet')", 64: "ADFNet-L ('adfnet_l')"}.get(width, f"a width-{width} model")
+
+
+def load_model(
+    name: str, n_colors: int, weights: str | os.PathLike | Mapping[str, object], device: torch.device | str = "cpu",
+    **options: object,
+) -> nn.Module:
+    """``build_model(name, n_colors, **options)`` with ``weights`` loaded strictly, on ``device``, in eval mode."""
+    model = build_model(name, n_colors=n_colors, **options)
+    load_weights(model, weights)
+    return model.to(device).eval()

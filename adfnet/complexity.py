@@ -1,10 +1,10 @@
-"""Parameters and multiply-accumulates of ADFNet: ``python -m adfnet.complexity --model adfnet --size 128``.
+"""Parameters and multiply-accumulates of ADFNet (the command line: ``adfnet-complexity --model adfnet --size 128``).
 
 The default counts everything that multiplies: convolutions (transposed ones by their true cost),
 the DCN main convolutions and the dynamic filtering, through ``torch.utils.flop_counter`` (formulas
 for the DCN ops are given here, the one for ``adfnet::dynamic_filter`` lives with the op).
 
-``--thop-convention`` reproduces the figures of the official code and paper (7.650979 M parameters,
+``--thop_convention`` reproduces the figures of the official code and paper (7.650979 M parameters,
 13.909240672 G "FLOPs" for ADFNet on 1x3x128x128), which came from an old thop: per Conv2d,
 ConvTranspose2d and Conv1d, output elements x (input channels / groups) x kernel taps (for a
 transposed conv this is stride^2 times its real cost) plus 1 per output element for the bias; 1 per
@@ -14,7 +14,6 @@ convolution (also left out of the parameters) nor for the dynamic filtering.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Sequence
 
@@ -23,7 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import dcn
-from adfnet.models import add_model_arguments, build_model, model_options
+from adfnet.models import build_model
 
 aten = torch.ops.aten
 
@@ -120,23 +119,3 @@ def report(
         parts = ", ".join(f"{k} {v / 1e9:.3f} G" for k, v in macs.items() if k != "total" and v)
         lines += [f"parameters  {params:,}", f"MACs        {macs['total'] / 1e9:.9f} G  ({parts})"]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m adfnet.complexity", description=__doc__.split("\n\n")[0])
-    add_model_arguments(parser)
-    parser.add_argument("--size", type=int, nargs="+", default=[128], metavar=("H", "W"),
-                        help="input H [W] (default 128)")
-    parser.add_argument("--n_colors", type=int, default=3, choices=(1, 3))
-    parser.add_argument("--thop-convention", action="store_true", help="count as the official figures did")
-    args = parser.parse_args(argv)
-    if len(args.size) > 2 or any(n % 8 for n in args.size):
-        parser.error("--size takes H or H W, multiples of 8")
-    try:
-        print(report(args.model, args.n_colors, args.size, args.thop_convention, **model_options(args)))
-    except ValueError as err:  # e.g. an unknown model name
-        parser.error(str(err))
-
-
-if __name__ == "__main__":
-    main()

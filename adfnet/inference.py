@@ -61,9 +61,15 @@ def self_ensemble(fn: Forward, x: torch.Tensor) -> torch.Tensor:
     return total / 8
 
 
+def size_multiple(model: Forward) -> int:
+    """The side multiple the network needs: its ``size_multiple`` attribute (ADFNet: 8), else :data:`MULTIPLE`."""
+    inner = getattr(model, "module", model)  # DataParallel / DistributedDataParallel
+    return int(getattr(inner, "size_multiple", MULTIPLE))
+
+
 def _run_whole(model: Forward, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
-    """Run on the whole input, padded to a multiple of 8 for the network and cropped back."""
-    padded, (h, w) = pad_to_multiple(x)
+    """Run on the whole input, padded to the model's size multiple and cropped back."""
+    padded, (h, w) = pad_to_multiple(x, size_multiple(model))
     y = self_ensemble(model, padded) if ensemble else model(padded)
     return y[..., :h, :w]
 
@@ -125,7 +131,7 @@ def denoise(
     chop: bool = False,
     ensemble: bool = False,
     min_size: int | None = None,
-    pad_before_chop: bool = True,
+    pad_before_chop: bool | None = None,
 ) -> torch.Tensor:
     """Denoise a ``(B, C, H, W)`` batch in [0, 1], clamped to [0, 1], at the input size.
 
@@ -133,8 +139,9 @@ def denoise(
     :func:`default_chop_min_size`); ``ensemble`` adds the x8 self-ensemble (per quadrant when
     chopping, as the official code did). ``pad_before_chop`` picks the protocol when chopping: True
     reflect-pads to a multiple of 8 first (official colour test), False chops the image as it is
-    (official gray test; see :func:`official_pad_before_chop`), which places the bottom/right
-    quadrant windows differently. Without ``chop`` the image is padded, run and cropped back; unlike
+    (official gray test), which places the bottom/right quadrant windows differently; the default
+    ``None`` takes the official order of the task from the channel count
+    (:func:`official_pad_before_chop`), so test.py and training validation chop alike. Without ``chop`` the image is padded, run and cropped back; unlike
     the official colour test, ``ensemble`` without ``chop`` ensembles the whole image. The model's
     train/eval mode is left to the caller.
     """
@@ -147,6 +154,8 @@ def denoise(
         y = _run_whole(model, noisy, ensemble)
     else:
         size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
+        if pad_before_chop is None:
+            pad_before_chop = official_pad_before_chop(noisy.shape[1])
         if pad_before_chop:
             x, (h, w) = pad_to_multiple(noisy)
             y = forward_chop(model, x, size, ensemble=ensemble)[..., :h, :w]

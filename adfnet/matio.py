@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io as sio
 
-from adfnet.metrics import quantize
+from adfnet.imaging import quantize
 
 SIDD_SUBMISSION_KEY = "DenoisedBlocksSrgb"
 DND_CROP_KEY = "Idenoised_crop"
@@ -57,7 +57,7 @@ def load_sidd_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
     """Read SIDD blocks as an ``N x K x H x W x 3`` uint8 array (numeric or cell form).
 
     ``key`` defaults to the file's only variable. Float blocks in [0, 1] (``im2single``) are
-    rounded to uint8 by :func:`adfnet.metrics.quantize`, the rounding of every other 8-bit score,
+    rounded to uint8 by :func:`adfnet.imaging.quantize`, the rounding of every other 8-bit score,
     so every flavour compares on the same 8-bit scale.
     """
     variables = _variables(_loadmat(path))

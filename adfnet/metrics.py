@@ -2,7 +2,7 @@
 
 Inputs may be numpy arrays ``(H, W)`` / ``(H, W, C)`` (float in [0, 1] or uint8) or torch tensors
 ``(C, H, W)`` / ``(1, C, H, W)`` (float in [0, 1] or uint8). Float images are quantised with
-:func:`quantize` first, exactly as the official code passed both the clamped output and the clean
+:func:`adfnet.imaging.quantize` first, exactly as the official code passed both the clamped output and the clean
 image through ``skimage.img_as_ubyte``; the rounding is part of the published numbers.
 """
 
@@ -15,33 +15,12 @@ import numpy as np
 import torch
 from scipy.ndimage import correlate1d
 
+from adfnet.imaging import quantize
+
 WINDOW_SIZE = 11
 WINDOW_SIGMA = 1.5
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
-
-
-def quantize(img: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Float [0, 1] -> uint8 as ``img_as_ubyte``: x255 (in the input's precision), round half to even, clip.
-
-    A tensor ``(C, H, W)`` / ``(1, C, H, W)`` is returned as an ``(H, W, C)`` array; uint8 passes through.
-    """
-    if isinstance(img, torch.Tensor):
-        t = img.detach().cpu()
-        if t.dim() == 4:
-            if t.shape[0] != 1:
-                raise ValueError(f"expected a batch of one image, got shape {tuple(t.shape)}")
-            t = t[0]
-        if t.dim() != 3:
-            raise ValueError(f"expected a (C, H, W) or (1, C, H, W) tensor, got shape {tuple(t.shape)}")
-        img = t.permute(1, 2, 0).numpy()
-    arr = np.asarray(img)
-    if arr.dtype == np.uint8:
-        return arr
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"expected a float image in [0, 1] or uint8, got dtype {arr.dtype}")
-    scaled = np.rint(arr * arr.dtype.type(255))
-    return np.clip(scaled, 0, 255).astype(np.uint8)
 
 
 def _pair(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

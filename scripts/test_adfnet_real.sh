@@ -15,23 +15,23 @@ status=0
 ran=0
 if [ -f "$REAL/SIDD/val_mat/ValidationNoisyBlocksSrgb.mat" ]; then
     ran=$((ran + 1))
-    "$PYTHON" scripts/test_sidd_val_mat.py --input_dir "$REAL/SIDD/val_mat" --weights "$WEIGHTS" \
+    "$PYTHON" -m adfnet.cli.real sidd-val-mat --input_dir "$REAL/SIDD/val_mat" --weights "$WEIGHTS" \
         --result_dir results/sidd_val_mat "$@" || status=1
-    "$PYTHON" scripts/evaluate_sidd.py --submission results/sidd_val_mat/mat/SubmitSrgb.mat \
+    "$PYTHON" -m adfnet.cli.real score-sidd --submission results/sidd_val_mat/mat/SubmitSrgb.mat \
         --gt "$REAL/SIDD/val_mat/ValidationGtBlocksSrgb.mat" || status=1
 else
     echo "skip SIDD validation: $REAL/SIDD/val_mat/ValidationNoisyBlocksSrgb.mat not found"
 fi
 if [ -f "$REAL/SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat" ]; then
     ran=$((ran + 1))
-    "$PYTHON" scripts/test_sidd_benchmark_mat.py --input_dir "$REAL/SIDD/benchmark" --weights "$WEIGHTS" \
+    "$PYTHON" -m adfnet.cli.real sidd-benchmark --input_dir "$REAL/SIDD/benchmark" --weights "$WEIGHTS" \
         --result_dir results/sidd_benchmark "$@" || status=1
 else
     echo "skip SIDD benchmark: $REAL/SIDD/benchmark/BenchmarkNoisyBlocksSrgb.mat not found"
 fi
 if [ -d "$REAL/DND/lq" ]; then
     ran=$((ran + 1))
-    "$PYTHON" scripts/test_dnd_png.py --input_dir "$REAL/DND" --weights "$WEIGHTS" --result_dir results/dnd "$@" \
+    "$PYTHON" -m adfnet.cli.real dnd --input_dir "$REAL/DND" --weights "$WEIGHTS" --result_dir results/dnd "$@" \
         || status=1
 else
     echo "skip DND: $REAL/DND/lq not found"

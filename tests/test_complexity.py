@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from adfnet.complexity import count_macs, count_parameters, main
+from adfnet.cli.complexity import main
+from adfnet.complexity import count_macs, count_parameters
 from adfnet.models import build_model
 
 
@@ -66,7 +67,7 @@ def _hand_counted_conv_macs(net: torch.nn.Module, shape: tuple[int, ...]) -> int
 
 
 def test_gray_thop_figure_and_cli(capsys):
-    main(["--model", "adfnet", "--size", "128", "--n_colors", "1", "--thop-convention"])
+    main(["--model", "adfnet", "--size", "128", "--n_colors", "1", "--thop_convention"])
     out = capsys.readouterr().out
     assert "7,649,825" in out and "13.890333536 G" in out
     main(["--model", "ADFNet-L", "--size", "128"])

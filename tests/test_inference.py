@@ -160,7 +160,7 @@ class PositionStamp(nn.Module):
 def test_both_chop_protocols_equal_the_full_output_for_a_local_model(shape, min_size, ensemble):
     model, noisy = Multiple8(), torch.rand(shape) * 0.8 + 0.1
     with torch.no_grad():
-        padded = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size)  # colour protocol
+        padded = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size, pad_before_chop=True)  # colour
         assert torch.allclose(padded, denoise(model, noisy, ensemble=ensemble), atol=1e-6)
         # gray protocol: equals the model on the unpadded image, which Multiple8 itself would refuse
         gray = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size, pad_before_chop=False)
@@ -182,7 +182,7 @@ def test_gray_protocol_chops_the_unpadded_image_like_the_official_test():
     expected[..., 160:, 240:] = q[3][..., 23:, 23:]
     with torch.no_grad():
         gray = denoise(model, noisy, chop=True, min_size=400_000, pad_before_chop=False)
-        padded_first = denoise(model, noisy, chop=True, min_size=400_000)
+        padded_first = denoise(model, noisy, chop=True, min_size=400_000, pad_before_chop=True)
     assert torch.equal(gray, expected.clamp(0, 1))
     assert not torch.allclose(padded_first, gray, atol=1e-4)  # padding to 328x488 moves the windows
 
@@ -195,3 +195,14 @@ def test_gray_protocol_pads_only_what_it_cannot_chop():
         assert torch.allclose(denoise(model, noisy, chop=True, pad_before_chop=False), denoise(model, noisy))
         denoise(rec, noisy, chop=True, pad_before_chop=False)
     assert rec.sizes == [(24, 64)]
+
+
+def test_chop_order_defaults_to_the_official_order_of_the_task():
+    """Gray input is chopped unpadded, colour input padded first, unless the caller says otherwise."""
+    model = PositionStamp()
+    with torch.no_grad():
+        for channels, official in ((1, False), (3, True)):
+            noisy = torch.rand(1, channels, 121, 139)
+            default = denoise(model, noisy, chop=True, min_size=5_000)
+            assert torch.equal(default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=official))
+            assert not torch.equal(default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=not official))

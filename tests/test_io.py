@@ -61,8 +61,7 @@ def test_colour_for_gray_model_uses_bt601(tmp_path):
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
     save_image(tmp_path / "c.png", rgb)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(ImageWarning, match="colour image given to a gray model, converted to luma"):
         gray = read_image(tmp_path / "c.png", 1)
     expected = (0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255
     np.testing.assert_allclose(gray, expected, rtol=1e-6)
@@ -117,3 +116,23 @@ def test_tensor_conversion():
     assert image_to_tensor(np.full((2, 3), 255, np.uint8)).eq(1).all()
     with pytest.raises(ValueError):
         tensor_to_image(torch.zeros(2, 3, 4, 4))
+
+
+def test_equal_channel_colour_file_for_gray_model_is_silent(tmp_path):
+    """An RGB file whose three channels are equal loses nothing when read as gray: no warning."""
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    save_image(tmp_path / "g.png", np.repeat(gray[..., None], 3, axis=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        img = read_image(tmp_path / "g.png", 1)
+    np.testing.assert_array_equal(np.rint(img[..., 0] * 255), gray)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float_tiff_is_refused_by_name(tmp_path, bad):
+    img = np.full((12, 12, 3), 0.5, np.float32)
+    img[3, 4, 1] = bad
+    path = tmp_path / "hdr.tif"
+    assert cv2.imwrite(str(path), img)
+    with pytest.raises(ImageReadError, match=r"hdr\.tif.*NaN or infinite"):
+        read_image(path, 3)

@@ -1,13 +1,12 @@
 """SIDD/DND tools: .mat round trips with the real structure, built from the bundled SIDD sample pairs."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io as sio
 import torch
 
+from adfnet.cli import real
 from adfnet.data.io import read_image, save_image
 from adfnet.evaluation import score_pairs
 from adfnet.matio import (
@@ -17,23 +16,37 @@ from adfnet.matio import (
     save_dnd_crop,
     save_sidd_submission,
 )
-from adfnet.metrics import psnr, quantize
+from adfnet.imaging import quantize
+from adfnet.metrics import psnr
+from conftest import SIDD_SAMPLES as SAMPLES
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "datasets/real/SIDD_samples"
 BLOCK = 32
 
 
+# the official script names -> the adfnet-real tools they run
+TOOLS = {"bundle_submissions": "bundle-dnd", "evaluate_sidd": "score-sidd", "test_dnd_png": "dnd",
+         "test_sidd_benchmark_mat": "sidd-benchmark", "test_sidd_val_mat": "sidd-val-mat",
+         "test_sidd_val_png": "sidd-val-png"}
+
+
+class _Tool:
+    """One ``adfnet-real`` tool, called in-process by its official script name."""
+
+    def __init__(self, name):
+        self.name = TOOLS[name]
+        self.module = real.TOOLS[self.name][0]
+
+    def main(self, argv):
+        return real.main([self.name, *argv])
+
+
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"adfnet_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _Tool(name)
 
 
-def _identity_model(monkeypatch, module):
+def _identity_model(monkeypatch, tool):
     """Skip ADFNet: with an identity 'denoiser' every output is known exactly."""
-    monkeypatch.setattr(module, "load_real_model", lambda *args, **kwargs: (lambda x: x))
+    monkeypatch.setattr(tool.module, "load_real_model", lambda *args, **kwargs: (lambda x: x))
 
 
 def _pairs(n):

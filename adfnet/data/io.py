@@ -15,7 +15,12 @@ import cv2
 import numpy as np
 import torch
 
-from adfnet.metrics import quantize
+from adfnet.imaging import image_to_tensor, quantize, tensor_to_image
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "ImageReadError", "ImageWarning", "image_to_tensor", "list_images", "read_image",
+    "rgb_to_gray", "save_image", "tensor_to_image",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -74,6 +79,11 @@ def _to_unit_float(img: np.ndarray, path: Path) -> np.ndarray:
         )
         return img.astype(np.float32) / 65535.0
     if img.dtype in (np.float32, np.float64):
+        if not np.isfinite(img).all():
+            raise ImageReadError(
+                f"{path}: the floating-point image holds NaN or infinite values; re-export it with finite pixel "
+                "values in [0, 1] (or as an 8/16-bit image)"
+            )
         warnings.warn(f"{path.name}: floating-point image, assumed in [0, 1] and clipped", ImageWarning, stacklevel=3)
         return np.clip(img.astype(np.float32), 0.0, 1.0)
     raise ImageReadError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit images)")
@@ -82,10 +92,11 @@ def _to_unit_float(img: np.ndarray, path: Path) -> np.ndarray:
 def read_image(path: str | Path, n_colors: int = 3) -> np.ndarray:
     """Read ``path`` as float32 ``(H, W, n_colors)`` in [0, 1], RGB.
 
-    Colour images given to a gray model go through :func:`rgb_to_gray` (exact when the channels
-    are equal); gray images given to an RGB model are replicated with an :class:`ImageWarning`;
-    alpha is dropped with a warning; 16-bit images are scaled by 1/65535. Raises
-    ``FileNotFoundError`` for a missing file and :class:`ImageReadError` for an undecodable one.
+    Colour images given to a gray model go through :func:`rgb_to_gray` with an :class:`ImageWarning`
+    (silently when the three channels are equal: nothing is lost); gray images given to an RGB model
+    are replicated with an :class:`ImageWarning`; alpha is dropped with a warning; 16-bit images are
+    scaled by 1/65535. Raises ``FileNotFoundError`` for a missing file and :class:`ImageReadError` for
+    an undecodable one or a float image with NaN/inf pixels.
     """
     if n_colors not in (1, 3):
         raise ValueError(f"n_colors must be 1 or 3, got {n_colors}")
@@ -108,6 +119,11 @@ def read_image(path: str | Path, n_colors: int = 3) -> np.ndarray:
         if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]):
             img = img[..., :1]
         else:
+            warnings.warn(
+                f"{path.name}: colour image given to a gray model, converted to luma (0.299 R + 0.587 G + 0.114 B)",
+                ImageWarning,
+                stacklevel=2,
+            )
             img = rgb_to_gray(img)
     elif n_colors == 3 and img.shape[2] == 1:
         warnings.warn(
@@ -137,25 +153,3 @@ def save_image(path: str | Path, img: np.ndarray) -> None:
         raise ValueError(f"cannot encode an image as {path.suffix!r} for {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     buf.tofile(str(path))
-
-
-def image_to_tensor(img: np.ndarray) -> torch.Tensor:
-    """``(H, W[, C])`` array -> float32 ``(1, C, H, W)`` tensor (uint8 is divided by 255)."""
-    arr = np.asarray(img)
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3:
-        raise ValueError(f"image_to_tensor expects (H, W) or (H, W, C), got shape {arr.shape}")
-    arr = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0)
-
-
-def tensor_to_image(t: torch.Tensor) -> np.ndarray:
-    """``(1, C, H, W)`` or ``(C, H, W)`` tensor -> float32 ``(H, W, C)`` numpy array on the CPU."""
-    if t.dim() == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"tensor_to_image expects a batch of one, got shape {tuple(t.shape)}")
-        t = t[0]
-    if t.dim() != 3:
-        raise ValueError(f"tensor_to_image expects (1, C, H, W) or (C, H, W), got shape {tuple(t.shape)}")
-    return t.detach().to("cpu", torch.float32).permute(1, 2, 0).contiguous().numpy()

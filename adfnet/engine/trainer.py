@@ -290,7 +290,7 @@ class Trainer:
         self.net.eval()
         scores = []
         for noisy, clean, name in tqdm(self.val_set, desc="validation", leave=False, disable=not self.dist.is_main):
-            out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.self_ensemble)
+            out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
             scores.append(psnr(out, clean))
             if save_dir is not None:
                 suffix = f"_N{a.noiseL:g}" if a.task == "synthetic" else ""

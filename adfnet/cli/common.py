@@ -1,0 +1,124 @@
+"""What every command line shares: the runtime flags, number types, device and DCN-backend selection, checks."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+from adfnet.checkpoint import load_model
+from adfnet.models import add_model_arguments, model_options
+
+# A negative number argparse would otherwise take for an option (``--lr -1e-3``: it only knows ``-1``, ``-.5``).
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
+
+
+def join_negative_numbers(argv: Sequence[str]) -> list[str]:
+    """``["--lr", "-1e-3"]`` -> ``["--lr=-1e-3"]`` so that the value reaches its option's checks.
+
+    argparse treats ``-1e-3`` as an unknown option ("expected one argument"); joined, the option's
+    type and range checks run and say what is wrong with the value.
+    """
+    out: list[str] = []
+    for token in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_NUMBER.match(token) and prev.startswith("--") and "=" not in prev:
+            out[-1] = f"{prev}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+def finite_float(minimum: float, strict: bool = False):
+    """An argparse type: a finite float ``>= minimum`` (``> minimum`` when ``strict``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if value < minimum or (strict and value == minimum):
+            relation = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cpu``, ``--device``, ``--dcn_backend``: defined here once for every command line."""
+    group = parser.add_argument_group("runtime")
+    group.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
+    group.add_argument("--device", default=None, help="explicit device, e.g. cuda:1 (overrides --cpu)")
+    group.add_argument("--dcn_backend", default=None,
+                       help="DCN backend: ext, torchvision or reference (default: $DCN_BACKEND, else the fastest)")  # fmt: skip
+
+
+def select_device(cpu: bool = False, device: str | None = None) -> torch.device:
+    """``--device`` wins, ``--cpu`` forces the CPU, else CUDA when available."""
+    if device:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"--device {device!r} is not a device name (e.g. cpu, cuda, cuda:1): {err}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine (use --cpu)")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+
+
+@contextlib.contextmanager
+def dcn_backend(name: str | None) -> Iterator[None]:
+    """Run with DCN backend ``name`` (``ext``/``torchvision``/``reference``); ``None`` keeps the default."""
+    if not name:
+        yield
+        return
+    import dcn
+
+    with dcn.use_backend(name):
+        yield
+
+
+def check_writable_dir(path: str | Path, flag: str) -> Path:
+    """Create ``path`` if needed and prove it takes files; ``ValueError`` naming ``flag`` otherwise.
+
+    Called before a model is loaded or anything is computed, so a bad output folder costs nothing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder: choose a folder for the outputs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ValueError(f"{flag} {path} cannot be written ({reason}): choose a folder you can write to") from None
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path} is not writable: choose a folder you can write to")
+    return path
+
+
+def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every denoising tool shares: model, weights, chop, ensemble, and the runtime flags."""
+    group = parser.add_argument_group("model")
+    add_model_arguments(group)
+    group.add_argument("--weights", default="checkpoints/adfnet_real.pth", help="checkpoint (.pth/.pt, official or ours)")
+    group.add_argument("--ensemble", "--self_ensemble", dest="ensemble", action="store_true", help="x8 self-ensemble")
+    group.add_argument("--chop", action="store_true",
+                       help="4-quadrant chop (the official real scripts chopped whenever --ensemble was given)")  # fmt: skip
+    add_runtime_arguments(parser)
+
+
+def load_real_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    """The colour model a tool asked for with the :func:`add_real_model_arguments` flags."""
+    return load_model(args.model, 3, args.weights, device, **model_options(args))

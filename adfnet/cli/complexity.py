@@ -1,0 +1,32 @@
+"""Parameters and MACs of ADFNet: ``adfnet-complexity --model adfnet --size 128 [--thop_convention]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from adfnet.complexity import report
+from adfnet.models import ADFNet, add_model_arguments, model_options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adfnet-complexity", description=__doc__)
+    add_model_arguments(parser.add_argument_group("model"))
+    parser.add_argument("--n_colors", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--size", type=int, nargs="+", default=[128], metavar=("H", "W"),
+                        help=f"input H [W] (default 128; multiples of {ADFNet.size_multiple})")  # fmt: skip
+    parser.add_argument("--thop_convention", action="store_true",
+                        help="count as the official figures did (old thop: DCN and dynamic filtering left out)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if len(args.size) > 2 or any(n % ADFNet.size_multiple for n in args.size):
+        parser.error(f"--size takes H or H W, multiples of {ADFNet.size_multiple}")
+    try:
+        print(report(args.model, args.n_colors, args.size, args.thop_convention, **model_options(args)))
+    except ValueError as err:  # e.g. an unknown model name
+        parser.error(str(err))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

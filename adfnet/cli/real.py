@@ -1,0 +1,55 @@
+"""Real-noise tools (``adfnet-real <tool>``): denoise and score SIDD, denoise DND, score and bundle submissions.
+
+    adfnet-real sidd-val-mat   --input_dir datasets/SIDD/val_mat --weights checkpoints/adfnet_real.pth
+    adfnet-real sidd-val-png   --input_dir datasets/SIDD/val --save_images
+    adfnet-real sidd-benchmark --input_dir datasets/SIDD/benchmark
+    adfnet-real dnd            --input_dir datasets/DND
+    adfnet-real score-sidd     --submission results/sidd_val_mat/mat/SubmitSrgb.mat --gt .../ValidationGtBlocksSrgb.mat
+    adfnet-real bundle-dnd     --mat_dir results/dnd/mat
+
+The official script names (scripts/test_sidd_val_mat.py, ...) run the same tools. ``adfnet-real <tool> -h``
+describes each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adfnet.cli import dnd, sidd
+from adfnet.cli.common import add_real_model_arguments, join_negative_numbers
+
+# tool name -> (module, its function names); each module has add_<name>_arguments and run_<name>
+TOOLS = {
+    "sidd-val-mat": (sidd, "val_mat"),
+    "sidd-val-png": (sidd, "val_png"),
+    "sidd-benchmark": (sidd, "benchmark"),
+    "score-sidd": (sidd, "score"),
+    "dnd": (dnd, "denoise"),
+    "bundle-dnd": (dnd, "bundle"),
+}
+DENOISERS = ("sidd-val-mat", "sidd-val-png", "sidd-benchmark", "dnd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adfnet-real", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    tools = parser.add_subparsers(dest="tool", required=True, metavar="<tool>")
+    for name, (module, func) in TOOLS.items():
+        doc = getattr(module, f"run_{func}").__doc__
+        sub = tools.add_parser(name, help=doc.splitlines()[0].replace("%", "%%"), description=doc,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        getattr(module, f"add_{func}_arguments")(sub)
+        if name in DENOISERS:
+            add_real_model_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
+    module, func = TOOLS[args.tool]
+    return getattr(module, f"run_{func}")(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

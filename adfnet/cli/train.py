@@ -1,0 +1,59 @@
+"""Train ADFNet (``adfnet-train``, or ``python train.py`` with the same flags).
+
+Synthetic AWGN (the official command lines run unchanged), e.g. gray sigma 25:
+    adfnet-train --n_colors 1 --model adfnet --save adfnet_n25 --noiseL 25 --patch_size 128 \\
+        --loss 1*MSE --lr 1e-4 --save_results
+A paper recipe: adfnet-train --config configs/gray_n25.yml (or --config gray_n25); real noise: --config sidd.
+Several GPUs: torchrun --nproc_per_node 2 train.py ...   (or --n_GPUs 2 for DataParallel)
+Continue a run where it stopped: add --resume -1. Per-task scripts: scripts/train_adfnet_*.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from adfnet.cli.common import dcn_backend, select_device
+from adfnet.engine.options import parse_options
+from adfnet.engine.state import CheckpointError
+from adfnet.engine.trainer import NonFiniteLossError, Trainer
+
+
+def _apply_device(args: argparse.Namespace) -> None:
+    """``--device`` in the trainer's terms: ``cpu`` means ``--cpu``; ``cuda:N`` makes N the current GPU."""
+    if not args.device:
+        return
+    device = select_device(args.cpu, args.device)
+    if device.type == "cpu":
+        args.cpu = True
+    elif device.index is not None:
+        torch.cuda.set_device(device.index)
+
+
+def run(argv: list[str] | None = None) -> float:
+    """Train (or ``--test_only`` validate); returns the best (or measured) validation PSNR. Errors raise."""
+    args = parse_options(argv)
+    _apply_device(args)
+    with dcn_backend(args.dcn_backend):
+        trainer = Trainer(args)
+        if args.test_only:
+            value = trainer.validate(trainer.run_dir / "results" if args.save_results else None)
+            trainer.log(f"{args.data_val}: PSNR {value:.3f} dB")
+            return value
+        return float(trainer.fit()["psnr"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console entry point: exit code 0, or 1 with a one-line message for a user mistake."""
+    try:
+        run(argv)
+    except (FileNotFoundError, ValueError, CheckpointError, NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Result records of an evaluation: one :class:`SetResult` per set and sigma, one :class:`Evaluation` per run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+def sigma_label(sigma: float) -> str:
+    """``50.0`` -> ``"50"``, ``12.5`` -> ``"12.5"`` (folder names and placeholders)."""
+    return str(int(sigma)) if float(sigma).is_integer() else str(sigma)
+
+
+class ImageScore(NamedTuple):
+    image: str
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+@dataclass
+class SetResult:
+    """Per-image scores of one set at one sigma, plus what went wrong."""
+
+    set_name: str
+    sigma: float
+    rows: list[ImageScore] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def mean_psnr(self) -> float:
+        return sum(r.psnr for r in self.rows) / len(self.rows) if self.rows else math.nan
+
+    @property
+    def mean_ssim(self) -> float:
+        return sum(r.ssim for r in self.rows) / len(self.rows) if self.rows else math.nan
+
+
+@dataclass
+class Evaluation:
+    """A whole run: the per-set results, the failures outside any set (folders, checkpoints), whether ``--limit`` cut."""
+
+    results: list[SetResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    limited: bool = False
+
+    @property
+    def failures(self) -> int:
+        return len(self.errors) + sum(len(r.errors) for r in self.results)

@@ -1,0 +1,211 @@
+"""Synthetic-noise evaluation: every test set at every sigma, scored, returned as result records.
+
+Every image is read (RGB, or gray for gray models), noised with the official per-image reseed,
+denoised by :func:`adfnet.inference.denoise` (which keeps each task's official chop order) and scored
+with :mod:`adfnet.metrics`. ``<result_dir>/<set>/sigma<N>/results.csv`` (and, with ``save_images``, the
+denoised images) are written as the run goes; printing is the caller's (see :mod:`.report`). A bad
+image is reported through ``log`` and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from adfnet.checkpoint import load_model
+from adfnet.data.io import list_images, read_image, save_image
+from adfnet.data.noise import add_awgn
+from adfnet.imaging import image_to_tensor, tensor_to_image
+from adfnet.inference import denoise
+from adfnet.metrics import WINDOW_SIZE, psnr, ssim
+
+from .results import Evaluation, ImageScore, SetResult, sigma_label
+
+# Official test-noise seeds, reseeded before every image (spec section 5).
+DEFAULT_SEEDS = {1: 1, 3: 20}
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """The protocol of a run: task, noise seed, chop/ensemble, outputs, device."""
+
+    n_colors: int = 3
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int | None = None  # None: the official seed of the task (DEFAULT_SEEDS)
+    chop: bool = False
+    ensemble: bool = False
+    save_images: bool = False
+    limit: int | None = None  # only the first N images of each set
+
+    @property
+    def noise_seed(self) -> int:
+        return DEFAULT_SEEDS[self.n_colors] if self.seed is None else self.seed
+
+
+def _read_checked(path: Path, n_colors: int, notes: set[str], log: Log) -> torch.Tensor:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = read_image(path, n_colors)
+    for item in caught:
+        message = f"warning: {item.message}"
+        if message not in notes:  # once per file, not once per sigma
+            notes.add(message)
+            log(message)
+    h, w = img.shape[:2]
+    if min(h, w) < WINDOW_SIZE:
+        raise ValueError(
+            f"{path.name} is {h}x{w} px: too small (ADFNet needs 8 px, the SSIM window {WINDOW_SIZE} px)"
+        )
+    return image_to_tensor(img)
+
+
+def evaluate_set(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    files: Sequence[Path],
+    set_name: str,
+    sigma: float,
+    out_dir: Path,
+    opts: EvalOptions,
+    notes: set[str] | None = None,
+    log: Log = tqdm.write,
+) -> SetResult:
+    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped."""
+    notes = set() if notes is None else notes
+    result = SetResult(set_name, sigma)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in tqdm(files, desc=f"{set_name} sigma {sigma_label(sigma)}", unit="img", leave=False):
+        try:
+            clean = _read_checked(path, opts.n_colors, notes, log)
+            noisy = add_awgn(clean, sigma, seed=opts.noise_seed).to(opts.device)
+            start = time.perf_counter()
+            out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble)
+            if opts.device.type == "cuda":
+                torch.cuda.synchronize(opts.device)
+            seconds = time.perf_counter() - start
+            result.rows.append(ImageScore(path.name, psnr(out, clean), ssim(out, clean), seconds))
+            if opts.save_images:
+                save_image(out_dir / path.name, tensor_to_image(out))
+        except (OSError, ValueError, RuntimeError) as err:
+            message = f"error: {path}: {err}"
+            result.errors.append(message)
+            if message not in notes:  # an unreadable file fails at every sigma; say it once
+                notes.add(message)
+                log(message)
+    with open(out_dir / "results.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds"])
+        for row in result.rows:
+            writer.writerow([row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"])
+    return result
+
+
+def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
+    """``(set name, folder)`` per input folder; two folders of the same name would share their outputs.
+
+    The name is the folder's own (``<result_dir>/<set>/``, and the key for the published numbers), so
+    a clash is an error rather than a silent rename that would also lose the published number.
+    Names are compared case-insensitively, as some file systems do.
+    """
+    seen: dict[str, Path] = {}
+    out = []
+    for folder in input_dirs:
+        path = Path(os.path.abspath(folder))
+        if path.name.casefold() in seen:
+            raise ValueError(
+                f"--input_dir {seen[path.name.casefold()]} and {path} have the same name {path.name!r}, so their "
+                "results would go to the same <result_dir>/<set>/ folder; give each set its own folder name "
+                "(e.g. a renamed copy or a symlink) or evaluate them in separate runs"
+            )
+        seen[path.name.casefold()] = path
+        out.append((path.name, path))
+    return out
+
+
+def output_dir(result_dir: Path, set_name: str, sigma: float) -> Path:
+    """Where one set and sigma writes ``results.csv`` and its denoised images."""
+    return result_dir / set_name / f"sigma{sigma_label(sigma)}"
+
+
+def check_outputs_apart(input_dirs: Sequence[str | Path], sigmas: Sequence[float], result_dir: str | Path) -> None:
+    """Refuse a run whose outputs could land on its inputs (``ValueError`` before any work).
+
+    Every output folder ``<result_dir>/<set>/sigma<N>`` must lie outside every input set: otherwise a
+    saved image could replace an input (and a later sigma would score against it) and results.csv
+    would be written into a test set. Paths are compared after resolving symlinks.
+    """
+    inputs = [Path(folder).resolve() for folder in input_dirs]
+    for set_name, _ in set_folders(input_dirs):
+        for sigma in sigmas:
+            out = output_dir(Path(result_dir), set_name, sigma).resolve()
+            for folder in inputs:
+                if out == folder or folder in out.parents:
+                    raise ValueError(
+                        f"--result_dir {result_dir} would write {set_name} sigma {sigma_label(sigma)} outputs to {out}, "
+                        f"inside the input set {folder}: outputs could overwrite inputs. Choose a --result_dir "
+                        "outside every --input_dir"
+                    )
+
+
+def _list_sets(input_dirs: Sequence[str | Path], opts: EvalOptions, run: Evaluation, log: Log) -> list:
+    sets: list[tuple[str, list[Path]]] = []
+    for set_name, folder in set_folders(input_dirs):
+        try:
+            files = list_images(folder)
+        except FileNotFoundError as err:
+            run.errors.append(f"error: {err}")
+            log(f"error: {err}")
+            continue
+        if opts.limit is not None and opts.limit < len(files):
+            log(f"note: {set_name}: only the first {opts.limit} of {len(files)} images (--limit)")
+            files = files[: opts.limit]
+            run.limited = True
+        sets.append((set_name, files))
+    return sets
+
+
+def run_evaluation(
+    model_name: str,
+    weights: str,
+    input_dirs: Sequence[str | Path],
+    sigmas: Sequence[float],
+    result_dir: str | Path,
+    opts: EvalOptions,
+    model_options: dict[str, object] | None = None,
+    log: Log = tqdm.write,
+) -> Evaluation:
+    """Evaluate every set at every sigma and return the records (nothing is printed but ``log`` messages).
+
+    ``weights`` may contain ``{sigma}`` (e.g. ``checkpoints/adfnet_rgb_n{sigma}.pt``) since the
+    official models are trained per noise level; a checkpoint that cannot be used skips its sigma.
+    ``model_options`` are ``build_model`` options (the Table 4 ablations). Raises ``ValueError``
+    before any work when two input folders have the same name or an output could land on an input.
+    """
+    result_dir = Path(result_dir)
+    check_outputs_apart(input_dirs, sigmas, result_dir)
+    run = Evaluation()
+    sets = _list_sets(input_dirs, opts, run, log)
+    notes: set[str] = set()
+    for sigma in sigmas:
+        path = weights.replace("{sigma}", sigma_label(sigma))
+        try:
+            model = load_model(model_name, opts.n_colors, path, opts.device, **(model_options or {}))
+        except (OSError, ValueError, RuntimeError) as err:
+            message = f"error: cannot use checkpoint {path} for sigma {sigma_label(sigma)}: {err}"
+            run.errors.append(message)
+            log(message)
+            continue
+        for set_name, files in sets:
+            out_dir = output_dir(result_dir, set_name, sigma)
+            run.results.append(evaluate_set(model, files, set_name, sigma, out_dir, opts, notes, log))
+        del model
+    return run

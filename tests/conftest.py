@@ -1,0 +1,55 @@
+"""Shared test fixtures: the repository paths, the bundled sample folders, thread pinning, subprocess setup.
+
+Constants are imported by the test modules (``from conftest import ROOT``); pytest puts this folder on
+``sys.path`` for them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT / "datasets"
+SET12 = DATASETS / "testsets/Set12"
+MCMASTER = DATASETS / "testsets/McMaster"
+SIDD_SAMPLES = DATASETS / "real/SIDD_samples"
+TRAIN_GRAY = DATASETS / "trainsets/Train400_sample"
+TRAIN_RGB = DATASETS / "trainsets/CBSD432_sample"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python: this checkout's packages first (not another installed copy), one thread."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", **extra}
+
+
+def console_script(name: str) -> Path:
+    """The installed console script ``name`` of this interpreter's environment (scripts/setup.sh installs them).
+
+    Looked up beside ``sys.executable``, not on PATH, so a missing install fails the test instead of finding
+    another environment's script.
+    """
+    script = Path(sys.executable).parent / name
+    if not script.is_file():
+        found = shutil.which(name)
+        raise AssertionError(
+            f"console script {name} is not installed beside {sys.executable} (PATH has: {found}); install the "
+            "project with `pip install --no-build-isolation -e .` (scripts/setup.sh)"
+        )
+    return script
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: toy runs are latency-bound, and 2 threads on a busy 2-core machine crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
