@@ -28,7 +28,8 @@ except ImportError:
     sys.exit(
         "error: torch is not importable in this build environment. The DCN extension is compiled against the "
         "torch you run, so pip must not build in an isolated environment. Install torch and torchvision first "
-        "(pip install -r requirements.txt), then: pip install --no-build-isolation -e .   (or build in place: sh make.sh)"
+        "(pip install -r requirements.txt), then: pip install --no-build-isolation -e .   "
+        "(or build in place: sh make.sh)"
     )
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 

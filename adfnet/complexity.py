@@ -60,8 +60,12 @@ def _thop_mean(x, *args, out_shape, **kwargs) -> int:
     return math.prod(x) + math.prod(out_shape)
 
 
-_THOP = {aten.convolution: _thop_conv, aten.leaky_relu: _thop_elementwise, aten.leaky_relu_: _thop_elementwise,
-         aten.mean: _thop_mean}
+_THOP = {
+    aten.convolution: _thop_conv,
+    aten.leaky_relu: _thop_elementwise,
+    aten.leaky_relu_: _thop_elementwise,
+    aten.mean: _thop_mean,
+}
 
 
 def count_parameters(model: nn.Module, thop_convention: bool = False) -> int:
@@ -99,9 +103,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], thop_convention: bo
     return macs
 
 
-def report(
-    name: str, n_colors: int, size: Sequence[int], thop_convention: bool = False, **options: object
-) -> str:
+def report(name: str, n_colors: int, size: Sequence[int], thop_convention: bool = False, **options: object) -> str:
     """Parameters and MACs of ``build_model(name, n_colors, **options)`` on a 1 x n_colors x H x W input."""
     with torch.device("meta"):
         model = build_model(name, n_colors, **options)

@@ -62,7 +62,7 @@ def self_ensemble(fn: Forward, x: torch.Tensor) -> torch.Tensor:
 
 
 def size_multiple(model: Forward) -> int:
-    """The side multiple the network needs: its ``size_multiple`` attribute (ADFNet: 8), else :data:`MULTIPLE`."""
+    """The side multiple the network needs: its ``size_multiple`` (ADFNet: 8), else :data:`MULTIPLE`."""
     inner = getattr(model, "module", model)  # DataParallel / DistributedDataParallel
     return int(getattr(inner, "size_multiple", MULTIPLE))
 
@@ -141,9 +141,10 @@ def denoise(
     reflect-pads to a multiple of 8 first (official colour test), False chops the image as it is
     (official gray test), which places the bottom/right quadrant windows differently; the default
     ``None`` takes the official order of the task from the channel count
-    (:func:`official_pad_before_chop`), so test.py and training validation chop alike. Without ``chop`` the image is padded, run and cropped back; unlike
-    the official colour test, ``ensemble`` without ``chop`` ensembles the whole image. The model's
-    train/eval mode is left to the caller.
+    (:func:`official_pad_before_chop`), so test.py and training validation chop alike. Without
+    ``chop`` the image is padded, run and cropped back; unlike the official colour test,
+    ``ensemble`` without ``chop`` ensembles the whole image. The model's train/eval mode is left
+    to the caller.
     """
     if noisy.dim() != 4:
         raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}")

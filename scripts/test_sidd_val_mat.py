@@ -1,12 +1,17 @@
-"""Denoise and score the SIDD validation .mat pair: the official script name, a shim over ``adfnet-real sidd-val-mat`` (same flags; ``-h`` for them)."""
+"""Denoise and score the SIDD validation .mat pair.
+
+The official script name, a shim over ``adfnet-real sidd-val-mat`` (same flags; ``-h`` lists them).
+"""
 
 import sys
 
 try:
     from adfnet.cli.real import main
 except ImportError as err:  # run from a checkout without the package installed
-    sys.exit(f"error: cannot import adfnet ({err}). Install it with `pip install --no-build-isolation -e .` "
-             "(scripts/setup.sh does), or run `python -m adfnet.cli.real sidd-val-mat ...` from the repository root")
+    sys.exit(
+        f"error: cannot import adfnet ({err}). Install it with `pip install --no-build-isolation -e .` "
+        "(scripts/setup.sh does), or run `python -m adfnet.cli.real sidd-val-mat ...` from the repository root"
+    )
 
 if __name__ == "__main__":
     sys.exit(main(["sidd-val-mat", *sys.argv[1:]]))

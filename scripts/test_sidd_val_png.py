@@ -1,12 +1,17 @@
-"""Denoise and score SIDD validation PNG pairs (hq/, lq/): the official script name, a shim over ``adfnet-real sidd-val-png`` (same flags; ``-h`` for them)."""
+"""Denoise and score SIDD validation PNG pairs (hq/, lq/).
+
+The official script name, a shim over ``adfnet-real sidd-val-png`` (same flags; ``-h`` lists them).
+"""
 
 import sys
 
 try:
     from adfnet.cli.real import main
 except ImportError as err:  # run from a checkout without the package installed
-    sys.exit(f"error: cannot import adfnet ({err}). Install it with `pip install --no-build-isolation -e .` "
-             "(scripts/setup.sh does), or run `python -m adfnet.cli.real sidd-val-png ...` from the repository root")
+    sys.exit(
+        f"error: cannot import adfnet ({err}). Install it with `pip install --no-build-isolation -e .` "
+        "(scripts/setup.sh does), or run `python -m adfnet.cli.real sidd-val-png ...` from the repository root"
+    )
 
 if __name__ == "__main__":
     sys.exit(main(["sidd-val-png", *sys.argv[1:]]))

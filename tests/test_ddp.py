@@ -16,10 +16,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     save_image(tmp_path / "val/01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :32])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "train.py"), "--n_colors", "1", "--dir_data", str(ROOT / "datasets/trainsets/Train400_sample"),
-           "--data_val", str(tmp_path / "val"), "--epochs", "2", "--test_every", "2", "--patch_size", "16",
-           "--batch_size", "4", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp_path), "--save", "ddp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "train.py"),
+        "--n_colors",
+        "1",
+        "--dir_data",
+        str(ROOT / "datasets/trainsets/Train400_sample"),
+        "--data_val",
+        str(tmp_path / "val"),
+        "--epochs",
+        "2",
+        "--test_every",
+        "2",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "4",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp_path),
+        "--save",
+        "ddp",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -12,7 +12,10 @@ def local_net(channels: int = 3) -> nn.Module:
     """Receptive field 7x7 (radius 3), well inside the 24 px overlap: chop must be exact."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(channels, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, 8, 3, padding=1), nn.LeakyReLU(0.2),
+        nn.Conv2d(channels, 8, 3, padding=1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.LeakyReLU(0.2),
         nn.Conv2d(8, channels, 3, padding=1),
     ).eval()
 
@@ -53,8 +56,10 @@ def test_pad_to_multiple_reflects_bottom_right():
     assert z.shape == (1, 1, 16, 8) and size == (16, 8)
 
 
-@pytest.mark.parametrize("shape, min_size", [((1, 3, 96, 128), 10**9), ((2, 3, 120, 200), 10**9),
-                                             ((1, 3, 328, 488), 10**9), ((1, 3, 200, 256), 10_000)])
+@pytest.mark.parametrize(
+    "shape, min_size",
+    [((1, 3, 96, 128), 10**9), ((2, 3, 120, 200), 10**9), ((1, 3, 328, 488), 10**9), ((1, 3, 200, 256), 10_000)],
+)
 def test_chop_equals_full_for_local_model(shape, min_size):
     model, x = local_net(), torch.rand(shape)
     with torch.no_grad():
@@ -90,8 +95,13 @@ def _official_test_x8(model, x):
 
     def aug(a, mode):
         ops = {
-            0: lambda t: t, 1: lambda t: np.flipud(np.rot90(t)), 2: np.flipud, 3: lambda t: np.rot90(t, k=3),
-            4: lambda t: np.flipud(np.rot90(t, k=2)), 5: np.rot90, 6: lambda t: np.rot90(t, k=2),
+            0: lambda t: t,
+            1: lambda t: np.flipud(np.rot90(t)),
+            2: np.flipud,
+            3: lambda t: np.rot90(t, k=3),
+            4: lambda t: np.flipud(np.rot90(t, k=2)),
+            5: np.rot90,
+            6: lambda t: np.rot90(t, k=2),
             7: lambda t: np.flipud(np.rot90(t, k=3)),
         }
         return np.ascontiguousarray(ops[mode](a))
@@ -154,9 +164,14 @@ class PositionStamp(nn.Module):
         return x + 0.05 * ramp
 
 
-@pytest.mark.parametrize("shape, min_size, ensemble", [((1, 1, 321, 481), 400_000, False),
-                                                       ((1, 1, 121, 139), 5_000, True),  # one recursion
-                                                       ((2, 1, 61, 75), 10**9, True)])
+@pytest.mark.parametrize(
+    "shape, min_size, ensemble",
+    [
+        ((1, 1, 321, 481), 400_000, False),
+        ((1, 1, 121, 139), 5_000, True),  # one recursion
+        ((2, 1, 61, 75), 10**9, True),
+    ],
+)
 def test_both_chop_protocols_equal_the_full_output_for_a_local_model(shape, min_size, ensemble):
     model, noisy = Multiple8(), torch.rand(shape) * 0.8 + 0.1
     with torch.no_grad():
@@ -173,8 +188,12 @@ def test_gray_protocol_chops_the_unpadded_image_like_the_official_test():
     model = PositionStamp()
     # the official gray forward_chop on the unpadded image, written out:
     # h2, w2 = 160, 240; hs = (160 // 8) * 8 + 24 = 184; ws = (240 // 8) * 8 + 24 = 264
-    q = [model(noisy[..., :184, :264]), model(noisy[..., :184, 217:]),
-         model(noisy[..., 137:, :264]), model(noisy[..., 137:, 217:])]
+    q = [
+        model(noisy[..., :184, :264]),
+        model(noisy[..., :184, 217:]),
+        model(noisy[..., 137:, :264]),
+        model(noisy[..., 137:, 217:]),
+    ]
     expected = torch.empty_like(noisy)
     expected[..., :160, :240] = q[0][..., :160, :240]
     expected[..., :160, 240:] = q[1][..., :160, 23:]
@@ -205,4 +224,6 @@ def test_chop_order_defaults_to_the_official_order_of_the_task():
             noisy = torch.rand(1, channels, 121, 139)
             default = denoise(model, noisy, chop=True, min_size=5_000)
             assert torch.equal(default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=official))
-            assert not torch.equal(default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=not official))
+            assert not torch.equal(
+                default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=not official)
+            )

@@ -17,7 +17,8 @@ def test_mse_is_half_sum_of_squares_per_image() -> None:
     assert float(build_loss("1*MSE")(out[:1], ref[:1])) == pytest.approx(float(((out[0] - ref[0]) ** 2).sum()) / 2)
     # relation to PyTorch's mean MSE: factor C*H*W/2
     assert float(build_loss("MSE")(out, ref)) == pytest.approx(
-        float(torch.nn.functional.mse_loss(out, ref)) * 3 * 8 * 8 / 2, rel=1e-6)
+        float(torch.nn.functional.mse_loss(out, ref)) * 3 * 8 * 8 / 2, rel=1e-6
+    )
 
 
 def test_l1_charbonnier_and_weights() -> None:

@@ -59,7 +59,12 @@ def test_against_skimage(shape):
     qo, qc = img_as_ubyte(out), img_as_ubyte(clean)
     # skimage filters the whole image then averages the map without a 5 px border: the 'valid' region
     ref = structural_similarity(
-        qo, qc, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+        qo,
+        qc,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
         channel_axis=2 if len(shape) == 3 else None,
     )
     assert ssim(out, clean) == pytest.approx(ref, abs=1e-12)

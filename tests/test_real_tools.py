@@ -1,6 +1,5 @@
 """SIDD/DND tools: .mat round trips with the real structure, built from the bundled SIDD sample pairs."""
 
-
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -9,6 +8,7 @@ import torch
 from adfnet.cli import real
 from adfnet.data.io import read_image, save_image
 from adfnet.evaluation import score_pairs
+from adfnet.imaging import quantize
 from adfnet.matio import (
     bundle_dnd_submission,
     load_dnd_bundle,
@@ -16,7 +16,6 @@ from adfnet.matio import (
     save_dnd_crop,
     save_sidd_submission,
 )
-from adfnet.imaging import quantize
 from adfnet.metrics import psnr
 from conftest import SIDD_SAMPLES as SAMPLES
 
@@ -24,9 +23,14 @@ BLOCK = 32
 
 
 # the official script names -> the adfnet-real tools they run
-TOOLS = {"bundle_submissions": "bundle-dnd", "evaluate_sidd": "score-sidd", "test_dnd_png": "dnd",
-         "test_sidd_benchmark_mat": "sidd-benchmark", "test_sidd_val_mat": "sidd-val-mat",
-         "test_sidd_val_png": "sidd-val-png"}
+TOOLS = {
+    "bundle_submissions": "bundle-dnd",
+    "evaluate_sidd": "score-sidd",
+    "test_dnd_png": "dnd",
+    "test_sidd_benchmark_mat": "sidd-benchmark",
+    "test_sidd_val_mat": "sidd-val-mat",
+    "test_sidd_val_png": "sidd-val-png",
+}
 
 
 class _Tool:
@@ -46,15 +50,15 @@ def _script(name):
 
 def _identity_model(monkeypatch, tool):
     """Skip ADFNet: with an identity 'denoiser' every output is known exactly."""
-    monkeypatch.setattr(tool.module, "load_real_model", lambda *args, **kwargs: (lambda x: x))
+    monkeypatch.setattr(tool.module, "load_real_model", lambda *args, **kwargs: lambda x: x)
 
 
 def _pairs(n):
     """n (noisy, clean) uint8 BLOCK x BLOCK crops of the bundled sample pairs."""
     out = []
     for i in range(n):
-        noisy = quantize(read_image(SAMPLES / "NOISY" / f"{i}.png", 3))[100:100 + BLOCK, 200:200 + BLOCK]
-        clean = quantize(read_image(SAMPLES / "GT" / f"{i}.png", 3))[100:100 + BLOCK, 200:200 + BLOCK]
+        noisy = quantize(read_image(SAMPLES / "NOISY" / f"{i}.png", 3))[100 : 100 + BLOCK, 200 : 200 + BLOCK]
+        clean = quantize(read_image(SAMPLES / "GT" / f"{i}.png", 3))[100 : 100 + BLOCK, 200 : 200 + BLOCK]
         out.append((noisy, clean))
     return out
 
@@ -124,7 +128,8 @@ def test_dnd_bundle_round_trip(tmp_path):
     np.testing.assert_array_equal(got[1], crops[(2, 2)])
     assert got[1].dtype == np.float32
     code = _script("bundle_submissions").main(
-        ["--mat_dir", str(tmp_path / "mat"), "--n_images", "2", "--n_crops", "2", "--delete_crops"])
+        ["--mat_dir", str(tmp_path / "mat"), "--n_images", "2", "--n_crops", "2", "--delete_crops"]
+    )
     assert code == 0 and (tmp_path / "mat" / "bundled" / "0001.mat").is_file()
     assert not list((tmp_path / "mat").glob("*.mat"))
 
@@ -146,13 +151,26 @@ def test_sidd_val_mat_and_evaluate(tmp_path, blocks, monkeypatch, capsys):
     assert f"PSNR {expected:.4f} dB" in printed and "MATLAB 3-D" in printed and "39.79" in printed
 
     evaluate = _script("evaluate_sidd")
-    assert evaluate.main(["--submission", str(submission), "--gt", str(data / "ValidationGtBlocksSrgb.mat"),
-                          "--csv", str(tmp_path / "blocks.csv")]) == 0
+    assert (
+        evaluate.main(
+            [
+                "--submission",
+                str(submission),
+                "--gt",
+                str(data / "ValidationGtBlocksSrgb.mat"),
+                "--csv",
+                str(tmp_path / "blocks.csv"),
+            ]
+        )
+        == 0
+    )
     assert f"PSNR {expected:.4f} dB" in capsys.readouterr().out
     assert (tmp_path / "blocks.csv").read_text().splitlines()[0] == "image,psnr,ssim,ssim_matlab3d"
     sio.savemat(str(tmp_path / "numeric.mat"), {"DenoisedBlocksSrgb": noisy})  # what evaluate_SIDD.m indexes
-    assert evaluate.main(["--submission", str(tmp_path / "numeric.mat"), "--gt",
-                          str(data / "ValidationGtBlocksSrgb.mat")]) == 0
+    assert (
+        evaluate.main(["--submission", str(tmp_path / "numeric.mat"), "--gt", str(data / "ValidationGtBlocksSrgb.mat")])
+        == 0
+    )
     assert f"PSNR {expected:.4f} dB" in capsys.readouterr().out
     assert evaluate.main(["--submission", str(submission), "--gt", str(_flat(tmp_path, clean))]) == 1
 
@@ -166,11 +184,22 @@ def test_sidd_benchmark_with_adfnet(tmp_path, blocks, capsys):
     sio.savemat(str(data / "BenchmarkNoisyBlocksSrgb.mat"), {"BenchmarkNoisyBlocksSrgb": noisy})
     torch.manual_seed(0)
     model = build_model("adfnet", 3)
-    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
-               tmp_path / "official_style.pth")  # the official real-noise checkpoint layout
-    code = _script("test_sidd_benchmark_mat").main([
-        "--input_dir", str(data), "--result_dir", str(tmp_path / "res"), "--weights",
-        str(tmp_path / "official_style.pth"), "--save_images", "--cpu"])
+    torch.save(
+        {"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
+        tmp_path / "official_style.pth",
+    )  # the official real-noise checkpoint layout
+    code = _script("test_sidd_benchmark_mat").main(
+        [
+            "--input_dir",
+            str(data),
+            "--result_dir",
+            str(tmp_path / "res"),
+            "--weights",
+            str(tmp_path / "official_style.pth"),
+            "--save_images",
+            "--cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr()
     out = load_sidd_blocks(tmp_path / "res" / "mat" / "SubmitSrgb.mat")
     assert out.shape == noisy.shape and out.dtype == np.uint8
@@ -186,8 +215,19 @@ def test_sidd_val_png(tmp_path, monkeypatch, capsys):
         save_image(tmp_path / "val" / "hq" / f"{i}.png", clean)
     script = _script("test_sidd_val_png")
     _identity_model(monkeypatch, script)
-    args = ["--input_dir", str(tmp_path / "val"), "--result_dir", str(tmp_path / "res"), "--cpu", "--chop",
-            "--ensemble", "--save_images", "--grid", "1", "3"]
+    args = [
+        "--input_dir",
+        str(tmp_path / "val"),
+        "--result_dir",
+        str(tmp_path / "res"),
+        "--cpu",
+        "--chop",
+        "--ensemble",
+        "--save_images",
+        "--grid",
+        "1",
+        "3",
+    ]
     assert script.main(args) == 0
     scores = score_pairs([p[0] for p in pairs], [p[1] for p in pairs])
     assert f"PSNR {np.mean([s[0] for s in scores]):.4f} dB" in capsys.readouterr().out

@@ -7,7 +7,6 @@ without training for minutes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,12 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from adfnet.cli import test as test_cli
 from adfnet.engine.options import parse_options
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("adfnet_test_cli_scripts", ROOT / "test.py")
-test_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_cli)
+from conftest import ROOT
 
 RECORD = """import json, os, sys
 with open(os.environ["ARGV_LOG"], "a") as fh:
@@ -38,8 +34,9 @@ def record(tmp_path: Path, script: str, *args: str, env: dict[str, str] | None =
     shim.chmod(0o755)
     log = tmp_path / "argv.jsonl"
     run_env = {**os.environ, "PYTHON": str(shim), "ARGV_LOG": str(log), **(env or {})}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
-                          env=run_env, timeout=60)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / script), *args], capture_output=True, text=True, env=run_env, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in log.read_text().splitlines()]
 
@@ -59,16 +56,25 @@ def test_demo_trains_then_tests_the_trained_weights_with_chop(tmp_path: Path) ->
     assert (ROOT / e.input_dir[0]).is_dir()
 
 
-@pytest.mark.parametrize(("script", "n_colors", "sets", "sigmas"), [
-    ("test_adfnet_gray.sh", 1, ["Set12", "BSD68", "Urban100"], [15.0, 25.0, 50.0]),
-    ("test_adfnet_rgb.sh", 3, ["Kodak24", "CBSD68", "McMaster"], [10.0, 30.0, 50.0, 70.0]),
-])
-def test_paper_evaluation_scripts(tmp_path: Path, script: str, n_colors: int, sets: list[str],
-                                  sigmas: list[float]) -> None:
+@pytest.mark.parametrize(
+    ("script", "n_colors", "sets", "sigmas"),
+    [
+        ("test_adfnet_gray.sh", 1, ["Set12", "BSD68", "Urban100"], [15.0, 25.0, 50.0]),
+        ("test_adfnet_rgb.sh", 3, ["Kodak24", "CBSD68", "McMaster"], [10.0, 30.0, 50.0, 70.0]),
+    ],
+)
+def test_paper_evaluation_scripts(
+    tmp_path: Path, script: str, n_colors: int, sets: list[str], sigmas: list[float]
+) -> None:
     runs = [test_cli.parse_args(argv[1:]) for argv in record(tmp_path, script, "--cpu")]
     first = runs[0]
     assert (first.model, first.n_colors, first.test_noiseL, first.chop, first.cpu) == (
-        "adfnet", n_colors, sigmas, True, True)
+        "adfnet",
+        n_colors,
+        sigmas,
+        True,
+        True,
+    )
     assert [Path(d).name for d in first.input_dir] == sets
     assert "{sigma}" in first.weights  # one checkpoint per noise level, as released
     if n_colors == 3:  # ADFNet* (= ADFNet-L) at sigma 50, the paper's Table 2
@@ -77,10 +83,16 @@ def test_paper_evaluation_scripts(tmp_path: Path, script: str, n_colors: int, se
 
 def test_evaluation_scripts_fail_clearly_without_data(tmp_path: Path) -> None:
     env = {**os.environ, "TESTSETS": str(tmp_path / "none"), "REAL": str(tmp_path / "none"), "PYTHON": sys.executable}
-    gray = subprocess.run(["bash", str(ROOT / "scripts/test_adfnet_gray.sh"), "--cpu"], capture_output=True,
-                          text=True, env=env, timeout=300)
+    gray = subprocess.run(
+        ["bash", str(ROOT / "scripts/test_adfnet_gray.sh"), "--cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert gray.returncode == 1
     assert "cannot use checkpoint" in gray.stdout or "not found" in gray.stdout + gray.stderr
-    real = subprocess.run(["bash", str(ROOT / "scripts/test_adfnet_real.sh")], capture_output=True, text=True,
-                          env=env, timeout=60)
+    real = subprocess.run(
+        ["bash", str(ROOT / "scripts/test_adfnet_real.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert real.returncode == 1 and "nothing was evaluated" in real.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -13,9 +12,7 @@ import scipy.io
 from adfnet.data.datasets import PairedTrain, PairedVal
 from adfnet.data.io import list_images, read_image
 from adfnet.data.sidd import export_validation_blocks, find_pairs, generate_patches
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "datasets/real/SIDD_samples"
+from conftest import SIDD_SAMPLES as SAMPLES
 
 
 def sidd_medium_like(samples: list[str], dst: Path) -> Path:
@@ -50,8 +47,12 @@ def test_generate_seeded_and_safe(tmp_path: Path) -> None:
     clean_img = read_image(next(src.glob("0006*/*GT*")), 3)
     noisy_img = read_image(next(src.glob("0006*/*NOISY*")), 3)
     patch_c, patch_n = read_image(hq[0], 3), read_image(lq[0], 3)
-    hits = [(i, j) for i in range(256 - 63) for j in range(256 - 63)
-            if np.array_equal(clean_img[i : i + 64, j : j + 64], patch_c)]
+    hits = [
+        (i, j)
+        for i in range(256 - 63)
+        for j in range(256 - 63)
+        if np.array_equal(clean_img[i : i + 64, j : j + 64], patch_c)
+    ]
     assert hits and any(np.array_equal(noisy_img[i : i + 64, j : j + 64], patch_n) for i, j in hits)
     # same seed -> same patches, whatever the number of processes; another seed -> other patches
     generate_patches(src, tmp_path / "c", ps=64, num_patches=3, num_cores=2, seed=5)
@@ -86,11 +87,22 @@ def test_validation_blocks_to_png(tmp_path: Path) -> None:
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("generate_patches_SIDD", ROOT / "scripts/generate_patches_SIDD.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    argv = ["--src_dir", str(SAMPLES), "--tar_dir", str(tmp_path / "p"), "--ps", "128", "--num_patches", "1",
-            "--num_cores", "1", "--seed", "0"]
+    from adfnet.cli import patches as cli
+
+    argv = [
+        "--src_dir",
+        str(SAMPLES),
+        "--tar_dir",
+        str(tmp_path / "p"),
+        "--ps",
+        "128",
+        "--num_patches",
+        "1",
+        "--num_cores",
+        "1",
+        "--seed",
+        "0",
+    ]
     cli.main(argv)
     assert "wrote 12 patch pairs" in capsys.readouterr().out  # one per sample (all are >= 128 px)
     with pytest.raises(SystemExit) as exit_info:

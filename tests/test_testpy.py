@@ -1,9 +1,6 @@
 """test.py end to end (real ADFNet, tiny images) and adfnet.evaluation with a small stand-in model."""
 
 import csv
-import os
-import subprocess
-import sys
 import warnings
 
 import cv2
@@ -18,7 +15,7 @@ from adfnet.evaluation import PUBLISHED_ABLATIONS, EvalOptions, evaluate_set, pu
 from adfnet.imaging import image_to_tensor
 from adfnet.inference import denoise
 from adfnet.metrics import psnr, ssim
-from conftest import ROOT, console_script, subprocess_env
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +48,29 @@ def test_gray_run_with_bad_inputs(tmp_path, checkpoints, capsys):
     cv2.imwrite(str(sets / "05_not_used.png"), src[:48, :48])  # beyond --limit
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = test_cli.main([
-        "--n_colors", "1", "--weights", str(checkpoints / "gray_n{sigma}.pt"), "--input_dir", str(sets), str(empty),
-        "--test_noiseL", "25", "50", "--result_dir", str(tmp_path / "res"), "--save_images", "--chop", "--cpu",
-        "--dcn_backend", "torchvision", "--limit", "4",
-    ])
+    code = test_cli.main(
+        [
+            "--n_colors",
+            "1",
+            "--weights",
+            str(checkpoints / "gray_n{sigma}.pt"),
+            "--input_dir",
+            str(sets),
+            str(empty),
+            "--test_noiseL",
+            "25",
+            "50",
+            "--result_dir",
+            str(tmp_path / "res"),
+            "--save_images",
+            "--chop",
+            "--cpu",
+            "--dcn_backend",
+            "torchvision",
+            "--limit",
+            "4",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "no images in" in out and "empty" in out
@@ -122,7 +137,7 @@ def test_evaluate_set_follows_the_official_recipe(tmp_path, chop, ensemble):
     torch.manual_seed(20)  # the official RGB test: reseed, CPU FloatTensor noise
     noisy = clean + torch.FloatTensor(1, 3, 61, 90).normal_(0, 30 / 255)
     out = denoise(model, noisy, chop=chop, ensemble=ensemble)
-    (name, p, s, _), = result.rows
+    ((name, p, s, _),) = result.rows
     assert name == "x.tif" and p == pytest.approx(psnr(out, clean), abs=1e-9) and s == pytest.approx(ssim(out, clean))
     assert (tmp_path / "out" / "x.tif").is_file() and (tmp_path / "out" / "results.csv").is_file()
 
@@ -180,9 +195,12 @@ def test_published_ablations():
     assert pub.psnr == 29.77 and pub.ssim is None and "Table 4" in pub.source and "without MFI" in pub.source
     assert published_for("adfnet", 3, "BSD68", 50, no_mfi).psnr == 28.40  # colour BSD68 = CBSD68
     expected = {
-        ("decoder", False, False, True): (29.61, 28.33), ("decoder", False, True, True): (29.69, 28.36),
-        ("decoder", True, False, True): (29.66, 28.37), ("decoder", True, True, False): (29.77, 28.40),
-        ("everywhere", True, True, True): (29.77, 28.38), ("encoder", True, True, True): (29.73, 28.38),
+        ("decoder", False, False, True): (29.61, 28.33),
+        ("decoder", False, True, True): (29.69, 28.36),
+        ("decoder", True, False, True): (29.66, 28.37),
+        ("decoder", True, True, False): (29.77, 28.40),
+        ("everywhere", True, True, True): (29.77, 28.38),
+        ("encoder", True, True, True): (29.73, 28.38),
     }
     for (placement, dcb, mdcb, mfi), (kodak, cbsd) in expected.items():
         options = {"placement": placement, "dcb": dcb, "mdcb": mdcb, "mfi": mfi}
@@ -193,10 +211,14 @@ def test_published_ablations():
     for options in (None, {}, {"placement": "decoder", "dcb": True, "mdcb": True, "mfi": True}):
         assert published_for("adfnet", 3, "Kodak24", 50, options).psnr == pytest.approx(29.805204)
     assert published_for("adfnet", 3, "CBSD68", 50, {"mfi": True}).psnr == pytest.approx(28.425820)
-    for args in [("adfnet", 3, "McMaster", 50, no_mfi), ("adfnet", 3, "Kodak24", 30, no_mfi),
-                 ("adfnet", 1, "BSD68", 50, no_mfi), ("adfnet_l", 3, "Kodak24", 50, no_mfi),
-                 ("adfnet", 3, "Kodak24", 50, {"placement": "encoder", "mfi": False}),
-                 ("adfnet", 3, "Kodak24", 50, {"dcb": False, "mfi": False})]:
+    for args in [
+        ("adfnet", 3, "McMaster", 50, no_mfi),
+        ("adfnet", 3, "Kodak24", 30, no_mfi),
+        ("adfnet", 1, "BSD68", 50, no_mfi),
+        ("adfnet_l", 3, "Kodak24", 50, no_mfi),
+        ("adfnet", 3, "Kodak24", 50, {"placement": "encoder", "mfi": False}),
+        ("adfnet", 3, "Kodak24", 50, {"dcb": False, "mfi": False}),
+    ]:
         assert published_for(*args) is None, args
 
 
@@ -204,16 +226,30 @@ def _write_gray_set(folder, n=1):
     folder.mkdir(parents=True)
     src = cv2.imread(str(ROOT / "datasets/testsets/Set12/01.png"), cv2.IMREAD_UNCHANGED)
     for i in range(n):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), src[40 * i:40 * i + 40, :48])
+        cv2.imwrite(str(folder / f"{i:02d}.png"), src[40 * i : 40 * i + 40, :48])
     return folder
 
 
 def test_ablation_run_shows_table4_and_caveats(tmp_path, checkpoints, capsys):
     sets = _write_gray_set(tmp_path / "Kodak24", n=2)
-    code = test_cli.main([
-        "--weights", str(checkpoints / "rgb_no_mfi.pt"), "--no_mfi", "--input_dir", str(sets), "--chop",
-        "--ensemble", "--limit", "1", "--result_dir", str(tmp_path / "res"), "--cpu", "--dcn_backend", "torchvision",
-    ])
+    code = test_cli.main(
+        [
+            "--weights",
+            str(checkpoints / "rgb_no_mfi.pt"),
+            "--no_mfi",
+            "--input_dir",
+            str(sets),
+            "--chop",
+            "--ensemble",
+            "--limit",
+            "1",
+            "--result_dir",
+            str(tmp_path / "res"),
+            "--cpu",
+            "--dcn_backend",
+            "torchvision",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "29.77" in out and "paper Table 4, without MFI" in out
@@ -224,8 +260,21 @@ def test_ablation_run_shows_table4_and_caveats(tmp_path, checkpoints, capsys):
 
 def test_gray_caveat_without_chop(tmp_path, checkpoints, capsys):
     sets = _write_gray_set(tmp_path / "Set12")
-    common = ["--n_colors", "1", "--weights", str(checkpoints / "gray_n25.pt"), "--input_dir", str(sets),
-              "--test_noiseL", "25", "--result_dir", str(tmp_path / "res"), "--cpu", "--dcn_backend", "torchvision"]
+    common = [
+        "--n_colors",
+        "1",
+        "--weights",
+        str(checkpoints / "gray_n25.pt"),
+        "--input_dir",
+        str(sets),
+        "--test_noiseL",
+        "25",
+        "--result_dir",
+        str(tmp_path / "res"),
+        "--cpu",
+        "--dcn_backend",
+        "torchvision",
+    ]
     assert test_cli.main(common) == 0
     out = capsys.readouterr().out
     assert "30.946" in out and "not like-for-like" in out and "gray without --chop" in out
@@ -242,10 +291,22 @@ def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, cap
     cv2.imwrite(str(folder / "b_16bit.png"), rgb.astype(np.uint16) * 257)
     cv2.imwrite(str(folder / "c_gray.png"), cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY))
     assert cv2.imread(str(folder / "b_16bit.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    code = test_cli.main([
-        "--weights", str(checkpoints / "rgb.pt"), "--input_dir", str(folder), "--test_noiseL", "30",
-        "--result_dir", str(tmp_path / "res"), "--save_images", "--cpu", "--dcn_backend", "torchvision",
-    ])
+    code = test_cli.main(
+        [
+            "--weights",
+            str(checkpoints / "rgb.pt"),
+            "--input_dir",
+            str(folder),
+            "--test_noiseL",
+            "30",
+            "--result_dir",
+            str(tmp_path / "res"),
+            "--save_images",
+            "--cpu",
+            "--dcn_backend",
+            "torchvision",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0 and "failure" not in captured.err
     assert "b_16bit.png: 16-bit image scaled" in captured.out
@@ -268,10 +329,22 @@ def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, cap
 def test_input_dirs_with_the_same_name_are_refused(tmp_path, checkpoints, capsys, second):
     first = _write_gray_set(tmp_path / "a" / "Set12")
     other = _write_gray_set(tmp_path / "b" / second)
-    code = test_cli.main([
-        "--n_colors", "1", "--weights", str(checkpoints / "gray_n25.pt"), "--input_dir", str(first), str(other),
-        "--test_noiseL", "25", "--result_dir", str(tmp_path / "res"), "--cpu",
-    ])
+    code = test_cli.main(
+        [
+            "--n_colors",
+            "1",
+            "--weights",
+            str(checkpoints / "gray_n25.pt"),
+            "--input_dir",
+            str(first),
+            str(other),
+            "--test_noiseL",
+            "25",
+            "--result_dir",
+            str(tmp_path / "res"),
+            "--cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "same name" in err and str(first) in err and str(other) in err
     assert not (tmp_path / "res").exists()  # refused before any work

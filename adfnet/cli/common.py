@@ -59,8 +59,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime")
     group.add_argument("--cpu", action="store_true", help="run on the CPU even if CUDA is available")
     group.add_argument("--device", default=None, help="explicit device, e.g. cuda:1 (overrides --cpu)")
-    group.add_argument("--dcn_backend", default=None,
-                       help="DCN backend: ext, torchvision or reference (default: $DCN_BACKEND, else the fastest)")  # fmt: skip
+    group.add_argument(
+        "--dcn_backend",
+        default=None,
+        help="DCN backend: ext, torchvision or reference (default: $DCN_BACKEND, else the fastest)",
+    )
 
 
 def select_device(cpu: bool = False, device: str | None = None) -> torch.device:
@@ -112,10 +115,15 @@ def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:
     """What every denoising tool shares: model, weights, chop, ensemble, and the runtime flags."""
     group = parser.add_argument_group("model")
     add_model_arguments(group)
-    group.add_argument("--weights", default="checkpoints/adfnet_real.pth", help="checkpoint (.pth/.pt, official or ours)")
+    group.add_argument(
+        "--weights", default="checkpoints/adfnet_real.pth", help="checkpoint (.pth/.pt, official or ours)"
+    )
     group.add_argument("--ensemble", "--self_ensemble", dest="ensemble", action="store_true", help="x8 self-ensemble")
-    group.add_argument("--chop", action="store_true",
-                       help="4-quadrant chop (the official real scripts chopped whenever --ensemble was given)")  # fmt: skip
+    group.add_argument(
+        "--chop",
+        action="store_true",
+        help="4-quadrant chop (the official real scripts chopped whenever --ensemble was given)",
+    )
     add_runtime_arguments(parser)
 
 

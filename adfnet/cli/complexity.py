@@ -14,10 +14,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adfnet-complexity", description=__doc__)
     add_model_arguments(parser.add_argument_group("model"))
     parser.add_argument("--n_colors", type=int, default=3, choices=(1, 3))
-    parser.add_argument("--size", type=int, nargs="+", default=[128], metavar=("H", "W"),
-                        help=f"input H [W] (default 128; multiples of {ADFNet.size_multiple})")  # fmt: skip
-    parser.add_argument("--thop_convention", action="store_true",
-                        help="count as the official figures did (old thop: DCN and dynamic filtering left out)")  # fmt: skip
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[128],
+        metavar=("H", "W"),
+        help=f"input H [W] (default 128; multiples of {ADFNet.size_multiple})",
+    )
+    parser.add_argument(
+        "--thop_convention",
+        action="store_true",
+        help="count as the official figures did (old thop: DCN and dynamic filtering left out)",
+    )
     args = parser.parse_args(argv)
     if len(args.size) > 2 or any(n % ADFNet.size_multiple for n in args.size):
         parser.error(f"--size takes H or H W, multiples of {ADFNet.size_multiple}")

@@ -32,13 +32,18 @@ DENOISERS = ("sidd-val-mat", "sidd-val-png", "sidd-benchmark", "dnd")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adfnet-real", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="adfnet-real", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="<tool>")
     for name, (module, func) in TOOLS.items():
         doc = getattr(module, f"run_{func}").__doc__
-        sub = tools.add_parser(name, help=doc.splitlines()[0].replace("%", "%%"), description=doc,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        sub = tools.add_parser(
+            name,
+            help=doc.splitlines()[0].replace("%", "%%"),
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         getattr(module, f"add_{func}_arguments")(sub)
         if name in DENOISERS:
             add_real_model_arguments(sub)

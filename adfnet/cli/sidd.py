@@ -41,8 +41,11 @@ def _flat(blocks: np.ndarray) -> np.ndarray:
 
 
 def add_val_mat_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input_dir", default="datasets/SIDD/val_mat",
-                        help="folder with ValidationNoisyBlocksSrgb.mat and ValidationGtBlocksSrgb.mat")  # fmt: skip
+    parser.add_argument(
+        "--input_dir",
+        default="datasets/SIDD/val_mat",
+        help="folder with ValidationNoisyBlocksSrgb.mat and ValidationGtBlocksSrgb.mat",
+    )
     parser.add_argument("--result_dir", default="results/sidd_val_mat")
 
 
@@ -75,8 +78,9 @@ def add_val_png_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input_dir", default="datasets/SIDD/val", help="folder with hq/ and lq/")
     parser.add_argument("--result_dir", default="results/sidd_val")
     parser.add_argument("--save_images", action="store_true", help="write png/ and mat/SubmitSrgb.mat")
-    parser.add_argument("--grid", type=int, nargs=2, default=[40, 32], metavar=("N", "K"),
-                        help="block grid of the .mat submission")  # fmt: skip
+    parser.add_argument(
+        "--grid", type=int, nargs=2, default=[40, 32], metavar=("N", "K"), help="block grid of the .mat submission"
+    )
 
 
 def _denoise_pairs(args: argparse.Namespace, lq: list[Path], result_dir: Path) -> tuple[list, list, list, int]:
@@ -133,7 +137,9 @@ def run_val_png(args: argparse.Namespace) -> int:
 
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input_dir", default="datasets/SIDD/benchmark", help="folder holding BenchmarkNoisyBlocksSrgb.mat")
+    parser.add_argument(
+        "--input_dir", default="datasets/SIDD/benchmark", help="folder holding BenchmarkNoisyBlocksSrgb.mat"
+    )
     parser.add_argument("--result_dir", default="results/sidd_benchmark")
     parser.add_argument("--save_images", action="store_true", help="also write every block as PNG")
 

@@ -37,30 +37,59 @@ BUNDLED_SETS = {1: DATASETS_ROOT / "testsets/Set12", 3: DATASETS_ROOT / "testset
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adfnet-test", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="adfnet-test", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     model = p.add_argument_group("model")
     add_model_arguments(model)
     model.add_argument("--n_colors", type=int, default=3, choices=[1, 3], help="1 for gray models, 3 for colour")
-    model.add_argument("--weights", required=True,
-                       help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt")  # fmt: skip
+    model.add_argument(
+        "--weights",
+        required=True,
+        help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt",
+    )
     data = p.add_argument_group("data")
-    data.add_argument("--input_dir", nargs="+", default=None,
-                      help="one or more test-set folders, each with its own folder name (default: bundled Set12 for "
-                      "gray, McMaster for colour)")  # fmt: skip
-    data.add_argument("--test_noiseL", nargs="+", type=finite_float(0), default=[50.0],
-                      help="noise level(s) sigma on 0-255 (finite, >= 0)")  # fmt: skip
-    data.add_argument("--seed", type=int, default=None,
-                      help=f"noise seed, reset before every image (default: official {DEFAULT_SEEDS[1]} gray, "
-                      f"{DEFAULT_SEEDS[3]} colour)")  # fmt: skip
-    data.add_argument("--limit", type=int, default=None,
-                      help="only the first N images of each set (a quick check; published numbers are full-set means)")  # fmt: skip
+    data.add_argument(
+        "--input_dir",
+        nargs="+",
+        default=None,
+        help="one or more test-set folders, each with its own folder name (default: bundled Set12 for "
+        "gray, McMaster for colour)",
+    )
+    data.add_argument(
+        "--test_noiseL",
+        nargs="+",
+        type=finite_float(0),
+        default=[50.0],
+        help="noise level(s) sigma on 0-255 (finite, >= 0)",
+    )
+    data.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"noise seed, reset before every image (default: official {DEFAULT_SEEDS[1]} gray, "
+        f"{DEFAULT_SEEDS[3]} colour)",
+    )
+    data.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="only the first N images of each set (a quick check; published numbers are full-set means)",
+    )
     protocol = p.add_argument_group("protocol")
-    protocol.add_argument("--chop", action="store_true",
-                          help="official 4-quadrant chop (less memory, ~same result) in each task's official order: "
-                          "gray chops the unpadded image, colour pads to a multiple of 8 first")  # fmt: skip
-    protocol.add_argument("--ensemble", "--self_ensemble", dest="ensemble", action="store_true",
-                          help="x8 self-ensemble (flips and rotations)")  # fmt: skip
+    protocol.add_argument(
+        "--chop",
+        action="store_true",
+        help="official 4-quadrant chop (less memory, ~same result) in each task's official order: "
+        "gray chops the unpadded image, colour pads to a multiple of 8 first",
+    )
+    protocol.add_argument(
+        "--ensemble",
+        "--self_ensemble",
+        dest="ensemble",
+        action="store_true",
+        help="x8 self-ensemble (flips and rotations)",
+    )
     output = p.add_argument_group("output")
     output.add_argument("--result_dir", default="results/test", help="outputs go to <result_dir>/<set>/sigma<N>/")
     output.add_argument("--save_images", action="store_true", help="write denoised images under their input names")
@@ -84,11 +113,19 @@ def main(argv: list[str] | None = None) -> int:
         # everything a user can get wrong about the outputs is checked before a model is loaded
         check_outputs_apart(input_dirs, args.test_noiseL, args.result_dir)
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
-        opts = EvalOptions(n_colors=args.n_colors, device=select_device(args.cpu, args.device), seed=args.seed,
-                           chop=args.chop, ensemble=args.ensemble, save_images=args.save_images, limit=args.limit)  # fmt: skip
+        opts = EvalOptions(
+            n_colors=args.n_colors,
+            device=select_device(args.cpu, args.device),
+            seed=args.seed,
+            chop=args.chop,
+            ensemble=args.ensemble,
+            save_images=args.save_images,
+            limit=args.limit,
+        )
         with dcn_backend(args.dcn_backend):
-            run = run_evaluation(args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options,
-                                 log=print)  # fmt: skip
+            run = run_evaluation(
+                args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options, log=print
+            )
     except ValueError as err:  # bad --device / --dcn_backend / --result_dir, clashing or overlapping folders
         print(f"error: {err}", file=sys.stderr)
         return 1

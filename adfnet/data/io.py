@@ -13,13 +13,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from adfnet.imaging import image_to_tensor, quantize, tensor_to_image
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "ImageReadError", "ImageWarning", "image_to_tensor", "list_images", "read_image",
-    "rgb_to_gray", "save_image", "tensor_to_image",
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "ImageWarning",
+    "image_to_tensor",
+    "list_images",
+    "read_image",
+    "rgb_to_gray",
+    "save_image",
+    "tensor_to_image",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -43,9 +49,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise FileNotFoundError(f"image folder not found: {folder} (check --input_dir)")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
-        raise FileNotFoundError(
-            f"no images in {folder}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}"
-        )
+        raise FileNotFoundError(f"no images in {folder}: expected files ending in {', '.join(IMAGE_EXTENSIONS)}")
     return files
 
 

@@ -67,8 +67,7 @@ def extract_pair(
         raise ValueError(f"{clean_path} and {noisy_path} have different sizes")
     h, w = clean.shape[:2]
     if h < ps or w < ps:
-        warnings.warn(f"{clean_path} ({h}x{w}) is smaller than the {ps}-px patch: skipped", UserWarning,
-                      stacklevel=2)
+        warnings.warn(f"{clean_path} ({h}x{w}) is smaller than the {ps}-px patch: skipped", UserWarning, stacklevel=2)
         return 0
     rng = np.random.default_rng([seed, index])
     for j in range(num_patches):

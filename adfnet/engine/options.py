@@ -1,6 +1,6 @@
 """Command-line options of ``train.py``: the official flags with their meaning, plus a YAML config.
 
-Defaults are the paper's full-scale recipes (spec section 4). Those that differ between the gray
+Defaults are the paper's full-scale recipes (the official command lines). Those that differ between the gray
 and colour recipes default to ``None`` and are filled in from ``--n_colors``: gray 950 epochs with
 x0.5 every 220, colour 1000 epochs with x0.5 every 200 (the official RGB ``--epochs`` default was
 800, but every official RGB script passed 1000).
@@ -49,50 +49,81 @@ def default_workers() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``train.py`` / ``adfnet-train`` (official flag names; see the module docstring for the defaults)."""
-    p = argparse.ArgumentParser(prog="adfnet-train",
-                                description="Train ADFNet (gray/colour AWGN, or real noise with --config).")  # fmt: skip
+    """The parser of ``train.py`` / ``adfnet-train`` (official flag names; the module docstring has the defaults)."""
+    p = argparse.ArgumentParser(
+        prog="adfnet-train", description="Train ADFNet (gray/colour AWGN, or real noise with --config)."
+    )
     hw = p.add_argument_group("hardware")
-    hw.add_argument("--n_GPUs", type=int, default=1,
-                    help="GPUs for DataParallel (ignored under torchrun: one GPU per process)")  # fmt: skip
-    hw.add_argument("--n_threads", type=int, default=default_workers(),
-                    help="DataLoader worker processes (default: 4, or fewer on a machine with fewer CPUs: %(default)s "
-                    "here; the official default was 4 gray, 8 colour; the samples do not depend on it)")  # fmt: skip
+    hw.add_argument(
+        "--n_GPUs", type=int, default=1, help="GPUs for DataParallel (ignored under torchrun: one GPU per process)"
+    )
+    hw.add_argument(
+        "--n_threads",
+        type=int,
+        default=default_workers(),
+        help="DataLoader worker processes (default: 4, or fewer on a machine with fewer CPUs: %(default)s "
+        "here; the official default was 4 gray, 8 colour; the samples do not depend on it)",
+    )
     hw.add_argument("--seed", type=int, default=1, help="seeds the model init, crops, augmentation and noise")
-    hw.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none",
-                    help="mixed precision: fp16 or bf16 on CUDA, bf16 on the CPU (the DCN op stays in fp32)")  # fmt: skip
+    hw.add_argument(
+        "--amp",
+        choices=("none", "fp16", "bf16"),
+        default="none",
+        help="mixed precision: fp16 or bf16 on CUDA, bf16 on the CPU (the DCN op stays in fp32)",
+    )
     data = p.add_argument_group("data")
-    data.add_argument("--task", choices=("synthetic", "paired"), default="synthetic",
-                      help="synthetic: AWGN added to clean images; paired: hq/ + lq/ folders (real noise, SIDD)")  # fmt: skip
+    data.add_argument(
+        "--task",
+        choices=("synthetic", "paired"),
+        default="synthetic",
+        help="synthetic: AWGN added to clean images; paired: hq/ + lq/ folders (real noise, SIDD)",
+    )
     data.add_argument("--data_train", default="DIV2K", help="DIV2K or MIX (WED + DIV2K + Flickr2K + BSD400)")
-    data.add_argument("--dir_data", default=str(DATASETS_ROOT),
-                      help="a folder of clean training images, or the root holding DIV2K/ or MIX/ (default: the "
-                      "repository's datasets/, wherever train.py is run from; a relative path is relative to the "
-                      "current folder)")  # fmt: skip
-    data.add_argument("--data_val", default=None,
-                      help="validation folder (relative to the current folder), or a set name under the repository's "
-                      "datasets/testsets (default Set12 for gray, McMaster for colour; the official runs validated on "
-                      "Kodak24, not bundled: download it and pass --data_val datasets/testsets/Kodak24 to match)")  # fmt: skip
+    data.add_argument(
+        "--dir_data",
+        default=str(DATASETS_ROOT),
+        help="a folder of clean training images, or the root holding DIV2K/ or MIX/ (default: the "
+        "repository's datasets/, wherever train.py is run from; a relative path is relative to the "
+        "current folder)",
+    )
+    data.add_argument(
+        "--data_val",
+        default=None,
+        help="validation folder (relative to the current folder), or a set name under the repository's "
+        "datasets/testsets (default Set12 for gray, McMaster for colour; the official runs validated on "
+        "Kodak24, not bundled: download it and pass --data_val datasets/testsets/Kodak24 to match)",
+    )
     data.add_argument("--n_val", type=int, default=0, help="validate on the first n images only (0: all)")
-    data.add_argument("--val_seed", type=int, default=None,
-                      help="noise seed of every validation image (default 1 gray, 20 RGB, as the official test scripts)")  # fmt: skip
+    data.add_argument(
+        "--val_seed",
+        type=int,
+        default=None,
+        help="noise seed of every validation image (default 1 gray, 20 RGB, as the official test scripts)",
+    )
     data.add_argument("--n_colors", type=int, choices=(1, 3), default=3, help="1 = gray, 3 = colour")
     data.add_argument("--noiseL", type=finite_float(0), default=50, help="AWGN sigma on the 0-255 scale")
-    data.add_argument("--patch_size", type=int, default=128,
-                      help=f"training crop size (a multiple of {ADFNet.size_multiple})")  # fmt: skip
+    data.add_argument(
+        "--patch_size", type=int, default=128, help=f"training crop size (a multiple of {ADFNet.size_multiple})"
+    )
     model = p.add_argument_group("model")
     add_model_arguments(model)
     model.add_argument("--pre_train", default=".", help="weights to start from ('.' = none)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--batch_size", type=int, default=16, help="global batch (split over GPUs/processes)")
     opt.add_argument("--epochs", type=int, default=None, help="default 950 gray, 1000 colour; 0 = practically endless")
-    opt.add_argument("--test_every", type=int, default=None,
-                     help="iterations per epoch, synthetic noise (default 1000; with --data_train MIX the official "
-                     "epoch, two passes over the N images: ceil(2N / batch_size) iterations, about 1075 for the full "
-                     "MIX)")  # fmt: skip
+    opt.add_argument(
+        "--test_every",
+        type=int,
+        default=None,
+        help="iterations per epoch, synthetic noise (default 1000; with --data_train MIX the official "
+        "epoch, two passes over the N images: ceil(2N / batch_size) iterations, about 1075 for the full "
+        "MIX)",
+    )
     opt.add_argument("--lr", type=finite_float(0, strict=True), default=1e-4, help="initial learning rate (> 0)")
     opt.add_argument("--decay_type", default="step", help="step, step_a_b_... (milestones) or warmup_cosine")
-    opt.add_argument("--lr_decay", type=int, default=None, help="StepLR period in epochs (default 220 gray, 200 colour)")
+    opt.add_argument(
+        "--lr_decay", type=int, default=None, help="StepLR period in epochs (default 220 gray, 200 colour)"
+    )
     opt.add_argument("--gamma", type=float, default=0.5, help="LR factor at each decay")
     opt.add_argument("--lr_min", type=float, default=1e-6, help="final LR of warmup_cosine")
     opt.add_argument("--warmup_epochs", type=int, default=3, help="linear warm-up epochs of warmup_cosine")
@@ -102,32 +133,47 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--beta2", type=float, default=0.999)
     opt.add_argument("--epsilon", type=float, default=1e-8)
     opt.add_argument("--weight_decay", type=float, default=0.0)
-    opt.add_argument("--loss", default="1*MSE",
-                     help="'+'-separated weight*name: MSE (sum of squares / 2B), L1, Charbonnier")  # fmt: skip
+    opt.add_argument(
+        "--loss", default="1*MSE", help="'+'-separated weight*name: MSE (sum of squares / 2B), L1, Charbonnier"
+    )
     opt.add_argument("--max_nonfinite", type=int, default=20, help="stop after this many non-finite losses in a row")
     opt.add_argument("--val_per_epoch", type=int, default=None, help="validations per epoch (default 1; real noise 3)")
-    opt.add_argument("--val_after_epoch", type=int, default=None,
-                     help="validate only after this epoch (default 0; real noise 5)")  # fmt: skip
-    opt.add_argument("--mixup_after_epoch", type=int, default=None, help="MixUp after this epoch (-1 = never; real noise 5)")
-    opt.add_argument("--clamp_output", type=_bool, default=None,
-                     help="clamp the output to [0, 1] before the loss (real noise)")  # fmt: skip
+    opt.add_argument(
+        "--val_after_epoch", type=int, default=None, help="validate only after this epoch (default 0; real noise 5)"
+    )
+    opt.add_argument(
+        "--mixup_after_epoch", type=int, default=None, help="MixUp after this epoch (-1 = never; real noise 5)"
+    )
+    opt.add_argument(
+        "--clamp_output", type=_bool, default=None, help="clamp the output to [0, 1] before the loss (real noise)"
+    )
     run = p.add_argument_group("run folder, checkpoints, validation")
     run.add_argument("--save", default=".", help="run name: experiment/<save>/ ('.' = a timestamp)")
     run.add_argument("--dir_experiment", default="experiment", help="parent folder of the run folders")
-    run.add_argument("--resume", type=int, default=0,
-                     help="0: start (from --pre_train if given); -1: continue from checkpoint_latest.pt; n: from "
-                     "model_<n>.pt")  # fmt: skip
+    run.add_argument(
+        "--resume",
+        type=int,
+        default=0,
+        help="0: start (from --pre_train if given); -1: continue from checkpoint_latest.pt; n: from model_<n>.pt",
+    )
     run.add_argument("--save_models", action="store_true", help="also keep model/model_<epoch>.pt every epoch")
     run.add_argument("--save_results", action="store_true", help="write the denoised validation images to results/")
     run.add_argument("--print_every", type=int, default=100, help="iterations between loss lines in log.txt")
     run.add_argument("--test_only", action="store_true", help="only validate (with --pre_train or --resume weights)")
-    run.add_argument("--chop", action="store_true",
-                     help="validate with the memory-saving 4-quadrant forward (in the task's official order)")  # fmt: skip
-    run.add_argument("--ensemble", "--self_ensemble", dest="ensemble", action="store_true",
-                     help="validate with the x8 self-ensemble")  # fmt: skip
-    run.add_argument("--config", default=None,
-                     help="YAML recipe (configs/*.yml; keys are these options' names): its values become the "
-                     "defaults, flags given on the command line override them")  # fmt: skip
+    run.add_argument(
+        "--chop",
+        action="store_true",
+        help="validate with the memory-saving 4-quadrant forward (in the task's official order)",
+    )
+    run.add_argument(
+        "--ensemble", "--self_ensemble", dest="ensemble", action="store_true", help="validate with the x8 self-ensemble"
+    )
+    run.add_argument(
+        "--config",
+        default=None,
+        help="YAML recipe (configs/*.yml; keys are these options' names): its values become the "
+        "defaults, flags given on the command line override them",
+    )
     add_runtime_arguments(p)
     return p
 
@@ -140,7 +186,9 @@ def config_path(text: str) -> Path:
     for candidate in (CONFIGS / text, CONFIGS / f"{text}.yml"):
         if "/" not in text and candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"--config {text} not found (recipes: {', '.join(sorted(p.stem for p in CONFIGS.glob('*.yml')))})")
+    raise FileNotFoundError(
+        f"--config {text} not found (recipes: {', '.join(sorted(p.stem for p in CONFIGS.glob('*.yml')))})"
+    )
 
 
 def load_config(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
@@ -153,8 +201,10 @@ def load_config(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
     known = vars(parser.parse_args([]))
     unknown = sorted(set(cfg) - set(known) | ({"config"} & set(cfg)))
     if unknown:
-        raise ValueError(f"--config {path}: unknown option name(s) {', '.join(unknown)}; keys are train.py option "
-                         "names without the dashes, e.g. lr, batch_size, n_colors")  # fmt: skip
+        raise ValueError(
+            f"--config {path}: unknown option name(s) {', '.join(unknown)}; keys are train.py option "
+            "names without the dashes, e.g. lr, batch_size, n_colors"
+        )
     # strings go through each option's type as if typed on the command line (argparse converts string defaults)
     return {k: v if isinstance(v, bool) or v is None else str(v) for k, v in cfg.items()}
 
@@ -200,6 +250,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"n_colors must be 1 or 3, got {args.n_colors}")
     multiple = ADFNet.size_multiple
     if args.patch_size % multiple:
-        parser.error(f"--patch_size {args.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times)")
+        parser.error(
+            f"--patch_size {args.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times)"
+        )
     if not (isinstance(args.lr, float) and math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number, got {args.lr!r}")

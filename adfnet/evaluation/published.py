@@ -1,4 +1,4 @@
-"""The numbers the paper and the official logs published, and which of them a run compares with (spec section 7)."""
+"""The numbers the paper (Tables 1-4) and the official test logs published, and which one a run compares with."""
 
 from __future__ import annotations
 

@@ -67,11 +67,19 @@ def write_summary_csv(
         )
         for r in results:
             pub = published_for(model, n_colors, r.set_name, r.sigma, options)
-            writer.writerow([
-                r.set_name, sigma_label(r.sigma), len(r.rows), len(r.errors), f"{r.mean_psnr:.6f}",
-                f"{r.mean_ssim:.6f}", pub.psnr if pub else "", pub.ssim if pub and pub.ssim is not None else "",
-                pub.source if pub else "",
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    r.set_name,
+                    sigma_label(r.sigma),
+                    len(r.rows),
+                    len(r.errors),
+                    f"{r.mean_psnr:.6f}",
+                    f"{r.mean_ssim:.6f}",
+                    pub.psnr if pub else "",
+                    pub.ssim if pub and pub.ssim is not None else "",
+                    pub.source if pub else "",
+                ]
+            )
 
 
 def comparison_caveats(n_colors: int, chop: bool, ensemble: bool, limited: bool) -> list[str]:
@@ -90,12 +98,15 @@ def format_run(
     run: Evaluation, model: str, opts: EvalOptions, result_dir: Path, options: Mapping[str, object] | None = None
 ) -> str:
     """The whole report of a synthetic run: a table per set and sigma, the summary and the caveats."""
-    blocks = [format_set_table(r, published_for(model, opts.n_colors, r.set_name, r.sigma, options))
-              for r in run.results]  # fmt: skip
+    blocks = [
+        format_set_table(r, published_for(model, opts.n_colors, r.set_name, r.sigma, options)) for r in run.results
+    ]
     if run.results:
         variant = "" if is_adfnet(options) else f", options {dict(options or {})}"
-        blocks.append(f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, chop {opts.chop}, "
-                      f"ensemble {opts.ensemble}):\n" + format_summary(run.results, model, opts.n_colors, options))  # fmt: skip
+        blocks.append(
+            f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, chop {opts.chop}, "
+            f"ensemble {opts.ensemble}):\n" + format_summary(run.results, model, opts.n_colors, options)
+        )
         caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited)
         if caveats and any(published_for(model, opts.n_colors, r.set_name, r.sigma, options) for r in run.results):
             blocks.append("note: not like-for-like with the published numbers: " + "; ".join(caveats))

@@ -39,7 +39,7 @@ class SetResult:
 
 @dataclass
 class Evaluation:
-    """A whole run: the per-set results, the failures outside any set (folders, checkpoints), whether ``--limit`` cut."""
+    """A whole run: the per-set results, failures outside any set (folders, checkpoints), whether ``--limit`` cut."""
 
     results: list[SetResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -29,7 +29,7 @@ from adfnet.metrics import WINDOW_SIZE, psnr, ssim
 
 from .results import Evaluation, ImageScore, SetResult, sigma_label
 
-# Official test-noise seeds, reseeded before every image (spec section 5).
+# Official test-noise seeds (gray test script: 1, colour: 20), reseeded before every image.
 DEFAULT_SEEDS = {1: 1, 3: 20}
 
 Log = Callable[[str], None]
@@ -63,9 +63,7 @@ def _read_checked(path: Path, n_colors: int, notes: set[str], log: Log) -> torch
             log(message)
     h, w = img.shape[:2]
     if min(h, w) < WINDOW_SIZE:
-        raise ValueError(
-            f"{path.name} is {h}x{w} px: too small (ADFNet needs 8 px, the SSIM window {WINDOW_SIZE} px)"
-        )
+        raise ValueError(f"{path.name} is {h}x{w} px: too small (ADFNet needs 8 px, the SSIM window {WINDOW_SIZE} px)")
     return image_to_tensor(img)
 
 
@@ -150,7 +148,8 @@ def check_outputs_apart(input_dirs: Sequence[str | Path], sigmas: Sequence[float
             for folder in inputs:
                 if out == folder or folder in out.parents:
                     raise ValueError(
-                        f"--result_dir {result_dir} would write {set_name} sigma {sigma_label(sigma)} outputs to {out}, "
+                        f"--result_dir {result_dir} would write the {set_name} sigma {sigma_label(sigma)} outputs "
+                        f"to {out}, "
                         f"inside the input set {folder}: outputs could overwrite inputs. Choose a --result_dir "
                         "outside every --input_dir"
                     )
