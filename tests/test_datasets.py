@@ -24,8 +24,8 @@ from adfnet.data.datasets import (
 from adfnet.data.io import ImageReadError, image_to_tensor, list_images, read_image, save_image
 from adfnet.data.noise import add_awgn
 from adfnet.engine.options import parse_options
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 GRAY = ROOT / "datasets/trainsets/Train400_sample"
 RGB = ROOT / "datasets/trainsets/CBSD432_sample"
 

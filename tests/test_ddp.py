@@ -10,8 +10,7 @@ from pathlib import Path
 
 from adfnet.data.io import read_image, save_image
 from adfnet.engine.state import load_training_state
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
 """adfnet.data.io: formats, colour handling, bad input."""
 
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,8 +17,8 @@ from adfnet.data.io import (
     save_image,
     tensor_to_image,
 )
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SET12 = ROOT / "datasets/testsets/Set12"
 MCMASTER = ROOT / "datasets/testsets/McMaster"
 

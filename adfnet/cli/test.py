@@ -123,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
         )
         with dcn_backend(args.dcn_backend):
-            run = run_evaluation(
-                args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options, log=print
-            )
+            run = run_evaluation(args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options)
     except ValueError as err:  # bad --device / --dcn_backend / --result_dir, clashing or overlapping folders
         print(f"error: {err}", file=sys.stderr)
         return 1
