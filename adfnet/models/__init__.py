@@ -9,9 +9,28 @@ from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, Of
 from .sadnet import ContextBlock, ResBlock, RSABlock, SADNet
 
 __all__ = [
-    "ADFNet", "AFG", "CB", "ContextBlock", "DCB", "DConv", "DynamicBranch", "MCB", "MDCB", "MFI", "OffsetBlock",
-    "RSABlock", "ResBlock", "SADNet", "SEKG", "add_model_arguments", "build_model", "canonical_name",
-    "dynamic_filter", "model_options", "MODEL_NAMES", "PLACEMENTS",
+    "ADFNet",
+    "AFG",
+    "CB",
+    "ContextBlock",
+    "DCB",
+    "DConv",
+    "DynamicBranch",
+    "MCB",
+    "MDCB",
+    "MFI",
+    "OffsetBlock",
+    "RSABlock",
+    "ResBlock",
+    "SADNet",
+    "SEKG",
+    "add_model_arguments",
+    "build_model",
+    "canonical_name",
+    "dynamic_filter",
+    "model_options",
+    "MODEL_NAMES",
+    "PLACEMENTS",
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
@@ -41,7 +60,7 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     valid = OPTIONS[family]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"unknown {key} option(s) {', '.join(unknown)}; valid options: {', '.join(valid)}")
+        raise ValueError(f"unknown model option(s) {', '.join(unknown)} for {key}; valid options: {', '.join(valid)}")
     if family == "sadnet":
         return SADNet(n_colors, **options)  # type: ignore[arg-type]
     return ADFNet(n_colors, WIDTHS[key], **options)  # type: ignore[arg-type]
@@ -49,10 +68,18 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included)."""
-    parser.add_argument("--model", default="adfnet", type=_model_arg,
-                        help="adfnet, adfnet_l (the paper's ADFNet*) or sadnet; case and '-' do not matter")
-    parser.add_argument("--placement", choices=PLACEMENTS, default="decoder",
-                        help="ablation: where DCB + MDCB go (decoder = ADFNet; encoder; everywhere)")
+    parser.add_argument(
+        "--model",
+        default="adfnet",
+        type=_model_arg,
+        help="adfnet, adfnet_l (the paper's ADFNet*) or sadnet; case and '-' do not matter",
+    )
+    parser.add_argument(
+        "--placement",
+        choices=PLACEMENTS,
+        default="decoder",
+        help="ablation: where DCB + MDCB go (decoder = ADFNet; encoder; everywhere)",
+    )
     parser.add_argument("--no_dcb", action="store_true", help="ablation 'without DCB': a CB in its place")
     parser.add_argument("--no_mdcb", action="store_true", help="ablation 'without MDCB': an MCB in its place")
     parser.add_argument("--no_mfi", action="store_true", help="ablation 'without MFI': concatenate, then fuse")
@@ -64,8 +91,13 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
     The ablation flags are ADFNet's: with ``--model sadnet`` they are refused (``ValueError``).
     """
     if args.model == "sadnet":
-        given = [flag for flag, on in (("--placement", args.placement != "decoder"), ("--no_dcb", args.no_dcb),
-                                       ("--no_mdcb", args.no_mdcb), ("--no_mfi", args.no_mfi)) if on]
+        ablations = {
+            "--placement": args.placement != "decoder",
+            "--no_dcb": args.no_dcb,
+            "--no_mdcb": args.no_mdcb,
+            "--no_mfi": args.no_mfi,
+        }
+        given = [flag for flag, on in ablations.items() if on]
         if given:
             raise ValueError(f"{', '.join(given)}: ablation flags apply to ADFNet only, not to --model sadnet")
         return {}
