@@ -1,4 +1,7 @@
-"""ADFNet equals the official network: golden outputs for fixed weights, on every DCN backend."""
+"""ADFNet and SADNet equal the official networks: golden outputs for fixed weights, on every DCN backend.
+
+Each file is named after the model it checks (``adfnet_*.pt``, ``sadnet_*.pt``).
+"""
 
 import sys
 from pathlib import Path
@@ -19,7 +22,7 @@ FILES = sorted(GOLDEN.glob("*.pt"))
 @pytest.fixture(scope="module", params=FILES, ids=lambda p: p.stem)
 def golden(request):
     g = torch.load(request.param)
-    model = build_model("adfnet", n_colors=g["n_colors"]).eval()
+    model = build_model(request.param.stem.split("_")[0], n_colors=g["n_colors"]).eval()
     keys = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     model.load_state_dict(golden_state_dict(model.state_dict(), g["seed"]), strict=True)
     return g, model, keys
