@@ -176,7 +176,8 @@ def test_mg_fixed_by_seed_random_per_image_in_training():
 @pytest.mark.parametrize("x", [0.02, 0.1, 0.5, 0.9])
 def test_poisson_gaussian_moments(x):
     """mean x, variance a x + b, third cumulant a^2 x (Poisson shot noise: cumulant k of a*Poisson(x/a) is
-    a^(k-1) x). SEs: sqrt(var/n); sqrt((k4 + 2 var^2)/n) with k4 = a^3 x; sqrt(15 var^3/n)."""
+    a^(k-1) x), independent pixels. SEs: sqrt(var/n); sqrt((k4 + 2 var^2)/n) with k4 = a^3 x; sqrt(15 var^3/n)
+    (Gaussian approximation of the sixth moment, close here since k3, k4 are small against var)."""
     a, b = 0.01, 0.0004
     clean = torch.full((1, 1, 256, 256), x, dtype=torch.float64)
     r = (build_noise("poisson_gaussian", [a, b])(clean, seed=11) - clean).flatten()
@@ -184,6 +185,8 @@ def test_poisson_gaussian_moments(x):
     near(r.mean().item(), 0.0, math.sqrt(var / n), "mean")
     near(r.square().mean().item(), var, math.sqrt((a**3 * x + 2 * var**2) / n), "variance")
     near(r.pow(3).mean().item(), a * a * x, math.sqrt(15 * var**3 / n), "third cumulant")
+    img = r.reshape(256, 256)  # neighbours independent: E[r_i r_j] = 0, SE var / sqrt(n)
+    near((img[:, 1:] * img[:, :-1]).mean().item(), 0.0, var / math.sqrt(n), "neighbour covariance")
 
 
 def test_poisson_shot_noise_is_quantised_and_read_noise_alone_is_gaussian():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from adfnet.data.datasets import dihedral, random_crop, sample_rng, torch_generator
 from adfnet.data.io import image_to_tensor, list_images, read_image
@@ -119,6 +120,10 @@ def test_raw_training_set(tmp_path):
     backward = [ds[i] for i in reversed(range(6))][::-1]
     for (n1, c1), (n2, c2) in zip(forward, backward, strict=True):
         assert torch.equal(n1, n2) and torch.equal(c1, c2)
+    # ...and any number of DataLoader workers.
+    for workers in (0, 2):
+        batches = list(DataLoader(ds, batch_size=4, num_workers=workers))
+        assert torch.equal(torch.cat([b[0] for b in batches]), torch.stack([n for n, _ in forward]))
     ds.set_epoch(2)
     assert not torch.equal(ds[0][1], forward[0][1])
 
