@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from adfnet.data.datasets import dihedral, random_crop, sample_rng, torch_generator
-from adfnet.data.io import image_to_tensor, list_images, read_image
+from adfnet.data.io import image_to_tensor, list_images, read_image, save_image
 from adfnet.data.noise import build_noise
 from adfnet.data.raw import cfa_self_ensemble, mosaic, pack
 from adfnet.data.unprocess import (
@@ -18,6 +19,7 @@ from adfnet.data.unprocess import (
     HIGHLIGHT,
     RED_GAIN_RANGE,
     UnprocessedRawTrain,
+    UnprocessedRawVal,
     apply_ccm,
     gamma_compression,
     gamma_expansion,
@@ -166,3 +168,19 @@ def test_cfa_ensemble_runs_through_the_forward_path():
     ensembled = cfa_self_ensemble(lambda t: denoise(model, t), noisy)
     assert plain.shape == ensembled.shape == noisy.shape
     assert not torch.equal(plain, ensembled) and ensembled.min() >= 0 and ensembled.max() <= 1
+
+
+def test_raw_validation_set_fixed_per_image(tmp_path):
+    odd = tmp_path / "odd.png"
+    save_image(odd, np.random.default_rng(0).random((33, 47, 3), dtype=np.float32))
+    files = [odd, odd, list_images(TRAIN)[0]]
+    ds = UnprocessedRawVal(files, seed=20)
+    noisy, clean, name = ds[0]
+    assert noisy.shape == clean.shape == (4, 16, 23) and name == "odd"
+    again = [ds[i] for i in (2, 1, 0)][::-1]  # any order, same pairs
+    for i in range(3):
+        assert torch.equal(ds[i][0], again[i][0]) and torch.equal(ds[i][1], again[i][1])
+    assert not torch.equal(ds[0][1], ds[1][1])  # same image, another camera: each index has its own
+    assert not torch.equal(UnprocessedRawVal(files, seed=21)[0][0], noisy)
+    with pytest.raises(ValueError, match="unknown Bayer pattern"):
+        UnprocessedRawVal(files, seed=1, pattern="RGB")

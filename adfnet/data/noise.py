@@ -5,13 +5,15 @@
 
 - ``awgn SIGMA``: white Gaussian, std ``SIGMA/255``.
 - ``hg SIGMA_S SIGMA_C``: heteroscedastic Gaussian as DBSN's paper defines it, variance
-  ``(SIGMA_S/255)^2 x + (SIGMA_C/255)^2`` (shot-like std proportional to ``sqrt(x)``).
+  ``(SIGMA_S/255)^2 x + (SIGMA_C/255)^2`` (shot-like std proportional to ``sqrt(x)``); the paper's
+  alpha and delta (its tables use alpha = 40, delta = 10).
 - ``hg_dbsn SIGMA_S SIGMA_C``: what DBSN's *code* draws instead (``data/dn_dataset.py``,
   ``_add_noise_poisson_gaussian``): ``SIGMA_S/255 * x * z1 + SIGMA_C/255 * z2``, std proportional to ``x``.
   In training ``z1``, ``z2`` are independent; at test time (``seed``) DBSN reseeded both draws with the
   same seed, so ``z1 == z2`` and the std is ``(SIGMA_S x + SIGMA_C)/255``. Kept only to reproduce
   DBSN's numbers; ``hg`` is the definition.
-- ``mg [L]``: cross-channel Gaussian of DBSN, per-pixel covariance ``(L/255)^2 U^T D U`` with ``L`` = 75
+- ``mg [L]``: cross-channel Gaussian of DBSN, per-pixel covariance ``(L/255)^2 U^T D U`` (the code's form;
+  the paper writes ``75^2 U Lambda U^T``, ``U^T U = I``, ``lambda_c`` in (0, 1): the same family) with ``L`` = 75
   by default, ``D`` = diag of 3 uniform [0, 1) values, ``U`` the orthonormal basis of a uniform [0, 1)
   3 x 3 matrix (scipy's ``orth``, i.e. its left singular vectors, signs fixed here so that results do
   not depend on the LAPACK build). Drawn anew per image in training, fixed by the seed at test time.

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -161,12 +162,44 @@ class UnprocessedRawTrain(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = sample_rng(self.seed, self.epoch, index)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ImageWarning)  # gray images replicated to RGB
-            img = read_image(self.files[index % len(self.files)], 3)
+        img = _read_rgb(self.files[index % len(self.files)])
         top, left = random_crop(img, self.patch_size, rng)
         patch = dihedral(img[top : top + self.patch_size, left : left + self.patch_size], int(rng.integers(8)))
         g = torch_generator(rng)
-        linear = unprocess(image_to_tensor(patch), random_camera(g))
-        clean = pack(mosaic(linear, self.pattern), self.pattern)
+        clean = raw_clean(image_to_tensor(patch), random_camera(g), self.pattern)
         return self.noise(clean, generator=g)[0], clean[0]
+
+
+class UnprocessedRawVal(Dataset):
+    """Whole clean sRGB images as raw validation/test pairs ``(noisy, clean, name)``, packed ``(4, h, w)``.
+
+    Images are cropped to even sizes. Image ``i``'s camera and noise are fixed by ``(seed, i)``: the same
+    pairs in every epoch and run, whatever the batch or worker, and the noise model's test-time draw
+    (``seed=``) is used. Also the way to make synthetic raw test blocks from the bundled images.
+    """
+
+    def __init__(self, files: Sequence[Path], seed: int, noise: NoiseModel | None = None, pattern: str = "RGGB"):
+        self.files, self.seed, self.pattern = list(files), seed, pattern
+        self.noise = noise if noise is not None else build_noise("poisson_gaussian")
+        pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        camera_seed, noise_seed = (int(v) for v in sample_rng(self.seed, 0, index).integers(2**63 - 1, size=2))
+        img = _read_rgb(self.files[index])
+        srgb = image_to_tensor(img[: img.shape[0] // 2 * 2, : img.shape[1] // 2 * 2])
+        clean = raw_clean(srgb, random_camera(torch.Generator().manual_seed(camera_seed)), self.pattern)
+        return self.noise(clean, seed=noise_seed)[0], clean[0], self.files[index].stem
+
+
+def raw_clean(srgb: torch.Tensor, camera: Camera, pattern: str = "RGGB") -> torch.Tensor:
+    """``(1, 3, H, W)`` sRGB -> clean packed raw ``(1, 4, H/2, W/2)``: :func:`unprocess`, mosaic, pack."""
+    return pack(mosaic(unprocess(srgb, camera), pattern), pattern)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageWarning)  # gray images replicated to RGB
+        return read_image(path, 3)
