@@ -1,8 +1,49 @@
-"""The one noise generator (training, validation and test all call it)."""
+"""The one noise module: every synthetic noise of training, validation and test comes from here.
+
+:func:`add_awgn` is the official test noise, bit for bit. :func:`build_noise` makes any model of
+:data:`NOISE_MODELS` from a name and a parameter list (what ``--noise NAME --noise_params ...`` gives):
+
+- ``awgn SIGMA``: white Gaussian, std ``SIGMA/255``.
+- ``hg SIGMA_S SIGMA_C``: heteroscedastic Gaussian as DBSN's paper defines it, variance
+  ``(SIGMA_S/255)^2 x + (SIGMA_C/255)^2`` (shot-like std proportional to ``sqrt(x)``); the paper's
+  alpha and delta (its tables use alpha = 40, delta = 10).
+- ``hg_dbsn SIGMA_S SIGMA_C``: what DBSN's *code* draws instead (``data/dn_dataset.py``,
+  ``_add_noise_poisson_gaussian``): ``SIGMA_S/255 * x * z1 + SIGMA_C/255 * z2``, std proportional to ``x``.
+  In training ``z1``, ``z2`` are independent; at test time (``seed``) DBSN reseeded both draws with the
+  same seed, so ``z1 == z2`` and the std is ``(SIGMA_S x + SIGMA_C)/255``. Kept only to reproduce
+  DBSN's numbers; ``hg`` is the definition.
+- ``mg [L]``: cross-channel Gaussian of DBSN, per-pixel covariance ``(L/255)^2 U^T D U`` (the code's form;
+  the paper writes ``75^2 U Lambda U^T``, ``U^T U = I``, ``lambda_c`` in (0, 1): the same family) with ``L`` = 75
+  by default, ``D`` = diag of 3 uniform [0, 1) values, ``U`` the orthonormal basis of a uniform [0, 1)
+  3 x 3 matrix (scipy's ``orth``, i.e. its left singular vectors, signs fixed here so that results do
+  not depend on the LAPACK build). Drawn anew per image in training, fixed by the seed at test time.
+  Unlike DBSN's code, no element-wise ``abs`` of the covariance (the paper has none; with it the matrix
+  need not be positive semi-definite).
+- ``poisson_gaussian [SHOT [READ]]``: raw sensor noise ``SHOT * Poisson(x / SHOT) + N(0, READ)``, so
+  mean ``x`` and variance ``SHOT x + READ`` (Brooks et al. 2019's variances, raw [0, 1] units). With
+  only ``SHOT``, ``READ`` follows their log-linear camera fit ``log READ = 2.18 log SHOT + 1.20``; with no
+  parameter both are drawn per image from their training distribution (:func:`brooks_noise_levels`).
+
+Randomness: ``seed`` (the test protocol) reseeds a fresh CPU generator for EVERY image of the batch, so
+an image's noise never depends on its batch, batch position, worker or evaluation order; ``generator``
+(training) continues a caller-owned stream image after image. Noise is drawn on the CPU in float32 (like
+:func:`add_awgn`), then moved to the image's device and dtype: results do not depend on the device.
+Noisy images are never clipped.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import torch
+
+# Brooks et al. 2019 ("Unprocessing images for learned raw denoising"), section 3.2: log shot variance
+# uniform in [log 1e-4, log 0.012]; log read variance = 2.18 log shot + 1.20 + N(0, 0.26^2).
+SHOT_RANGE = (1e-4, 0.012)
+READ_SLOPE, READ_INTERCEPT, READ_LOG_STD = 2.18, 1.20, 0.26
+MG_DEFAULT_LEVEL = 75.0  # DBSN's L = 75/255
 
 
 def add_awgn(
@@ -28,3 +69,154 @@ def add_awgn(
     noise = torch.empty(tuple(clean.shape), dtype=torch.float32)
     noise.normal_(0.0, float(sigma) / 255.0, generator=generator)
     return clean + noise.to(device=clean.device, dtype=clean.dtype)
+
+
+def _normal(shape: Sequence[int], g: torch.Generator) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=torch.float32).normal_(generator=g)
+
+
+def brooks_noise_levels(g: torch.Generator) -> tuple[float, float]:
+    """One random ``(shot, read)`` variance pair from Brooks et al.'s log-linear camera-noise model."""
+    lo, hi = math.log(SHOT_RANGE[0]), math.log(SHOT_RANGE[1])
+    u, z = torch.rand(1, generator=g, dtype=torch.float64), torch.randn(1, generator=g, dtype=torch.float64)
+    log_shot = lo + (hi - lo) * float(u)
+    return math.exp(log_shot), math.exp(READ_SLOPE * log_shot + READ_INTERCEPT + READ_LOG_STD * float(z))
+
+
+def mg_factors(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """DBSN's random ``(U, d)`` (float64) of the covariance ``L^2 U^T diag(d) U``; ``d`` is drawn first, as DBSN did.
+
+    ``U`` holds the left singular vectors of a uniform [0, 1) matrix (what ``scipy.linalg.orth`` returns
+    for a full-rank matrix), each column signed so that its largest-magnitude entry is positive.
+    """
+    d = torch.rand(3, generator=g, dtype=torch.float64)
+    u = torch.linalg.svd(torch.rand(3, 3, generator=g, dtype=torch.float64)).U
+    pivot = u.gather(0, u.abs().argmax(dim=0, keepdim=True))
+    return u * torch.sign(pivot), d
+
+
+# One image's noise: (clean (1, C, H, W) float32 CPU, params, generator, seeded) -> noise of clean's shape.
+Sampler = Callable[[torch.Tensor, tuple[float, ...], torch.Generator, bool], torch.Tensor]
+
+
+def _awgn(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator, seeded: bool) -> torch.Tensor:
+    return add_awgn(torch.zeros_like(x), p[0], generator=g)
+
+
+def _hg(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator, seeded: bool) -> torch.Tensor:
+    s, c = p[0] / 255.0, p[1] / 255.0
+    return _normal(x.shape, g) * torch.sqrt(s * s * x.clamp(min=0) + c * c)
+
+
+def _hg_dbsn(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator, seeded: bool) -> torch.Tensor:
+    s, c = p[0] / 255.0, p[1] / 255.0
+    z1 = _normal(x.shape, g)
+    z2 = z1 if seeded else _normal(x.shape, g)  # DBSN's validation reseeded both draws identically
+    return s * x * z1 + c * z2
+
+
+def _mg(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator, seeded: bool) -> torch.Tensor:
+    if x.shape[1] != 3:
+        raise ValueError(f"mg noise correlates the 3 colour channels; the images have {x.shape[1]} channel(s)")
+    u, d = mg_factors(g)
+    mix = (p[0] / 255.0) * u.T * d.sqrt()  # mix @ mix^T = (L/255)^2 U^T diag(d) U
+    z = _normal((3, x.shape[2] * x.shape[3]), g)
+    return (mix.float() @ z).reshape(x.shape)
+
+
+def _poisson_gaussian(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator, seeded: bool) -> torch.Tensor:
+    if not p:
+        shot, read = brooks_noise_levels(g)
+    elif len(p) == 1:
+        shot, read = p[0], math.exp(READ_SLOPE * math.log(p[0]) + READ_INTERCEPT) if p[0] > 0 else 0.0
+    else:
+        shot, read = p
+    x = x.clamp(min=0)
+    shot_part = shot * torch.poisson(x / shot, generator=g) - x if shot > 0 else torch.zeros_like(x)
+    return shot_part + math.sqrt(read) * _normal(x.shape, g)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    params: tuple[str, ...]  # parameter names, in --noise_params order
+    counts: tuple[int, ...]  # accepted numbers of parameters
+    sampler: Sampler
+    summary: str
+
+
+NOISE_MODELS: dict[str, _Spec] = {
+    "awgn": _Spec(("sigma",), (1,), _awgn, "white Gaussian, std sigma/255"),
+    "hg": _Spec(("sigma_s", "sigma_c"), (2,), _hg, "heteroscedastic Gaussian, var (sigma_s^2 x + sigma_c^2)/255^2"),
+    "hg_dbsn": _Spec(("sigma_s", "sigma_c"), (2,), _hg_dbsn, "DBSN's code variant of hg: std (sigma_s x, sigma_c)/255"),
+    "mg": _Spec(("L",), (0, 1), _mg, "DBSN's cross-channel Gaussian, covariance (L/255)^2 U^T D U (L = 75)"),
+    "poisson_gaussian": _Spec(
+        ("shot", "read"), (0, 1, 2), _poisson_gaussian, "raw shot + read noise, variance shot x + read (Brooks 2019)"
+    ),
+}
+NOISE_NAMES = tuple(NOISE_MODELS)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """A validated noise model; call it like :func:`add_awgn`. Made by :func:`build_noise`."""
+
+    name: str
+    params: tuple[float, ...]
+
+    def __call__(
+        self, clean: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``clean`` (``(C, H, W)`` or ``(B, C, H, W)``) plus noise; ``seed`` reseeds per image, see the module."""
+        if seed is not None and generator is not None:
+            raise ValueError("pass either seed or generator to a noise model, not both")
+        if clean.dim() not in (3, 4):
+            raise ValueError(f"noise models expect (C, H, W) or (B, C, H, W) images, got shape {tuple(clean.shape)}")
+        if self.name == "awgn" and (seed is None or clean.dim() == 3 or clean.shape[0] == 1):
+            return add_awgn(clean, self.params[0], seed=seed, generator=generator)  # the official draw, bit for bit
+        if generator is None and seed is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))  # from the global RNG
+        images = clean.detach().to("cpu", torch.float32).reshape(-1, *clean.shape[-3:])
+        sampler = NOISE_MODELS[self.name].sampler
+        noise = torch.cat(
+            [
+                sampler(
+                    img[None],
+                    self.params,
+                    torch.Generator().manual_seed(int(seed)) if seed is not None else generator,
+                    seed is not None,
+                )
+                for img in images
+            ]
+        )
+        return clean + noise.reshape(clean.shape).to(device=clean.device, dtype=clean.dtype)
+
+    def describe(self) -> str:
+        """A short label for results tables, e.g. ``hg(sigma_s=40, sigma_c=10)``."""
+        names = NOISE_MODELS[self.name].params
+        given = [f"{n}={v:g}" for n, v in zip(names, self.params, strict=False)]
+        if self.name == "poisson_gaussian" and len(self.params) < 2:
+            given.append("read=log-linear" if self.params else "shot, read=random log-linear")
+        return f"{self.name}({', '.join(given)})"
+
+
+def build_noise(name: str, params: Sequence[float] = ()) -> NoiseModel:
+    """The noise model ``name`` (one of :data:`NOISE_NAMES`, any case) with ``params`` (``--noise_params``).
+
+    Raises ``ValueError`` naming the problem for an unknown name, a wrong number of parameters, or a
+    parameter that is negative or not finite.
+    """
+    key = str(name).strip().lower()
+    if key not in NOISE_MODELS:
+        raise ValueError(f"unknown noise model {name!r}; choose one of {', '.join(NOISE_NAMES)}")
+    spec = NOISE_MODELS[key]
+    values = tuple(float(v) for v in params)
+    if len(values) not in spec.counts:
+        counts = " or ".join(str(c) for c in spec.counts)
+        usage = " ".join(spec.params)
+        raise ValueError(f"noise model {key} takes {counts} parameter(s) ({usage}), got {len(values)}: {spec.summary}")
+    for pname, value in zip(spec.params, values, strict=False):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"noise parameter {pname} of {key} must be a finite number >= 0, got {value}")
+    if key == "mg" and not values:
+        values = (MG_DEFAULT_LEVEL,)
+    return NoiseModel(key, values)
