@@ -9,11 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import torch
+# torch.compile's on-disk cache outlives a checkout: a graph compiled against another build of the `dcn`
+# ops (another schema) would be replayed. Each test run compiles into its own folder.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="adfnet-inductor-")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "datasets"
