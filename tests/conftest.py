@@ -6,6 +6,7 @@ Constants are imported by the test modules (``from conftest import ROOT``); pyte
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 # torch.compile's on-disk cache outlives a checkout: a graph compiled against another build of the `dcn`
 # ops (another schema) would be replayed. Each test run compiles into its own folder.
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="adfnet-inductor-")
+atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
