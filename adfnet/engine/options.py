@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dir_experiment", default="experiment", help="parent folder of the run folders")
     a("--resume", type=int, default=0,
       help="0: start (from --pre_train if given); -1: continue from checkpoint_latest.pt; n: from model_<n>.pt")
+    a("--overwrite", action="store_true", help="start a new run in a --save folder that holds one (deletes its "
+      "checkpoints; without it such a start is refused)")
     a("--save_models", action="store_true", help="also keep model/model_<epoch>.pt every epoch")
     a("--save_results", action="store_true", help="write the denoised validation images to results/")
     a("--print_every", type=int, default=100, help="iterations between loss lines in log.txt")
@@ -172,6 +174,8 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in TASK_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.epochs < 0:
+        parser.error(f"--epochs {args.epochs}: give the number of epochs to train (0 = practically endless)")
     if args.epochs == 0:
         args.epochs = 10**8
     if args.save == ".":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
@@ -30,7 +31,9 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet:
     """``"adfnet"`` or ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*).
 
     ``n_colors`` is 1 (gray) or 3 (colour, real noise). ``options`` are the Table 4 ablations
-    ``placement``, ``dcb``, ``mdcb``, ``mfi``, documented on :class:`ADFNet`.
+    ``placement``, ``dcb``, ``mdcb``, ``mfi``, documented on :class:`ADFNet`. The returned model's
+    ``architecture`` (name, colours and every option) is recorded in the checkpoints written from it
+    and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """
     key = canonical_name(name)
     if n_colors not in (1, 3):
@@ -38,7 +41,10 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown model option(s) {', '.join(unknown)}; valid options: {', '.join(OPTIONS)}")
-    return ADFNet(n_colors, WIDTHS[key], **options)  # type: ignore[arg-type]
+    model = ADFNet(n_colors, WIDTHS[key], **options)  # type: ignore[arg-type]
+    defaults = {k: inspect.signature(ADFNet).parameters[k].default for k in OPTIONS}
+    model.architecture = {"model": key, "n_colors": n_colors, **defaults, **options}
+    return model
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
