@@ -78,7 +78,7 @@ def resume_conflicts(saved: dict[str, Any], args: argparse.Namespace) -> list[st
     """The settings of ``args`` that a resumed run cannot take, one description each ([] if none)."""
     current = run_config(args)
     conflicts = [
-        f"--{k}: the run used {saved[k]!r}, now {current[k]!r} ({why})"
+        f"--{k}: the run used {saved[k]}, now {current[k]} ({why})"
         for k, why in FIXED_ON_RESUME.items()
         if k in saved and k in current and saved[k] != current[k]
     ]
@@ -88,19 +88,22 @@ def resume_conflicts(saved: dict[str, Any], args: argparse.Namespace) -> list[st
     return conflicts
 
 
-def resume_command(save: str, argv: list[str] | None = None) -> str:
-    """The command line that continues this run (folder ``save``): the one given (``sys.argv``), with
-    ``--resume -1`` instead of any ``--resume``/``--overwrite``/``--pre_train`` and ``--save save``."""
+def resume_command(save: str, argv: list[str] | None = None, **flags: str) -> str:
+    """The command line that continues this run (folder ``save``): the one given (``sys.argv``) with
+    ``--resume -1`` instead of any ``--resume``/``--overwrite``/``--pre_train``, ``--save save``, and
+    ``flags`` (e.g. ``lr="1e-05"``) replacing the given values."""
     argv = list(sys.argv if argv is None else argv)
+    dropped = {"--resume", "--overwrite", "--pre_train", "--save", *(f"--{k}" for k in flags)}
     kept, skip = [], False
     for item in argv[1:]:
         if skip:
             skip = False
             continue
         name = item.split("=", 1)[0]
-        if name in ("--resume", "--overwrite", "--pre_train", "--save"):
+        if name in dropped:
             skip = "=" not in item and name != "--overwrite"
             continue
         kept.append(item)
     program = argv[0] if argv else "train.py"
-    return shlex.join(["python", program, *kept, "--save", save, "--resume", "-1"])
+    extra = [x for k, v in flags.items() for x in (f"--{k}", v)]
+    return shlex.join(["python", program, *kept, *extra, "--save", save, "--resume", "-1"])

@@ -370,7 +370,7 @@ class Trainer:
                     self.writer.add_scalar("train/lr", lr, epoch)
                 self.save(epoch)
         except NonFiniteLossError as err:
-            advice = f"{resume_command(self.run_dir.name)} --lr {a.lr / 10:g}"
+            advice = f"{resume_command(self.run_dir.name, lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
             raise NonFiniteLossError(self._stopped(f"training diverged in epoch {epoch}: {err}", advice)) from None
         except KeyboardInterrupt:
             self._stopped(f"interrupted (Ctrl-C) in epoch {epoch}", resume_command(self.run_dir.name))
