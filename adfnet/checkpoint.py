@@ -140,7 +140,7 @@ def _normalise(obj: Mapping[str, object]) -> dict[str, Tensor]:
             continue
         for prefix in _PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         state[key] = value
     return state
 
@@ -166,8 +166,10 @@ def _check(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     lines = [f"The checkpoint does not match the model ({type(model).__name__})."]
     lines += _diagnose(expected, state)
     if missing and unexpected and all(".fe." in k for k in missing + unexpected):
-        lines.append("The blocks differ: the checkpoint may come from another ablation variant "
-                     "(build_model options placement, dcb, mdcb).")
+        lines.append(
+            "The blocks differ: the checkpoint may come from another ablation variant "
+            "(build_model options placement, dcb, mdcb)."
+        )
     for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrongly shaped keys", shapes)):
         if keys:
             listed = ", ".join(keys[:_MAX_LISTED])

@@ -161,13 +161,17 @@ def _as_batch(noisy: object, model: Forward) -> tuple[torch.Tensor, bool]:
     """``noisy`` as a float ``(B, C, H, W)`` tensor, and whether it came as a numpy image."""
     if isinstance(noisy, np.ndarray):
         if noisy.ndim not in (2, 3) or not (noisy.dtype == np.uint8 or np.issubdtype(noisy.dtype, np.floating)):
-            raise ValueError(f"denoise takes a numpy image as (H, W) or (H, W, C), uint8 or float in [0, 1]; got "
-                             f"shape {noisy.shape}, dtype {noisy.dtype}")
+            raise ValueError(
+                f"denoise takes a numpy image as (H, W) or (H, W, C), uint8 or float in [0, 1]; got "
+                f"shape {noisy.shape}, dtype {noisy.dtype}"
+            )
         params = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
         return image_to_tensor(noisy).to(params.device if params is not None else "cpu"), True
     if not isinstance(noisy, torch.Tensor):
-        raise TypeError(f"denoise takes a torch.Tensor (B, C, H, W) in [0, 1], or a numpy image (H, W[, C]); got a "
-                        f"{type(noisy).__name__} (convert it with numpy.asarray first)")
+        raise TypeError(
+            f"denoise takes a torch.Tensor (B, C, H, W) in [0, 1], or a numpy image (H, W[, C]); got a "
+            f"{type(noisy).__name__} (convert it with numpy.asarray first)"
+        )
     if noisy.dim() != 4:
         hint = " (add the batch dimension: x[None])" if noisy.dim() == 3 else ""
         raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}{hint}")
@@ -184,9 +188,11 @@ def _check_input(x: torch.Tensor) -> None:
         raise ValueError(f"the input holds {bad} NaN/inf value(s): denoise needs finite pixel values")
     low, high = float(x.amin()), float(x.amax())
     if low < INPUT_RANGE[0] or high > INPUT_RANGE[1]:
-        raise ValueError(f"the input values range from {low:.4g} to {high:.4g}, but denoise expects an image in [0, 1] "
-                         "(noise may stray a little outside): divide a 0-255 float image by 255 (uint8 input is "
-                         "converted for you)")
+        raise ValueError(
+            f"the input values range from {low:.4g} to {high:.4g}, but denoise expects an image in [0, 1] "
+            "(noise may stray a little outside): divide a 0-255 float image by 255 (uint8 input is "
+            "converted for you)"
+        )
 
 
 def _out_of_memory(err: RuntimeError) -> bool:
@@ -241,8 +247,13 @@ def denoise(
         size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
         x, (h, w) = pad_to_multiple(noisy) if pad_before_chop else (noisy, (h, w))
         tiles = chop_tiles(*x.shape[-2:], size)
-        with tqdm(total=tiles, desc="tiles", unit="tile", leave=False,
-                  disable=not (tiles > 4 if progress is None else progress)) as bar:
+        with tqdm(
+            total=tiles,
+            desc="tiles",
+            unit="tile",
+            leave=False,
+            disable=not (tiles > 4 if progress is None else progress),
+        ) as bar:
             y = forward_chop(model, x, size, ensemble=ensemble, progress=bar)[..., :h, :w]
     if not bool(torch.isfinite(y).all()):
         raise NonFiniteOutputError(

@@ -41,8 +41,11 @@ LAYOUTS = {
     "state_dict": lambda sd: {"state_dict": sd},
     "params": lambda sd: {"params": sd},
     "module prefix": lambda sd: {f"module.{k}": v for k, v in sd.items()},
-    "official real": lambda sd: {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()},
-                                 "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}},
+    "official real": lambda sd: {
+        "epoch": 3,
+        "state_dict": {f"module.{k}": v for k, v in sd.items()},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
+    },
     "thop entries": with_thop_entries,
 }
 

@@ -39,15 +39,18 @@ def test_numpy_and_uint8_inputs_are_converted(net: ADFNet, image: np.ndarray) ->
     np.testing.assert_array_equal(again, out)
 
 
-@pytest.mark.parametrize("bad, error, message", [
-    ([[0.5] * 16] * 16, TypeError, "denoise takes a torch.Tensor (B, C, H, W) in [0, 1], or a numpy image"),
-    (torch.rand(1, 16, 16), ValueError, "add the batch dimension: x[None]"),
-    (torch.ones(1, 1, 16, 16, dtype=torch.int64), ValueError, "float tensor in [0, 1] or uint8"),
-    (np.ones((16, 16), bool), ValueError, "uint8 or float in [0, 1]; got shape (16, 16), dtype bool"),
-    (torch.full((1, 1, 16, 16), 128.0), ValueError, "divide a 0-255 float image by 255"),
-    (torch.full((1, 1, 16, 16), float("nan")), ValueError, "256 NaN/inf value(s)"),
-    (torch.full((1, 1, 16, 16), float("inf")), ValueError, "NaN/inf value(s)"),
-])
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        ([[0.5] * 16] * 16, TypeError, "denoise takes a torch.Tensor (B, C, H, W) in [0, 1], or a numpy image"),
+        (torch.rand(1, 16, 16), ValueError, "add the batch dimension: x[None]"),
+        (torch.ones(1, 1, 16, 16, dtype=torch.int64), ValueError, "float tensor in [0, 1] or uint8"),
+        (np.ones((16, 16), bool), ValueError, "uint8 or float in [0, 1]; got shape (16, 16), dtype bool"),
+        (torch.full((1, 1, 16, 16), 128.0), ValueError, "divide a 0-255 float image by 255"),
+        (torch.full((1, 1, 16, 16), float("nan")), ValueError, "256 NaN/inf value(s)"),
+        (torch.full((1, 1, 16, 16), float("inf")), ValueError, "NaN/inf value(s)"),
+    ],
+)
 def test_bad_inputs_are_refused_with_what_is_expected(net: ADFNet, bad: object, error: type, message: str) -> None:
     with pytest.raises(error) as err:
         denoise(net, bad)  # type: ignore[arg-type]
@@ -79,8 +82,9 @@ def test_out_of_memory_suggests_chop() -> None:
         denoise(lambda x: (_ for _ in ()).throw(RuntimeError("other")), torch.zeros(1, 1, 16, 16))
 
 
-@pytest.mark.parametrize("h, w, min_size", [(3000, 4000, CHOP_MIN_SIZE_GRAY), (481, 321, 1000), (40, 40, 10),
-                                            (100, 30, 100)])
+@pytest.mark.parametrize(
+    "h, w, min_size", [(3000, 4000, CHOP_MIN_SIZE_GRAY), (481, 321, 1000), (40, 40, 10), (100, 30, 100)]
+)
 def test_chop_tile_count_and_progress(h: int, w: int, min_size: int) -> None:
     calls = []
 

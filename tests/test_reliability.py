@@ -47,14 +47,36 @@ def toy(tmp: Path, *extra: str, save: str = "run", epochs: int = 1) -> list[str]
     val = tmp / "val"
     if not val.is_dir():
         save_image(val / "01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :32])
-    return ["--n_colors", "1", "--dir_data", str(GRAY), "--data_val", str(val), "--test_every", "2",
-            "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp),
-            "--save", save, "--epochs", str(epochs), *extra]
+    return [
+        "--n_colors",
+        "1",
+        "--dir_data",
+        str(GRAY),
+        "--data_val",
+        str(val),
+        "--test_every",
+        "2",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp),
+        "--save",
+        save,
+        "--epochs",
+        str(epochs),
+        *extra,
+    ]
 
 
 def checksums(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*.pt"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.pt"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +103,9 @@ def test_a_used_run_folder_is_refused_unless_overwrite(finished_run: Path, tmp_p
     assert str(tmp / "run") in message and "checkpoint_latest.pt" in message
     assert "--resume -1" in message and "--save" in message and "--overwrite" in message
     assert checksums(tmp / "run") == before  # nothing touched
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *toy(tmp)], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *toy(tmp)], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert done.returncode == 1 and "already holds a run" in done.stderr and "Traceback" not in done.stderr
 
     train.main(toy(tmp, "--overwrite"))
@@ -110,9 +133,11 @@ def test_resume_from_an_earlier_epoch_branches(finished_run: Path, tmp_path: Pat
 def test_resume_refuses_other_settings_and_applies_a_new_lr(finished_run: Path, tmp_path: Path) -> None:
     tmp = copy_run(finished_run, tmp_path)
     before = checksums(tmp / "run")
-    for flags, named in ((["--no_mfi"], "--no_mfi: the run used False, now True (the architecture)"),
-                         (["--optimizer", "SGD"], "--optimizer: the run used ADAM, now SGD (the saved optimiser)"),
-                         (["--noiseL", "25"], "--noiseL: the run used 50, now 25.0 (the training recipe)")):
+    for flags, named in (
+        (["--no_mfi"], "--no_mfi: the run used False, now True (the architecture)"),
+        (["--optimizer", "SGD"], "--optimizer: the run used ADAM, now SGD (the saved optimiser)"),
+        (["--noiseL", "25"], "--noiseL: the run used 50, now 25.0 (the training recipe)"),
+    ):
         with pytest.raises(RunFolderError) as err:
             train.main(toy(tmp, "--resume", "-1", *flags, epochs=3))
         assert named in str(err.value) and "--pre_train" in str(err.value)
@@ -171,8 +196,9 @@ def test_diverging_first_epoch_saves_nothing(tmp_path: Path) -> None:
     train.main(toy(tmp_path))  # only logs were left: the run can simply start again
 
 
-def test_full_disk_keeps_the_previous_checkpoint(finished_run: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_keeps_the_previous_checkpoint(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tmp = copy_run(finished_run, tmp_path)
     before = checksums(tmp / "run")
     real_save = torch.save
@@ -247,8 +273,13 @@ def test_bad_training_images_are_named_and_left_out(tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_cleanly_with_the_resume_command(tmp_path: Path) -> None:
     ckpt = tmp_path / "run/checkpoint_latest.pt"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *toy(tmp_path, epochs=1000)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *toy(tmp_path, epochs=1000)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         deadline = time.time() + 240
         while not ckpt.exists():

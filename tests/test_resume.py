@@ -36,16 +36,38 @@ def toy(tmp: Path, save: str, *extra: str) -> list[str]:
     val = tmp / "val"
     if not val.is_dir():
         save_image(val / "01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :32])
-    return ["--n_colors", "1", "--dir_data", str(ROOT / "datasets/trainsets/Train400_sample"), "--data_val", str(val),
-            "--test_every", "2", "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0",
-            "--dir_experiment", str(tmp), "--save", save, *extra]
+    return [
+        "--n_colors",
+        "1",
+        "--dir_data",
+        str(ROOT / "datasets/trainsets/Train400_sample"),
+        "--data_val",
+        str(val),
+        "--test_every",
+        "2",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp),
+        "--save",
+        save,
+        *extra,
+    ]
 
 
 def test_kill_9_then_resume_continues_exactly(tmp_path: Path) -> None:
     ckpt = tmp_path / "run/checkpoint_latest.pt"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *toy(tmp_path, "run", "--epochs", "100")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *toy(tmp_path, "run", "--epochs", "100")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.time() + 240
         while not ckpt.exists():
@@ -102,8 +124,13 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     atomic_save({"epoch": 3}, ckpt)
     with pytest.raises(RuntimeError, match="missing"):
         load_training_state(ckpt)
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *toy(tmp_path, "none", "--resume", "-1")],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *toy(tmp_path, "none", "--resume", "-1")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert done.returncode == 1 and "cannot resume" in done.stderr and "Traceback" not in done.stderr
 
 

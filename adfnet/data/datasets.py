@@ -115,8 +115,11 @@ def keep_large_enough(files: Sequence[Path], patch_size: int) -> dict[Path, Imag
     if not kept:
         raise ValueError(f"all {len(files)} training images are smaller than --patch_size {patch_size}")
     if skipped:
-        warnings.warn(f"{skipped} of {len(files)} training images are smaller than the {patch_size}-px patch "
-                      "and are skipped", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{skipped} of {len(files)} training images are smaller than the {patch_size}-px patch and are skipped",
+            UserWarning,
+            stacklevel=2,
+        )
     return kept
 
 
@@ -137,15 +140,25 @@ def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[l
     """Decode every file once (``workers`` threads; the decoder releases the GIL): the files that give
     finite pixels, in order, and one line per file left out, naming it. Raise if none is left."""
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        problems = list(tqdm(pool.map(lambda f: _decode_problem(f, n_colors), files), total=len(files),
-                             desc="checking training images", unit="image", leave=False))
+        problems = list(
+            tqdm(
+                pool.map(lambda f: _decode_problem(f, n_colors), files),
+                total=len(files),
+                desc="checking training images",
+                unit="image",
+                leave=False,
+            )
+        )
     good = [f for f, problem in zip(files, problems, strict=True) if problem is None]
     bad = [problem for problem in problems if problem is not None]
     if not good:
         raise ValueError(f"none of the {len(files)} training images can be used: {bad[0]}")
     if bad:
-        warnings.warn(f"{len(bad)} of {len(files)} training images are left out:\n  " + "\n  ".join(bad),
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(bad)} of {len(files)} training images are left out:\n  " + "\n  ".join(bad),
+            UserWarning,
+            stacklevel=2,
+        )
     return good, bad
 
 
@@ -169,8 +182,9 @@ def training_files(data_train: str, dir_data: str | Path) -> list[Path]:
             raise FileNotFoundError(f"no MIX training images under {mix}: {MIX_HINT}")
         missing = [name for name in MIX_FOLDERS if mix / name not in found]
         if missing:
-            warnings.warn(f"MIX: training without {', '.join(missing)} (not found under {mix})", UserWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"MIX: training without {', '.join(missing)} (not found under {mix})", UserWarning, stacklevel=2
+            )
         return [f for folder in found for f in list_images(folder)]
     if data_train.upper() != "DIV2K":
         raise ValueError(f"unknown --data_train {data_train!r}: use DIV2K or MIX (or point --dir_data at a folder)")
@@ -208,7 +222,13 @@ class SyntheticNoiseTrain(Dataset):
     """
 
     def __init__(
-        self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1,
+        self,
+        files: Sequence[Path],
+        n_colors: int,
+        patch_size: int,
+        sigma: float,
+        length: int,
+        seed: int = 1,
         workers: int = 1,
     ) -> None:
         headers = keep_large_enough(files, patch_size)
@@ -217,8 +237,12 @@ class SyntheticNoiseTrain(Dataset):
         if n_colors == 3:  # one summary instead of a warning per image (e.g. the gray BSD400 images of MIX)
             gray = sum(h.gray for h in headers.values())
             if gray:
-                warnings.warn(f"{gray} of {len(self.files)} training images are gray: their channel is replicated "
-                              "for the colour model", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"{gray} of {len(self.files)} training images are gray: their channel is replicated "
+                    "for the colour model",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.n_colors, self.patch_size, self.sigma = n_colors, patch_size, sigma
         self.length, self.seed, self.epoch = length, seed, 1
 

@@ -22,8 +22,21 @@ FIXED_ON_RESUME = {
     **dict.fromkeys(("model", "n_colors", "placement", "no_dcb", "no_mdcb", "no_mfi"), "the architecture"),
     **dict.fromkeys(("optimizer", "momentum", "beta1", "beta2", "epsilon", "weight_decay"), "the saved optimiser"),
     **dict.fromkeys(("decay_type", "lr_decay", "gamma", "warmup_epochs", "lr_min"), "the saved schedule"),
-    **dict.fromkeys(("task", "data_train", "noiseL", "patch_size", "batch_size", "test_every", "loss", "seed",
-                     "clamp_output", "mixup_after_epoch"), "the training recipe"),
+    **dict.fromkeys(
+        (
+            "task",
+            "data_train",
+            "noiseL",
+            "patch_size",
+            "batch_size",
+            "test_every",
+            "loss",
+            "seed",
+            "clamp_output",
+            "mixup_after_epoch",
+        ),
+        "the training recipe",
+    ),
 }
 
 
@@ -83,8 +96,10 @@ def resume_conflicts(saved: dict[str, Any], args: argparse.Namespace) -> list[st
         if k in saved and k in current and saved[k] != current[k]
     ]
     if saved.get("decay_type") == "warmup_cosine" and saved.get("epochs") != current["epochs"]:
-        conflicts.append(f"--epochs: the run used {saved.get('epochs')!r}, now {current['epochs']!r} "
-                         "(the cosine schedule's length is fixed when the run starts)")
+        conflicts.append(
+            f"--epochs: the run used {saved.get('epochs')!r}, now {current['epochs']!r} "
+            "(the cosine schedule's length is fixed when the run starts)"
+        )
     return conflicts
 
 

@@ -100,8 +100,9 @@ class Trainer:
         self.args = args
         use_cuda = torch.cuda.is_available() and not args.cpu
         self.dist: DistInfo = init_distributed(use_cuda)
-        self.device = torch.device(f"cuda:{self.dist.local_rank}" if use_cuda and self.dist.enabled else
-                                   "cuda" if use_cuda else "cpu")
+        self.device = torch.device(
+            f"cuda:{self.dist.local_rank}" if use_cuda and self.dist.enabled else "cuda" if use_cuda else "cpu"
+        )
         if args.batch_size % self.dist.world_size:
             raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {self.dist.world_size} processes")
         self.batch_size = args.batch_size // self.dist.world_size
@@ -113,8 +114,10 @@ class Trainer:
             self.model_dir.mkdir(parents=True, exist_ok=True)
             removed = remove_stale_temporaries(self.run_dir)
             if removed:
-                self._notes.append(f"removed {len(removed)} temporary file(s) left by a killed run: "
-                                   f"{', '.join(p.name for p in removed)}")
+                self._notes.append(
+                    f"removed {len(removed)} temporary file(s) left by a killed run: "
+                    f"{', '.join(p.name for p in removed)}"
+                )
         barrier(self.dist)
         for note in self._notes:
             self.log(note)
@@ -124,12 +127,14 @@ class Trainer:
         self.loss_fn = build_loss(args.loss)
         self.optimizer = self._build_optimizer()
         t_max = max(1, args.epochs - args.warmup_epochs)
-        self.scheduler = build_scheduler(self.optimizer, args.decay_type, args.lr_decay, args.gamma,
-                                         args.warmup_epochs, t_max, args.lr_min)
+        self.scheduler = build_scheduler(
+            self.optimizer, args.decay_type, args.lr_decay, args.gamma, args.warmup_epochs, t_max, args.lr_min
+        )
         self.amp_dtype = AMP_DTYPES.get(args.amp)
         if self.amp_dtype == torch.float16 and not use_cuda:  # CPU autocast is meant for bf16
-            warnings.warn("--amp fp16 is for CUDA; on the CPU use --amp bf16. Training in fp32", UserWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "--amp fp16 is for CUDA; on the CPU use --amp bf16. Training in fp32", UserWarning, stacklevel=2
+            )
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
@@ -170,14 +175,17 @@ class Trainer:
             self.resume_source = source
             if saved_files(self.run_dir):
                 branch = branch_folder(self.run_dir, a.resume)
-                self._notes.append(f"--resume {a.resume}: {self.run_dir} holds later epochs and is left as it is; "
-                                   f"this run continues from {source} in a new folder, {branch}")
+                self._notes.append(
+                    f"--resume {a.resume}: {self.run_dir} holds later epochs and is left as it is; "
+                    f"this run continues from {source} in a new folder, {branch}"
+                )
                 self.run_dir = branch
             return
         deleted = claim_new_run(self.run_dir, a.overwrite, delete=self.dist.is_main)
         if deleted:
-            self._notes.append(f"--overwrite: deleted the {len(deleted)} checkpoint(s) of the previous run in "
-                               f"{self.run_dir}")
+            self._notes.append(
+                f"--overwrite: deleted the {len(deleted)} checkpoint(s) of the previous run in {self.run_dir}"
+            )
 
     def _resume(self) -> None:
         a = self.args
@@ -188,7 +196,8 @@ class Trainer:
             conflicts = resume_conflicts(saved, a) if saved else []
             if conflicts:
                 raise RunFolderError(
-                    f"cannot resume {self.run_dir} with other settings than the run's:\n  " + "\n  ".join(conflicts)
+                    f"cannot resume {self.run_dir} with other settings than the run's:\n  "
+                    + "\n  ".join(conflicts)
                     + f"\nResume with the run's settings (they are in {self.run_dir / 'config.txt'}), or start a new "
                     f"run from its weights: --save <new name> --pre_train {self.run_dir / 'model/model_latest.pt'}"
                 )
@@ -205,8 +214,10 @@ class Trainer:
                 self.log(f"note: {path} predates recorded run settings; they could not be compared with this command")
             elif saved.get("lr") not in (None, a.lr):
                 self._rescale_lr(a.lr / saved["lr"])
-                self.log(f"--lr {a.lr:g} applied (the run used {saved['lr']:g}): every learning rate of the schedule "
-                         f"is scaled by {a.lr / saved['lr']:g} from epoch {self.start_epoch} on")
+                self.log(
+                    f"--lr {a.lr:g} applied (the run used {saved['lr']:g}): every learning rate of the schedule "
+                    f"is scaled by {a.lr / saved['lr']:g} from epoch {self.start_epoch} on"
+                )
         elif a.resume > 0:
             path = self.resume_source
             load_weights(self.net, path)
@@ -277,11 +288,16 @@ class Trainer:
     def _loader(self, epoch: int) -> DataLoader:
         """A loader whose shuffling depends only on (seed, epoch): resumed runs see the same batches."""
         self.train_set.set_epoch(epoch)  # type: ignore[attr-defined]
-        common = {"batch_size": self.batch_size, "num_workers": self.args.n_threads,
-                  "pin_memory": self.device.type == "cuda", "drop_last": False}
+        common = {
+            "batch_size": self.batch_size,
+            "num_workers": self.args.n_threads,
+            "pin_memory": self.device.type == "cuda",
+            "drop_last": False,
+        }
         if self.dist.enabled:
-            sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
-                                         seed=self.args.seed)
+            sampler = DistributedSampler(
+                self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.args.seed
+            )
             sampler.set_epoch(epoch)
             return DataLoader(self.train_set, sampler=sampler, **common)
         gen = torch.Generator().manual_seed(self.args.seed * 1_000_003 + epoch)
@@ -311,8 +327,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if not bool(torch.stack([torch.isfinite(p).all() for p in self.net.parameters()]).all()):
-            raise NonFiniteLossError(f"the weights became NaN/inf at iteration {self.iteration + 1} "
-                                     f"(loss {float(loss):.4g})")
+            raise NonFiniteLossError(
+                f"the weights became NaN/inf at iteration {self.iteration + 1} (loss {float(loss):.4g})"
+            )
         return float(loss.detach())
 
     def train_epoch(self, epoch: int) -> float:
@@ -324,8 +341,13 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{a.epochs} lr {lr:.3g}", disable=not self.dist.is_main,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch}/{a.epochs} lr {lr:.3g}",
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+            leave=False,
+        )
         for i, (noisy, clean) in enumerate(bar, start=1):
             if epoch > a.mixup_after_epoch >= 0:
                 noisy, clean = mixup(noisy, clean, rng)
@@ -349,11 +371,15 @@ class Trainer:
         a = self.args
         self.train_set = self._build_train_set()
         if self.start_epoch > a.epochs:
-            self.log(f"nothing to train: {self.run_dir} already completed epoch {self.start_epoch - 1} of --epochs "
-                     f"{a.epochs}; pass a larger --epochs to continue it")
+            self.log(
+                f"nothing to train: {self.run_dir} already completed epoch {self.start_epoch - 1} of --epochs "
+                f"{a.epochs}; pass a larger --epochs to continue it"
+            )
             return self.best
-        self.log(f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
-                 f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}")
+        self.log(
+            f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
+            f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}"
+        )
         epoch = self.start_epoch
         try:
             for epoch in range(self.start_epoch, a.epochs + 1):
@@ -363,8 +389,10 @@ class Trainer:
                 self.scheduler.step()
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "psnr": self.psnr_log.get(epoch, math.nan)}
                 self.history.append(record)
-                self.log(f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
-                         f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s")
+                self.log(
+                    f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
+                    f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s"
+                )
                 if self.writer is not None:
                     self.writer.add_scalar("train/epoch_loss", loss, epoch)
                     self.writer.add_scalar("train/lr", lr, epoch)
@@ -384,8 +412,10 @@ class Trainer:
     def _stopped(self, reason: str, command: str) -> str:
         """Log why the run stopped, where its last complete checkpoint is and how to continue; return it."""
         if self.saved_epoch:
-            message = (f"{reason}. Nothing after epoch {self.saved_epoch} was saved: the last complete checkpoint is "
-                       f"{self.run_dir / CHECKPOINT} (epoch {self.saved_epoch}). Continue with: {command}")
+            message = (
+                f"{reason}. Nothing after epoch {self.saved_epoch} was saved: the last complete checkpoint is "
+                f"{self.run_dir / CHECKPOINT} (epoch {self.saved_epoch}). Continue with: {command}"
+            )
         else:
             message = f"{reason}. No epoch was completed, so nothing was saved: start the run again"
         self.log(f"stopped: {message}")
@@ -428,9 +458,16 @@ class Trainer:
             if self.args.save_models:
                 atomic_save(weights, self.model_dir / f"model_{epoch}.pt")
             state = {
-                "version": STATE_VERSION, "epoch": epoch, "iteration": self.iteration, "model": weights,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": rng_state(), "best": self.best, "history": self.history,
+                "version": STATE_VERSION,
+                "epoch": epoch,
+                "iteration": self.iteration,
+                "model": weights,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng_state(),
+                "best": self.best,
+                "history": self.history,
                 "config": run_config(self.args),
             }
             atomic_save(state, self.run_dir / CHECKPOINT)
