@@ -318,3 +318,12 @@ def test_nonfinite_loss_is_logged(tmp_path: Path) -> None:
         for _ in range(2):
             trainer.train_step(bad, bad)
     assert "warning: non-finite loss at iteration 1: batch skipped" in (tmp_path / "run/log.txt").read_text()
+
+
+def test_pre_train_without_record_is_noted_and_checked(tmp_path: Path) -> None:
+    official = tmp_path / "official.pt"
+    torch.save(build_model("adfnet", 1).state_dict(), official)  # no architecture record, like the downloads
+    with pytest.raises(ValueError, match="no architecture record.*mfi: checkpoint True, model False"):
+        train.main(toy(tmp_path, "--pre_train", str(official), "--no_mfi", "--test_only"))
+    train.main(toy(tmp_path, "--pre_train", str(official), "--test_only"))
+    assert f"note: {official} carries no architecture record" in (tmp_path / "run/log.txt").read_text()
