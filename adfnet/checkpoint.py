@@ -2,50 +2,121 @@
 
 The official code loaded with ``strict=False``, so a checkpoint of the wrong model silently ran a
 random network; here any mismatch is an error.
+
+Some architecture options change no parameter (the Table 4 "without MFI" ablation: MFI has no
+weights), so a state_dict alone cannot tell them apart. Every checkpoint this package writes
+therefore carries the model's architecture record (``model.architecture``, set by ``build_model``)
+in the state_dict's ``_metadata``, where PyTorch keeps per-module metadata: the file stays a plain
+state_dict that any loader reads, and :func:`load_weights` compares the record with the model.
+Checkpoints without a record (the official ones) are taken to be of the full model
+(:data:`UNRECORDED_DEFAULTS`).
 """
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from adfnet.models import build_model
 
-_WRAPPERS = ("state_dict", "params")  # official Real / our training, BasicSR
+_WRAPPERS = ("state_dict", "params", "model")  # official Real, BasicSR, our checkpoint_latest.pt
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 _THOP_KEYS = ("total_ops", "total_params")  # buffers thop leaves behind after profiling
 _MAX_LISTED = 20
+ARCHITECTURE_KEY = "adfnet:architecture"  # in state_dict._metadata; ':' cannot occur in a module path
+# What a checkpoint without an architecture record is assumed to be, for the options no parameter shows.
+UNRECORDED_DEFAULTS = {"mfi": True}
 
 
 def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, object]) -> nn.Module:
     """Load ADFNet weights into ``model`` strictly and return it.
 
     Accepts a path or an already loaded object: a raw state_dict, ``{"state_dict": ...}`` (official
-    real-noise checkpoints), ``{"params": ...}`` (BasicSR), with or without a ``module.`` prefix.
-    On any mismatch raises one ``ValueError`` naming the missing, unexpected and wrongly shaped keys
-    and, when it can tell, which model the checkpoint belongs to.
+    real-noise checkpoints), ``{"params": ...}`` (BasicSR), our ``checkpoint_latest.pt``
+    (``{"model": ...}``), with or without a ``module.`` prefix. On any mismatch raises one
+    ``ValueError`` naming the missing, unexpected and wrongly shaped keys and, when it can tell, which
+    model the checkpoint belongs to; also when the checkpoint's architecture record (see the module
+    docstring) differs from the model's.
     """
     source = path_or_state_dict
     if isinstance(source, (str, os.PathLike)):
         source = _read(source)
+    record = checkpoint_architecture(source)
     state = _normalise(source)
     target = _unwrap_model(model)
+    _check_architecture(getattr(target, "architecture", None), record)
     _check(target, state)
     target.load_state_dict(state, strict=True)
     return model
 
 
+def weights_with_architecture(model: nn.Module) -> OrderedDict[str, Tensor]:
+    """``model.state_dict()`` carrying the model's architecture record (if it has one) for :func:`load_weights`."""
+    target = _unwrap_model(model)
+    state = target.state_dict()
+    architecture = getattr(target, "architecture", None)
+    if architecture is not None:
+        state._metadata[ARCHITECTURE_KEY] = dict(architecture)  # type: ignore[attr-defined]
+    return state
+
+
+def checkpoint_architecture(obj: Mapping[str, object]) -> dict[str, object] | None:
+    """The architecture record of a loaded checkpoint (any accepted layout), or None if it has none."""
+    while isinstance(obj, Mapping):
+        metadata = getattr(obj, "_metadata", None)
+        if isinstance(metadata, Mapping) and isinstance(metadata.get(ARCHITECTURE_KEY), Mapping):
+            return dict(metadata[ARCHITECTURE_KEY])
+        obj = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+    return None
+
+
+def _check_architecture(model: Mapping[str, object] | None, checkpoint: Mapping[str, object] | None) -> None:
+    """Refuse weights recorded for another architecture (or, unrecorded, for a model without the defaults)."""
+    if model is None:
+        return  # a model not made by build_model: only the keys can be checked
+    assumed = checkpoint is None
+    if assumed:
+        checkpoint = {**model, **UNRECORDED_DEFAULTS}
+    differ = [k for k in model if k in checkpoint and checkpoint[k] != model[k]]
+    if not differ:
+        return
+    pairs = "; ".join(f"{k}: checkpoint {checkpoint[k]!r}, model {model[k]!r}" for k in differ)
+    if assumed:
+        raise ValueError(
+            f"The checkpoint carries no architecture record (official checkpoints and those written before the "
+            f"record existed do not), so it is taken to be the full model, which differs from this one ({pairs}). "
+            "Build the model without these ablation options, or use weights trained with them by this package."
+        )
+    flags = ", ".join(f"{k}={checkpoint[k]!r}" for k in differ)
+    raise ValueError(
+        f"The checkpoint was trained with another architecture ({pairs}). Build the model with {flags} "
+        "(the --model / --placement / --no_dcb / --no_mdcb / --no_mfi flags), or use weights of this architecture."
+    )
+
+
 def _read(path: str | os.PathLike) -> Mapping[str, object]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist (download it or check the path)")
+    shown = os.fspath(path)
+    if os.path.isdir(path):
+        found = sorted(str(p.relative_to(path)) for p in Path(path).rglob("*.pt"))[:5]
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise ValueError(f"{shown!r} is a folder, not a checkpoint file: pass the .pt file itself{hint}")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {shown!r} does not exist (download it or check the path)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle of arbitrary objects, or not a torch file at all
-        raise ValueError(
-            f"cannot read {os.fspath(path)!r} as a weights-only checkpoint ({err}). If the file comes "
+    except Exception as err:
+        if "Weights only load failed" not in str(err):  # a damaged zip, a truncated file, not a torch file
+            raise ValueError(
+                f"cannot read {shown!r}: the file is truncated, damaged or not a PyTorch checkpoint "
+                f"({type(err).__name__}: {err}). Download or copy it again"
+            ) from err
+        raise ValueError(  # a complete pickle that holds more than tensors and plain types
+            f"cannot read {shown!r} as a weights-only checkpoint ({err}). If the file comes "
             "from a source you trust, load it yourself with torch.load(path, weights_only=False) and "
             "pass the resulting dict to load_weights"
         ) from err
@@ -71,7 +142,7 @@ def _normalise(obj: Mapping[str, object]) -> dict[str, Tensor]:
             continue
         for prefix in _PREFIXES:
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         state[key] = value
     return state
 
@@ -97,8 +168,10 @@ def _check(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     lines = [f"The checkpoint does not match the model ({type(model).__name__})."]
     lines += _diagnose(expected, state)
     if missing and unexpected and all(".fe." in k for k in missing + unexpected):
-        lines.append("The blocks differ: the checkpoint may come from another ablation variant "
-                     "(build_model options placement, dcb, mdcb).")
+        lines.append(
+            "The blocks differ: the checkpoint may come from another ablation variant "
+            "(build_model options placement, dcb, mdcb)."
+        )
     for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrongly shaped keys", shapes)):
         if keys:
             listed = ", ".join(keys[:_MAX_LISTED])

@@ -6,14 +6,22 @@ then ran the model (plain, chopped, x8 self-ensemble or both) before cropping ba
 chopped the unpadded image, whose quadrants are multiples of 8 by construction. Chop is the official
 quadrant algorithm; because ADFNet's MFI pools over whole rows, columns and channels, chopped output
 is close to, not equal to, the full-image output, and where the quadrant windows sit matters.
+
+:func:`denoise` checks what it is given (a finite image in [0, 1]; numpy and uint8 inputs are
+converted) and what it returns: a non-finite output from a finite input means broken weights and
+raises :class:`NonFiniteOutputError` rather than being clamped into a plausible-looking image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
+
+from adfnet.data.io import image_to_tensor, tensor_to_image
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -24,6 +32,16 @@ CHOP_OVERLAP = 24
 CHOP_MIN_SIZE_GRAY = 400_000
 CHOP_MIN_SIZE_RGB = 4_000_000
 CHOP_MIN_SIZE_REAL = 400_000
+# Float input beyond these is not a [0, 1] image (AWGN of sigma 75 stays well inside): most likely 0-255.
+INPUT_RANGE = (-2.0, 3.0)
+
+
+class NonFiniteOutputError(ValueError):
+    """The model returned NaN/inf for a finite input: its weights are broken (e.g. a diverged training run)."""
+
+
+class ImageTooLargeError(ValueError):
+    """Not enough memory to run the image in one piece (use ``chop=True``)."""
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -80,6 +98,7 @@ def forward_chop(
     min_size: int,
     overlap: int = CHOP_OVERLAP,
     ensemble: bool = False,
+    progress: tqdm | None = None,
 ) -> torch.Tensor:
     """The official ``forward_chop``: 4 overlapping quadrants, no blending, recursion above ``min_size``.
 
@@ -89,22 +108,29 @@ def forward_chop(
     of context towards the centre. A quadrant with ``h * w >= min_size`` is chopped again; the others
     are run (with :func:`self_ensemble` when ``ensemble``) one at a time to bound memory. An input too
     small to split (a quadrant would not be smaller than it; the official code crashed there) is run
-    whole, reflect-padded to a multiple of 8 if needed.
+    whole, reflect-padded to a multiple of 8 if needed. ``progress`` (a tqdm bar) advances by one per
+    tile run (:func:`chop_tiles` of them).
     """
     if overlap < 0 or overlap % MULTIPLE:
         raise ValueError(f"overlap must be a non-negative multiple of {MULTIPLE}, got {overlap}")
     _, _, h, w = x.shape
     h2, w2 = h // 2, w // 2
-    hs = (h2 // MULTIPLE) * MULTIPLE + overlap
-    ws = (w2 // MULTIPLE) * MULTIPLE + overlap
+    hs, ws = _quadrant(h, w, overlap)
     if hs >= h or ws >= w:
-        return _run_whole(model, x, ensemble)
+        out = _run_whole(model, x, ensemble)
+        if progress is not None:
+            progress.update()
+        return out
 
     patches = [x[..., :hs, :ws], x[..., :hs, w - ws :], x[..., h - hs :, :ws], x[..., h - hs :, w - ws :]]
     if hs * ws < min_size:
-        outs = [self_ensemble(model, p) if ensemble else model(p) for p in patches]
+        outs = []
+        for p in patches:
+            outs.append(self_ensemble(model, p) if ensemble else model(p))
+            if progress is not None:
+                progress.update()
     else:
-        outs = [forward_chop(model, p, min_size, overlap, ensemble) for p in patches]
+        outs = [forward_chop(model, p, min_size, overlap, ensemble, progress) for p in patches]
 
     out = x.new_empty((x.shape[0], outs[0].shape[1], h, w))
     out[..., :h2, :w2] = outs[0][..., :h2, :w2]
@@ -112,6 +138,19 @@ def forward_chop(
     out[..., h2:, :w2] = outs[2][..., hs - h + h2 :, :w2]
     out[..., h2:, w2:] = outs[3][..., hs - h + h2 :, ws - w + w2 :]
     return out
+
+
+def _quadrant(h: int, w: int, overlap: int) -> tuple[int, int]:
+    """Height and width of the four quadrant windows of an ``h x w`` input."""
+    return (h // 2 // MULTIPLE) * MULTIPLE + overlap, (w // 2 // MULTIPLE) * MULTIPLE + overlap
+
+
+def chop_tiles(h: int, w: int, min_size: int, overlap: int = CHOP_OVERLAP) -> int:
+    """How many tiles :func:`forward_chop` runs for an ``h x w`` input."""
+    hs, ws = _quadrant(h, w, overlap)
+    if hs >= h or ws >= w:
+        return 1
+    return 4 if hs * ws < min_size else 4 * chop_tiles(hs, ws, min_size, overlap)
 
 
 def default_chop_min_size(n_colors: int) -> int:
@@ -124,16 +163,66 @@ def official_pad_before_chop(n_colors: int) -> bool:
     return n_colors != 1
 
 
+def _as_batch(noisy: object, model: Forward) -> tuple[torch.Tensor, bool]:
+    """``noisy`` as a float ``(B, C, H, W)`` tensor, and whether it came as a numpy image."""
+    if isinstance(noisy, np.ndarray):
+        if noisy.ndim not in (2, 3) or not (noisy.dtype == np.uint8 or np.issubdtype(noisy.dtype, np.floating)):
+            raise ValueError(
+                f"denoise takes a numpy image as (H, W) or (H, W, C), uint8 or float in [0, 1]; got "
+                f"shape {noisy.shape}, dtype {noisy.dtype}"
+            )
+        params = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+        return image_to_tensor(noisy).to(params.device if params is not None else "cpu"), True
+    if not isinstance(noisy, torch.Tensor):
+        raise TypeError(
+            f"denoise takes a torch.Tensor (B, C, H, W) in [0, 1], or a numpy image (H, W[, C]); got a "
+            f"{type(noisy).__name__} (convert it with numpy.asarray first)"
+        )
+    if noisy.dim() != 4:
+        hint = " (add the batch dimension: x[None])" if noisy.dim() == 3 else ""
+        raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}{hint}")
+    if noisy.dtype == torch.uint8:
+        return noisy.float() / 255.0, False
+    if not noisy.is_floating_point():
+        raise ValueError(f"denoise takes a float tensor in [0, 1] or uint8 in 0-255, got dtype {noisy.dtype}")
+    return noisy, False
+
+
+def _check_input(x: torch.Tensor) -> None:
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"the input holds {bad} NaN/inf value(s): denoise needs finite pixel values")
+    low, high = float(x.amin()), float(x.amax())
+    if low < INPUT_RANGE[0] or high > INPUT_RANGE[1]:
+        raise ValueError(
+            f"the input values range from {low:.4g} to {high:.4g}, but denoise expects an image in [0, 1] "
+            "(noise may stray a little outside): divide a 0-255 float image by 255 (uint8 input is "
+            "converted for you)"
+        )
+
+
+def _out_of_memory(err: RuntimeError) -> bool:
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
 @torch.no_grad()
 def denoise(
     model: Forward,
-    noisy: torch.Tensor,
+    noisy: torch.Tensor | np.ndarray,
     chop: bool = False,
     ensemble: bool = False,
     min_size: int | None = None,
     pad_before_chop: bool | None = None,
-) -> torch.Tensor:
+    progress: bool | None = None,
+) -> torch.Tensor | np.ndarray:
     """Denoise a ``(B, C, H, W)`` batch in [0, 1], clamped to [0, 1], at the input size.
+
+    Input: a float tensor in [0, 1] (noisy values slightly outside are fine; 0-255 values are refused),
+    a uint8 tensor (divided by 255), or a numpy image ``(H, W[, C])`` uint8 or float in [0, 1], which is
+    run on the model's device and returned as a float32 ``(H, W, C)`` numpy array in [0, 1]. NaN/inf
+    input raises ``ValueError``; NaN/inf output raises :class:`NonFiniteOutputError`; an image too large
+    for memory without ``chop`` raises :class:`ImageTooLargeError`.
 
     ``chop`` uses :func:`forward_chop` (``min_size`` defaults to the official per-task threshold,
     :func:`default_chop_min_size`); ``ensemble`` adds the x8 self-ensemble (per quadrant when
@@ -143,23 +232,41 @@ def denoise(
     ``None`` takes the official order of the task from the channel count
     (:func:`official_pad_before_chop`), so test.py and training validation chop alike. Without
     ``chop`` the image is padded, run and cropped back; unlike the official colour test,
-    ``ensemble`` without ``chop`` ensembles the whole image. The model's train/eval mode is left
-    to the caller.
+    ``ensemble`` without ``chop`` ensembles the whole image. ``progress`` shows a bar of the chop
+    tiles (default: when there are more than 4). The model's train/eval mode is left to the caller.
     """
-    if noisy.dim() != 4:
-        raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}")
+    noisy, from_numpy = _as_batch(noisy, model)
     h, w = noisy.shape[-2:]
     if h < MULTIPLE or w < MULTIPLE:
         raise ValueError(f"image of {h}x{w} px is too small: ADFNet needs at least {MULTIPLE}x{MULTIPLE}")
+    _check_input(noisy)
     if not chop:
-        y = _run_whole(model, noisy, ensemble)
+        try:
+            y = _run_whole(model, noisy, ensemble)
+        except RuntimeError as err:
+            if not _out_of_memory(err):
+                raise
+            raise ImageTooLargeError(
+                f"not enough memory to denoise a {h}x{w} image in one piece ({str(err).splitlines()[0][:200]}): "
+                "run it in tiles with chop=True (test.py --chop)"
+            ) from None
     else:
         size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
         if pad_before_chop is None:
             pad_before_chop = official_pad_before_chop(noisy.shape[1])
-        if pad_before_chop:
-            x, (h, w) = pad_to_multiple(noisy)
-            y = forward_chop(model, x, size, ensemble=ensemble)[..., :h, :w]
-        else:
-            y = forward_chop(model, noisy, size, ensemble=ensemble)
-    return y.clamp(0.0, 1.0)
+        x, (h, w) = pad_to_multiple(noisy) if pad_before_chop else (noisy, (h, w))
+        tiles = chop_tiles(*x.shape[-2:], size)
+        with tqdm(
+            total=tiles,
+            desc="tiles",
+            unit="tile",
+            leave=False,
+            disable=not (tiles > 4 if progress is None else progress),
+        ) as bar:
+            y = forward_chop(model, x, size, ensemble=ensemble, progress=bar)[..., :h, :w]
+    if not bool(torch.isfinite(y).all()):
+        raise NonFiniteOutputError(
+            "the model returned NaN/inf for a finite input: its weights are broken (a diverged training run?)"
+        )
+    y = y.clamp(0.0, 1.0)
+    return tensor_to_image(y) if from_numpy else y

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from adfnet import build_model, load_weights
+from adfnet.checkpoint import checkpoint_architecture, weights_with_architecture
 from adfnet.models import ADFNet
 
 
@@ -40,8 +41,11 @@ LAYOUTS = {
     "state_dict": lambda sd: {"state_dict": sd},
     "params": lambda sd: {"params": sd},
     "module prefix": lambda sd: {f"module.{k}": v for k, v in sd.items()},
-    "official real": lambda sd: {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()},
-                                 "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}},
+    "official real": lambda sd: {
+        "epoch": 3,
+        "state_dict": {f"module.{k}": v for k, v in sd.items()},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
+    },
     "thop entries": with_thop_entries,
 }
 
@@ -116,3 +120,36 @@ def test_not_an_adfnet_checkpoint():
         load_weights(small(), {"conv.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="not a tensor"):
         load_weights(small(), {"head.weight": [1, 2]})
+
+
+def test_architecture_record_round_trip_and_mismatch(tmp_path):
+    """MFI has no parameters: only the record tells a --no_mfi checkpoint from a full one."""
+    full, no_mfi = build_model("adfnet", 1), build_model("adfnet", 1, mfi=False)
+    assert set(full.state_dict()) == set(no_mfi.state_dict())  # the keys alone cannot tell them apart
+    torch.save(weights_with_architecture(no_mfi), tmp_path / "no_mfi.pt")
+    assert checkpoint_architecture(torch.load(tmp_path / "no_mfi.pt", weights_only=True))["mfi"] is False
+    load_weights(build_model("adfnet", 1, mfi=False), tmp_path / "no_mfi.pt")
+    with pytest.raises(ValueError, match=r"another architecture \(mfi: checkpoint False, model True\).*mfi=False"):
+        load_weights(full, tmp_path / "no_mfi.pt")
+    with pytest.raises(ValueError, match=r"no architecture record.*full model.*mfi: checkpoint True, model False"):
+        load_weights(no_mfi, full.state_dict())  # an official checkpoint carries no record
+    load_weights(full, no_mfi.state_dict())  # unrecorded weights into the full model: assumed to be it
+
+
+def test_our_training_checkpoint_is_unwrapped(source, tmp_path):
+    torch.save({"version": 1, "epoch": 3, "iteration": 30, "model": source, "optimizer": {}}, tmp_path / "ckpt.pt")
+    model = small()
+    load_weights(model, tmp_path / "ckpt.pt")
+    assert_loaded(model, source)
+
+
+def test_truncated_file_and_folder_messages(source, tmp_path):
+    torch.save(source, tmp_path / "w.pt")
+    data = (tmp_path / "w.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError) as err:
+        load_weights(small(), tmp_path / "cut.pt")
+    assert "truncated, damaged or not a PyTorch checkpoint" in str(err.value)
+    assert "weights_only=False" not in str(err.value)
+    with pytest.raises(ValueError, match=r"is a folder, not a checkpoint file: pass the \.pt file itself \(it holds"):
+        load_weights(small(), tmp_path)

@@ -20,13 +20,15 @@ from conftest import ROOT
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
+    from adfnet.checkpoint import weights_with_architecture
     from adfnet.models import build_model
 
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     torch.save(build_model("adfnet", n_colors=1).state_dict(), folder / "gray_n25.pt")
     torch.save(build_model("adfnet", n_colors=3).state_dict(), folder / "rgb.pt")
-    torch.save(build_model("adfnet", n_colors=3, mfi=False).state_dict(), folder / "rgb_no_mfi.pt")
+    no_mfi = weights_with_architecture(build_model("adfnet", n_colors=3, mfi=False))  # the record says "no MFI"
+    torch.save(no_mfi, folder / "rgb_no_mfi.pt")
     return folder
 
 

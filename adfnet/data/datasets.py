@@ -6,12 +6,17 @@ the number of DataLoader workers or processes, each epoch sees fresh crops and f
 resumed at an epoch boundary sees exactly the samples the uninterrupted run would have seen. (The
 official loader seeded only torch in its workers, so every worker replayed the same Python RNG
 stream of crops and flips.)
+
+Before training, every training image is decoded once (:func:`decodable`): a truncated file with a
+valid header, or one with NaN/inf pixels, is named and left out at the start instead of killing a
+run hours later when the loader reaches it.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from adfnet.data.io import IMAGE_EXTENSIONS, ImageReadError, ImageWarning, image_to_tensor, list_images, read_image
 from adfnet.data.noise import add_awgn
@@ -109,9 +115,51 @@ def keep_large_enough(files: Sequence[Path], patch_size: int) -> dict[Path, Imag
     if not kept:
         raise ValueError(f"all {len(files)} training images are smaller than --patch_size {patch_size}")
     if skipped:
-        warnings.warn(f"{skipped} of {len(files)} training images are smaller than the {patch_size}-px patch "
-                      "and are skipped", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{skipped} of {len(files)} training images are smaller than the {patch_size}-px patch and are skipped",
+            UserWarning,
+            stacklevel=2,
+        )
     return kept
+
+
+def _decode_problem(path: Path, n_colors: int) -> str | None:
+    """Why ``path`` cannot be a training image (None if it decodes to finite pixels)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImageWarning)
+            img = read_image(path, n_colors)
+    except (ImageReadError, OSError) as err:
+        return str(err)
+    if not np.isfinite(img).all():
+        return f"{path}: NaN/inf pixel values"
+    return None
+
+
+def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[list[Path], list[str]]:
+    """Decode every file once (``workers`` threads; the decoder releases the GIL): the files that give
+    finite pixels, in order, and one line per file left out, naming it. Raise if none is left."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        problems = list(
+            tqdm(
+                pool.map(lambda f: _decode_problem(f, n_colors), files),
+                total=len(files),
+                desc="checking training images",
+                unit="image",
+                leave=False,
+            )
+        )
+    good = [f for f, problem in zip(files, problems, strict=True) if problem is None]
+    bad = [problem for problem in problems if problem is not None]
+    if not good:
+        raise ValueError(f"none of the {len(files)} training images can be used: {bad[0]}")
+    if bad:
+        warnings.warn(
+            f"{len(bad)} of {len(files)} training images are left out:\n  " + "\n  ".join(bad),
+            UserWarning,
+            stacklevel=2,
+        )
+    return good, bad
 
 
 def _has_images(folder: Path) -> bool:
@@ -134,8 +182,9 @@ def training_files(data_train: str, dir_data: str | Path) -> list[Path]:
             raise FileNotFoundError(f"no MIX training images under {mix}: {MIX_HINT}")
         missing = [name for name in MIX_FOLDERS if mix / name not in found]
         if missing:
-            warnings.warn(f"MIX: training without {', '.join(missing)} (not found under {mix})", UserWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"MIX: training without {', '.join(missing)} (not found under {mix})", UserWarning, stacklevel=2
+            )
         return [f for folder in found for f in list_images(folder)]
     if data_train.upper() != "DIV2K":
         raise ValueError(f"unknown --data_train {data_train!r}: use DIV2K or MIX (or point --dir_data at a folder)")
@@ -168,19 +217,32 @@ class SyntheticNoiseTrain(Dataset):
 
     ``length`` samples per epoch (``iterations x batch``); sample ``i`` comes from image ``i mod N``
     (the official DIV2K ``repeat``), so a shuffled epoch visits every image equally often.
-    Returns ``(noisy, clean)`` as float32 ``(C, P, P)`` tensors.
+    Returns ``(noisy, clean)`` as float32 ``(C, P, P)`` tensors. Images that do not decode are left out
+    and listed in ``left_out`` (see :func:`decodable`).
     """
 
     def __init__(
-        self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1
+        self,
+        files: Sequence[Path],
+        n_colors: int,
+        patch_size: int,
+        sigma: float,
+        length: int,
+        seed: int = 1,
+        workers: int = 1,
     ) -> None:
         headers = keep_large_enough(files, patch_size)
-        self.files = list(headers)
+        self.files, self.left_out = decodable(list(headers), n_colors, workers)
+        headers = {f: headers[f] for f in self.files}
         if n_colors == 3:  # one summary instead of a warning per image (e.g. the gray BSD400 images of MIX)
             gray = sum(h.gray for h in headers.values())
             if gray:
-                warnings.warn(f"{gray} of {len(self.files)} training images are gray: their channel is replicated "
-                              "for the colour model", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"{gray} of {len(self.files)} training images are gray: their channel is replicated "
+                    "for the colour model",
+                    UserWarning,
+                    stacklevel=2,
+                )
         self.n_colors, self.patch_size, self.sigma = n_colors, patch_size, sigma
         self.length, self.seed, self.epoch = length, seed, 1
 
@@ -238,10 +300,13 @@ def paired_files(root: str | Path) -> list[tuple[Path, Path]]:
 class PairedTrain(Dataset):
     """Random aligned crops of (noisy, clean) pairs with the same dihedral transform on both."""
 
-    def __init__(self, root: str | Path, patch_size: int, seed: int = 1234) -> None:
+    def __init__(self, root: str | Path, patch_size: int, seed: int = 1234, workers: int = 1) -> None:
         pairs = paired_files(root)
         kept = keep_large_enough([hq for _, hq in pairs], patch_size)
-        self.pairs = [p for p in pairs if p[1] in kept]
+        pairs = [p for p in pairs if p[1] in kept]
+        good, self.left_out = decodable([f for pair in pairs for f in pair], 3, workers)
+        usable = set(good)
+        self.pairs = [p for p in pairs if p[0] in usable and p[1] in usable]
         self.patch_size, self.seed, self.epoch = patch_size, seed, 1
 
     def set_epoch(self, epoch: int) -> None:

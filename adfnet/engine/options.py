@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="0: start (from --pre_train if given); -1: continue from checkpoint_latest.pt; n: from model_<n>.pt",
     )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in a --save folder that holds one (deletes its checkpoints; without it such a "
+        "start is refused)",
+    )
     run.add_argument("--save_models", action="store_true", help="also keep model/model_<epoch>.pt every epoch")
     run.add_argument("--save_results", action="store_true", help="write the denoised validation images to results/")
     run.add_argument("--print_every", type=int, default=100, help="iterations between loss lines in log.txt")
@@ -243,6 +249,8 @@ def _fill_defaults(args: argparse.Namespace) -> None:
 
 
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.epochs < 0:
+        parser.error(f"--epochs {args.epochs}: give the number of epochs to train (0 = practically endless)")
     for name in ("batch_size", "patch_size", "test_every", "val_per_epoch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")

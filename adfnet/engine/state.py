@@ -2,14 +2,19 @@
 
 Every file is written to a temporary name in the same folder, flushed to disk, then renamed over the
 target with ``os.replace`` (atomic on POSIX and Windows). A run killed at any moment therefore leaves
-either the previous complete file or the new complete one, never a truncated one; a leftover
-temporary file is ignored (and overwritten by the next save).
+either the previous complete file or the new complete one, never a truncated one. A temporary file
+left by a killed process is removed when the next run starts (:func:`remove_stale_temporaries`); a
+full disk leaves the previous file intact and raises :class:`DiskFullError` saying how much space is
+missing where.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +25,64 @@ STATE_VERSION = 1
 STATE_KEYS = ("version", "epoch", "iteration", "model", "optimizer", "scheduler", "rng", "best", "history")
 
 
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
 class CheckpointError(RuntimeError):
-    """A training checkpoint exists but cannot be used (corrupt, truncated, wrong format)."""
+    """A training checkpoint exists but cannot be used (corrupt, truncated, wrong format), or cannot be written."""
+
+
+class DiskFullError(CheckpointError):
+    """A checkpoint could not be written for lack of space; the previous file is intact."""
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists, tuples): about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file and ``os.replace``."""
+    """``torch.save`` to ``path`` via a temporary file and ``os.replace``.
+
+    Raises :class:`DiskFullError` (the previous ``path`` untouched) when the disk is full.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary(path)
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        tmp.unlink(missing_ok=True)  # frees the partial file before measuring what is left
+        need, free = _tensor_bytes(obj) / 2**20, shutil.disk_usage(path.parent).free / 2**20
+        kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
+        raise DiskFullError(
+            f"no space left on the disk of {path.parent} (mounted at {_mount_point(path.parent)}) while saving "
+            f"{path.name}: it needs about {need:,.0f} MB, {free:,.0f} MB are free; {kept}. Free some space (or "
+            "move --dir_experiment to a larger disk), then continue with --resume -1"
+        ) from err
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -46,13 +94,43 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             os.close(fd)
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed processes left in ``folder`` and its subfolders (those of a
+    process still running are kept); returns the deleted paths."""
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp*"):
+        match = _TEMPORARY.match(tmp.name)
+        if match is None or not tmp.is_file() or _alive(int(match["pid"])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a file of ours that a failed save left behind
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU and CUDA generator states (only plain types and tensors)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -76,14 +154,16 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(
             f"cannot resume: {path} does not exist (no epoch of this run was completed). "
-            "Check --save / --dir_experiment, or start a new run with --resume 0."
+            "Check --save / --dir_experiment, or start the run anew without --resume."
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a damaged zip/pickle
+        weights = path.parent / "model" / "model_latest.pt"
         raise CheckpointError(
             f"cannot resume: {path} is corrupt or not a training checkpoint ({type(err).__name__}: {err}). "
-            "Delete it and restart with --resume 0 (model/model_latest.pt still holds the last weights)."
+            "Restore it from a backup to continue the run exactly; or keep this run as it is and start a new one "
+            f"from its last weights: --save <new name> --pre_train {weights} (optimiser and schedule restart)."
         ) from err
     missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
     if missing:

@@ -4,7 +4,12 @@ Per epoch: train ``test_every`` iterations (synthetic; the official two passes o
 without ``--test_every``) or one pass over the patches (paired), validate
 ``val_per_epoch`` times, step the scheduler, then write ``model/model_latest.pt`` (and
 ``model_best.pt`` on improvement; raw state_dicts as the official code) and, last,
-``checkpoint_latest.pt`` with everything ``--resume -1`` needs. All files are written atomically.
+``checkpoint_latest.pt`` with everything ``--resume -1`` needs. All files are written atomically and
+carry the model's architecture record; the checkpoint also holds the run's settings, compared on resume.
+
+Only finite weights are ever validated or saved: a step that makes a weight NaN/inf, or a validation
+output that is not finite, stops the run at once (the previous checkpoint stays the last one), and
+the stop, like Ctrl-C, is logged with where the last complete checkpoint is and how to continue.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from adfnet.checkpoint import load_weights
+from adfnet.checkpoint import checkpoint_architecture, load_weights, weights_with_architecture
 from adfnet.data.datasets import (
     PairedTrain,
     PairedVal,
@@ -36,9 +41,26 @@ from adfnet.data.datasets import (
 )
 from adfnet.data.io import save_image, tensor_to_image
 from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
+from adfnet.engine.runs import (
+    CHECKPOINT,
+    RunFolderError,
+    branch_folder,
+    claim_new_run,
+    resume_command,
+    resume_conflicts,
+    run_config,
+    saved_files,
+)
 from adfnet.engine.schedulers import build_scheduler
-from adfnet.engine.state import STATE_VERSION, atomic_save, load_training_state, rng_state, set_rng_state
-from adfnet.inference import denoise
+from adfnet.engine.state import (
+    STATE_VERSION,
+    atomic_save,
+    load_training_state,
+    remove_stale_temporaries,
+    rng_state,
+    set_rng_state,
+)
+from adfnet.inference import NonFiniteOutputError, denoise
 from adfnet.losses import build_loss
 from adfnet.metrics import psnr
 from adfnet.models import build_model, model_options
@@ -47,7 +69,7 @@ AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class NonFiniteLossError(RuntimeError):
-    """Too many consecutive non-finite losses: the run has diverged."""
+    """The run has diverged: too many non-finite losses in a row, non-finite weights or validation output."""
 
 
 def seed_everything(seed: int) -> None:
@@ -78,32 +100,46 @@ class Trainer:
         self.args = args
         use_cuda = torch.cuda.is_available() and not args.cpu
         self.dist: DistInfo = init_distributed(use_cuda)
-        self.device = torch.device(f"cuda:{self.dist.local_rank}" if use_cuda and self.dist.enabled else
-                                   "cuda" if use_cuda else "cpu")
+        self.device = torch.device(
+            f"cuda:{self.dist.local_rank}" if use_cuda and self.dist.enabled else "cuda" if use_cuda else "cpu"
+        )
         if args.batch_size % self.dist.world_size:
             raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {self.dist.world_size} processes")
         self.batch_size = args.batch_size // self.dist.world_size
         self.run_dir = Path(args.dir_experiment) / args.save
+        self._notes: list[str] = []  # what the folder checks did, logged once the folder exists
+        self._claim_run_folder()
         self.model_dir = self.run_dir / "model"
         if self.dist.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
+            removed = remove_stale_temporaries(self.run_dir)
+            if removed:
+                self._notes.append(
+                    f"removed {len(removed)} temporary file(s) left by a killed run: "
+                    f"{', '.join(p.name for p in removed)}"
+                )
         barrier(self.dist)
+        for note in self._notes:
+            self.log(note)
         seed_everything(args.seed)
 
         self.net = build_model(args.model, n_colors=args.n_colors, **model_options(args)).to(self.device)
         self.loss_fn = build_loss(args.loss)
         self.optimizer = self._build_optimizer()
         t_max = max(1, args.epochs - args.warmup_epochs)
-        self.scheduler = build_scheduler(self.optimizer, args.decay_type, args.lr_decay, args.gamma,
-                                         args.warmup_epochs, t_max, args.lr_min)
+        self.scheduler = build_scheduler(
+            self.optimizer, args.decay_type, args.lr_decay, args.gamma, args.warmup_epochs, t_max, args.lr_min
+        )
         self.amp_dtype = AMP_DTYPES.get(args.amp)
         if self.amp_dtype == torch.float16 and not use_cuda:  # CPU autocast is meant for bf16
-            warnings.warn("--amp fp16 is for CUDA; on the CPU use --amp bf16. Training in fp32", UserWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "--amp fp16 is for CUDA; on the CPU use --amp bf16. Training in fp32", UserWarning, stacklevel=2
+            )
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         self.start_epoch, self.best = 1, {"psnr": -math.inf, "epoch": 0}
+        self.saved_epoch = 0  # epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
         self.iteration = 0
         self.nonfinite = 0
@@ -122,20 +158,68 @@ class Trainer:
             return torch.optim.RMSprop(params, lr=a.lr, eps=a.epsilon, weight_decay=a.weight_decay)
         return torch.optim.Adam(params, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.epsilon, weight_decay=a.weight_decay)
 
+    def _claim_run_folder(self) -> None:
+        """Never overwrite a run: refuse a used folder (unless --overwrite); --resume N branches."""
+        a = self.args
+        if a.test_only or a.resume == -1:
+            return
+        if a.resume > 0:
+            source = self.run_dir / "model" / f"model_{a.resume}.pt"
+            if not source.is_file():
+                kept = sorted(p.name for p in (self.run_dir / "model").glob("model_[0-9]*.pt"))
+                raise FileNotFoundError(
+                    f"cannot continue from epoch {a.resume}: {source} does not exist (model_<epoch>.pt files are kept "
+                    f"only with --save_models; this run has {', '.join(kept) or 'none'}). Use --resume -1 to continue "
+                    "from the last checkpoint"
+                )
+            self.resume_source = source
+            if saved_files(self.run_dir):
+                branch = branch_folder(self.run_dir, a.resume)
+                self._notes.append(
+                    f"--resume {a.resume}: {self.run_dir} holds later epochs and is left as it is; "
+                    f"this run continues from {source} in a new folder, {branch}"
+                )
+                self.run_dir = branch
+            return
+        deleted = claim_new_run(self.run_dir, a.overwrite, delete=self.dist.is_main)
+        if deleted:
+            self._notes.append(
+                f"--overwrite: deleted the {len(deleted)} checkpoint(s) of the previous run in {self.run_dir}"
+            )
+
     def _resume(self) -> None:
         a = self.args
         if a.resume == -1:
-            state = load_training_state(self.run_dir / "checkpoint_latest.pt")
+            path = self.run_dir / CHECKPOINT
+            state = load_training_state(path)
+            saved = state.get("config")
+            conflicts = resume_conflicts(saved, a) if saved else []
+            if conflicts:
+                raise RunFolderError(
+                    f"cannot resume {self.run_dir} with other settings than the run's:\n  "
+                    + "\n  ".join(conflicts)
+                    + f"\nResume with the run's settings (they are in {self.run_dir / 'config.txt'}), or start a new "
+                    f"run from its weights: --save <new name> --pre_train {self.run_dir / 'model/model_latest.pt'}"
+                )
             load_weights(self.net, state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.start_epoch, self.iteration = state["epoch"] + 1, state["iteration"]
             self.best, self.history = state["best"], state["history"]
+            self.saved_epoch = state["epoch"]
             set_rng_state(state["rng"])
-            self.log(f"resumed from {self.run_dir / 'checkpoint_latest.pt'} after epoch {state['epoch']}")
+            self.log(f"resumed from {path} after epoch {state['epoch']}")
+            if saved is None:
+                self.log(f"note: {path} predates recorded run settings; they could not be compared with this command")
+            elif saved.get("lr") not in (None, a.lr):
+                self._rescale_lr(a.lr / saved["lr"])
+                self.log(
+                    f"--lr {a.lr:g} applied (the run used {saved['lr']:g}): every learning rate of the schedule "
+                    f"is scaled by {a.lr / saved['lr']:g} from epoch {self.start_epoch} on"
+                )
         elif a.resume > 0:
-            path = self.model_dir / f"model_{a.resume}.pt"
+            path = self.resume_source
             load_weights(self.net, path)
             with warnings.catch_warnings():  # fast-forwarding the schedule without optimiser steps
                 warnings.simplefilter("ignore", UserWarning)
@@ -146,6 +230,20 @@ class Trainer:
         elif a.pre_train != ".":
             load_weights(self.net, a.pre_train)
             self.log(f"initialised from {a.pre_train}")
+            if checkpoint_architecture(torch.load(a.pre_train, map_location="cpu", weights_only=True)) is None:
+                self.log(
+                    f"note: {a.pre_train} carries no architecture record (an official checkpoint?): taken to be "
+                    "the full model"
+                )
+
+    def _rescale_lr(self, factor: float) -> None:
+        """Scale the current and every future learning rate of the restored optimiser and schedule."""
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]  # type: ignore[attr-defined]
 
     def _wrap(self, net: nn.Module, use_cuda: bool) -> nn.Module:
         if self.dist.enabled:
@@ -156,12 +254,17 @@ class Trainer:
 
     def _build_train_set(self) -> Dataset:
         a = self.args
+        workers = max(1, a.n_threads)
         if a.task == "paired":
-            return PairedTrain(a.dir_data, a.patch_size, a.seed)
-        files = training_files(a.data_train, a.dir_data)
-        # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
-        length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
-        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed)
+            dataset: Dataset = PairedTrain(a.dir_data, a.patch_size, a.seed, workers)
+        else:
+            files = training_files(a.data_train, a.dir_data)
+            # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
+            length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
+            dataset = SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed, workers)
+        for problem in dataset.left_out:  # type: ignore[attr-defined]
+            self.log(f"warning: training image left out: {problem}")
+        return dataset
 
     def _build_val_set(self) -> Dataset:
         a = self.args
@@ -190,11 +293,16 @@ class Trainer:
     def _loader(self, epoch: int) -> DataLoader:
         """A loader whose shuffling depends only on (seed, epoch): resumed runs see the same batches."""
         self.train_set.set_epoch(epoch)  # type: ignore[attr-defined]
-        common = {"batch_size": self.batch_size, "num_workers": self.args.n_threads,
-                  "pin_memory": self.device.type == "cuda", "drop_last": False}
+        common = {
+            "batch_size": self.batch_size,
+            "num_workers": self.args.n_threads,
+            "pin_memory": self.device.type == "cuda",
+            "drop_last": False,
+        }
         if self.dist.enabled:
-            sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
-                                         seed=self.args.seed)
+            sampler = DistributedSampler(
+                self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.args.seed
+            )
             sampler.set_epoch(epoch)
             return DataLoader(self.train_set, sampler=sampler, **common)
         gen = torch.Generator().manual_seed(self.args.seed * 1_000_003 + epoch)
@@ -212,19 +320,21 @@ class Trainer:
         loss = self.loss_fn(output, clean)
         if not all_finite(loss, self.dist):
             self.nonfinite += 1
-            warnings.warn(f"non-finite loss at iteration {self.iteration + 1}: batch skipped "
-                          f"({self.nonfinite} in a row)", RuntimeWarning, stacklevel=2)
+            message = f"non-finite loss at iteration {self.iteration + 1}: batch skipped ({self.nonfinite} in a row)"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            self.log(f"warning: {message}")
             if self.nonfinite >= self.args.max_nonfinite:
-                raise NonFiniteLossError(
-                    f"{self.nonfinite} non-finite losses in a row: training diverged. Lower --lr, check the data, "
-                    "or restart from the last good state with --resume -1."
-                )
+                raise NonFiniteLossError(f"{self.nonfinite} non-finite losses in a row")
             return None
         self.nonfinite = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.net.parameters()]).all()):
+            raise NonFiniteLossError(
+                f"the weights became NaN/inf at iteration {self.iteration + 1} (loss {float(loss):.4g})"
+            )
         return float(loss.detach())
 
     def train_epoch(self, epoch: int) -> float:
@@ -236,8 +346,13 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{a.epochs} lr {lr:.3g}", disable=not self.dist.is_main,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch}/{a.epochs} lr {lr:.3g}",
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+            leave=False,
+        )
         for i, (noisy, clean) in enumerate(bar, start=1):
             if epoch > a.mixup_after_epoch >= 0:
                 noisy, clean = mixup(noisy, clean, rng)
@@ -260,8 +375,17 @@ class Trainer:
         """Train from ``start_epoch`` to ``--epochs``; returns the best validation result."""
         a = self.args
         self.train_set = self._build_train_set()
-        self.log(f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
-                 f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}")
+        if self.start_epoch > a.epochs:
+            self.log(
+                f"nothing to train: {self.run_dir} already completed epoch {self.start_epoch - 1} of --epochs "
+                f"{a.epochs}; pass a larger --epochs to continue it"
+            )
+            return self.best
+        self.log(
+            f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
+            f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}"
+        )
+        epoch = self.start_epoch
         try:
             for epoch in range(self.start_epoch, a.epochs + 1):
                 start = time.time()
@@ -270,17 +394,37 @@ class Trainer:
                 self.scheduler.step()
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "psnr": self.psnr_log.get(epoch, math.nan)}
                 self.history.append(record)
-                self.log(f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
-                         f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s")
+                self.log(
+                    f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
+                    f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s"
+                )
                 if self.writer is not None:
                     self.writer.add_scalar("train/epoch_loss", loss, epoch)
                     self.writer.add_scalar("train/lr", lr, epoch)
                 self.save(epoch)
+        except NonFiniteLossError as err:
+            advice = f"{resume_command(self.run_dir.name, lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
+            raise NonFiniteLossError(self._stopped(f"training diverged in epoch {epoch}: {err}", advice)) from None
+        except KeyboardInterrupt:
+            self._stopped(f"interrupted (Ctrl-C) in epoch {epoch}", resume_command(self.run_dir.name))
+            raise SystemExit(130) from None
         finally:
             if self.writer is not None:
                 self.writer.close()
             cleanup(self.dist)
         return self.best
+
+    def _stopped(self, reason: str, command: str) -> str:
+        """Log why the run stopped, where its last complete checkpoint is and how to continue; return it."""
+        if self.saved_epoch:
+            message = (
+                f"{reason}. Nothing after epoch {self.saved_epoch} was saved: the last complete checkpoint is "
+                f"{self.run_dir / CHECKPOINT} (epoch {self.saved_epoch}). Continue with: {command}"
+            )
+        else:
+            message = f"{reason}. No epoch was completed, so nothing was saved: start the run again"
+        self.log(f"stopped: {message}")
+        return message
 
     # ------------------------------------------------------------------ validation and files
     @torch.no_grad()
@@ -290,7 +434,10 @@ class Trainer:
         self.net.eval()
         scores = []
         for noisy, clean, name in tqdm(self.val_set, desc="validation", leave=False, disable=not self.dist.is_main):
-            out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
+            try:
+                out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
+            except NonFiniteOutputError:
+                raise NonFiniteLossError(f"the validation output of {name} is NaN/inf") from None
             scores.append(psnr(out, clean))
             if save_dir is not None:
                 suffix = f"_N{a.noiseL:g}" if a.task == "synthetic" else ""
@@ -305,20 +452,29 @@ class Trainer:
                 self.writer.add_scalar("val/psnr", value, self.iteration)
             if value > self.best["psnr"]:
                 self.best = {"psnr": value, "epoch": epoch, "iteration": self.iteration}
-                atomic_save(self.net.state_dict(), self.model_dir / "model_best.pt")
+                atomic_save(weights_with_architecture(self.net), self.model_dir / "model_best.pt")
         barrier(self.dist)
 
     def save(self, epoch: int) -> None:
         """Weights first, then the training state, so a complete state always has its weights on disk."""
         if self.dist.is_main:
-            weights = self.net.state_dict()
+            weights = weights_with_architecture(self.net)
             atomic_save(weights, self.model_dir / "model_latest.pt")
             if self.args.save_models:
                 atomic_save(weights, self.model_dir / f"model_{epoch}.pt")
             state = {
-                "version": STATE_VERSION, "epoch": epoch, "iteration": self.iteration, "model": weights,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "rng": rng_state(), "best": self.best, "history": self.history,
+                "version": STATE_VERSION,
+                "epoch": epoch,
+                "iteration": self.iteration,
+                "model": weights,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng_state(),
+                "best": self.best,
+                "history": self.history,
+                "config": run_config(self.args),
             }
-            atomic_save(state, self.run_dir / "checkpoint_latest.pt")
+            atomic_save(state, self.run_dir / CHECKPOINT)
         barrier(self.dist)
+        self.saved_epoch = epoch

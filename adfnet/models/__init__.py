@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
@@ -52,6 +53,8 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     ``n_colors`` is 1 (gray) or 3 (colour, real noise). ``options`` are, for ADFNet, the Table 4
     ablations ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet
     the widths ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`).
+    The returned model's ``architecture`` (name, colours and every option) is recorded in the checkpoints
+    written from it and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """
     key = canonical_name(name)
     if n_colors not in (1, 3):
@@ -61,9 +64,11 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown model option(s) {', '.join(unknown)} for {key}; valid options: {', '.join(valid)}")
-    if family == "sadnet":
-        return SADNet(n_colors, **options)  # type: ignore[arg-type]
-    return ADFNet(n_colors, WIDTHS[key], **options)  # type: ignore[arg-type]
+    widths = () if family == "sadnet" else (WIDTHS[key],)
+    model = (SADNet if family == "sadnet" else ADFNet)(n_colors, *widths, **options)  # type: ignore[arg-type]
+    defaults = {k: inspect.signature(type(model)).parameters[k].default for k in valid}
+    model.architecture = {"model": key, "n_colors": n_colors, **defaults, **options}
+    return model
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,329 @@
+"""Training never loses a run, never keeps non-finite weights, and says what happened (issue 16)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import train
+from adfnet.checkpoint import load_weights
+from adfnet.data.datasets import SyntheticNoiseTrain
+from adfnet.data.io import read_image, save_image
+from adfnet.engine import state as state_module
+from adfnet.engine.options import parse_options
+from adfnet.engine.runs import RunFolderError, resume_command
+from adfnet.engine.state import CheckpointError, DiskFullError, atomic_save, load_training_state
+from adfnet.engine.trainer import NonFiniteLossError
+from adfnet.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAY = ROOT / "datasets/trainsets/Train400_sample"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def toy(tmp: Path, *extra: str, save: str = "run", epochs: int = 1) -> list[str]:
+    val = tmp / "val"
+    if not val.is_dir():
+        save_image(val / "01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :32])
+    return [
+        "--n_colors",
+        "1",
+        "--dir_data",
+        str(GRAY),
+        "--data_val",
+        str(val),
+        "--test_every",
+        "2",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp),
+        "--save",
+        save,
+        "--epochs",
+        str(epochs),
+        *extra,
+    ]
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.pt"))
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-epoch toy run with model_<epoch>.pt files (copied by the tests that change it)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    train.main(toy(tmp, "--save_models", epochs=2))
+    return tmp
+
+
+def copy_run(source: Path, tmp: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return tmp
+
+
+def test_a_used_run_folder_is_refused_unless_overwrite(finished_run: Path, tmp_path: Path) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    before = checksums(tmp / "run")
+    with pytest.raises(RunFolderError) as err:
+        train.main(toy(tmp))
+    message = str(err.value)
+    assert str(tmp / "run") in message and "checkpoint_latest.pt" in message
+    assert "--resume -1" in message and "--save" in message and "--overwrite" in message
+    assert checksums(tmp / "run") == before  # nothing touched
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *toy(tmp)], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert done.returncode == 1 and "already holds a run" in done.stderr and "Traceback" not in done.stderr
+
+    train.main(toy(tmp, "--overwrite"))
+    assert not (tmp / "run/model/model_2.pt").exists()  # the old run's files are gone, not mixed in
+    assert load_training_state(tmp / "run/checkpoint_latest.pt")["epoch"] == 1
+    assert "--overwrite: deleted the 5 checkpoint(s)" in (tmp / "run/log.txt").read_text()
+
+
+def test_resume_from_an_earlier_epoch_branches(finished_run: Path, tmp_path: Path) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    before = checksums(tmp / "run")
+    train.main(toy(tmp, "--resume", "1", epochs=2))
+    assert checksums(tmp / "run") == before  # best model, latest checkpoint, score, iteration: all kept
+    branch = load_training_state(tmp / "run_from1/checkpoint_latest.pt")
+    assert branch["epoch"] == 2 and [h["epoch"] for h in branch["history"]] == [2]
+    log = (tmp / "run_from1/log.txt").read_text()
+    assert f"{tmp / 'run'} holds later epochs and is left as it is" in log
+    # the same command again makes another branch, it does not overwrite the first one
+    train.main(toy(tmp, "--resume", "1", epochs=2))
+    assert (tmp / "run_from1_2/checkpoint_latest.pt").is_file()
+    with pytest.raises(FileNotFoundError, match=r"model_7.pt does not exist.*model_1.pt, model_2.pt"):
+        train.main(toy(tmp, "--resume", "7", epochs=9))
+
+
+def test_resume_refuses_other_settings_and_applies_a_new_lr(finished_run: Path, tmp_path: Path) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    before = checksums(tmp / "run")
+    for flags, named in (
+        (["--no_mfi"], "--no_mfi: the run used False, now True (the architecture)"),
+        (["--optimizer", "SGD"], "--optimizer: the run used ADAM, now SGD (the saved optimiser)"),
+        (["--noiseL", "25"], "--noiseL: the run used 50, now 25.0 (the training recipe)"),
+    ):
+        with pytest.raises(RunFolderError) as err:
+            train.main(toy(tmp, "--resume", "-1", *flags, epochs=3))
+        assert named in str(err.value) and "--pre_train" in str(err.value)
+    assert checksums(tmp / "run") == before
+
+    train.main(toy(tmp, "--resume", "-1", "--lr", "5e-5", epochs=3))
+    state = load_training_state(tmp / "run/checkpoint_latest.pt")
+    assert [h["lr"] for h in state["history"]] == [1e-4, 1e-4, pytest.approx(5e-5)]
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
+    assert state["config"]["lr"] == 5e-5
+    assert "--lr 5e-05 applied (the run used 0.0001)" in (tmp / "run/log.txt").read_text()
+
+
+def test_finished_run_and_negative_epochs_say_so(finished_run: Path, tmp_path: Path, capsys) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    train.main(toy(tmp, "--resume", "-1", epochs=2))
+    assert "nothing to train" in (tmp / "run/log.txt").read_text()
+    with pytest.raises(SystemExit):
+        parse_options(toy(tmp, epochs=-1))
+    assert "--epochs -1: give the number of epochs" in capsys.readouterr().err
+
+
+def test_checkpoints_record_the_architecture(finished_run: Path) -> None:
+    """What the issue found: full-model weights loaded 'strictly' into a --no_mfi model."""
+    for name in ("model/model_best.pt", "model/model_latest.pt", "checkpoint_latest.pt"):
+        path = finished_run / "run" / name
+        load_weights(build_model("adfnet", 1), path)  # our checkpoint_latest.pt is unwrapped, too
+        with pytest.raises(ValueError, match="mfi: checkpoint True, model False"):
+            load_weights(build_model("adfnet", 1, mfi=False), path)
+    # still a plain state_dict for any other loader
+    state = torch.load(finished_run / "run/model/model_best.pt", weights_only=True)
+    build_model("adfnet", 1).load_state_dict(state, strict=True)
+
+
+def test_diverged_run_keeps_the_last_finite_checkpoint(finished_run: Path, tmp_path: Path) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    before = checksums(tmp / "run")
+    with pytest.raises(NonFiniteLossError) as err:
+        train.main(toy(tmp, "--resume", "-1", "--lr", "1e30", epochs=4))
+    message = str(err.value)
+    ckpt = tmp / "run/checkpoint_latest.pt"
+    assert "training diverged in epoch 3" in message and f"{ckpt} (epoch 2)" in message
+    assert "--lr 1e+29 --save run --resume -1 (a lower --lr" in message
+    assert checksums(tmp / "run") == before  # neither latest nor best replaced by the diverged weights
+    state = load_training_state(ckpt)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    log = (tmp / "run/log.txt").read_text()
+    assert "stopped: training diverged in epoch 3" in log
+
+
+def test_diverging_first_epoch_saves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match="No epoch was completed"):
+        train.main(toy(tmp_path, "--lr", "1e30", epochs=2))
+    assert not (tmp_path / "run/checkpoint_latest.pt").exists()
+    assert not list((tmp_path / "run/model").glob("*.pt"))
+    train.main(toy(tmp_path))  # only logs were left: the run can simply start again
+
+
+def test_full_disk_keeps_the_previous_checkpoint(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    before = checksums(tmp / "run")
+    real_save = torch.save
+
+    def disk_full(obj: object, f) -> None:  # type: ignore[no-untyped-def]
+        real_save({"partial": torch.zeros(10)}, f)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state_module.torch, "save", disk_full)
+    with pytest.raises(DiskFullError) as err:
+        train.main(toy(tmp, "--resume", "-1", epochs=3))
+    message = str(err.value)
+    assert f"no space left on the disk of {tmp / 'run/model'}" in message and "mounted at" in message
+    assert "needs about 33 MB" in message and "the previous model_latest.pt is intact" in message
+    assert isinstance(err.value, CheckpointError)  # train.py prints it without a traceback
+    monkeypatch.undo()
+    assert checksums(tmp / "run") == before
+    assert not [p for p in (tmp / "run").rglob(".*tmp*")]
+
+
+def test_stale_temporary_files_are_removed(finished_run: Path, tmp_path: Path) -> None:
+    tmp = copy_run(finished_run, tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp / "run/model" / f".model_latest.pt.tmp{int(dead.stdout)}"
+    stale.write_bytes(b"partial")
+    other = tmp / "run" / f".checkpoint_latest.pt.tmp{os.getppid()}"  # a live process: left alone
+    other.write_bytes(b"partial")
+    train.main(toy(tmp, "--resume", "-1", epochs=2))
+    assert not stale.exists() and other.exists()
+    assert f"removed 1 temporary file(s) left by a killed run: {stale.name}" in (tmp / "run/log.txt").read_text()
+
+
+def test_atomic_save_on_a_full_disk_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "checkpoint_latest.pt"
+    atomic_save({"epoch": 1}, target)
+
+    def disk_full(obj: object, f) -> None:  # type: ignore[no-untyped-def]
+        f.write(b"PK partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(state_module.torch, "save", disk_full)
+    with pytest.raises(DiskFullError, match=r"needs about 4 MB, [\d,]+ MB are free; the previous"):
+        atomic_save({"w": torch.zeros(2**20)}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_latest.pt"]
+
+
+def test_bad_training_images_are_named_and_left_out(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in sorted(GRAY.iterdir())[:2]:
+        (data / f.name).write_bytes(f.read_bytes())
+    whole = (data / sorted(os.listdir(data))[0]).read_bytes()
+    (data / "truncated.png").write_bytes(whole[: len(whole) // 3])  # a valid header, then nothing
+    nan = np.full((40, 40), 0.5, np.float32)
+    nan[3, 4] = np.nan
+    assert cv2.imwrite(str(data / "nan.tif"), nan)
+    files = sorted(data.iterdir())
+    with pytest.warns(UserWarning, match="2 of 4 training images are left out") as record:
+        dataset = SyntheticNoiseTrain(files, 1, 16, 25, length=4, seed=1)
+    text = str(record[-1].message)
+    assert str(data / "truncated.png") in text and str(data / "nan.tif") in text
+    assert dataset.files == [f for f in files if f.name not in ("nan.tif", "truncated.png")]
+    assert all(torch.isfinite(dataset[i][0]).all() for i in range(4))
+    # and in a run: named in log.txt, the run trains on the others
+    with pytest.warns(UserWarning, match="left out"):
+        train.main([*toy(tmp_path), "--dir_data", str(data)])
+    log = (tmp_path / "run/log.txt").read_text()
+    assert "training image left out" in log and "nan.tif: NaN/inf" in log and "epoch 1: loss" in log
+
+
+def test_ctrl_c_stops_cleanly_with_the_resume_command(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run/checkpoint_latest.pt"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *toy(tmp_path, epochs=1000)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        deadline = time.time() + 240
+        while not ckpt.exists():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    epoch = load_training_state(ckpt)["epoch"]
+    assert f"the last complete checkpoint is {ckpt} (epoch {epoch})" in out
+    command = out.split("Continue with: ")[1].splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[:2] == ["python", str(ROOT / "train.py")]
+    args = parse_options(argv[2:])
+    assert (args.resume, args.save, args.dir_experiment) == (-1, "run", str(tmp_path))
+    assert "interrupted (Ctrl-C)" in (tmp_path / "run/log.txt").read_text()
+
+
+def test_resume_command_replaces_resume_and_save() -> None:
+    argv = ["train.py", "--save", "a", "--resume", "3", "--overwrite", "--lr=1e-3", "--pre_train", "w.pt"]
+    assert resume_command("a_from3", argv) == "python train.py --lr=1e-3 --save a_from3 --resume -1"
+    assert resume_command("a", argv, lr="1e-05") == "python train.py --lr 1e-05 --save a --resume -1"
+
+
+def test_nonfinite_loss_is_logged(tmp_path: Path) -> None:
+    from adfnet.engine.trainer import Trainer
+
+    trainer = Trainer(parse_options(toy(tmp_path, "--max_nonfinite", "2")))
+    bad = torch.full((2, 1, 16, 16), math.nan)
+    with pytest.warns(RuntimeWarning), pytest.raises(NonFiniteLossError, match="2 non-finite losses in a row"):
+        for _ in range(2):
+            trainer.train_step(bad, bad)
+    assert "warning: non-finite loss at iteration 1: batch skipped" in (tmp_path / "run/log.txt").read_text()
+
+
+def test_pre_train_without_record_is_noted_and_checked(tmp_path: Path) -> None:
+    official = tmp_path / "official.pt"
+    torch.save(build_model("adfnet", 1).state_dict(), official)  # no architecture record, like the downloads
+    with pytest.raises(ValueError, match="no architecture record.*mfi: checkpoint True, model False"):
+        train.main(toy(tmp_path, "--pre_train", str(official), "--no_mfi", "--test_only"))
+    train.main(toy(tmp_path, "--pre_train", str(official), "--test_only"))
+    assert f"note: {official} carries no architecture record" in (tmp_path / "run/log.txt").read_text()
