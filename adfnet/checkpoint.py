@@ -21,8 +21,9 @@ _MAX_LISTED = 20
 def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, object]) -> nn.Module:
     """Load ADFNet weights into ``model`` strictly and return it.
 
-    Accepts a path or an already loaded object: a raw state_dict, ``{"state_dict": ...}`` (official
-    real-noise checkpoints), ``{"params": ...}`` (BasicSR), with or without a ``module.`` prefix.
+    Accepts a path (a torch file or ``.safetensors``) or an already loaded object: a raw state_dict,
+    ``{"state_dict": ...}`` (official real-noise checkpoints), ``{"params": ...}`` (BasicSR), with or
+    without a ``module.`` prefix.
     On any mismatch raises one ``ValueError`` naming the missing, unexpected and wrongly shaped keys
     and, when it can tell, which model the checkpoint belongs to.
     """
@@ -36,9 +37,17 @@ def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mappi
     return model
 
 
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The bare state_dict stored in ``path`` (``.pt``/``.pth`` of any layout :func:`load_weights` reads,
+    or ``.safetensors``), without a model: for tools that pick the model from the checkpoint."""
+    return _normalise(_read(path))
+
+
 def _read(path: str | os.PathLike) -> Mapping[str, object]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {os.fspath(path)!r} does not exist (download it or check the path)")
+    if os.fspath(path).lower().endswith(".safetensors"):
+        return _read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle of arbitrary objects, or not a torch file at all
@@ -47,6 +56,18 @@ def _read(path: str | os.PathLike) -> Mapping[str, object]:
             "from a source you trust, load it yourself with torch.load(path, weights_only=False) and "
             "pass the resulting dict to load_weights"
         ) from err
+
+
+def _read_safetensors(path: str | os.PathLike) -> Mapping[str, object]:
+    """A ``.safetensors`` file: tensors only, no code can run while reading it."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ValueError(f"reading {os.fspath(path)!r} needs the safetensors package: pip install safetensors") from err
+    try:
+        return load_file(os.fspath(path), device="cpu")
+    except Exception as err:  # truncated or not a safetensors file
+        raise ValueError(f"cannot read {os.fspath(path)!r} as a safetensors file ({err})") from err
 
 
 def _normalise(obj: Mapping[str, object]) -> dict[str, Tensor]:
