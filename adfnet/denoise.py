@@ -289,16 +289,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder (must not be an input folder)")
     p.add_argument("--model", choices=MODEL_NAMES, default=None, help="default: read from the checkpoint")
     p.add_argument("--n_colors", type=int, choices=(1, 3), default=None, help="default: read from the checkpoint")
-    p.add_argument("--tile", type=int, default=None,
-                   help="tile side in px (multiple of 8); default: the largest that fits --max_memory")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                   help=f"px shared by neighbouring tiles (multiple of 8, default {DEFAULT_OVERLAP})")
-    p.add_argument("--max_memory", type=parse_memory, default="2GB",
-                   help="memory budget used to choose the tile when --tile is not given (default 2GB)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side in px (multiple of 8); default: the largest that fits --max_memory",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        help=f"px shared by neighbouring tiles (multiple of 8, default {DEFAULT_OVERLAP})",
+    )
+    p.add_argument(
+        "--max_memory",
+        type=parse_memory,
+        default="2GB",
+        help="memory budget used to choose the tile when --tile is not given (default 2GB)",
+    )
     p.add_argument("--chop", action="store_true", help="the official quadrant chop instead of blended tiles")
     p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble (8 times slower, slightly better)")
-    p.add_argument("--format", choices=tuple(FORMATS), default=None,
-                   help="output format; default: as the input (JPEG inputs give PNG)")
+    p.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default=None,
+        help="output format; default: as the input (JPEG inputs give PNG)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
@@ -315,9 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     bytes_per_pixel = ADFNET_BYTES_PER_PIXEL * WIDTHS[name][0] / WIDTHS["adfnet"][0]
     try:
         failures = denoise_files(
-            model, inputs, args.out, n_colors=n_colors, tile=args.tile, overlap=args.overlap,
-            max_memory=args.max_memory, bytes_per_pixel=bytes_per_pixel, chop=args.chop,
-            ensemble=args.ensemble, fmt=args.format, device=args.device,
+            model,
+            inputs,
+            args.out,
+            n_colors=n_colors,
+            tile=args.tile,
+            overlap=args.overlap,
+            max_memory=args.max_memory,
+            bytes_per_pixel=bytes_per_pixel,
+            chop=args.chop,
+            ensemble=args.ensemble,
+            fmt=args.format,
+            device=args.device,
         )
     except (DenoiseError, ValueError) as err:
         print(f"adfnet-denoise: error: {err}", file=sys.stderr)
