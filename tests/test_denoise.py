@@ -111,7 +111,7 @@ def test_command_on_bundled_sidd_samples(tmp_path, capsys):
     ckpt = tmp_path / "adfnet_rgb.pt"
     model = build_model("adfnet", 3).eval()
     torch.save(golden_state_dict(model.state_dict(), 0), ckpt)
-    inputs = [SIDD / "11.png", SIDD / "6.png"]
+    inputs = [SIDD / "11.png"]  # the smallest sample (241x241): one ADFNet pass on 2 CPU cores
     before = [sha(p) for p in inputs]
     assert main([str(p) for p in inputs] + ["--weights", str(ckpt), "--out", str(tmp_path / "out")]) == 0
     assert [sha(p) for p in inputs] == before
@@ -124,7 +124,7 @@ def test_command_on_bundled_sidd_samples(tmp_path, capsys):
             ref = _run_whole(model, x, False).clamp(0, 1)[0].permute(1, 2, 0).numpy()
         assert got.dtype == np.uint8 and got.shape == noisy.shape
         assert np.array_equal(got, np.rint(ref * 255).astype(np.uint8))
-    assert "2 of 2 image(s)" in capsys.readouterr().out
+    assert "1 of 1 image(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("ext", [".png", ".tif"])
