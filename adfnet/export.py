@@ -148,7 +148,7 @@ def _register_symbolics(dcn_mode: str) -> None:
 # --- onnxruntime capability -----------------------------------------------------------------------
 @functools.cache
 def onnxruntime_has_deformconv() -> bool:
-    """Whether the installed onnxruntime's CPU provider runs a ``DeformConv`` node (1.20+ do)."""
+    """Whether the installed onnxruntime's CPU provider runs a ``DeformConv`` node (1.32, tested, does)."""
     try:
         import numpy as np
         import onnx

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adfnet import build_model, load_weights
-from adfnet.export import export_onnx, export_safetensors, main, onnxruntime_has_deformconv
+from adfnet.export import export_onnx, export_safetensors, main, onnxruntime_has_deformconv, resolve_dcn_mode
 
 onnx = pytest.importorskip("onnx", reason="test extra: pip install onnx onnxruntime")
 ort = pytest.importorskip("onnxruntime", reason="test extra: pip install onnx onnxruntime")
@@ -30,9 +30,12 @@ def run(path, x):
     return session.run(None, {"noisy": x.numpy()})[0]
 
 
-def test_installed_onnxruntime_runs_deformconv():
-    # onnxruntime >= 1.20 implements DeformConv on the CPU; the gridsample mode exists for older runtimes
-    assert onnxruntime_has_deformconv()
+def test_auto_mode_follows_what_onnxruntime_runs():
+    # onnxruntime 1.32 implements DeformConv on the CPU; gridsample exists for runtimes that do not
+    expected = "deformconv" if onnxruntime_has_deformconv() else "gridsample"
+    assert resolve_dcn_mode("auto") == expected
+    with pytest.raises(ValueError, match="--dcn must be one of"):
+        resolve_dcn_mode("fast")
 
 
 @pytest.mark.parametrize(
