@@ -132,6 +132,8 @@ def _apply_orientation(img: np.ndarray, path: Path) -> np.ndarray:
 
 def write_like(path: Path, colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> None:
     """Write float ``colour`` in [0, 1] with ``dtype``'s depth and the original ``alpha``, atomically."""
+    if path.suffix.lower() in _JPEG and alpha is not None:
+        raise ValueError("JPEG cannot store the alpha channel: use --format png or tif")
     if path.suffix.lower() in _JPEG and dtype == np.uint16:
         dtype = np.dtype(np.uint8)  # JPEG has no 16-bit mode
     top = 255 if dtype == np.uint8 else 65535
@@ -211,6 +213,13 @@ def _image_size(path: Path) -> tuple[int, int, int]:
         return 0, 0, 0
 
 
+def _calls(path: Path, tile: int | None, n_colors: int, chop: bool, overlap: int) -> int:
+    """Model calls for one image (a gray model filters each channel of a colour image)."""
+    h, w, c = _image_size(path)
+    per_channel = 1 if chop or not tile else count_tiles(h, w, tile, overlap)
+    return per_channel * (3 if n_colors == 1 and c == 3 else 1)
+
+
 def choose_tile(h: int, w: int, channels: int, max_memory: int, bytes_per_pixel: float) -> int:
     """Largest tile whose forward pass plus this image's buffers (about 5 float copies) fit ``max_memory``."""
     return tile_for_memory(max_memory, bytes_per_pixel, image_bytes=5 * 4 * h * w * max(channels, 1))
@@ -256,7 +265,7 @@ def denoise_files(
                 failures[src] = str(err)
                 continue
         plans.append((src, dst, size))
-    total = sum(1 if chop or not s else count_tiles(*_image_size(p)[:2], s, overlap) for p, _, s in plans)
+    total = sum(_calls(p, s, n_colors, chop, overlap) for p, _, s in plans)
     with tqdm(total=total, unit="tile", desc="denoising", dynamic_ncols=True) as bar:
         for src, dst, size in plans:
             bar.set_postfix_str(src.name)

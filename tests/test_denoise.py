@@ -231,6 +231,20 @@ class _Wrapped(nn.Module):
         return x * 0.5
 
 
+def test_memory_sizes_and_tile_choice():
+    from adfnet.denoise import choose_tile, parse_memory
+    from adfnet.inference import ADFNET_BYTES_PER_PIXEL
+
+    assert parse_memory("2GB") == parse_memory("2 GiB") == 2 * 2**30 and parse_memory("512mb") == 512 * 2**20
+    with pytest.raises(Exception, match="memory size"):
+        parse_memory("lots")
+    tile = choose_tile(3000, 4000, 3, 2 * 2**30, ADFNET_BYTES_PER_PIXEL)  # 12 MP photo, the default budget
+    assert tile % 8 == 0 and tile**2 * ADFNET_BYTES_PER_PIXEL + 5 * 4 * 3 * 12e6 <= 2 * 2**30
+    assert (tile + 8) ** 2 * ADFNET_BYTES_PER_PIXEL + 5 * 4 * 3 * 12e6 > 2 * 2**30
+    with pytest.raises(ValueError, match="raise --max_memory"):
+        choose_tile(3000, 4000, 3, 2**29, ADFNET_BYTES_PER_PIXEL)
+
+
 def test_model_and_colours_are_read_from_the_checkpoint():
     for name, n in [("adfnet", 1), ("adfnet", 3), ("adfnet_l", 3)]:
         assert infer_model(build_model(name, n).state_dict(), None, None) == (name, n)
