@@ -36,12 +36,12 @@ UNRECORDED_DEFAULTS = {"mfi": True}
 def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, object]) -> nn.Module:
     """Load ADFNet weights into ``model`` strictly and return it.
 
-    Accepts a path or an already loaded object: a raw state_dict, ``{"state_dict": ...}`` (official
-    real-noise checkpoints), ``{"params": ...}`` (BasicSR), our ``checkpoint_latest.pt``
-    (``{"model": ...}``), with or without a ``module.`` prefix. On any mismatch raises one
-    ``ValueError`` naming the missing, unexpected and wrongly shaped keys and, when it can tell, which
-    model the checkpoint belongs to; also when the checkpoint's architecture record (see the module
-    docstring) differs from the model's.
+    Accepts a path (a torch file or ``.safetensors``) or an already loaded object: a raw state_dict,
+    ``{"state_dict": ...}`` (official real-noise checkpoints), ``{"params": ...}`` (BasicSR), our
+    ``checkpoint_latest.pt`` (``{"model": ...}``), with or without a ``module.`` prefix. On any mismatch
+    raises one ``ValueError`` naming the missing, unexpected and wrongly shaped keys and, when it can
+    tell, which model the checkpoint belongs to; also when the checkpoint's architecture record (see the
+    module docstring) differs from the model's.
     """
     source = path_or_state_dict
     if isinstance(source, (str, os.PathLike)):
@@ -99,6 +99,12 @@ def _check_architecture(model: Mapping[str, object] | None, checkpoint: Mapping[
     )
 
 
+def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+    """The bare state_dict stored in ``path`` (``.pt``/``.pth`` of any layout :func:`load_weights` reads,
+    or ``.safetensors``), without a model: for tools that pick the model from the checkpoint."""
+    return _normalise(_read(path))
+
+
 def _read(path: str | os.PathLike) -> Mapping[str, object]:
     shown = os.fspath(path)
     if os.path.isdir(path):
@@ -107,6 +113,8 @@ def _read(path: str | os.PathLike) -> Mapping[str, object]:
         raise ValueError(f"{shown!r} is a folder, not a checkpoint file: pass the .pt file itself{hint}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {shown!r} does not exist (download it or check the path)")
+    if shown.lower().endswith(".safetensors"):
+        return _read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -120,6 +128,18 @@ def _read(path: str | os.PathLike) -> Mapping[str, object]:
             "from a source you trust, load it yourself with torch.load(path, weights_only=False) and "
             "pass the resulting dict to load_weights"
         ) from err
+
+
+def _read_safetensors(path: str | os.PathLike) -> Mapping[str, object]:
+    """A ``.safetensors`` file: tensors only, no code can run while reading it."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise ValueError(f"reading {os.fspath(path)!r} needs the safetensors package: pip install safetensors") from err
+    try:
+        return load_file(os.fspath(path), device="cpu")
+    except Exception as err:  # truncated or not a safetensors file
+        raise ValueError(f"cannot read {os.fspath(path)!r} as a safetensors file ({err})") from err
 
 
 def _normalise(obj: Mapping[str, object]) -> dict[str, Tensor]:

@@ -1,0 +1,367 @@
+"""Denoise your own images: ``python -m adfnet.denoise INPUT... --weights W --out DIR``.
+
+No ground truth and no added noise: the inputs are the noisy photos. Any size runs in bounded memory
+(overlapping tiles blended smoothly, :func:`adfnet.inference.forward_tiled`), or with the official
+chop. Each output keeps what the input file was: format (JPEG becomes PNG unless ``--format`` says
+otherwise, to avoid a second lossy step), bit depth (8 or 16 bits), alpha (copied untouched) and the
+upright orientation (EXIF orientation is applied, so the output needs no tag). Inputs are never
+overwritten; a file that fails is reported and the others are still processed (exit code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from adfnet.checkpoint import load_weights, read_state_dict
+from adfnet.data.io import IMAGE_EXTENSIONS
+from adfnet.inference import (
+    ADFNET_BYTES_PER_PIXEL,
+    DEFAULT_OVERLAP,
+    check_tiling,
+    count_tiles,
+    default_chop_min_size,
+    denoise,
+    forward_tiled,
+    tile_for_memory,
+)
+from adfnet.models import MODEL_NAMES, WIDTHS, build_model, canonical_name
+
+FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
+_JPEG = (".jpg", ".jpeg")
+# EXIF orientation -> (quarter turns counter-clockwise for np.rot90, flip left-right first)
+_ORIENTATION = {2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False)}
+
+
+class DenoiseError(ValueError):
+    """A user mistake in the command (reported without a traceback)."""
+
+
+# --- files ------------------------------------------------------------------------------------------
+def collect_inputs(patterns: Iterable[str]) -> list[Path]:
+    """Files, folders (their images, not recursive) and globs, in order, without duplicates."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            items = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not items:
+                raise DenoiseError(f"folder {pattern} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        elif path.is_file():
+            items = [path]
+        else:
+            items = sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+            if not items:
+                raise DenoiseError(f"{pattern}: no such file or folder, and no image matches it as a pattern")
+        found += items
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    return unique
+
+
+def output_path(src: Path, out_dir: Path, fmt: str | None) -> Path:
+    """``out_dir/<name>``: same extension as ``src`` (JPEG -> PNG) unless ``fmt`` is given."""
+    ext = FORMATS[fmt] if fmt else (".png" if src.suffix.lower() in _JPEG else src.suffix)
+    return out_dir / (src.stem + ext)
+
+
+def check_output_dir(out_dir: Path, inputs: list[Path]) -> None:
+    """Refuse an output folder that holds any input: outputs would overwrite or mix with inputs."""
+    out = out_dir.resolve()
+    for src in inputs:
+        if src.resolve().parent == out:
+            raise DenoiseError(
+                f"--out {out_dir} is the folder of input {src}: choose another folder (inputs are never overwritten)"
+            )
+
+
+# --- image round trip -------------------------------------------------------------------------------
+def read_noisy(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+    """``(colour (H, W, C) float32 in [0, 1] RGB or gray, alpha as stored or None, stored dtype)``.
+
+    Unlike :func:`adfnet.data.io.read_image` (which prepares test images for the metrics), this keeps
+    everything needed to write the result back as the same kind of file.
+    """
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ValueError("cannot decode the file: it is corrupt or not a supported image")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"pixel type {img.dtype} is not supported (8- or 16-bit images only)")
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{img.shape[2]} channels are not supported (gray, RGB, with or without alpha)")
+    img = _apply_orientation(img, path)
+    alpha = img[..., -1:].copy() if img.shape[2] in (2, 4) else None
+    colour = img[..., : 3 if img.shape[2] >= 3 else 1]
+    if colour.shape[2] == 3:
+        colour = colour[..., ::-1]  # OpenCV decodes BGR
+    scale = 255.0 if img.dtype == np.uint8 else 65535.0
+    return np.ascontiguousarray(colour, dtype=np.float32) / np.float32(scale), alpha, img.dtype
+
+
+def _apply_orientation(img: np.ndarray, path: Path) -> np.ndarray:
+    """Turn ``img`` upright by its EXIF orientation tag (OpenCV's unchanged decoding ignores it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            tag = im.getexif().get(0x0112, 1)
+    except Exception:  # no EXIF reader for this file: nothing to apply
+        return img
+    turns, flip = _ORIENTATION.get(tag, (0, False))
+    if flip:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
+
+
+def write_like(path: Path, colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> None:
+    """Write float ``colour`` in [0, 1] with ``dtype``'s depth and the original ``alpha``, atomically."""
+    if path.suffix.lower() in _JPEG and alpha is not None:
+        raise ValueError("JPEG cannot store the alpha channel: use --format png or tif")
+    if path.suffix.lower() in _JPEG and dtype == np.uint16:
+        dtype = np.dtype(np.uint8)  # JPEG has no 16-bit mode
+    top = 255 if dtype == np.uint8 else 65535
+    arr = np.clip(np.rint(colour * top), 0, top).astype(dtype)
+    if arr.shape[2] == 3:
+        arr = arr[..., ::-1]
+    if alpha is not None:
+        arr = np.concatenate([arr, alpha.astype(dtype)], axis=2)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in _JPEG else []
+    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(arr), params)
+    if not ok:
+        raise ValueError(f"cannot encode the result as {path.suffix}")
+    tmp = path.with_name(f".{path.name}.part")
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)  # a killed run leaves no half-written output
+
+
+# --- model ------------------------------------------------------------------------------------------
+def infer_model(state: dict[str, torch.Tensor], model: str | None, n_colors: int | None) -> tuple[str, int]:
+    """``(name, n_colors)`` from the checkpoint's head conv, unless given; refuses to guess."""
+    head = state.get("head.weight")
+    if head is None or head.dim() != 4:
+        if model and n_colors:
+            return model, n_colors
+        raise DenoiseError("cannot tell the model from this checkpoint (no head.weight): pass --model and --n_colors")
+    width, colours = int(head.shape[0]), int(head.shape[1])
+    names = [name for name, widths in WIDTHS.items() if widths[0] == width]
+    name = model or (names[0] if len(names) == 1 else None)
+    if name is None:
+        raise DenoiseError(f"the checkpoint's first width is {width}, which is none of {', '.join(MODEL_NAMES)}")
+    return name, n_colors or colours
+
+
+def load_model(weights: str, model: str | None = None, n_colors: int | None = None, device: str = "cpu"):
+    """Build the network the checkpoint belongs to and load it strictly."""
+    state = read_state_dict(weights)
+    name, colours = infer_model(state, canonical_name(model) if model else None, n_colors)
+    net = build_model(name, colours)
+    load_weights(net, state)
+    return net.eval().to(device), name, colours
+
+
+def parse_memory(text: str) -> int:
+    """``"2GB"``, ``"1.5G"``, ``"512MB"`` -> bytes (binary units: 1 GB = 2**30 bytes)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a memory size; write e.g. 2GB or 512MB")
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+def _run_one(model, x: torch.Tensor, n_colors: int, mode: dict, progress: Callable[[int], object]) -> torch.Tensor:
+    """Denoise ``(1, C, H, W)``: gray models filter each channel of a colour image separately, RGB
+    models see a gray image replicated to 3 channels and return their mean."""
+    c = x.shape[1]
+    if n_colors == 1 and c == 3:
+        return torch.cat([_run_one(model, x[:, i : i + 1], 1, mode, progress) for i in range(3)], 1)
+    if n_colors == 3 and c == 1:
+        return _run_one(model, x.expand(-1, 3, -1, -1), 3, mode, progress).mean(1, keepdim=True)
+    if mode["chop"]:
+        y = denoise(model, x, chop=True, ensemble=mode["ensemble"], min_size=default_chop_min_size(n_colors))
+        progress(1)
+        return y
+    return forward_tiled(model, x, mode["tile"], mode["overlap"], mode["ensemble"], progress).clamp(0.0, 1.0)
+
+
+def _image_size(path: Path) -> tuple[int, int, int]:
+    """``(H, W, colour channels)`` from the header, for the progress total; (0, 0, 0) if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return h, w, 1 if im.mode in ("L", "LA", "I;16", "I;16B", "I", "1") else 3
+    except Exception:
+        return 0, 0, 0
+
+
+def _calls(path: Path, tile: int | None, n_colors: int, chop: bool, overlap: int) -> int:
+    """Model calls for one image (a gray model filters each channel of a colour image)."""
+    h, w, c = _image_size(path)
+    per_channel = 1 if chop or not tile else count_tiles(h, w, tile, overlap)
+    return per_channel * (3 if n_colors == 1 and c == 3 else 1)
+
+
+def choose_tile(h: int, w: int, channels: int, max_memory: int, bytes_per_pixel: float) -> int:
+    """Largest tile whose forward pass plus this image's buffers (about 5 float copies) fit ``max_memory``."""
+    return tile_for_memory(max_memory, bytes_per_pixel, image_bytes=5 * 4 * h * w * max(channels, 1))
+
+
+def denoise_files(
+    model,
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    n_colors: int,
+    tile: int | None = None,
+    overlap: int = DEFAULT_OVERLAP,
+    max_memory: int = 2 * 2**30,
+    bytes_per_pixel: float = ADFNET_BYTES_PER_PIXEL,
+    chop: bool = False,
+    ensemble: bool = False,
+    fmt: str | None = None,
+    device: str = "cpu",
+) -> dict[Path, str]:
+    """Denoise every input into ``out_dir``; returns ``{input: error message}`` for the files that failed.
+
+    ``tile=None`` picks the largest tile that fits ``max_memory`` for each image (``bytes_per_pixel``
+    is the model's forward-pass memory per pixel). One tqdm bar counts tiles over all images.
+    """
+    check_output_dir(out_dir, inputs)
+    if tile is not None:
+        check_tiling(tile, overlap)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plans, failures, taken = [], {}, {}
+    for src in inputs:
+        dst = output_path(src, out_dir, fmt)
+        if dst in taken:
+            failures[src] = f"its output {dst} would overwrite the output of {taken[dst]} (same name): rename one"
+            continue
+        taken[dst] = src
+        h, w, c = _image_size(src)
+        size = tile
+        if size is None and not chop and h:
+            try:
+                size = choose_tile(h, w, c, max_memory, bytes_per_pixel)
+            except ValueError as err:
+                failures[src] = str(err)
+                continue
+        plans.append((src, dst, size))
+    total = sum(_calls(p, s, n_colors, chop, overlap) for p, _, s in plans)
+    with tqdm(total=total, unit="tile", desc="denoising", dynamic_ncols=True) as bar:
+        for src, dst, size in plans:
+            bar.set_postfix_str(src.name)
+            try:
+                colour, alpha, dtype = read_noisy(src)
+                h, w, c = colour.shape
+                if size is None and not chop:
+                    size = choose_tile(h, w, c, max_memory, bytes_per_pixel)
+                if min(h, w) < 8:
+                    raise ValueError(f"image of {h}x{w} px is too small (at least 8x8)")
+                x = torch.from_numpy(colour.transpose(2, 0, 1)).unsqueeze(0).to(device)
+                mode = {"chop": chop, "ensemble": ensemble, "tile": size, "overlap": overlap}
+                with torch.no_grad():
+                    y = _run_one(model, x, n_colors, mode, bar.update)
+                del x
+                write_like(dst, y[0].permute(1, 2, 0).cpu().numpy(), alpha, dtype)
+            except (OSError, ValueError, RuntimeError) as err:
+                failures[src] = str(err)
+                tqdm.write(f"FAILED {src}: {err}")
+    return failures
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="adfnet-denoise",
+        description="Denoise your own noisy images with an ADFNet checkpoint (no ground truth, no added noise).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or glob patterns")
+    p.add_argument("--weights", required=True, help="checkpoint (.pt, .pth or .safetensors)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not be an input folder)")
+    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="default: read from the checkpoint")
+    p.add_argument("--n_colors", type=int, choices=(1, 3), default=None, help="default: read from the checkpoint")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side in px (multiple of 8); default: the largest that fits --max_memory",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        help=f"px shared by neighbouring tiles (multiple of 8, default {DEFAULT_OVERLAP})",
+    )
+    p.add_argument(
+        "--max_memory",
+        type=parse_memory,
+        default="2GB",
+        help="memory budget used to choose the tile when --tile is not given (default 2GB)",
+    )
+    p.add_argument("--chop", action="store_true", help="the official quadrant chop instead of blended tiles")
+    p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble (8 times slower, slightly better)")
+    p.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default=None,
+        help="output format; default: as the input (JPEG inputs give PNG)",
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        inputs = collect_inputs(args.inputs)
+        check_output_dir(args.out, inputs)
+        model, name, n_colors = load_model(args.weights, args.model, args.n_colors, args.device)
+    except (DenoiseError, FileNotFoundError, ValueError) as err:
+        print(f"adfnet-denoise: error: {err}", file=sys.stderr)
+        return 2
+    bytes_per_pixel = ADFNET_BYTES_PER_PIXEL * WIDTHS[name][0] / WIDTHS["adfnet"][0]
+    try:
+        failures = denoise_files(
+            model,
+            inputs,
+            args.out,
+            n_colors=n_colors,
+            tile=args.tile,
+            overlap=args.overlap,
+            max_memory=args.max_memory,
+            bytes_per_pixel=bytes_per_pixel,
+            chop=args.chop,
+            ensemble=args.ensemble,
+            fmt=args.format,
+            device=args.device,
+        )
+    except (DenoiseError, ValueError) as err:
+        print(f"adfnet-denoise: error: {err}", file=sys.stderr)
+        return 2
+    done = len(inputs) - len(failures)
+    print(f"{done} of {len(inputs)} image(s) denoised into {args.out}")
+    for src, message in failures.items():
+        print(f"  failed: {src}: {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
