@@ -4,8 +4,11 @@ others, against mmcv's published values; module layout; backend selection; input
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 import dcn
-from dcn import _backend, _torchvision, reference
+from dcn import _backend, _ext, _torchvision, reference
 
 BACKENDS = dcn.available_backends()
 NAMES = ("input", "offset", "mask", "weight", "bias")
@@ -355,6 +358,14 @@ def calls(monkeypatch):
     spy("reference", reference)
     if "ext" in BACKENDS:
         spy("ext", _backend._load_ext())
+    if "cuda_emulated" in BACKENDS:
+        original = _ext.modulated_deform_conv_emulated
+
+        def emulated(*args, **kwargs):
+            seen.append("cuda_emulated")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(_ext, "modulated_deform_conv_emulated", emulated)
     return seen
 
 
@@ -422,10 +433,11 @@ def test_default_prefers_ext_when_built(monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bfloat16_on_cpu_runs_on_reference(backend, calls):
+    """Except on cuda_emulated, which runs bfloat16 like the CUDA kernels do."""
     args = _tiny(torch.bfloat16)
     with dcn.use_backend(backend):
         out = dcn.modulated_deform_conv(*args)
-    assert calls == ["reference"] and out.dtype == torch.bfloat16
+    assert calls == ["cuda_emulated" if backend == "cuda_emulated" else "reference"] and out.dtype == torch.bfloat16
     want = reference.modulated_deform_conv(*(a.double() if isinstance(a, torch.Tensor) else a for a in args))
     torch.testing.assert_close(out.double(), want, rtol=0.05, atol=0.05)
 
@@ -441,29 +453,60 @@ def test_float16_on_cpu(backend):
 
 
 def test_routing_when_the_backend_cannot_run_the_input(monkeypatch):
-    """ext CPU kernels are float32/float64; an ext without CUDA kernels and deterministic CUDA skip on."""
-    from dcn.functional import _route
-
-    fake_ext = types.SimpleNamespace(has_cuda_kernels=lambda: False)
+    """ext CPU kernels are float32/float64; an ext without CUDA kernels skips CUDA inputs; deterministic
+    CUDA calls skip the backends whose backward needs atomics, but only when that gradient is needed."""
+    fake_ext = types.SimpleNamespace(has_cuda_kernels=lambda: False, has_emulation=lambda: True)
     monkeypatch.setattr(_backend, "_load_ext", lambda: fake_ext)
     monkeypatch.setattr(_backend, "_HAS_TORCHVISION", True)
 
-    def on(device, dtype=torch.float32):
-        return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+    def route(backend, device, dtype=torch.float32, **grads):
+        tensor = types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+        with dcn.use_backend(backend):
+            return _backend.resolve(tensor, _backend.Grads(**grads)).name
 
-    assert _route("ext", on("cpu", torch.float64)) == "ext"
-    assert _route("ext", on("cpu", torch.float16)) == "torchvision"
-    assert _route("ext", on("cpu", torch.bfloat16)) == "reference"
-    assert _route("ext", on("cuda")) == "torchvision"
-    assert _route("torchvision", on("cpu")) == "torchvision"
-    assert _route("reference", on("cpu")) == "reference"
+    assert route("ext", "cpu", torch.float64) == "ext"
+    assert route("ext", "cpu", torch.float16) == "torchvision"
+    assert route("ext", "cpu", torch.bfloat16) == "reference"
+    assert route("ext", "cuda") == "torchvision"
+    assert route("torchvision", "cpu") == "torchvision"
+    assert route("reference", "cpu") == "reference"
+    assert route("cuda_emulated", "cpu", torch.bfloat16) == "cuda_emulated"
+    assert route("cuda_emulated", "cuda") == "reference"  # never falls to another fast backend
     monkeypatch.setattr(fake_ext, "has_cuda_kernels", lambda: True)
-    assert _route("ext", on("cuda", torch.bfloat16)) == "ext"
+    assert route("ext", "cuda", torch.bfloat16) == "ext"
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
-    assert _route("torchvision", on("cuda")) == "reference"
-    assert _route("ext", on("cuda")) == "reference"
-    assert _route("torchvision", on("cpu")) == "torchvision"
-    assert _route("ext", on("cpu")) == "ext"  # the CPU kernels are deterministic
+    assert route("ext", "cuda") == "ext"  # inference: no backward, no atomics
+    assert route("ext", "cuda", weight=True, sampling=True) == "ext"  # these gradients need no atomics
+    assert route("ext", "cuda", input=True) == "reference"
+    assert route("torchvision", "cuda") == "torchvision"
+    assert route("torchvision", "cuda", weight=True) == "reference"
+    assert route("cuda_emulated", "cpu", input=True) == "reference"
+    assert route("ext", "cpu", input=True) == "ext"  # the CPU kernels are deterministic
+    assert route("torchvision", "cpu", input=True) == "torchvision"
+
+
+def test_backend_table_lists_every_backend():
+    assert set(_backend.TABLE) == {"ext", "torchvision", "reference", "cuda_emulated"}
+    assert not _backend.TABLE["cuda_emulated"].default  # for verification only, never chosen by default
+    assert dcn.available_backends()[-1] == "cuda_emulated"
+
+
+def test_import_does_not_import_torchvision():
+    """`import dcn, adfnet` leaves torchvision (seconds to import) alone until its backend runs."""
+    code = (
+        "import sys, dcn, adfnet, torch\n"
+        "assert 'torchvision' not in sys.modules, 'imported by import'\n"
+        "print(dcn.available_backends())\n"
+        "assert 'torchvision' not in sys.modules, 'imported by available_backends'\n"
+        "x = torch.zeros(1, 1, 3, 3); o = torch.zeros(1, 18, 3, 3); m = torch.ones(1, 9, 3, 3)\n"
+        "w = torch.ones(1, 1, 3, 3)\n"
+        "with dcn.use_backend('torchvision'):\n"
+        "    dcn.modulated_deform_conv(x, o, m, w, None, 1, 1, 1, 1, 1)\n"
+        "assert 'torchvision' in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
