@@ -33,14 +33,19 @@ def load_error() -> str | None:
     return _load_error
 
 
+# Asked once (the dispatcher's answer cannot change, and dynamo cannot trace the query).
+_HAS_CUDA_KERNELS = _load_error is None and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, "CUDA")
+_HAS_EMULATION = _load_error is None and torch._C._dispatch_has_kernel_for_dispatch_key(_EMULATED_OP, "CPU")
+
+
 def has_cuda_kernels() -> bool:
     """True when the extension was compiled with its CUDA kernels."""
-    return is_available() and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, "CUDA")
+    return is_available() and _HAS_CUDA_KERNELS
 
 
 def has_emulation() -> bool:
     """True when the extension holds the CUDA kernels compiled for the CPU (`cuda_emulated`)."""
-    return is_available() and torch._C._dispatch_has_kernel_for_dispatch_key(_EMULATED_OP, "CPU")
+    return is_available() and _HAS_EMULATION
 
 
 def modulated_deform_conv(
@@ -116,7 +121,8 @@ def _backward_of(backward_op):
         grad_input, grad_offset, grad_mask, grad_weight, grad_bias = backward_op(
             grad_output, input, offset, mask, weight, bias, *ctx.params, output_mask
         )
-        grads = [g if needed else None for g, needed in zip((grad_input, grad_offset, grad_mask, grad_weight), need)]
+        computed = (grad_input, grad_offset, grad_mask, grad_weight)
+        grads = [g if needed else None for g, needed in zip(computed, need[:4], strict=True)]
         grads.append(grad_bias if bias is not None and need[4] else None)
         return (*grads, *(None,) * len(ctx.params))
 

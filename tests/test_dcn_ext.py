@@ -232,9 +232,10 @@ def _flat_args(tensors, params):
     return (*tensors, *stride, *padding, *dilation, groups, dg)
 
 
+emulated = torch.ops.dcn
 OPS = {
     "ext": (op, backward_op),
-    "cuda_emulated": (torch.ops.dcn.modulated_deform_conv_emulated, torch.ops.dcn.modulated_deform_conv_emulated_backward),
+    "cuda_emulated": (emulated.modulated_deform_conv_emulated, emulated.modulated_deform_conv_emulated_backward),
 }
 
 
@@ -392,8 +393,9 @@ def assert_low_precision_matches_float64(fn, dtype, device="cpu"):
     low = [t.to(device).requires_grad_() for t in rounded]
     out, grads = forward_and_grads(fn, low, params, grad_dtype=dtype)
     assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
-    for name, got, want in zip(["output", "input", "offset", "mask", "weight", "bias"], [out, *grads],
-                               [want_out, *want_grads], strict=True):
+    for name, got, want in zip(
+        ["output", "input", "offset", "mask", "weight", "bias"], [out, *grads], [want_out, *want_grads], strict=True
+    ):
         tol = LOW_PRECISION_TOL[dtype] * want.abs().max().item()
         torch.testing.assert_close(got.double().cpu(), want, rtol=0, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
 
