@@ -8,7 +8,9 @@ CPU (`cuda_emulated`), the latter also with the 64-bit index path forced and wit
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -510,3 +512,17 @@ def test_cuda_mixed_devices_is_a_value_error():
 def test_cuda_opcheck():
     tensors, params = make_case(n=2, dg=2, device="cuda")
     torch.library.opcheck(op, _flat_args(tensors, params))
+
+
+def test_default_arch_list_embeds_ptx():
+    """A FORCE_CUDA=1 build without a GPU must carry PTX, or GPUs newer than its SASS (sm_90, sm_100,
+    sm_120) fail with "no kernel image is available"; make.sh must not override setup.py's default."""
+    root = Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "setup.py").read_text())
+    defaults = [
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "DEFAULT_ARCH_LIST" for t in node.targets)
+    ]
+    assert len(defaults) == 1 and defaults[0].endswith("+PTX"), defaults
+    assert "TORCH_CUDA_ARCH_LIST=" not in (root / "make.sh").read_text()
