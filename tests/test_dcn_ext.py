@@ -402,11 +402,13 @@ def assert_low_precision_matches_float64(fn, dtype, device="cpu"):
         torch.testing.assert_close(got.double().cpu(), want, rtol=0, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("mode", list(CUDA_MODES))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_emulated_low_precision(dtype, impl):
-    if impl is _ext.modulated_deform_conv:
-        pytest.skip("the CPU kernels are float32/float64 only (test_cpu_kernels_reject_half)")
-    assert_low_precision_matches_float64(impl, dtype)
+def test_emulated_low_precision(dtype, mode, monkeypatch):
+    """The CUDA kernels' half and bfloat16 paths (the CPU kernels reject them: test_cpu_kernels_reject_half)."""
+    for key, value in CUDA_MODES[mode].items():
+        monkeypatch.setenv(key, value)
+    assert_low_precision_matches_float64(_ext.modulated_deform_conv_emulated, dtype)
 
 
 def test_half_weight_gradient_accumulates_in_float():
