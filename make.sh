@@ -2,7 +2,7 @@
 # Build the DCNv2 extension (dcn/_C*.so) in place: `sh make.sh`.
 #
 #   FORCE_CUDA=1     compile the CUDA kernels without a visible GPU (TORCH_CUDA_ARCH_LIST defaults
-#                    to 8.0 then; set it to your GPUs' archs, e.g. "7.5;8.6;8.9")
+#                    to 8.0+PTX then, see setup.py; set it to your GPUs' archs, e.g. "7.5;8.6;8.9+PTX")
 #   DCN_WITH_CUDA=0  CPU-only build
 #   MAX_JOBS         parallel compile jobs (default 2)
 #   PYTHON           interpreter whose torch to build against (default: the project's .venv/bin/python
@@ -14,10 +14,6 @@ cd "$(dirname "$0")"
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
     CUDA_HOME=/usr/local/cuda
     export CUDA_HOME
-fi
-if [ "${FORCE_CUDA:-0}" = "1" ] && [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
-    TORCH_CUDA_ARCH_LIST=8.0
-    export TORCH_CUDA_ARCH_LIST
 fi
 MAX_JOBS=${MAX_JOBS:-2}
 export MAX_JOBS

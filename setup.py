@@ -4,9 +4,14 @@ Install with ``pip install --no-build-isolation -e .`` (an isolated build would 
 download another one) or build in place with ``sh make.sh``.
 
 Environment:
-  FORCE_CUDA=1       compile the CUDA kernels even without a visible GPU (needs CUDA_HOME and,
-                     without a GPU, TORCH_CUDA_ARCH_LIST).
+  FORCE_CUDA=1       compile the CUDA kernels even without a visible GPU (needs CUDA_HOME; without a
+                     GPU, TORCH_CUDA_ARCH_LIST defaults to 8.0+PTX: sm_80 code plus PTX that newer
+                     GPUs compile at first use).
   DCN_WITH_CUDA=0    CPU-only build, whatever else is set.
+
+The CUDA kernels are always also compiled by the host compiler, through an emulation of the CUDA
+runtime (dcn/csrc/cuda/gpu_runtime.h), as the `cuda_emulated` backend: no CUDA toolkit is needed
+for that, and CI runs the CUDA code paths on the CPU with it.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ except ImportError:
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 CSRC = os.path.join("dcn", "csrc")
-DEFAULT_ARCH_LIST = "8.0"
+# PTX as well as sm_80 code: without it, GPUs newer than the list (sm_90, sm_100, sm_120) fail with
+# "no kernel image is available"; with it their driver compiles the PTX at first use.
+DEFAULT_ARCH_LIST = "8.0+PTX"
 
 
 def _with_cuda() -> bool:
@@ -57,8 +64,11 @@ def _with_cuda() -> bool:
 
 
 def _extension():
-    """The `dcn._C` extension: CUDAExtension with the .cu sources, or a CPU-only CppExtension."""
-    sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")) + glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    """The `dcn._C` extension: CUDAExtension with the .cu sources, or a CPU-only CppExtension.
+
+    Both include emulation/*.cpp: the .cu kernels compiled by the host compiler (`cuda_emulated`).
+    """
+    sources = sorted(path for sub in ("", "cpu", "emulation") for path in glob.glob(os.path.join(CSRC, sub, "*.cpp")))
     # -g0 overrides the -g in Python's default CFLAGS: debug info for the torch headers makes the
     # build slower and the library ~30x larger.
     extra_compile_args = {"cxx": ["-O3", "-g0"]}

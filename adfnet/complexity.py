@@ -2,7 +2,8 @@
 
 The default counts everything that multiplies: convolutions (transposed ones by their true cost),
 the DCN main convolutions and the dynamic filtering, through ``torch.utils.flop_counter`` (formulas
-for the DCN ops are given here, the one for ``adfnet::dynamic_filter`` lives with the op).
+for the DCN ops and ``adfnet::dynamic_filter`` are given here: registering the latter beside the op
+would make ``import adfnet`` import flop_counter, and with it triton, ~0.3 s).
 
 ``--thop_convention`` reproduces the figures of the official code and paper (7.650979 M parameters,
 13.909240672 G "FLOPs" for ADFNet on 1x3x128x128), which came from an old thop: per Conv2d,
@@ -14,17 +15,24 @@ convolution (also left out of the parameters) nor for the dynamic filtering.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 import dcn
 from adfnet.models import build_model
 
 aten = torch.ops.aten
+
+
+@register_flop_formula(torch.ops.adfnet.dynamic_filter)
+def _dynamic_filter_flops(x_shape, kernels_shape, *args, out_shape=None, **kwargs) -> int:
+    """One multiply-add per kernel entry (flop_counter counts a multiply-add as 2 flops)."""
+    return 2 * math.prod(kernels_shape)
 
 
 def _deform_conv_flops(weight_index: int) -> Callable[..., int]:
@@ -37,7 +45,8 @@ def _deform_conv_flops(weight_index: int) -> Callable[..., int]:
 
 def _dcn_formulas() -> dict:
     """flop_counter formulas of the ops of the available DCN backends."""
-    dcn.available_backends()  # imports torchvision and loads the extension, registering their ops
+    with contextlib.suppress(ImportError):
+        import torchvision.ops  # noqa: F401  (registers torchvision::deform_conv2d; dcn imports it lazily)
     formulas = {}
     for namespace, name, weight_index in (("torchvision", "deform_conv2d", 1), ("dcn", "modulated_deform_conv", 3)):
         try:

@@ -1,7 +1,9 @@
 """The compiled DCNv2 backend: loads `dcn._C` and registers fake kernels and autograd for its ops.
 
-Importing this module never fails; when the extension is not built, `is_available()` is False and
-`load_error()` says why.
+Two op pairs: `dcn::modulated_deform_conv` (+ `_backward`), with CPU and (when compiled) CUDA
+kernels, and `dcn::modulated_deform_conv_emulated` (+ `_backward`), the CUDA kernels compiled for
+the CPU (the `cuda_emulated` backend). Importing this module never fails; when the extension is
+not built, `is_available()` is False and `load_error()` says why.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib
 import torch
 
 _OP = "dcn::modulated_deform_conv"
-_BACKWARD_OP = "dcn::modulated_deform_conv_backward"
+_EMULATED_OP = "dcn::modulated_deform_conv_emulated"
 
 _load_error: str | None = None
 try:
@@ -31,9 +33,19 @@ def load_error() -> str | None:
     return _load_error
 
 
+# Asked once (the dispatcher's answer cannot change, and dynamo cannot trace the query).
+_HAS_CUDA_KERNELS = _load_error is None and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, "CUDA")
+_HAS_EMULATION = _load_error is None and torch._C._dispatch_has_kernel_for_dispatch_key(_EMULATED_OP, "CPU")
+
+
 def has_cuda_kernels() -> bool:
     """True when the extension was compiled with its CUDA kernels."""
-    return is_available() and torch._C._dispatch_has_kernel_for_dispatch_key(_OP, "CUDA")
+    return is_available() and _HAS_CUDA_KERNELS
+
+
+def has_emulation() -> bool:
+    """True when the extension holds the CUDA kernels compiled for the CPU (`cuda_emulated`)."""
+    return is_available() and _HAS_EMULATION
 
 
 def modulated_deform_conv(
@@ -56,17 +68,38 @@ def modulated_deform_conv(
     )
 
 
+def modulated_deform_conv_emulated(
+    input: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    deformable_groups: int,
+) -> torch.Tensor:
+    """The CUDA kernels run on the CPU, one GPU thread after another (differentiable; slow)."""
+    if not has_emulation():
+        raise RuntimeError(f"the emulated CUDA kernels are not available ({_load_error}); build with `sh make.sh`")
+    return torch.ops.dcn.modulated_deform_conv_emulated(
+        input, offset, mask, weight, bias, *stride, *padding, *dilation, groups, deformable_groups
+    )
+
+
 def _forward_fake(input, offset, mask, weight, bias, *params):
     return input.new_empty((input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3]))
 
 
 def _backward_fake(grad_output, input, offset, mask, weight, bias, *params):
+    need_input, need_sampling, need_weight = params[-1]
     contiguous = torch.contiguous_format
     return (
-        torch.empty_like(input, memory_format=contiguous),
-        torch.empty_like(offset, memory_format=contiguous),
-        torch.empty_like(mask, memory_format=contiguous),
-        torch.empty_like(weight, memory_format=contiguous),
+        torch.empty_like(input, memory_format=contiguous) if need_input else None,
+        torch.empty_like(offset, memory_format=contiguous) if need_sampling else None,
+        torch.empty_like(mask, memory_format=contiguous) if need_sampling else None,
+        torch.empty_like(weight, memory_format=contiguous) if need_weight else None,
         weight.new_empty((weight.shape[0],)),
     )
 
@@ -77,23 +110,35 @@ def _setup_context(ctx, inputs, output):
     ctx.params = params
 
 
-def _backward(ctx, grad_output):
-    input, offset, mask, weight, bias = ctx.saved_tensors
-    grad_input, grad_offset, grad_mask, grad_weight, grad_bias = torch.ops.dcn.modulated_deform_conv_backward(
-        grad_output, input, offset, mask, weight, bias, *ctx.params
-    )
-    if bias is None:
-        grad_bias = None
-    return (grad_input, grad_offset, grad_mask, grad_weight, grad_bias) + (None,) * len(ctx.params)
+def _backward_of(backward_op):
+    """The autograd formula of an op whose gradients `backward_op` computes."""
+
+    def backward(ctx, grad_output):
+        input, offset, mask, weight, bias = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        # Only the gradients autograd asks for: (input, offset and mask, weight); grad_bias is a cheap sum.
+        output_mask = [need[0], need[1] or need[2], need[3]]
+        grad_input, grad_offset, grad_mask, grad_weight, grad_bias = backward_op(
+            grad_output, input, offset, mask, weight, bias, *ctx.params, output_mask
+        )
+        computed = (grad_input, grad_offset, grad_mask, grad_weight)
+        grads = [g if needed else None for g, needed in zip(computed, need[:4], strict=True)]
+        grads.append(grad_bias if bias is not None and need[4] else None)
+        return (*grads, *(None,) * len(ctx.params))
+
+    return backward
 
 
 def _register() -> None:
-    torch.library.register_fake(_OP)(_forward_fake)
-    torch.library.register_fake(_BACKWARD_OP)(_backward_fake)
-    torch.library.register_autograd(_OP, _backward, setup_context=_setup_context)
-    # Under autocast the op runs in float32 (inputs may arrive in mixed dtypes), as torchvision's does.
-    for device in ("cpu", "cuda"):
-        torch.library.register_autocast(_OP, device, torch.float32)
+    for op in [_OP, _EMULATED_OP] if has_emulation() else [_OP]:
+        backward_name = f"{op}_backward"
+        torch.library.register_fake(op)(_forward_fake)
+        torch.library.register_fake(backward_name)(_backward_fake)
+        backward_op = getattr(torch.ops.dcn, backward_name.split("::")[1])
+        torch.library.register_autograd(op, _backward_of(backward_op), setup_context=_setup_context)
+        # Under autocast the op runs in float32 (inputs may arrive in mixed dtypes), as torchvision's does.
+        for device in ("cpu", "cuda"):
+            torch.library.register_autocast(op, device, torch.float32)
 
 
 if _load_error is None:

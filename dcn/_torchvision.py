@@ -22,8 +22,9 @@ def _outside_open_box(
 ) -> torch.Tensor:
     """Boolean ``(N, dg, K, 1, Ho, Wo)``: the sample point is not inside ``(-1, H) x (-1, W)``.
 
-    y and x are formed as the kernels do -- integer part ``o*s - p + i*d`` first, converted to the
-    tensor dtype, then ``+ offset`` -- so the comparison agrees with theirs bit for bit.
+    y and x are formed as torchvision's kernels do -- integer part ``o*s - p + i*d`` first, converted
+    to the tensor dtype (also for half, where dcn's own kernels use float), then ``+ offset`` -- so
+    the comparison agrees with theirs bit for bit.
     """
     n, channels, ho, wo = offset.shape
     kh, kw = kernel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn.modules.utils import _pair
 
-from . import _backend, reference
+from . import _backend
 
 IntPair = int | tuple[int, int]
 
@@ -35,13 +35,9 @@ def modulated_deform_conv(
     passed through a sigmoid, weight (Cout, Cin/groups, kh, kw), bias (Cout,) or None.
     All tensors share one floating dtype and one device; a ``ValueError`` names any mismatch.
 
-    The backend comes from :func:`dcn.use_backend`, ``DCN_BACKEND`` or the default
-    (see :mod:`dcn._backend`). A backend that cannot compute the dtype/device at hand hands the
-    call to the next one that can: torchvision has no bfloat16 kernels and the extension's CPU
-    kernels are float32/float64 only, so e.g. bfloat16 on CPU always runs on ``reference``; CUDA
-    inputs skip an extension built without CUDA kernels; under
-    ``torch.use_deterministic_algorithms(True)`` CUDA inputs skip the extension and torchvision
-    (both scatter grad_input with atomics) for the deterministic ``reference``.
+    The backend comes from :func:`dcn.use_backend`, ``DCN_BACKEND`` or the default; one that cannot
+    run the dtype/device at hand (or, in deterministic mode, the gradients needed) hands the call
+    to its fallback: see :func:`dcn._backend.resolve` and the table beside it.
 
     Under ``torch.autocast`` the op runs in float32 and returns float32, as torchvision's autocast
     kernel does: in half precision the sampling positions (grid + offset) keep only a few
@@ -54,45 +50,18 @@ def modulated_deform_conv(
             return modulated_deform_conv(*tensors, stride, padding, dilation, groups, deformable_groups)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     _validate(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
-    backend = _route(_backend.get_backend(), input)
-    if backend == "ext":
-        ext = _backend._load_ext()
-        assert ext is not None  # get_backend() only offers "ext" when it is loadable
-        fn = ext.modulated_deform_conv
-    elif backend == "torchvision":
-        from . import _torchvision
-
-        fn = _torchvision.modulated_deform_conv
-    else:
-        fn = reference.modulated_deform_conv
+    grad = torch.is_grad_enabled()
+    grads = _backend.Grads(
+        input=grad and input.requires_grad,
+        sampling=grad and (offset.requires_grad or mask.requires_grad),
+        weight=grad and (weight.requires_grad or (bias is not None and bias.requires_grad)),
+    )
+    fn = _backend.resolve(input, grads).function()
     return fn(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
 
 
 def _float32(t: torch.Tensor | None) -> torch.Tensor | None:
     return t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
-
-
-def _route(backend: str, input: torch.Tensor) -> str:
-    """First backend from ``backend`` on (in ``_backend.BACKENDS`` order) that can run ``input``."""
-    available = _backend.available_backends()
-    for name in _backend.BACKENDS[_backend.BACKENDS.index(backend) :]:
-        if name in available and _supports(name, input):
-            return name
-    return "reference"
-
-
-def _supports(backend: str, input: torch.Tensor) -> bool:
-    dtype, device = input.dtype, input.device.type
-    if device == "cuda" and backend != "reference" and torch.are_deterministic_algorithms_enabled():
-        return False  # the CPU kernels are deterministic; the CUDA ones scatter with atomics
-    if backend == "ext":
-        if device == "cpu":
-            return dtype in (torch.float32, torch.float64)
-        ext = _backend._load_ext()
-        return device == "cuda" and ext is not None and ext.has_cuda_kernels()
-    if backend == "torchvision":
-        return dtype != torch.bfloat16
-    return True
 
 
 def _validate(
@@ -108,6 +77,14 @@ def _validate(
     deformable_groups: int,
 ) -> None:
     """Raise a ``ValueError`` naming the first inconsistency, so no kernel ever sees bad input."""
+    _check_tensors(input, offset, mask, weight, bias)
+    _check_hyperparameters(stride, padding, dilation, groups, deformable_groups)
+    _check_channels(input, offset, mask, weight, bias, groups, deformable_groups)
+    _check_spatial(input, offset, mask, weight, stride, padding, dilation)
+
+
+def _check_tensors(input, offset, mask, weight, bias) -> None:
+    """Tensors of the right rank, floating point, one dtype and one device."""
     tensors = {"input": input, "offset": offset, "mask": mask, "weight": weight}
     if bias is not None:
         tensors["bias"] = bias
@@ -126,6 +103,9 @@ def _validate(
             raise ValueError(
                 f"modulated_deform_conv: device mismatch: input is on {input.device}, {name} on {t.device}"
             )
+
+
+def _check_hyperparameters(stride, padding, dilation, groups, deformable_groups) -> None:
     for name, value, low in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1)):
         if any(not isinstance(v, int) or v < low for v in value):
             raise ValueError(f"modulated_deform_conv: {name} must be integers >= {low}, got {value}")
@@ -133,9 +113,13 @@ def _validate(
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"modulated_deform_conv: {name} must be a positive integer, got {value!r}")
 
+
+def _check_channels(input, offset, mask, weight, bias, groups, deformable_groups) -> None:
     n, cin, h, w = input.shape
     cout, cin_per_group, kh, kw = weight.shape
     taps = kh * kw
+    if cin == 0:
+        raise ValueError("modulated_deform_conv: input has 0 channels; a convolution needs at least one")
     if cin_per_group * groups != cin:
         raise ValueError(
             f"modulated_deform_conv: weight has {cin_per_group} input channels per group, "
@@ -159,6 +143,12 @@ def _validate(
             f"modulated_deform_conv: mask has {mask.shape[1]} channels, expected "
             f"deformable_groups * kh * kw = {deformable_groups} * {kh} * {kw} = {deformable_groups * taps}"
         )
+
+
+def _check_spatial(input, offset, mask, weight, stride, padding, dilation) -> None:
+    """A positive output size that offset and mask match, batch for batch."""
+    n, _, h, w = input.shape
+    kh, kw = weight.shape[-2:]
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     if ho <= 0 or wo <= 0:

@@ -56,8 +56,16 @@ class ModulatedDeformConv(nn.Module):
 
     def forward(self, input: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return modulated_deform_conv(
-            input, offset, mask, self.weight, self.bias, self.stride, self.padding,
-            self.dilation, self.groups, self.deformable_groups,
+            input,
+            offset,
+            mask,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.deformable_groups,
         )
 
     def extra_repr(self) -> str:
@@ -103,8 +111,13 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
         predictor_in = offset_in_channel if extra_offset_mask else in_channels
         taps = self.kernel_size[0] * self.kernel_size[1]
         self.conv_offset_mask = nn.Conv2d(
-            predictor_in, deformable_groups * 3 * taps, self.kernel_size, self.stride, self.padding,
-            dilation=self.dilation, bias=True,
+            predictor_in,
+            deformable_groups * 3 * taps,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            dilation=self.dilation,
+            bias=True,
         )
         self.init_offset()
 
@@ -126,6 +139,14 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
         n_offset = 2 * out.shape[1] // 3
         offset, mask = out[:, :n_offset], torch.sigmoid(out[:, n_offset:])
         return modulated_deform_conv(
-            input, offset, mask, self.weight, self.bias, self.stride, self.padding,
-            self.dilation, self.groups, self.deformable_groups,
+            input,
+            offset,
+            mask,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.deformable_groups,
         )

@@ -37,32 +37,35 @@ def _sample_columns(
     dev = input.device
 
     # Sampling coordinates (N, dg, K, Ho, Wo): integer grid position first, then + offset (dy, dx
-    # interleaved per tap), in the input dtype -- the order the compiled kernels use.
+    # interleaved per tap) -- the order the compiled kernels use. Like them, coordinates, weights
+    # and sums are formed in at least float32 (half keeps no fractional bit of a coordinate >= 1024);
+    # the samples are rounded to the input dtype at the end.
+    acc = torch.promote_types(input.dtype, torch.float32)
     tap_y = (torch.arange(kh, device=dev) * dilation[0]).repeat_interleave(kw)  # (K,)
     tap_x = (torch.arange(kw, device=dev) * dilation[1]).repeat(kh)
     grid_y = torch.arange(ho, device=dev) * stride[0] - padding[0]
     grid_x = torch.arange(wo, device=dev) * stride[1] - padding[1]
     off = offset.reshape(n, dg, taps, 2, ho, wo)
-    y = (tap_y[:, None, None] + grid_y[None, :, None]).to(input.dtype) + off[:, :, :, 0]
-    x = (tap_x[:, None, None] + grid_x[None, None, :]).to(input.dtype) + off[:, :, :, 1]
+    y = (tap_y[:, None, None] + grid_y[None, :, None]).to(acc) + off[:, :, :, 0].to(acc)
+    x = (tap_x[:, None, None] + grid_x[None, None, :]).to(acc) + off[:, :, :, 1].to(acc)
 
-    inside = ((y > -1) & (y < h) & (x > -1) & (x < w)).to(input.dtype)
+    inside = ((y > -1) & (y < h) & (x > -1) & (x < w)).to(acc)
     y0, x0 = torch.floor(y), torch.floor(x)
     fy, fx = y - y0, x - x0
     y0, x0 = y0.long(), x0.long()
 
     length = taps * ho * wo
     planes = input.reshape(n, dg, c // dg, h * w)
-    samples = input.new_zeros(n, dg, c // dg, length)
+    samples = input.new_zeros(n, dg, c // dg, length, dtype=acc)
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             yy, xx = y0 + dy, x0 + dx
             valid = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
             index = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(n, dg, 1, length)
             corner = planes.gather(3, index.expand(n, dg, c // dg, length))
-            samples = samples + corner * (wy * wx * valid * inside).reshape(n, dg, 1, length)
-    samples = samples * mask.reshape(n, dg, 1, length)
-    return samples.reshape(n, c, taps, ho * wo)
+            samples = samples + corner.to(acc) * (wy * wx * valid * inside).reshape(n, dg, 1, length)
+    samples = samples * mask.reshape(n, dg, 1, length).to(acc)
+    return samples.reshape(n, c, taps, ho * wo).to(input.dtype)
 
 
 def modulated_deform_conv(

@@ -3,7 +3,7 @@
 # this project into it (editable), which compiles the DCNv2 extension in place.
 #   PYTHON=python3.11  which interpreter creates the environment
 #   FORCE_CUDA=1       compile the CUDA kernels even where no GPU is visible (needs nvcc;
-#                      set TORCH_CUDA_ARCH_LIST, e.g. "8.0", and CUDA_HOME)
+#                      TORCH_CUDA_ARCH_LIST defaults to "8.0+PTX"; CUDA_HOME)
 #   DCN_WITH_CUDA=0    force a CPU-only extension
 set -euo pipefail
 cd "$(dirname "$0")/.."

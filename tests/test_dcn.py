@@ -4,8 +4,11 @@ others, against mmcv's published values; module layout; backend selection; input
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
 import dcn
-from dcn import _backend, _torchvision, reference
+from dcn import _backend, _ext, _torchvision, reference
 
 BACKENDS = dcn.available_backends()
 NAMES = ("input", "offset", "mask", "weight", "bias")
@@ -76,8 +79,21 @@ def loop_dcn(input, offset, mask, weight, bias, stride, padding, dilation, group
 
 
 def make_case(
-    n=2, c=4, cout=4, h=5, w=6, k=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1, dg=1,
-    offsets="random", bias=True, dtype=torch.float64, seed=0,
+    n=2,
+    c=4,
+    cout=4,
+    h=5,
+    w=6,
+    k=(3, 3),
+    stride=(1, 1),
+    padding=(1, 1),
+    dilation=(1, 1),
+    groups=1,
+    dg=1,
+    offsets="random",
+    bias=True,
+    dtype=torch.float64,
+    seed=0,
 ):
     g = torch.Generator().manual_seed(seed)
     kh, kw = k
@@ -103,9 +119,7 @@ def run(fn, case):
     leaves = {name: None if t is None else t.clone().requires_grad_() for name, t in tensors.items()}
     out = fn(*(leaves[name] for name in NAMES), *params)
     out.backward(grad_out)
-    grads = [
-        None if t is None else (t.grad if t.grad is not None else torch.zeros_like(t)) for t in leaves.values()
-    ]
+    grads = [None if t is None else (t.grad if t.grad is not None else torch.zeros_like(t)) for t in leaves.values()]
     return [out.detach(), *grads]
 
 
@@ -159,8 +173,9 @@ def test_backend_matches_loop_reference(backend, case, loop_results):
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backends_agree_with_reference(backend, dtype, tol):
-    case = make_case(n=3, c=8, cout=6, h=11, w=9, stride=(2, 1), dilation=(1, 2), padding=(1, 2), groups=2, dg=2,
-                     dtype=dtype, seed=3)
+    case = make_case(
+        n=3, c=8, cout=6, h=11, w=9, stride=(2, 1), dilation=(1, 2), padding=(1, 2), groups=2, dg=2, dtype=dtype, seed=3
+    )
     got = run(via(backend), case)
     want = run(via("reference"), case)
     assert got[0].dtype == dtype
@@ -170,8 +185,9 @@ def test_backends_agree_with_reference(backend, dtype, tol):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_non_contiguous_inputs(backend):
     tensors, params, _ = make_case(dg=2, seed=4)
-    strided = {name: t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() == 4 else t
-               for name, t in tensors.items()}
+    strided = {
+        name: t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() == 4 else t for name, t in tensors.items()
+    }
     assert not strided["input"].is_contiguous()
     with dcn.use_backend(backend):
         got = dcn.modulated_deform_conv(*(strided[name] for name in NAMES), *params)
@@ -266,8 +282,15 @@ def test_zero_init_pack_is_half_a_convolution(backend, options):
     x = torch.randn(2, 4, 7, 8, dtype=torch.float64)
     with dcn.use_backend(backend):
         out = layer(x)
-    expected = F.conv2d(x, 0.5 * layer.weight, layer.bias, options["stride"], options["padding"],
-                        options.get("dilation", 1), options.get("groups", 1))
+    expected = F.conv2d(
+        x,
+        0.5 * layer.weight,
+        layer.bias,
+        options["stride"],
+        options["padding"],
+        options.get("dilation", 1),
+        options.get("groups", 1),
+    )
     torch.testing.assert_close(out, expected)
 
 
@@ -293,14 +316,16 @@ def test_pack_state_dict_names_and_shapes():
 
 def test_pack_splits_offset_and_mask_like_dcnv2():
     torch.manual_seed(1)
-    layer = dcn.ModulatedDeformConvPack(4, 4, 3, 1, 1, deformable_groups=2, extra_offset_mask=True,
-                                        offset_in_channel=5).double()
+    layer = dcn.ModulatedDeformConvPack(
+        4, 4, 3, 1, 1, deformable_groups=2, extra_offset_mask=True, offset_in_channel=5
+    ).double()
     torch.nn.init.normal_(layer.conv_offset_mask.weight, std=0.3)
     x, feats = torch.randn(1, 4, 6, 6, dtype=torch.float64), torch.randn(1, 5, 6, 6, dtype=torch.float64)
     predicted = layer.conv_offset_mask(feats)
     o1, o2, m = torch.chunk(predicted, 3, dim=1)  # DCNv2's own split
-    expected = reference.modulated_deform_conv(x, torch.cat((o1, o2), 1), torch.sigmoid(m), layer.weight,
-                                               layer.bias, (1, 1), (1, 1), (1, 1), 1, 2)
+    expected = reference.modulated_deform_conv(
+        x, torch.cat((o1, o2), 1), torch.sigmoid(m), layer.weight, layer.bias, (1, 1), (1, 1), (1, 1), 1, 2
+    )
     torch.testing.assert_close(layer([x, feats]), expected)
     torch.testing.assert_close(layer((x, feats)), expected)
     with pytest.raises(ValueError, match="expects"):
@@ -355,6 +380,14 @@ def calls(monkeypatch):
     spy("reference", reference)
     if "ext" in BACKENDS:
         spy("ext", _backend._load_ext())
+    if "cuda_emulated" in BACKENDS:
+        original = _ext.modulated_deform_conv_emulated
+
+        def emulated(*args, **kwargs):
+            seen.append("cuda_emulated")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(_ext, "modulated_deform_conv_emulated", emulated)
     return seen
 
 
@@ -383,8 +416,10 @@ def test_context_manager_nests_and_overrides_env(monkeypatch, calls):
 
 
 def test_unknown_backend_is_a_clear_error(monkeypatch):
-    with pytest.raises(ValueError, match=r"unknown backend 'cudnn'.*Available backends: .*reference"), \
-            dcn.use_backend("cudnn"):
+    with (
+        pytest.raises(ValueError, match=r"unknown backend 'cudnn'.*Available backends: .*reference"),
+        dcn.use_backend("cudnn"),
+    ):
         pass
     monkeypatch.setenv("DCN_BACKEND", "fast")
     with pytest.raises(ValueError, match=r"DCN_BACKEND=fast.*Available backends"):
@@ -404,8 +439,10 @@ def test_missing_ext_default_and_single_warning(monkeypatch, calls):
     assert len(caught) == 1
     message = str(caught[0].message)
     assert "sh make.sh" in message and "pip install --no-build-isolation -e ." in message
-    with pytest.raises(ValueError, match=r"extension is not available.*make\.sh.*Available backends"), \
-            dcn.use_backend("ext"):
+    with (
+        pytest.raises(ValueError, match=r"extension is not available.*make\.sh.*Available backends"),
+        dcn.use_backend("ext"),
+    ):
         pass
     monkeypatch.setenv("DCN_BACKEND", "ext")
     with pytest.raises(ValueError, match="DCN_BACKEND=ext"):
@@ -422,10 +459,11 @@ def test_default_prefers_ext_when_built(monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bfloat16_on_cpu_runs_on_reference(backend, calls):
+    """Except on cuda_emulated, which runs bfloat16 like the CUDA kernels do."""
     args = _tiny(torch.bfloat16)
     with dcn.use_backend(backend):
         out = dcn.modulated_deform_conv(*args)
-    assert calls == ["reference"] and out.dtype == torch.bfloat16
+    assert calls == ["cuda_emulated" if backend == "cuda_emulated" else "reference"] and out.dtype == torch.bfloat16
     want = reference.modulated_deform_conv(*(a.double() if isinstance(a, torch.Tensor) else a for a in args))
     torch.testing.assert_close(out.double(), want, rtol=0.05, atol=0.05)
 
@@ -441,36 +479,66 @@ def test_float16_on_cpu(backend):
 
 
 def test_routing_when_the_backend_cannot_run_the_input(monkeypatch):
-    """ext CPU kernels are float32/float64; an ext without CUDA kernels and deterministic CUDA skip on."""
-    from dcn.functional import _route
-
-    fake_ext = types.SimpleNamespace(has_cuda_kernels=lambda: False)
+    """ext CPU kernels are float32/float64; an ext without CUDA kernels skips CUDA inputs; deterministic
+    CUDA calls skip the backends whose backward needs atomics, but only when that gradient is needed."""
+    fake_ext = types.SimpleNamespace(has_cuda_kernels=lambda: False, has_emulation=lambda: True)
     monkeypatch.setattr(_backend, "_load_ext", lambda: fake_ext)
     monkeypatch.setattr(_backend, "_HAS_TORCHVISION", True)
 
-    def on(device, dtype=torch.float32):
-        return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+    def route(backend, device, dtype=torch.float32, **grads):
+        tensor = types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+        with dcn.use_backend(backend):
+            return _backend.resolve(tensor, _backend.Grads(**grads)).name
 
-    assert _route("ext", on("cpu", torch.float64)) == "ext"
-    assert _route("ext", on("cpu", torch.float16)) == "torchvision"
-    assert _route("ext", on("cpu", torch.bfloat16)) == "reference"
-    assert _route("ext", on("cuda")) == "torchvision"
-    assert _route("torchvision", on("cpu")) == "torchvision"
-    assert _route("reference", on("cpu")) == "reference"
+    assert route("ext", "cpu", torch.float64) == "ext"
+    assert route("ext", "cpu", torch.float16) == "torchvision"
+    assert route("ext", "cpu", torch.bfloat16) == "reference"
+    assert route("ext", "cuda") == "torchvision"
+    assert route("torchvision", "cpu") == "torchvision"
+    assert route("reference", "cpu") == "reference"
+    assert route("cuda_emulated", "cpu", torch.bfloat16) == "cuda_emulated"
+    assert route("cuda_emulated", "cuda") == "reference"  # never falls to another fast backend
     monkeypatch.setattr(fake_ext, "has_cuda_kernels", lambda: True)
-    assert _route("ext", on("cuda", torch.bfloat16)) == "ext"
+    assert route("ext", "cuda", torch.bfloat16) == "ext"
     monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
-    assert _route("torchvision", on("cuda")) == "reference"
-    assert _route("ext", on("cuda")) == "reference"
-    assert _route("torchvision", on("cpu")) == "torchvision"
-    assert _route("ext", on("cpu")) == "ext"  # the CPU kernels are deterministic
+    assert route("ext", "cuda") == "ext"  # inference: no backward, no atomics
+    assert route("ext", "cuda", weight=True, sampling=True) == "ext"  # these gradients need no atomics
+    assert route("ext", "cuda", input=True) == "reference"
+    assert route("torchvision", "cuda") == "torchvision"
+    assert route("torchvision", "cuda", weight=True) == "reference"
+    assert route("cuda_emulated", "cpu", input=True) == "reference"
+    assert route("ext", "cpu", input=True) == "ext"  # the CPU kernels are deterministic
+    assert route("torchvision", "cpu", input=True) == "torchvision"
+
+
+def test_backend_table_lists_every_backend():
+    assert set(_backend.TABLE) == {"ext", "torchvision", "reference", "cuda_emulated"}
+    assert not _backend.TABLE["cuda_emulated"].default  # for verification only, never chosen by default
+    assert dcn.available_backends()[-1] == "cuda_emulated"
+
+
+def test_import_does_not_import_torchvision():
+    """`import dcn, adfnet` leaves torchvision (seconds to import) alone until its backend runs."""
+    code = (
+        "import sys, dcn, adfnet, torch\n"
+        "assert 'torchvision' not in sys.modules, 'imported by import'\n"
+        "print(dcn.available_backends())\n"
+        "assert 'torchvision' not in sys.modules, 'imported by available_backends'\n"
+        "x = torch.zeros(1, 1, 3, 3); o = torch.zeros(1, 18, 3, 3); m = torch.ones(1, 9, 3, 3)\n"
+        "w = torch.ones(1, 1, 3, 3)\n"
+        "with dcn.use_backend('torchvision'):\n"
+        "    dcn.modulated_deform_conv(x, o, m, w, None, 1, 1, 1, 1, 1)\n"
+        "assert 'torchvision' in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_autocast_runs_in_float32(backend):
     torch.manual_seed(2)
-    layer = dcn.ModulatedDeformConvPack(4, 4, 3, 1, 1, deformable_groups=2, extra_offset_mask=True,
-                                        offset_in_channel=3)
+    layer = dcn.ModulatedDeformConvPack(4, 4, 3, 1, 1, deformable_groups=2, extra_offset_mask=True, offset_in_channel=3)
     x, feats = torch.randn(1, 4, 6, 5), torch.randn(1, 3, 6, 5)
     with dcn.use_backend(backend):
         expected = layer([x, feats])
@@ -487,8 +555,10 @@ def test_autocast_runs_in_float32(backend):
 
 def _bad(change):
     tensors, params, _ = make_case(n=2, c=4, cout=4, dg=2)
-    args = {**tensors, **dict(zip(("stride", "padding", "dilation", "groups", "deformable_groups"), params,
-                                  strict=True))}
+    args = {
+        **tensors,
+        **dict(zip(("stride", "padding", "dilation", "groups", "deformable_groups"), params, strict=True)),
+    }
     change(args)
     return args
 
@@ -498,8 +568,10 @@ BAD_INPUTS = {
     "mask channels": (lambda a: a.update(mask=a["mask"][:, :9]), r"mask has 9 channels, expected"),
     "dg not dividing": (lambda a: a.update(deformable_groups=3), r"deformable_groups=3 does not divide the 4"),
     "groups vs weight": (lambda a: a.update(groups=2), r"groups=2 needs 8 input channels, but input has 4"),
-    "groups vs out": (lambda a: a.update(weight=a["weight"][:3, :2], bias=a["bias"][:3], groups=2),
-                      r"out channels 3 \(weight\) not divisible by groups=2"),
+    "groups vs out": (
+        lambda a: a.update(weight=a["weight"][:3, :2], bias=a["bias"][:3], groups=2),
+        r"out channels 3 \(weight\) not divisible by groups=2",
+    ),
     "offset spatial": (lambda a: a.update(offset=a["offset"][..., :-1]), r"offset spatial size \(5, 5\) != output"),
     "mask spatial": (lambda a: a.update(mask=a["mask"][:, :, 1:]), r"mask spatial size \(4, 6\) != output"),
     "batch": (lambda a: a.update(mask=a["mask"][:1]), r"mask batch size 1 != input batch size 2"),

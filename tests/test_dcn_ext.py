@@ -2,11 +2,15 @@
 
 The public API, backend selection and mmcv's golden values are tested in test_dcn.py; this file
 tests the extension itself: kernels, registration (opcheck, torch.compile), checks and chunking.
+Every kernel test runs twice: on the CPU kernels (`ext`) and on the CUDA kernels compiled for the
+CPU (`cuda_emulated`), the latter also with the 64-bit index path forced and with a capped grid.
 """
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,15 +18,34 @@ from torchvision.ops import deform_conv2d
 
 from dcn import _ext, reference
 
-if not _ext.is_available():  # the project ships the extension: not having it is a failure, never a skip
+if not _ext.has_emulation():  # the project ships the extension: not having it is a failure, never a skip
     raise ImportError(
-        f"the dcn extension is not built ({_ext.load_error()}): run `sh make.sh` or "
+        f"the dcn extension is not built ({_ext.load_error() or 'no emulated CUDA kernels'}): run `sh make.sh` or "
         "`pip install --no-build-isolation -e .` (to test the fallbacks alone: --ignore=tests/test_dcn_ext.py)"
     )
 
 op = torch.ops.dcn.modulated_deform_conv
 backward_op = torch.ops.dcn.modulated_deform_conv_backward
 TOL64 = {"rtol": 1e-10, "atol": 1e-10}
+ALL_GRADS = [True, True, True]
+
+# The implementations under test, and the launch modes of the emulated CUDA kernels.
+IMPLS = {"ext": _ext.modulated_deform_conv, "cuda_emulated": _ext.modulated_deform_conv_emulated}
+CUDA_MODES = {
+    "index32": {},
+    "index64": {"DCN_CUDA_INDEX64": "1"},  # the 64-bit path, normally taken above 2^31 elements only
+    "capped_grid": {"DCN_CUDA_MAX_BLOCKS": "1"},  # one block: every thread strides over many items
+}
+VARIANTS = ["ext", *(f"cuda_emulated-{mode}" for mode in CUDA_MODES)]
+
+
+@pytest.fixture(params=VARIANTS)
+def impl(request, monkeypatch):
+    """An implementation of the op: the CPU kernels, or the emulated CUDA kernels in one launch mode."""
+    name, _, mode = request.param.partition("-")
+    for key, value in CUDA_MODES.get(mode, {}).items():
+        monkeypatch.setenv(key, value)
+    return IMPLS[name]
 
 
 def make_case(
@@ -64,18 +87,19 @@ def make_case(
     return tensors, (stride, padding, dilation, groups, dg)
 
 
-def forward_and_grads(fn, tensors, params, seed: int = 1):
-    """Output and the gradients of every given tensor for a fixed random output gradient."""
+def forward_and_grads(fn, tensors, params, seed: int = 1, grad_dtype: torch.dtype | None = None):
+    """Output and the gradients of every given tensor for a fixed random output gradient (rounded to
+    ``grad_dtype`` first when given)."""
     out = fn(*tensors, *params)
     grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     used = [t for t in tensors if t is not None]
-    grads = torch.autograd.grad(out, used, grad_out.to(out), allow_unused=True)
+    grads = torch.autograd.grad(out, used, grad_out.to(grad_dtype or out.dtype).to(out), allow_unused=True)
     return out, grads
 
 
-def assert_matches_reference(tensors, params):
-    """Forward and all gradients equal dcn.reference's (float64)."""
-    out, grads = forward_and_grads(_ext.modulated_deform_conv, tensors, params)
+def assert_matches_reference(tensors, params, fn=_ext.modulated_deform_conv):
+    """Forward and all gradients of ``fn`` equal dcn.reference's (float64)."""
+    out, grads = forward_and_grads(fn, tensors, params)
     ref_out, ref_grads = forward_and_grads(reference.modulated_deform_conv, tensors, params)
     torch.testing.assert_close(out, ref_out, **TOL64)
     for name, got, want in zip(["input", "offset", "mask", "weight", "bias"], grads, ref_grads, strict=False):
@@ -95,25 +119,26 @@ GRID = {
     "kernel1": {"kernel": (1, 1), "padding": (0, 0)},
     "zero_offsets": {"offset_scale": None},
     "far_outside": {"offset_scale": 50.0},
+    "channel_blocks": {"c": 5, "cout": 3},  # the CUDA kernels split 5 channels into blocks of 2, 2, 1
 }
 
 
 @pytest.mark.parametrize("name", list(GRID))
-def test_matches_reference(name):
-    assert_matches_reference(*make_case(**GRID[name]))
+def test_matches_reference(name, impl):
+    assert_matches_reference(*make_case(**GRID[name]), fn=impl)
 
 
-def test_forward_matches_torchvision():
+def test_forward_matches_torchvision(impl):
     (x, offset, mask, weight, bias), (stride, padding, dilation, _, _) = make_case(n=3, dg=2, groups=2)
-    out = _ext.modulated_deform_conv(x, offset, mask, weight, bias, stride, padding, dilation, 2, 2)
+    out = impl(x, offset, mask, weight, bias, stride, padding, dilation, 2, 2)
     expected = deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask)
     torch.testing.assert_close(out, expected, **TOL64)
 
 
-def test_zero_offsets_follow_dcnv2_not_torchvision():
+def test_zero_offsets_follow_dcnv2_not_torchvision(impl):
     """Samples at exactly -1: the offset gradient is 0 there (DCNv2), torchvision's is not."""
     tensors, params = make_case(offset_scale=None, bias=False)
-    _, grads = forward_and_grads(_ext.modulated_deform_conv, tensors, params)
+    _, grads = forward_and_grads(impl, tensors, params)
     x, offset, mask, weight, _ = tensors
     tv_out = deform_conv2d(x, offset, weight, None, params[0], params[1], params[2], mask)
     grad_out = torch.randn(tv_out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -126,38 +151,38 @@ def test_zero_offsets_follow_dcnv2_not_torchvision():
     assert not torch.allclose(grads[1], tv_grads[1])
 
 
-def test_zero_offsets_half_mask_is_half_conv():
+def test_zero_offsets_half_mask_is_half_conv(impl):
     (x, offset, mask, weight, bias), _ = make_case(offset_scale=None)
-    out = _ext.modulated_deform_conv(x, offset, torch.full_like(mask, 0.5), weight, bias, (1, 1), (1, 1), (1, 1), 1, 1)
+    out = impl(x, offset, torch.full_like(mask, 0.5), weight, bias, (1, 1), (1, 1), (1, 1), 1, 1)
     expected = 0.5 * torch.nn.functional.conv2d(x, weight, padding=1) + bias.view(1, -1, 1, 1)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_offsets_far_outside_give_bias_and_zero_offset_grad():
+def test_offsets_far_outside_give_bias_and_zero_offset_grad(impl):
     tensors, params = make_case(offset_scale=1e4)
-    out, grads = forward_and_grads(_ext.modulated_deform_conv, tensors, params)
+    out, grads = forward_and_grads(impl, tensors, params)
     bias = tensors[4]
     torch.testing.assert_close(out, bias.view(1, -1, 1, 1).expand_as(out).detach())
     assert torch.all(grads[0] == 0) and torch.all(grads[1] == 0) and torch.all(grads[2] == 0)
 
 
-def test_batch_zero():
+def test_batch_zero(impl):
     (x, offset, mask, weight, bias), params = make_case(n=0)
-    out = _ext.modulated_deform_conv(x, offset, mask, weight, bias, *params)
+    out = impl(x, offset, mask, weight, bias, *params)
     assert out.shape == (0, 6, 7, 6)
     grads = torch.autograd.grad(out.sum(), [x, offset, mask, weight, bias])
     assert [g.shape for g in grads] == [t.shape for t in (x, offset, mask, weight, bias)]
     assert torch.all(grads[3] == 0) and torch.all(grads[4] == 0)
 
 
-def test_chunking_invariance(monkeypatch):
+def test_chunking_invariance(monkeypatch, impl):
     """Results do not depend on how the batch is chunked (incl. a smaller last chunk)."""
     tensors, params = make_case(n=5, c=4, h=7, w=6, dg=2)
     per_image_mb = 4 * 9 * 7 * 6 * 8 / 2**20  # column bytes of one float64 image
     results = []
     for budget in ("0", str(2.5 * per_image_mb), "1024"):  # 1, 2 (+1 last) and 5 images per chunk
         monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", budget)
-        results.append(forward_and_grads(_ext.modulated_deform_conv, tensors, params))
+        results.append(forward_and_grads(impl, tensors, params))
     for out, grads in results[1:]:
         torch.testing.assert_close(out, results[0][0], rtol=1e-13, atol=1e-13)
         for got, want in zip(grads, results[0][1], strict=True):
@@ -176,15 +201,15 @@ def test_cpu_backward_is_deterministic():
 def test_bad_budget_is_an_error(monkeypatch):
     monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", "lots")
     tensors, params = make_case(n=1)
-    with pytest.raises(RuntimeError, match="DCN_COLUMN_BUDGET_MB"):
+    with pytest.raises(ValueError, match="DCN_COLUMN_BUDGET_MB"):
         _ext.modulated_deform_conv(*tensors, *params)
 
 
-def test_float32_agrees_with_float64():
+def test_float32_agrees_with_float64(impl):
     tensors64, params = make_case(n=2, dg=2)
     tensors32 = [t.detach().float().requires_grad_() for t in tensors64]
-    out64, grads64 = forward_and_grads(_ext.modulated_deform_conv, tensors64, params)
-    out32, grads32 = forward_and_grads(_ext.modulated_deform_conv, tensors32, params)
+    out64, grads64 = forward_and_grads(impl, tensors64, params)
+    out32, grads32 = forward_and_grads(impl, tensors32, params)
     torch.testing.assert_close(out32.double(), out64, rtol=1e-4, atol=1e-4)
     for got, want in zip(grads32, grads64, strict=True):
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
@@ -197,10 +222,11 @@ def test_non_contiguous_inputs():
     assert_matches_reference([x, *tensors[1:]], params)
 
 
-def test_gradcheck():
+@pytest.mark.parametrize("name", list(IMPLS))
+def test_gradcheck(name):
     # Random offsets are non-integer, away from the kinks of bilinear sampling.
     tensors, params = make_case(n=2, c=4, h=5, w=4, cout=2, groups=2, dg=2, offset_scale=0.7)
-    assert torch.autograd.gradcheck(lambda *t: _ext.modulated_deform_conv(*t, *params), tensors, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda *t: IMPLS[name](*t, *params), tensors, fast_mode=True)
 
 
 def _flat_args(tensors, params):
@@ -208,17 +234,63 @@ def _flat_args(tensors, params):
     return (*tensors, *stride, *padding, *dilation, groups, dg)
 
 
+emulated = torch.ops.dcn
+OPS = {
+    "ext": (op, backward_op),
+    "cuda_emulated": (emulated.modulated_deform_conv_emulated, emulated.modulated_deform_conv_emulated_backward),
+}
+
+
+@pytest.mark.parametrize("name", list(OPS))
 @pytest.mark.parametrize("bias", [True, False])
-def test_opcheck_forward(bias):
+def test_opcheck_forward(name, bias):
     tensors, params = make_case(n=2, dg=2, bias=bias)
-    torch.library.opcheck(op, _flat_args(tensors, params))
+    torch.library.opcheck(OPS[name][0], _flat_args(tensors, params))
 
 
-def test_opcheck_backward():
+@pytest.mark.parametrize("name", list(OPS))
+@pytest.mark.parametrize("output_mask", [ALL_GRADS, [False, True, False], [True, False, True]])
+def test_opcheck_backward(name, output_mask):
     tensors, params = make_case(n=2, dg=2)
     tensors = [t.detach() for t in tensors]
     grad_out = torch.randn(2, 6, 7, 6, dtype=torch.float64)
-    torch.library.opcheck(backward_op, (grad_out, *_flat_args(tensors, params)))
+    torch.library.opcheck(OPS[name][1], (grad_out, *_flat_args(tensors, params), output_mask))
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_backward_computes_only_the_requested_gradients(name):
+    """output_mask leaves the other gradients undefined; the requested ones equal the full backward's."""
+    tensors, params = make_case(n=2, dg=2)
+    args = (torch.randn(2, 6, 7, 6, dtype=torch.float64), *_flat_args([t.detach() for t in tensors], params))
+    full = OPS[name][1](*args, ALL_GRADS)
+    for output_mask in ([True, False, False], [False, True, False], [False, False, True]):
+        part = OPS[name][1](*args, output_mask)
+        wanted = [output_mask[0], output_mask[1], output_mask[1], output_mask[2], True]
+        for got, want, needed in zip(part, full, wanted, strict=True):
+            if needed:
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+            else:
+                assert got is None
+
+
+def test_autograd_asks_only_for_needed_gradients():
+    """Through autograd, the emulated launches show what the backward ran: im2col (weight gradient),
+    col2im (input gradient), col2im_coord (offset and mask gradients)."""
+    tensors, params = make_case(n=1)
+    x, offset, mask, weight, bias = (t.detach() for t in tensors)
+    torch.ops.dcn.emulated_launches()  # clear the log
+
+    def backward_launches(*requires):
+        leaves = [t.clone().requires_grad_(r) for t, r in zip((x, offset, mask, weight, bias), requires, strict=True)]
+        out = _ext.modulated_deform_conv_emulated(*leaves, *params)
+        torch.ops.dcn.emulated_launches()
+        out.sum().backward()
+        return len(torch.ops.dcn.emulated_launches())
+
+    assert backward_launches(False, False, False, True, True) == 1  # im2col only
+    assert backward_launches(True, False, False, False, False) == 1  # col2im only
+    assert backward_launches(False, True, False, False, False) == 1  # col2im_coord only
+    assert backward_launches(True, True, True, True, True) == 3
 
 
 def test_torch_compile():
@@ -257,28 +329,133 @@ def test_autocast_runs_in_float32():
         ({"input": lambda t: t[0]}, "input must be 4-D"),
     ],
 )
-def test_bad_arguments_raise(change, message):
+@pytest.mark.parametrize("name", list(OPS))
+def test_bad_arguments_raise(change, message, name):
+    """The C++ checks raise ValueError, like dcn.functional's."""
     tensors, params = make_case(n=2)
     named = dict(zip(["input", "offset", "mask", "weight", "bias"], [t.detach() for t in tensors], strict=True))
     for key, fn in change.items():
         named[key] = fn(named[key])
-    with pytest.raises(RuntimeError, match=message):
-        op(*_flat_args(list(named.values()), params))
+    with pytest.raises(ValueError, match=message):
+        OPS[name][0](*_flat_args(list(named.values()), params))
 
 
-def test_bad_hyperparameters_raise():
+@pytest.mark.parametrize("name", list(OPS))
+def test_bad_hyperparameters_raise(name):
+    forward = OPS[name][0]
     tensors = [t.detach() for t in make_case(n=1, c=4, dg=1)[0]]
-    with pytest.raises(RuntimeError, match="divisible by deformable_groups"):
-        op(*tensors, 1, 1, 1, 1, 1, 1, 1, 3)
-    with pytest.raises(RuntimeError, match="stride must be positive"):
-        op(*tensors, 0, 1, 1, 1, 1, 1, 1, 1)
-    with pytest.raises(RuntimeError, match="float32 and float64"):
-        op(*[t.half() for t in tensors], 1, 1, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="divisible by deformable_groups"):
+        forward(*tensors, 1, 1, 1, 1, 1, 1, 1, 3)
+    with pytest.raises(ValueError, match="stride must be positive"):
+        forward(*tensors, 0, 1, 1, 1, 1, 1, 1, 1)
+
+
+def test_cpu_kernels_reject_half():
+    tensors = [t.detach().half() for t in make_case(n=1, c=4, dg=1)[0]]
+    with pytest.raises(NotImplementedError, match="float32 and float64"):
+        op(*tensors, 1, 1, 1, 1, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_zero_channels_is_a_value_error(name):
+    """0 input channels used to divide by zero in the CPU backward (SIGFPE): now rejected up front."""
+    forward, backward = OPS[name]
+    x = torch.zeros(1, 0, 4, 4, dtype=torch.float64)
+    offset, mask = torch.zeros(1, 18, 4, 4, dtype=torch.float64), torch.ones(1, 9, 4, 4, dtype=torch.float64)
+    weight = torch.zeros(2, 0, 3, 3, dtype=torch.float64)
+    args = (x, offset, mask, weight, None, 1, 1, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="0 channels"):
+        forward(*args)
+    with pytest.raises(ValueError, match="0 channels"):
+        backward(torch.zeros(1, 2, 4, 4, dtype=torch.float64), *args, ALL_GRADS)
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_input_smaller_than_kernel_is_a_value_error(name):
+    """H=1, kernel 2, stride 2: C++ division truncated (1 - 2) / 2 to 0 and gave one output row."""
+    x = torch.zeros(1, 1, 1, 4, dtype=torch.float64)
+    offset, mask = torch.zeros(1, 8, 1, 2, dtype=torch.float64), torch.ones(1, 4, 1, 2, dtype=torch.float64)
+    weight = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="smaller than the kernel extent"):
+        OPS[name][0](x, offset, mask, weight, None, 2, 2, 0, 0, 1, 1, 1, 1)
+    with pytest.raises(RuntimeError):  # conv2d agrees that there is no output
+        torch.nn.functional.conv2d(x, weight, stride=2)
+
+
+LOW_PRECISION_TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 4e-2}
+
+
+def assert_low_precision_matches_float64(fn, dtype, device="cpu"):
+    """Output and all gradients in ``dtype`` against float64 computed on the *rounded* inputs (rounding
+    first moves no sample across a bilinear kink), within a tolerance relative to max|want|."""
+    tensors, params = make_case(n=2, dg=2, offset_scale=1.0)
+    rounded = [t.detach().to(dtype) for t in tensors]
+    exact = [t.double().requires_grad_() for t in rounded]
+    want_out, want_grads = forward_and_grads(reference.modulated_deform_conv, exact, params, grad_dtype=dtype)
+    low = [t.to(device).requires_grad_() for t in rounded]
+    out, grads = forward_and_grads(fn, low, params, grad_dtype=dtype)
+    assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
+    for name, got, want in zip(
+        ["output", "input", "offset", "mask", "weight", "bias"], [out, *grads], [want_out, *want_grads], strict=True
+    ):
+        tol = LOW_PRECISION_TOL[dtype] * want.abs().max().item()
+        torch.testing.assert_close(got.double().cpu(), want, rtol=0, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("mode", list(CUDA_MODES))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_emulated_low_precision(dtype, mode, monkeypatch):
+    """The CUDA kernels' half and bfloat16 paths (the CPU kernels reject them: test_cpu_kernels_reject_half)."""
+    for key, value in CUDA_MODES[mode].items():
+        monkeypatch.setenv(key, value)
+    assert_low_precision_matches_float64(_ext.modulated_deform_conv_emulated, dtype)
+
+
+def test_half_weight_gradient_accumulates_in_float():
+    """Each image's weight gradient (5.76e6 here) exceeds float16's 65504; the images cancel. Rounding each
+    image's GEMM to half before summing gave inf - inf = NaN."""
+    x = torch.full((2, 1, 8, 8), 300.0, dtype=torch.float16)
+    offset, mask = torch.zeros(2, 2, 8, 8, dtype=torch.float16), torch.ones(2, 1, 8, 8, dtype=torch.float16)
+    weight = torch.ones(1, 1, 1, 1, dtype=torch.float16, requires_grad=True)
+    out = _ext.modulated_deform_conv_emulated(x, offset, mask, weight, None, (1, 1), (0, 0), (1, 1), 1, 1)
+    grad_out = torch.full_like(out, 300.0)
+    grad_out[1] = -300.0
+    (grad_weight,) = torch.autograd.grad(out, weight, grad_out)
+    assert grad_weight.item() == 0.0
+
+
+@pytest.mark.parametrize("name", list(IMPLS))
+def test_one_batched_gemm_per_chunk(name):
+    """Forward, weight gradient and column gradients: one bmm each for the whole chunk (4 images,
+    2 groups), no per-image, per-group mm."""
+    tensors, params = make_case(n=4, c=4, cout=6, groups=2, dg=2)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        forward_and_grads(IMPLS[name], tensors, params)
+    names = [event.name for event in prof.events()]
+    assert names.count("aten::mm") == 0
+    assert names.count("aten::bmm") == 3
+
+
+def test_small_maps_get_channel_blocks():
+    """1x256x16x16, dg 1: 2,304 (tap, pixel) items; the CUDA im2col and col2im split the channels so a
+    large GPU gets >= 64x more threads. A large map keeps one thread per item."""
+    tensors, params = make_case(n=1, c=256, h=16, w=16, cout=1, bias=False)
+    x, offset, mask, weight = (t.detach() for t in tensors[:4])
+    x.requires_grad_()
+    torch.ops.dcn.emulated_launches()  # clear the log
+    out = _ext.modulated_deform_conv_emulated(x, offset, mask, weight, None, *params)
+    out.backward(torch.ones_like(out))  # only grad_input is needed: col2im alone
+    im2col, col2im = torch.ops.dcn.emulated_launches()
+    assert im2col >= 64 * 2304 and col2im >= 64 * 2304
+    big, params = make_case(n=1, c=2, h=256, w=256, cout=1, kernel=(1, 1), padding=(0, 0), bias=False)
+    _ext.modulated_deform_conv_emulated(*[t.detach() for t in big[:4]], None, *params)
+    assert torch.ops.dcn.emulated_launches() == [256 * 256]
 
 
 def test_reports_kernels():
     """has_cuda_kernels() is the dispatcher's answer; a FORCE_CUDA=1 build (as in CI) must have them."""
     assert _ext.load_error() is None
+    assert _ext.has_emulation()
     for op in ("dcn::modulated_deform_conv", "dcn::modulated_deform_conv_backward"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CPU")
     cuda_kernels = torch._C._dispatch_has_kernel_for_dispatch_key("dcn::modulated_deform_conv", "CUDA")
@@ -305,21 +482,18 @@ def test_cuda_matches_cpu(name):
 @cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda_low_precision(dtype):
-    tensors, params = make_case(n=2, dg=2, offset_scale=1.0)
-    _, grads = forward_and_grads(_ext.modulated_deform_conv, tensors, params)
-    low = [t.detach().to("cuda", dtype).requires_grad_() for t in tensors]
-    _, low_grads = forward_and_grads(_ext.modulated_deform_conv, low, params)
-    tol = {torch.float32: 1e-4, torch.float16: 3e-2, torch.bfloat16: 2e-1}[dtype]
-    for got, want in zip(low_grads, grads, strict=True):
-        torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol)
+    assert_low_precision_matches_float64(_ext.modulated_deform_conv, dtype, device="cuda")
 
 
 @cuda
 def test_cuda_backward_alerts_in_deterministic_mode():
+    """Only grad_input is scattered with atomics: the backward alerts only when it is needed."""
     tensors, params = make_case(n=1, device="cuda")
-    out = _ext.modulated_deform_conv(*tensors, *params)
     torch.use_deterministic_algorithms(True)
     try:
+        out = _ext.modulated_deform_conv(tensors[0].detach(), *tensors[1:], *params)
+        out.sum().backward()  # no grad_input: deterministic
+        out = _ext.modulated_deform_conv(*tensors, *params)
         with pytest.raises(RuntimeError, match="deterministic"):
             out.sum().backward()
     finally:
@@ -327,6 +501,30 @@ def test_cuda_backward_alerts_in_deterministic_mode():
 
 
 @cuda
+def test_cuda_mixed_devices_is_a_value_error():
+    """The device guard is built after the device check (it failed obscurely on a CPU input)."""
+    tensors, params = make_case(n=1, device="cuda")
+    args = [t.detach() for t in tensors]
+    args[0] = args[0].cpu()
+    with pytest.raises(ValueError, match="one device"):
+        op(*_flat_args(args, params))
+
+
+@cuda
 def test_cuda_opcheck():
     tensors, params = make_case(n=2, dg=2, device="cuda")
     torch.library.opcheck(op, _flat_args(tensors, params))
+
+
+def test_default_arch_list_embeds_ptx():
+    """A FORCE_CUDA=1 build without a GPU must carry PTX, or GPUs newer than its SASS (sm_90, sm_100,
+    sm_120) fail with "no kernel image is available"; make.sh must not override setup.py's default."""
+    root = Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "setup.py").read_text())
+    defaults = [
+        ast.literal_eval(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "DEFAULT_ARCH_LIST" for t in node.targets)
+    ]
+    assert len(defaults) == 1 and defaults[0].endswith("+PTX"), defaults
+    assert "TORCH_CUDA_ARCH_LIST=" not in (root / "make.sh").read_text()

@@ -13,20 +13,17 @@ follow the official release (state_dict compatibility), which is why some read o
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.flop_counter import register_flop_formula
 
 from dcn import ModulatedDeformConvPack
 
 __all__ = ["CB", "DCB", "MCB", "MDCB", "MFI", "SEKG", "AFG", "DConv", "DynamicBranch", "OffsetBlock", "dynamic_filter"]
 
 
-# Dynamic filtering is a registered op so that complexity counters (torch.utils.flop_counter) and
-# torch.compile see it as one operation with a known cost instead of an unfold and a product.
+# Dynamic filtering is a registered op so that complexity counters (torch.utils.flop_counter, formula
+# in adfnet.complexity) and torch.compile see it as one operation instead of an unfold and a product.
 @torch.library.custom_op("adfnet::dynamic_filter", mutates_args=())
 def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     """Per-pixel, per-channel 3x3 filtering of ``x`` (B, C, H, W) with zero padding.
@@ -68,12 +65,6 @@ def _dynamic_filter_backward(ctx, grad: Tensor):
 
 
 dynamic_filter.register_autograd(_dynamic_filter_backward, setup_context=_dynamic_filter_setup)
-
-
-@register_flop_formula(torch.ops.adfnet.dynamic_filter)
-def _dynamic_filter_flops(x_shape, kernels_shape, *args, out_shape=None, **kwargs) -> int:
-    """One multiply-add per kernel entry (flop_counter counts a multiply-add as 2 flops)."""
-    return 2 * math.prod(kernels_shape)
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> nn.Conv2d:

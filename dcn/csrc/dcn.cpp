@@ -1,5 +1,6 @@
 // Op schemas, argument checks and the device-agnostic driver of DCNv2: batch chunking under a
-// column-memory budget, per-group GEMMs with ATen, bias. The sampling work is delegated to the
+// column-memory budget, one batched GEMM per chunk with ATen, bias. Argument errors are
+// ValueErrors in Python (TORCH_CHECK_VALUE), like the checks of dcn.functional. The sampling work is delegated to the
 // device primitives (see dcn.h); the CPU and CUDA files register the ops for their dispatch key.
 #include <Python.h>
 
@@ -24,7 +25,7 @@ double column_budget_bytes() {
   if (env != nullptr && *env != '\0') {
     char* end = nullptr;
     const double parsed = std::strtod(env, &end);
-    TORCH_CHECK(end != env && *end == '\0' && parsed >= 0,
+    TORCH_CHECK_VALUE(end != env && *end == '\0' && parsed >= 0,
                 "dcn: DCN_COLUMN_BUDGET_MB must be a non-negative number, got '", env, "'");
     mb = parsed;
   }
@@ -44,69 +45,105 @@ ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, 
                              const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
                              int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w,
                              int64_t groups, int64_t deformable_groups) {
-  TORCH_CHECK(input.dim() == 4, "dcn: input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
-  TORCH_CHECK(offset.dim() == 4, "dcn: offset must be 4-D (N, 2*dg*kh*kw, Ho, Wo), got ", offset.dim(), "-D");
-  TORCH_CHECK(mask.dim() == 4, "dcn: mask must be 4-D (N, dg*kh*kw, Ho, Wo), got ", mask.dim(), "-D");
-  TORCH_CHECK(weight.dim() == 4, "dcn: weight must be 4-D (Cout, Cin/groups, kh, kw), got ", weight.dim(), "-D");
-  TORCH_CHECK(at::isFloatingType(input.scalar_type()), "dcn: input must be a floating-point tensor, got ",
+  TORCH_CHECK_VALUE(input.dim() == 4, "dcn: input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
+  TORCH_CHECK_VALUE(offset.dim() == 4, "dcn: offset must be 4-D (N, 2*dg*kh*kw, Ho, Wo), got ", offset.dim(), "-D");
+  TORCH_CHECK_VALUE(mask.dim() == 4, "dcn: mask must be 4-D (N, dg*kh*kw, Ho, Wo), got ", mask.dim(), "-D");
+  TORCH_CHECK_VALUE(weight.dim() == 4, "dcn: weight must be 4-D (Cout, Cin/groups, kh, kw), got ", weight.dim(), "-D");
+  TORCH_CHECK_VALUE(at::isFloatingType(input.scalar_type()), "dcn: input must be a floating-point tensor, got ",
               input.scalar_type());
   const auto check_like_input = [&](const at::Tensor& t, const char* name) {
-    TORCH_CHECK(t.scalar_type() == input.scalar_type(), "dcn: ", name, " has dtype ", t.scalar_type(),
+    TORCH_CHECK_VALUE(t.scalar_type() == input.scalar_type(), "dcn: ", name, " has dtype ", t.scalar_type(),
                 " but input has dtype ", input.scalar_type());
-    TORCH_CHECK(t.device() == input.device(), "dcn: ", name, " is on ", t.device(), " but input is on ",
+    TORCH_CHECK_VALUE(t.device() == input.device(), "dcn: ", name, " is on ", t.device(), " but input is on ",
                 input.device());
   };
   check_like_input(offset, "offset");
   check_like_input(mask, "mask");
   check_like_input(weight, "weight");
-  TORCH_CHECK(stride_h > 0 && stride_w > 0, "dcn: stride must be positive, got (", stride_h, ", ", stride_w, ")");
-  TORCH_CHECK(pad_h >= 0 && pad_w >= 0, "dcn: padding must be non-negative, got (", pad_h, ", ", pad_w, ")");
-  TORCH_CHECK(dil_h > 0 && dil_w > 0, "dcn: dilation must be positive, got (", dil_h, ", ", dil_w, ")");
-  TORCH_CHECK(groups > 0, "dcn: groups must be positive, got ", groups);
-  TORCH_CHECK(deformable_groups > 0, "dcn: deformable_groups must be positive, got ", deformable_groups);
+  TORCH_CHECK_VALUE(stride_h > 0 && stride_w > 0, "dcn: stride must be positive, got (", stride_h, ", ", stride_w, ")");
+  TORCH_CHECK_VALUE(pad_h >= 0 && pad_w >= 0, "dcn: padding must be non-negative, got (", pad_h, ", ", pad_w, ")");
+  TORCH_CHECK_VALUE(dil_h > 0 && dil_w > 0, "dcn: dilation must be positive, got (", dil_h, ", ", dil_w, ")");
+  TORCH_CHECK_VALUE(groups > 0, "dcn: groups must be positive, got ", groups);
+  TORCH_CHECK_VALUE(deformable_groups > 0, "dcn: deformable_groups must be positive, got ", deformable_groups);
 
   const int64_t batch = input.size(0);
   const int64_t channels = input.size(1);
   const int64_t out_channels = weight.size(0);
   const int64_t kernel_h = weight.size(2);
   const int64_t kernel_w = weight.size(3);
-  TORCH_CHECK(kernel_h > 0 && kernel_w > 0, "dcn: kernel size must be positive, got (", kernel_h, ", ", kernel_w, ")");
-  TORCH_CHECK(channels % groups == 0, "dcn: input channels (", channels, ") must be divisible by groups (", groups,
+  TORCH_CHECK_VALUE(kernel_h > 0 && kernel_w > 0, "dcn: kernel size must be positive, got (", kernel_h, ", ", kernel_w, ")");
+  TORCH_CHECK_VALUE(channels % groups == 0, "dcn: input channels (", channels, ") must be divisible by groups (", groups,
               ")");
-  TORCH_CHECK(out_channels % groups == 0, "dcn: output channels (", out_channels, ") must be divisible by groups (",
+  TORCH_CHECK_VALUE(out_channels % groups == 0, "dcn: output channels (", out_channels, ") must be divisible by groups (",
               groups, ")");
-  TORCH_CHECK(weight.size(1) * groups == channels, "dcn: weight.size(1) * groups (", weight.size(1), " * ", groups,
+  TORCH_CHECK_VALUE(weight.size(1) * groups == channels, "dcn: weight.size(1) * groups (", weight.size(1), " * ", groups,
               ") must equal input channels (", channels, ")");
-  TORCH_CHECK(channels % deformable_groups == 0, "dcn: input channels (", channels,
+  TORCH_CHECK_VALUE(channels % deformable_groups == 0, "dcn: input channels (", channels,
               ") must be divisible by deformable_groups (", deformable_groups, ")");
+
+  TORCH_CHECK_VALUE(channels > 0, "dcn: input has 0 channels; a convolution needs at least one");
 
   const int64_t height = input.size(2);
   const int64_t width = input.size(3);
-  const int64_t out_h = (height + 2 * pad_h - (dil_h * (kernel_h - 1) + 1)) / stride_h + 1;
-  const int64_t out_w = (width + 2 * pad_w - (dil_w * (kernel_w - 1) + 1)) / stride_w + 1;
-  TORCH_CHECK(out_h > 0 && out_w > 0, "dcn: output size would be ", out_h, "x", out_w, " for input ", height, "x",
-              width, " (kernel ", kernel_h, "x", kernel_w, ", stride ", stride_h, "x", stride_w, ", padding ", pad_h,
-              "x", pad_w, ", dilation ", dil_h, "x", dil_w, ")");
+  // Compare before dividing: C++ division truncates towards 0, so e.g. H=1, kernel 2, stride 2
+  // would give an output row where conv2d rejects the input.
+  const int64_t extent_h = dil_h * (kernel_h - 1) + 1;
+  const int64_t extent_w = dil_w * (kernel_w - 1) + 1;
+  TORCH_CHECK_VALUE(height + 2 * pad_h >= extent_h && width + 2 * pad_w >= extent_w, "dcn: padded input ",
+                    height + 2 * pad_h, "x", width + 2 * pad_w, " is smaller than the kernel extent ", extent_h, "x",
+                    extent_w, " (input ", height, "x", width, ", kernel ", kernel_h, "x", kernel_w, ", padding ",
+                    pad_h, "x", pad_w, ", dilation ", dil_h, "x", dil_w, ")");
+  const int64_t out_h = (height + 2 * pad_h - extent_h) / stride_h + 1;
+  const int64_t out_w = (width + 2 * pad_w - extent_w) / stride_w + 1;
 
   const int64_t taps = kernel_h * kernel_w;
-  TORCH_CHECK(offset.size(0) == batch && offset.size(1) == 2 * deformable_groups * taps && offset.size(2) == out_h &&
+  TORCH_CHECK_VALUE(offset.size(0) == batch && offset.size(1) == 2 * deformable_groups * taps && offset.size(2) == out_h &&
                   offset.size(3) == out_w,
               "dcn: offset must have shape (", batch, ", ", 2 * deformable_groups * taps, ", ", out_h, ", ", out_w,
               ") = (N, 2*dg*kh*kw, Ho, Wo), got ", offset.sizes());
-  TORCH_CHECK(mask.size(0) == batch && mask.size(1) == deformable_groups * taps && mask.size(2) == out_h &&
+  TORCH_CHECK_VALUE(mask.size(0) == batch && mask.size(1) == deformable_groups * taps && mask.size(2) == out_h &&
                   mask.size(3) == out_w,
               "dcn: mask must have shape (", batch, ", ", deformable_groups * taps, ", ", out_h, ", ", out_w,
               ") = (N, dg*kh*kw, Ho, Wo), got ", mask.sizes());
   if (bias.has_value()) {
     check_like_input(*bias, "bias");
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_channels, "dcn: bias must have shape (", out_channels,
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == out_channels, "dcn: bias must have shape (", out_channels,
                 "), got ", bias->sizes());
   }
   return ConvGeometry{channels, height,   width,    out_h, out_w, kernel_h, kernel_w, stride_h,
                       stride_w, pad_h,    pad_w,    dil_h, dil_w, deformable_groups};
 }
 
+// `matrix` (G, rows, cols) repeated for each of n images: (n*G, rows, cols), for one batched GEMM
+// per chunk (the weight is small next to the columns, so the copy is cheap).
+at::Tensor per_image(const at::Tensor& matrix, int64_t n) {
+  return matrix.unsqueeze(0).expand({n, -1, -1, -1}).reshape({-1, matrix.size(1), matrix.size(2)});
+}
+
+// a @ b batched, with a float result for half/bfloat16 inputs, so that the weight gradient of each
+// image is not rounded to half (a per-image sum above 65504 would become inf) before it is summed.
+at::Tensor bmm_accumulate(const at::Tensor& a, const at::Tensor& b) {
+  const auto acc = at::toOpMathType(a.scalar_type());
+  if (acc == a.scalar_type()) {
+    return at::bmm(a, b);
+  }
+  if (a.is_cuda()) {
+    return at::bmm(a, b, acc);  // cuBLAS accumulates in float and writes float
+  }
+  return at::bmm(a.to(acc), b.to(acc));  // the CPU has no mixed-dtype bmm
+}
+
 }  // namespace
+
+void check_same_device(const at::Tensor& input, std::initializer_list<const at::Tensor*> others,
+                       const std::optional<at::Tensor>& bias) {
+  for (const at::Tensor* t : others) {
+    TORCH_CHECK_VALUE(t->device() == input.device(), "dcn: all tensors must be on one device, but input is on ",
+                      input.device(), " and another argument on ", t->device());
+  }
+  TORCH_CHECK_VALUE(!bias.has_value() || bias->device() == input.device(), "dcn: bias is on ", bias->device(),
+                    " but input is on ", input.device());
+}
 
 at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tensor& input_, const at::Tensor& offset_,
                                          const at::Tensor& mask_, const at::Tensor& weight_,
@@ -133,20 +170,15 @@ at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tens
   const at::Tensor weight = weight_.contiguous().view({groups, group_out, group_rows});
 
   const int64_t chunk = images_per_chunk(batch, rows * out_pixels * input.element_size());
-  const at::Tensor columns = at::empty({chunk, groups, group_rows, out_pixels}, input.options());
+  const at::Tensor columns = at::empty({chunk * groups, group_rows, out_pixels}, input.options());
   for (int64_t start = 0; start < batch; start += chunk) {
     const int64_t n = std::min(chunk, batch - start);
-    const at::Tensor cols = columns.narrow(0, 0, n);
+    const at::Tensor cols = columns.narrow(0, 0, n * groups);
     prims.im2col(input.narrow(0, start, n), offset.narrow(0, start, n), mask.narrow(0, start, n), cols, geo);
-    const at::Tensor out = output.narrow(0, start, n).view({n, groups, group_out, out_pixels});
-    for (int64_t b = 0; b < n; ++b) {
-      for (int64_t g = 0; g < groups; ++g) {
-        at::Tensor dst = out[b][g];  // contiguous (Cout/groups, Ho*Wo) block of the output
-        at::mm_out(dst, weight[g], cols[b][g]);
-      }
-    }
+    at::Tensor out = output.narrow(0, start, n).view({n * groups, group_out, out_pixels});
+    at::bmm_out(out, per_image(weight, n), cols);
   }
-  // Adding the bias afterwards is much cheaper than addmm with a broadcast bias (which copies it
+  // Adding the bias afterwards is much cheaper than a GEMM with a broadcast bias (which copies it
   // into the output before the GEMM and runs the GEMM with beta = 1).
   if (bias.has_value()) {
     output.add_(bias->view({1, out_channels, 1, 1}));
@@ -158,18 +190,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
     const Primitives& prims, const at::Tensor& grad_output_, const at::Tensor& input_, const at::Tensor& offset_,
     const at::Tensor& mask_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t stride_h,
     int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
-    int64_t deformable_groups) {
+    int64_t deformable_groups, std::array<bool, 3> output_mask) {
   const ConvGeometry geo = check_arguments(input_, offset_, mask_, weight_, bias, stride_h, stride_w, pad_h, pad_w,
                                            dil_h, dil_w, groups, deformable_groups);
   const int64_t batch = input_.size(0);
   const int64_t out_channels = weight_.size(0);
-  TORCH_CHECK(grad_output_.scalar_type() == input_.scalar_type() && grad_output_.device() == input_.device(),
-              "dcn: grad_output must match input in dtype and device, got ", grad_output_.scalar_type(), " on ",
-              grad_output_.device());
-  TORCH_CHECK(grad_output_.dim() == 4 && grad_output_.size(0) == batch && grad_output_.size(1) == out_channels &&
-                  grad_output_.size(2) == geo.out_h && grad_output_.size(3) == geo.out_w,
-              "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
-              "), got ", grad_output_.sizes());
+  TORCH_CHECK_VALUE(grad_output_.scalar_type() == input_.scalar_type() && grad_output_.device() == input_.device(),
+                    "dcn: grad_output must match input in dtype and device, got ", grad_output_.scalar_type(), " on ",
+                    grad_output_.device());
+  TORCH_CHECK_VALUE(grad_output_.dim() == 4 && grad_output_.size(0) == batch &&
+                        grad_output_.size(1) == out_channels && grad_output_.size(2) == geo.out_h &&
+                        grad_output_.size(3) == geo.out_w,
+                    "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
+                    "), got ", grad_output_.sizes());
+  const auto [need_input, need_coord, need_weight] = output_mask;
 
   const at::Tensor grad_output = grad_output_.contiguous();
   const at::Tensor input = input_.contiguous();
@@ -180,59 +214,51 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
   const int64_t group_rows = rows / groups;
   const int64_t group_out = out_channels / groups;
 
-  at::Tensor grad_input = at::zeros_like(input);
-  at::Tensor grad_offset = at::empty_like(offset);
-  at::Tensor grad_mask = at::empty_like(mask);
+  at::Tensor grad_input = need_input ? at::zeros_like(input) : at::Tensor();
+  at::Tensor grad_offset = need_coord ? at::empty_like(offset) : at::Tensor();
+  at::Tensor grad_mask = need_coord ? at::empty_like(mask) : at::Tensor();
   at::Tensor grad_bias = grad_output.sum({0, 2, 3});
   // Reduced-precision weights accumulate their gradient over the batch in float.
   const auto acc_dtype = at::toOpMathType(input.scalar_type());
-  at::Tensor grad_weight_acc = at::zeros({groups, group_out, group_rows}, input.options().dtype(acc_dtype));
-  if (batch > 0) {
-    const at::Tensor weight = weight_.contiguous().view({groups, group_out, group_rows});
+  at::Tensor grad_weight_acc =
+      need_weight ? at::zeros({groups, group_out, group_rows}, input.options().dtype(acc_dtype)) : at::Tensor();
+  if (batch > 0 && (need_input || need_coord || need_weight)) {
+    const at::Tensor weight_t = weight_.contiguous().view({groups, group_out, group_rows}).transpose(1, 2);
     const int64_t chunk = images_per_chunk(batch, rows * out_pixels * input.element_size());
     // One buffer: first the columns (for grad_weight), then overwritten by the column gradients.
-    const at::Tensor columns = at::empty({chunk, groups, group_rows, out_pixels}, input.options());
+    const at::Tensor columns = at::empty({chunk * groups, group_rows, out_pixels}, input.options());
     for (int64_t start = 0; start < batch; start += chunk) {
       const int64_t n = std::min(chunk, batch - start);
-      const at::Tensor cols = columns.narrow(0, 0, n);
+      const at::Tensor cols = columns.narrow(0, 0, n * groups);
       const at::Tensor in = input.narrow(0, start, n);
       const at::Tensor off = offset.narrow(0, start, n);
       const at::Tensor msk = mask.narrow(0, start, n);
-      const at::Tensor grad_out = grad_output.narrow(0, start, n).view({n, groups, group_out, out_pixels});
-      prims.im2col(in, off, msk, cols, geo);
-      for (int64_t b = 0; b < n; ++b) {
-        for (int64_t g = 0; g < groups; ++g) {
-          if (acc_dtype == input.scalar_type()) {
-            grad_weight_acc[g].addmm_(grad_out[b][g], cols[b][g].t());
-          } else {
-            grad_weight_acc[g].add_(at::mm(grad_out[b][g], cols[b][g].t()));
-          }
+      const at::Tensor grad_out = grad_output.narrow(0, start, n).view({n * groups, group_out, out_pixels});
+      if (need_weight) {
+        prims.im2col(in, off, msk, cols, geo);
+        grad_weight_acc.add_(bmm_accumulate(grad_out, cols.transpose(1, 2)).view({n, groups, group_out, group_rows})
+                                 .sum(0));
+      }
+      if (need_input || need_coord) {
+        at::Tensor grad_cols = cols;
+        at::bmm_out(grad_cols, per_image(weight_t, n), grad_out);
+        if (need_input) {
+          prims.col2im(cols, off, msk, grad_input.narrow(0, start, n), geo);
+        }
+        if (need_coord) {
+          prims.col2im_coord(cols, in, off, msk, grad_offset.narrow(0, start, n), grad_mask.narrow(0, start, n), geo);
         }
       }
-      for (int64_t b = 0; b < n; ++b) {
-        for (int64_t g = 0; g < groups; ++g) {
-          at::Tensor dst = cols[b][g];
-          at::mm_out(dst, weight[g].t(), grad_out[b][g]);
-        }
-      }
-      prims.col2im(cols, off, msk, grad_input.narrow(0, start, n), geo);
-      prims.col2im_coord(cols, in, off, msk, grad_offset.narrow(0, start, n), grad_mask.narrow(0, start, n), geo);
     }
   }
-  at::Tensor grad_weight = grad_weight_acc.view(weight_.sizes()).to(input.scalar_type());
+  at::Tensor grad_weight =
+      need_weight ? grad_weight_acc.view(weight_.sizes()).to(input.scalar_type()) : at::Tensor();
   return {grad_input, grad_offset, grad_mask, grad_weight, grad_bias};
 }
 
 TORCH_LIBRARY(dcn, m) {
-  m.def(
-      "modulated_deform_conv(Tensor input, Tensor offset, Tensor mask, Tensor weight, Tensor? bias, "
-      "int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w, "
-      "int groups, int deformable_groups) -> Tensor");
-  m.def(
-      "modulated_deform_conv_backward(Tensor grad_output, Tensor input, Tensor offset, Tensor mask, "
-      "Tensor weight, Tensor? bias, int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, "
-      "int dil_w, int groups, int deformable_groups) "
-      "-> (Tensor grad_input, Tensor grad_offset, Tensor grad_mask, Tensor grad_weight, Tensor grad_bias)");
+  m.def("modulated_deform_conv" DCN_FORWARD_SCHEMA);
+  m.def("modulated_deform_conv_backward" DCN_BACKWARD_SCHEMA);
 }
 
 }  // namespace dcn

@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
+#include <initializer_list>
 #include <optional>
 #include <tuple>
 
@@ -27,6 +29,25 @@ struct Primitives {
                        const ConvGeometry& geo);
 };
 
+// Argument lists of the two op schemas (string literals to follow the op name); the emulated ops
+// reuse them.
+#define DCN_FORWARD_SCHEMA                                                \
+  "(Tensor input, Tensor offset, Tensor mask, Tensor weight, Tensor? bias, " \
+  "int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w, " \
+  "int groups, int deformable_groups) -> Tensor"
+// output_mask = which of (grad_input, grad_offset and grad_mask, grad_weight) to compute; the
+// others are returned undefined (None). grad_bias is always computed.
+#define DCN_BACKWARD_SCHEMA                                                                      \
+  "(Tensor grad_output, Tensor input, Tensor offset, Tensor mask, "                              \
+  "Tensor weight, Tensor? bias, int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, "  \
+  "int dil_w, int groups, int deformable_groups, bool[3] output_mask) "                         \
+  "-> (Tensor grad_input, Tensor grad_offset, Tensor grad_mask, Tensor grad_weight, Tensor grad_bias)"
+
+// ValueError unless every tensor is on input's device. Device-specific entry points call it before
+// building a device guard from input (a guard for the wrong device type would fail obscurely).
+void check_same_device(const at::Tensor& input, std::initializer_list<const at::Tensor*> others,
+                       const std::optional<at::Tensor>& bias);
+
 at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tensor& input, const at::Tensor& offset,
                                          const at::Tensor& mask, const at::Tensor& weight,
                                          const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
@@ -37,6 +58,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
     const Primitives& prims, const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& offset,
     const at::Tensor& mask, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
     int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
-    int64_t deformable_groups);
+    int64_t deformable_groups, std::array<bool, 3> output_mask);
 
 }  // namespace dcn

@@ -3,7 +3,8 @@
 //
 //   * sampling point of tap (i, j) for output (oy, ox):
 //       y = (oy*stride_h - pad_h + i*dil_h) + dy,   x = (ox*stride_w - pad_w + j*dil_w) + dx
-//     (integer part first, then the offset is added in floating point);
+//     (integer part first, then the offset is added in floating point: in float for half and
+//     bfloat16 tensors, whose own precision keeps no fractional bit of a coordinate >= 1024);
 //   * a sample contributes only inside the open band -1 < y < H, -1 < x < W; inside it each of
 //     the four bilinear corners that falls outside [0, H-1] x [0, W-1] reads 0;
 //   * the gradient with respect to the sampling point (dy and dx) is 0 outside that band too

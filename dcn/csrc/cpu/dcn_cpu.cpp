@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 
 #include "../dcn.h"
 
@@ -24,8 +25,8 @@ namespace {
 constexpr int64_t kTile = 64;
 
 void check_cpu_dtype(const at::Tensor& t) {
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
-              "dcn: the CPU kernels support float32 and float64, got ", t.scalar_type());
+  TORCH_CHECK_NOT_IMPLEMENTED(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+                              "dcn: the CPU kernels support float32 and float64, got ", t.scalar_type());
 }
 
 // Plans the samples of tap k of deformable group g for the output pixels [p0, p0 + count) of
@@ -237,10 +238,11 @@ at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& offset, const 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
     const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
-    int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups) {
+    int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups,
+    std::array<bool, 3> output_mask) {
   check_cpu_dtype(input);
   return modulated_deform_conv_backward(kCpuPrimitives, grad_output, input, offset, mask, weight, bias, stride_h,
-                                        stride_w, pad_h, pad_w, dil_h, dil_w, groups, deformable_groups);
+                                        stride_w, pad_h, pad_w, dil_h, dil_w, groups, deformable_groups, output_mask);
 }
 
 }  // namespace
