@@ -115,7 +115,8 @@ def _check_hyperparameters(stride, padding, dilation, groups, deformable_groups)
 
 
 def _check_channels(input, offset, mask, weight, bias, groups, deformable_groups) -> None:
-    n, cin, h, w = input.shape
+    """Channel counts that the groups divide, and offset/mask channels for every tap of every group."""
+    cin = input.shape[1]
     cout, cin_per_group, kh, kw = weight.shape
     taps = kh * kw
     if cin == 0:
