@@ -270,12 +270,12 @@ def _golden_models(target: Target):
 
     for path in sorted((ROOT / "tests" / "golden").glob("*.pt")):
         golden = torch.load(path)
-        model = build_model("adfnet", n_colors=golden["n_colors"]).eval()
+        model = build_model(path.stem.split("_")[0], n_colors=golden["n_colors"]).eval()  # adfnet_*, sadnet_*
         model.load_state_dict(golden_state_dict(model.state_dict(), golden["seed"]), strict=True)
         yield path.stem, golden, model.to(target.device)
 
 
-@check("ADFNet golden outputs on the device")
+@check("ADFNet and SADNet golden outputs on the device")
 def golden_outputs(target: Target) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
