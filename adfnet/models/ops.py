@@ -28,8 +28,14 @@ from torch.utils.flop_counter import register_flop_formula
 import dcn
 from dcn import _ext
 
-__all__ = ["FORMULATIONS", "dynamic_filter", "dynamic_filter_reference", "get_formulation", "mfi_fusion",
-           "use_formulation"]
+__all__ = [
+    "FORMULATIONS",
+    "dynamic_filter",
+    "dynamic_filter_reference",
+    "get_formulation",
+    "mfi_fusion",
+    "use_formulation",
+]
 
 FORMULATIONS = ("fast", "reference")
 ENV_VAR = "ADFNET_FORMULATION"
@@ -210,10 +216,7 @@ def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     for p in parts:
         stop = start + p.shape[1]
         lhs, rhs = scaled[:, :, start:stop], p.reshape(b, p.shape[1], h * w)
-        if out is None:
-            out = torch.bmm(lhs.to(p.dtype), rhs)
-        else:
-            out = out.baddbmm_(lhs.to(p.dtype), rhs)
+        out = torch.bmm(lhs.to(p.dtype), rhs) if out is None else out.baddbmm_(lhs.to(p.dtype), rhs)
         start = stop
     out = torch.addcmul(residual, out.view(b, -1, h, w), g.to(out.dtype))
     if fusion.bias is not None:
