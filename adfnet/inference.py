@@ -26,6 +26,9 @@ CHOP_MIN_SIZE_RGB = 4_000_000
 CHOP_MIN_SIZE_REAL = 400_000
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
     """Reflect-pad ``(B, C, H, W)`` at the bottom/right to multiples of ``multiple``.
 
@@ -126,6 +129,7 @@ def denoise(
     ensemble: bool = False,
     min_size: int | None = None,
     pad_before_chop: bool = True,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Denoise a ``(B, C, H, W)`` batch in [0, 1], clamped to [0, 1], at the input size.
 
@@ -136,8 +140,15 @@ def denoise(
     (official gray test; see :func:`official_pad_before_chop`), which places the bottom/right
     quadrant windows differently. Without ``chop`` the image is padded, run and cropped back; unlike
     the official colour test, ``ensemble`` without ``chop`` ensembles the whole image. The model's
-    train/eval mode is left to the caller.
+    train/eval mode is left to the caller. ``precision="bf16"`` runs under bfloat16 autocast (the
+    DCN stays in float32) and returns the input's dtype; its output is within about 50 dB PSNR of
+    float32 (benchmarks/bf16_psnr.py).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16":
+        with torch.autocast(noisy.device.type, dtype=torch.bfloat16):
+            return denoise(model, noisy, chop, ensemble, min_size, pad_before_chop).to(noisy.dtype)
     if noisy.dim() != 4:
         raise ValueError(f"denoise expects a (B, C, H, W) tensor, got shape {tuple(noisy.shape)}")
     h, w = noisy.shape[-2:]

@@ -113,3 +113,28 @@ def test_adfnet_fast_equals_reference_float64():
 def test_unknown_formulation_is_refused():
     with pytest.raises(ValueError, match="unknown formulation"), use_formulation("fastest"):
         pass
+
+
+def test_bf16_denoise_stays_close_to_fp32():
+    """precision="bf16" (autocast, fused filter in bfloat16 with float accumulation) against float32 on
+    golden weights; benchmarks/bf16_psnr.py measures the bundled McMaster set (> 55 dB)."""
+    import sys
+    from pathlib import Path
+
+    from adfnet.inference import denoise
+    from adfnet.models import build_model
+
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    from weights import golden_state_dict
+
+    model = build_model("adfnet", 3).eval()
+    model.load_state_dict(golden_state_dict(model.state_dict(), 0))
+    noisy = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fp32 = denoise(model, noisy)
+        bf16 = denoise(model, noisy, precision="bf16")
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    psnr = -10 * torch.log10((fp32 - bf16).square().mean()).item()
+    assert 45 < psnr < 100  # close, but really computed in bfloat16 (not identical)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        denoise(model, noisy, precision="fp8")
