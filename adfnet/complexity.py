@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 import dcn
 from adfnet.models import build_model
+from adfnet.models.ops import use_formulation
 
 aten = torch.ops.aten
 
@@ -94,8 +95,8 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], thop_convention: bo
     weight = next(model.parameters())
     x = torch.rand(*input_shape, dtype=weight.dtype, device=weight.device)
     mapping = _THOP if thop_convention else _dcn_formulas()
-    available = dcn.available_backends()
-    with dcn.use_backend("torchvision" if "torchvision" in available else available[0]):
+    # The paper's operations: the reference formulation (MFI and its 1x1 fusion conv unfused).
+    with use_formulation("reference"):
         counter = FlopCounterMode(display=False, custom_mapping=mapping)
         with counter:
             model(x)

@@ -44,6 +44,9 @@ class ImageTooLargeError(ValueError):
     """Not enough memory to run the image in one piece (use ``chop=True``)."""
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
     """Reflect-pad ``(B, C, H, W)`` at the bottom/right to multiples of ``multiple``.
 
@@ -215,6 +218,7 @@ def denoise(
     min_size: int | None = None,
     pad_before_chop: bool | None = None,
     progress: bool | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor | np.ndarray:
     """Denoise a ``(B, C, H, W)`` batch in [0, 1], clamped to [0, 1], at the input size.
 
@@ -234,8 +238,16 @@ def denoise(
     ``chop`` the image is padded, run and cropped back; unlike the official colour test,
     ``ensemble`` without ``chop`` ensembles the whole image. ``progress`` shows a bar of the chop
     tiles (default: when there are more than 4). The model's train/eval mode is left to the caller.
+    ``precision="bf16"`` runs under bfloat16 autocast (the DCN stays in float32) and returns float32;
+    its output is within about 50 dB PSNR of float32 (benchmarks/bf16_psnr.py).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     noisy, from_numpy = _as_batch(noisy, model)
+    if precision == "bf16":
+        with torch.autocast(noisy.device.type, dtype=torch.bfloat16):
+            y = denoise(model, noisy, chop, ensemble, min_size, pad_before_chop, progress).to(noisy.dtype)
+        return tensor_to_image(y) if from_numpy else y
     h, w = noisy.shape[-2:]
     if h < MULTIPLE or w < MULTIPLE:
         raise ValueError(f"image of {h}x{w} px is too small: ADFNet needs at least {MULTIPLE}x{MULTIPLE}")

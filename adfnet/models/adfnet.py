@@ -90,7 +90,7 @@ class ADFNet(nn.Module):
         c2 = self.fe2(self.lrelu(self.down1(c1)))
         c3 = self.fe3(self.lrelu(self.down2(c2)))
         y = self.cfe(self.lrelu(self.down3(c3)))
-        y = self.dfe3(self.up3(y) + c3)
-        y = self.dfe2(self.up2(y) + c2)
-        y = self.dfe1(self.up1(y) + c1)
-        return self.tail(y) + x
+        y = self.dfe3(self.up3(y).add_(c3))
+        y = self.dfe2(self.up2(y).add_(c2))
+        y = self.dfe1(self.up1(y).add_(c1))
+        return self.tail(y).add_(x)

@@ -14,57 +14,13 @@ follow the official release (state_dict compatibility), which is why some read o
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dcn import ModulatedDeformConvPack
 
+from .ops import dynamic_filter, get_formulation, mfi_fusion
+
 __all__ = ["CB", "DCB", "MCB", "MDCB", "MFI", "SEKG", "AFG", "DConv", "DynamicBranch", "OffsetBlock", "dynamic_filter"]
-
-
-# Dynamic filtering is a registered op so that complexity counters (torch.utils.flop_counter, formula
-# in adfnet.complexity) and torch.compile see it as one operation instead of an unfold and a product.
-@torch.library.custom_op("adfnet::dynamic_filter", mutates_args=())
-def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
-    """Per-pixel, per-channel 3x3 filtering of ``x`` (B, C, H, W) with zero padding.
-
-    ``kernels`` (B, 9C, H, W) holds at channel 9c + t the weight of tap t = 3i + j (row-major) for
-    channel c; taps are ``dilation`` pixels apart:
-    out[b, c, h, w] = sum_t x[b, c, h + d(i-1), w + d(j-1)] * kernels[b, 9c + t, h, w].
-    """
-    b, c, h, w = x.shape
-    patches = F.unfold(x, 3, dilation=dilation, padding=dilation).view(b, c, 9, h, w)
-    return (patches * kernels.reshape(b, c, 9, h, w)).sum(2)
-
-
-@dynamic_filter.register_fake
-def _(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
-    torch._check(kernels.shape[1] == 9 * x.shape[1], lambda: "kernels must have 9 channels per input channel")
-    return x.new_empty(x.shape)
-
-
-def _dynamic_filter_setup(ctx, inputs, output) -> None:
-    x, kernels, dilation = inputs
-    ctx.save_for_backward(x, kernels)
-    ctx.dilation = dilation
-
-
-def _dynamic_filter_backward(ctx, grad: Tensor):
-    x, kernels = ctx.saved_tensors
-    d = ctx.dilation
-    b, c, h, w = x.shape
-    grad = grad.unsqueeze(2)
-    grad_x = grad_kernels = None
-    if ctx.needs_input_grad[0]:
-        cols = (kernels.reshape(b, c, 9, h, w) * grad).reshape(b, 9 * c, h * w)
-        grad_x = F.fold(cols, (h, w), 3, dilation=d, padding=d)
-    if ctx.needs_input_grad[1]:
-        patches = F.unfold(x, 3, dilation=d, padding=d).view(b, c, 9, h, w)
-        grad_kernels = (patches * grad).reshape(b, 9 * c, h, w)
-    return grad_x, grad_kernels, None
-
-
-dynamic_filter.register_autograd(_dynamic_filter_backward, setup_context=_dynamic_filter_setup)
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> nn.Conv2d:
@@ -108,7 +64,7 @@ class CB(nn.Module):
         self.lrelu = _lrelu()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv3(self.lrelu(self.conv2(self.conv1(x)))) + x
+        return self.conv3(self.lrelu(self.conv2(self.conv1(x)))).add_(x)
 
 
 class MFI(nn.Module):
@@ -140,7 +96,7 @@ class SEKG(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c = x.shape[:2]
         channel = self.conv_ca(x.mean((2, 3)).unsqueeze(1)).view(b, c, 1, 1)
-        return self.conv_sa(x) + channel
+        return self.conv_sa(x).add_(channel)
 
 
 class AFG(nn.Module):
@@ -177,7 +133,14 @@ class DCB(nn.Module):
         self.conv2 = _conv(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(self.lrelu(self.dyconv(self.conv1(x)))) + x
+        return self.conv2(self.lrelu(self.dyconv(self.conv1(x)))).add_(x)
+
+
+def _integrate(block: MCB | MDCB, parts: list[Tensor], x: Tensor) -> Tensor:
+    """fusion(attention(cat(parts))) + x; with MFI in the fast formulation, folded into the fusion."""
+    if isinstance(block.attention, MFI) and get_formulation() == "fast":
+        return mfi_fusion(parts, block.fusion, x)
+    return block.fusion(block.attention(torch.cat(parts, 1))) + x
 
 
 class MCB(nn.Module):
@@ -208,7 +171,7 @@ class MCB(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x0 = self.conv(self.dcn([x, self.offset(x)]))
         branches = [self.lrelu(conv(x0)) for conv in (self.conv1, self.conv2, self.conv3)]
-        return self.fusion(self.attention(torch.cat([x0, *branches], 1))) + x
+        return _integrate(self, [x0, *branches], x)
 
 
 class DynamicBranch(nn.Module):
@@ -256,5 +219,6 @@ class MDCB(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         kernels = self.generate_kernel([x, self.offset(x)])
         xr = self.conv(x)
-        branches = [branch(xr, kernels) for branch in (self.branch_1, self.branch_3, self.branch_5)]
-        return self.fusion(self.attention(torch.cat([xr, *branches], 1))) + x
+        branches = [self.branch_1(xr, kernels), self.branch_3(xr, kernels), self.branch_5(xr, kernels)]
+        del kernels  # the largest tensor of the block (9 * mid channels): free it before the fusion
+        return _integrate(self, [xr, *branches], x)

@@ -1,0 +1,216 @@
+"""ADFNet's two parameter-light operations and the switch between their two formulations.
+
+* ``dynamic_filter`` -- per-pixel, per-channel 3x3 filtering (DConv, MDCB branches);
+* ``mfi_fusion`` -- MFI followed by the 1x1 fusion conv and the block's residual.
+
+``"fast"`` (the default) runs the dynamic filter with the fused kernels of the ``dcn._C``
+extension (9 shifted multiply-adds read in place; falls back to unfold when the extension is not
+built) and MFI folded into the fusion conv. ``"reference"`` is the original formulation: unfold,
+product and sum for the filter, MFI as four full-size temporaries then ``cat`` and the 1x1 conv,
+and torchvision's ``deform_conv2d`` for the DCN. Both compute the same function (parity tests in
+tests/test_fast_ops.py); the reference exists for those tests and for benchmarks/adfnet_speed.py.
+Select it with :func:`use_formulation` or ``ADFNET_FORMULATION=reference``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import dcn
+from dcn import _ext
+
+__all__ = [
+    "FORMULATIONS",
+    "dynamic_filter",
+    "dynamic_filter_reference",
+    "get_formulation",
+    "mfi_fusion",
+    "use_formulation",
+]
+
+FORMULATIONS = ("fast", "reference")
+ENV_VAR = "ADFNET_FORMULATION"
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("adfnet_formulation", default=None)
+
+
+def get_formulation() -> str:
+    """``"fast"`` or ``"reference"``: :func:`use_formulation` > ``ADFNET_FORMULATION`` > ``"fast"``."""
+    name = _override.get() or os.environ.get(ENV_VAR, "").strip().lower() or "fast"
+    if name not in FORMULATIONS:
+        raise ValueError(f"{ENV_VAR}={name!r} is not a formulation; use one of {', '.join(FORMULATIONS)}")
+    return name
+
+
+@contextlib.contextmanager
+def use_formulation(name: str) -> Iterator[str]:
+    """Run the enclosed ADFNet calls in formulation ``name``; ``"reference"`` also selects the
+    torchvision DCN backend (the original network's DCN)."""
+    if name not in FORMULATIONS:
+        raise ValueError(f"unknown formulation {name!r}; use one of {', '.join(FORMULATIONS)}")
+    token = _override.set(name)
+    try:
+        with dcn.use_backend("torchvision") if name == "reference" else contextlib.nullcontext():
+            yield name
+    finally:
+        _override.reset(token)
+
+
+def _fused_available() -> bool:
+    return _ext.is_available() and torch._C._dispatch_has_kernel("dcn::dynamic_filter")
+
+
+def _use_fused() -> bool:
+    return get_formulation() == "fast" and _fused_available()
+
+
+def dynamic_filter_reference(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
+    """The unfold formulation (9 shifted copies of ``x``, a product, a sum): the parity oracle."""
+    b, c, h, w = x.shape
+    patches = F.unfold(x, 3, dilation=dilation, padding=dilation).view(b, c, 9, h, w)
+    return (patches * kernels.reshape(b, c, 9, h, w)).sum(2)
+
+
+def _dynamic_filter_backward_reference(grad: Tensor, x: Tensor, kernels: Tensor, d: int) -> tuple[Tensor, Tensor]:
+    b, c, h, w = x.shape
+    grad = grad.unsqueeze(2)
+    cols = (kernels.reshape(b, c, 9, h, w) * grad).reshape(b, 9 * c, h * w)
+    grad_x = F.fold(cols, (h, w), 3, dilation=d, padding=d)
+    patches = F.unfold(x, 3, dilation=d, padding=d).view(b, c, 9, h, w)
+    return grad_x, (patches * grad).reshape(b, 9 * c, h, w)
+
+
+# One registered op in both formulations, so that complexity counters (torch.utils.flop_counter,
+# formula in adfnet.complexity) and torch.compile see dynamic filtering as one operation with a
+# known cost; its kernels are the fused ones or unfold (reference formulation, or no extension).
+@torch.library.custom_op("adfnet::dynamic_filter", mutates_args=())
+def _dynamic_filter_op(x: Tensor, kernels: Tensor, dilation: int) -> Tensor:
+    if _use_fused():
+        return torch.ops.dcn.dynamic_filter(x, kernels, dilation)
+    return dynamic_filter_reference(x, kernels, dilation)
+
+
+@_dynamic_filter_op.register_fake
+def _(x: Tensor, kernels: Tensor, dilation: int) -> Tensor:
+    torch._check(kernels.shape[1] == 9 * x.shape[1], lambda: "kernels must have 9 channels per input channel")
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, kernels, dilation = inputs
+    ctx.save_for_backward(x, kernels)
+    ctx.dilation = dilation
+
+
+def _backward(ctx, grad: Tensor):
+    x, kernels = ctx.saved_tensors
+    if _use_fused():
+        grad_x, grad_kernels = torch.ops.dcn.dynamic_filter_backward(grad, x, kernels, ctx.dilation)
+    else:
+        grad_x, grad_kernels = _dynamic_filter_backward_reference(grad, x, kernels, ctx.dilation)
+    return grad_x, grad_kernels, None
+
+
+_dynamic_filter_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _register_fused() -> None:
+    """Fake kernels (shapes only, for opcheck and compile) and autograd of the compiled ops.
+
+    Both gradients are bilinear in (grad, x, kernels), so the backward op differentiates into the
+    two ops again: gradgrad = f(ggx, k) + f(x, ggk) and backward(grad, ggx, ggk) gives the
+    gradients of x and kernels (f the filter, ggx/ggk the incoming gradients).
+    """
+    contiguous = torch.contiguous_format
+
+    @torch.library.register_fake("dcn::dynamic_filter")
+    def _(x, kernels, dilation):
+        return torch.empty_like(x, memory_format=contiguous)
+
+    @torch.library.register_fake("dcn::dynamic_filter_backward")
+    def _(grad, x, kernels, dilation):
+        return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
+
+    def setup_forward(ctx, inputs, output):
+        x, kernels, ctx.dilation = inputs
+        ctx.save_for_backward(x, kernels)
+
+    def backward_forward(ctx, grad):
+        x, kernels = ctx.saved_tensors
+        return *torch.ops.dcn.dynamic_filter_backward(grad, x, kernels, ctx.dilation), None
+
+    def setup_backward(ctx, inputs, output):
+        grad, x, kernels, ctx.dilation = inputs
+        ctx.save_for_backward(grad, x, kernels)
+
+    def backward_backward(ctx, ggx, ggk):
+        grad, x, kernels = ctx.saved_tensors
+        d = ctx.dilation
+        ggx = torch.zeros_like(x) if ggx is None else ggx
+        ggk = torch.zeros_like(kernels) if ggk is None else ggk
+        grad_grad = torch.ops.dcn.dynamic_filter(ggx, kernels, d) + torch.ops.dcn.dynamic_filter(x, ggk, d)
+        return grad_grad, *torch.ops.dcn.dynamic_filter_backward(grad, ggx, ggk, d), None
+
+    torch.library.register_autograd("dcn::dynamic_filter", backward_forward, setup_context=setup_forward)
+    torch.library.register_autograd("dcn::dynamic_filter_backward", backward_backward, setup_context=setup_backward)
+
+
+if _fused_available():
+    _register_fused()
+
+
+def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
+    """Per-pixel, per-channel 3x3 filtering of ``x`` (B, C, H, W) with zero padding.
+
+    ``kernels`` (B, 9C, H, W) holds at channel 9c + t the weight of tap t = 3i + j (row-major) for
+    channel c; taps are ``dilation`` pixels apart:
+    out[b, c, h, w] = sum_t x[b, c, h + d(i-1), w + d(j-1)] * kernels[b, 9c + t, h, w].
+    Mixed dtypes (autocast) run in the wider one.
+    """
+    if x.dtype != kernels.dtype:
+        dtype = torch.promote_types(x.dtype, kernels.dtype)
+        x, kernels = x.to(dtype), kernels.to(dtype)
+    return _dynamic_filter_op(x, kernels, dilation)
+
+
+def _gate(mean: Tensor) -> Tensor:
+    return 2 * torch.sigmoid(mean)
+
+
+def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tensor) -> Tensor:
+    """``fusion(MFI(cat(parts))) + residual`` without the concatenation or any MFI temporary.
+
+    MFI scales channel c by a_c and pixel (h, w) by g = 1 + rows_h + cols_w. The pixel factor
+    commutes with the 1x1 fusion conv and the channel factor folds into its weight, so the result
+    is g * (W diag(a) z) + bias + residual: one GEMM per part into the output, one pass to apply g.
+    All gates come from the per-row and per-column sums of z (one reduction pass): the mean of
+    a_c z over (c, w) is sum_c a_c rowsum_c(h) / (C W), likewise for columns.
+    """
+    b, _, h, w = parts[0].shape
+    acc = torch.promote_types(parts[0].dtype, torch.float32)  # gate statistics in float at least
+    row_sums = torch.cat([p.sum(3, dtype=acc) for p in parts], 1)  # (B, C, H)
+    col_sums = torch.cat([p.sum(2, dtype=acc) for p in parts], 1)  # (B, C, W)
+    channels = row_sums.shape[1]
+    a = _gate(row_sums.sum(2) / (h * w))  # (B, C)
+    rows = _gate(torch.einsum("bc,bch->bh", a, row_sums) / (channels * w))
+    cols = _gate(torch.einsum("bc,bcw->bw", a, col_sums) / (channels * h))
+    g = (1 + rows[:, :, None] + cols[:, None, :]).unsqueeze(1)  # (B, 1, H, W)
+
+    weight = fusion.weight.flatten(1)  # (O, C)
+    scaled = weight * a[:, None, :].to(weight.dtype)  # (B, O, C)
+    out, start = None, 0
+    for p in parts:
+        stop = start + p.shape[1]
+        lhs, rhs = scaled[:, :, start:stop], p.reshape(b, p.shape[1], h * w)
+        out = torch.bmm(lhs.to(p.dtype), rhs) if out is None else out.baddbmm_(lhs.to(p.dtype), rhs)
+        start = stop
+    out = torch.addcmul(residual, out.view(b, -1, h, w), g.to(out.dtype))
+    if fusion.bias is not None:
+        out.add_(fusion.bias.view(1, -1, 1, 1).to(out.dtype))
+    return out

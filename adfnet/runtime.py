@@ -1,0 +1,60 @@
+"""Process-wide runtime settings for the command-line entry points (not for library users).
+
+ADFNet allocates and frees tensors of hundreds of MB per block. glibc serves each of them with a
+fresh ``mmap`` and returns it on ``free``, so every forward pass page-faults its whole working set
+again (about half of the wall time of a 512x768 inference on CPU, see benchmarks/adfnet_speed.py).
+:func:`tune_allocator` keeps freed memory in the heap for reuse instead. A caching allocator
+preloaded by the user (tcmalloc, jemalloc) already does this; then nothing is changed.
+
+Why this setting (RGB ADFNet, fast formulation, 512x768 inference, 2 threads, measured on a machine
+shared with other jobs, so times are indicative only): default glibc 96 s at 1.53 GB of
+activations; with :func:`tune_allocator` 40 s at 1.78 GB (+0.26 GB). Without the trim threshold
+(``mmap`` off alone) the retained heap grows with every distinct tensor size, +0.9 GB in inference
+and +3.8 GB in training were reported for that in issue 10; the 1 GB threshold caps the freed
+memory kept. Rerun benchmarks/adfnet_speed.py (its "tuned" table) to check on another machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+_PRELOADED = ("tcmalloc", "jemalloc", "mimalloc")
+
+
+def preloaded_allocator() -> str | None:
+    """Name of a caching malloc mapped into this process (e.g. through LD_PRELOAD), if any."""
+    try:
+        with open("/proc/self/maps") as maps:
+            text = maps.read()
+    except OSError:
+        return None
+    return next((name for name in _PRELOADED if f"lib{name}" in text), None)
+
+
+def tune_allocator(trim_threshold_mb: int = 1024) -> str:
+    """Make large allocations reuse freed memory; returns what was done (for logs).
+
+    With glibc: no ``mmap`` for large blocks (they come from the heap and are reused after
+    ``free``), and freed memory above ``trim_threshold_mb`` at the top of the heap is still
+    returned to the system, which bounds the extra resident memory. Does nothing with a preloaded
+    caching allocator, on other platforms, or on a libc without ``mallopt``.
+    """
+    preloaded = preloaded_allocator()
+    if preloaded is not None:
+        return f"{preloaded} (preloaded)"
+    if not sys.platform.startswith("linux"):
+        return "system default"
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "system default (no mallopt)"
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold_mb << 20) == 1
+    return f"glibc mallopt (no mmap, trim above {trim_threshold_mb} MB)" if ok else "system default (mallopt failed)"

@@ -1,0 +1,243 @@
+"""ADFNet speed and memory on CPU: the reference formulation against the fast one, side by side.
+
+reference = the original network's operations (torchvision ``deform_conv2d`` as the DCN, dynamic
+filtering by unfold, MFI as full-size temporaries then ``cat``); fast = this project's default
+(compiled DCN, fused dynamic-filter kernels, MFI folded into the fusion conv). Same weights, same
+outputs (tests/test_fast_ops.py). Every configuration runs in its own process, so that its peak
+resident memory (ru_maxrss) is its own; activation memory = peak minus the resident memory after
+building the model. Times are the median of ``--repeats`` runs after one warm-up. GFLOP/s counts
+the true multiply-adds (adfnet.complexity, x2), a training step as 3x the forward; the share is
+against a float32 GEMM (torch.mm 2048^3) measured in this run.
+"default" is glibc's allocator as is; "tuned" calls adfnet.runtime.tune_allocator().
+
+    python benchmarks/adfnet_speed.py [--quick] [--threads N] [--out results.md]
+
+The full run takes a long time (the reference needs ~50 s per 1024x1024 inference on 2 cores);
+``--quick`` uses small sizes to check that everything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (model, task, batch, height, width, formulations)
+FULL = [
+    ("adfnet", "inference", 1, 256, 384, ("reference", "fast")),
+    ("adfnet", "inference", 1, 512, 768, ("reference", "fast")),
+    ("adfnet", "inference", 1, 1024, 1024, ("reference", "fast")),
+    ("adfnet", "inference", 1, 2048, 2048, ("fast",)),  # the reference needs > 23 GB
+    ("adfnet", "training", 4, 64, 64, ("reference", "fast")),
+    ("adfnet", "training", 16, 128, 128, ("reference", "fast")),
+    ("adfnet_l", "inference", 1, 512, 768, ("reference", "fast")),
+    ("adfnet_l", "training", 4, 64, 64, ("reference", "fast")),
+]
+QUICK = [
+    ("adfnet", "inference", 1, 64, 96, ("reference", "fast")),
+    ("adfnet", "inference", 1, 128, 192, ("reference", "fast")),
+    ("adfnet", "training", 2, 32, 32, ("reference", "fast")),
+    ("adfnet_l", "inference", 1, 64, 96, ("reference", "fast")),
+]
+ALLOCATORS = ("default", "tuned")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def worker(spec: dict) -> dict:
+    """Runs one configuration in this process and returns its measurements."""
+    import torch
+
+    from adfnet.runtime import tune_allocator
+
+    allocator = tune_allocator() if spec["allocator"] == "tuned" else "default"
+    torch.set_num_threads(spec["threads"])
+    if spec["task"] == "gemm":
+        a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+        times = []
+        for _ in range(spec["repeats"] + 1):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        return {"gflops": 2 * 2048**3 / min(times[1:]) / 1e9}
+
+    from adfnet.complexity import count_macs
+    from adfnet.models import build_model
+    from adfnet.models.ops import use_formulation
+
+    torch.manual_seed(0)
+    model = build_model(spec["model"], 3)
+    b, h, w = spec["batch"], spec["height"], spec["width"]
+    with torch.device("meta"):
+        macs = count_macs(build_model(spec["model"], 3), (b, 3, h, w))["total"]
+    x = torch.rand(b, 3, h, w)
+    target = torch.rand(b, 3, h, w)
+    training = spec["task"] == "training"
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4) if training else None
+    rss_model = _rss_bytes()
+
+    def step() -> None:
+        if training:
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.l1_loss(model(x), target).backward()
+            optimizer.step()
+        else:
+            with torch.inference_mode():
+                model(x)
+
+    model.train(training)
+    times = []
+    with use_formulation(spec["formulation"]):
+        for _ in range(spec["repeats"] + 1):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    seconds = statistics.median(times[1:])
+    flops = 2 * macs * (3 if training else 1)
+    return {
+        "seconds": seconds,
+        "gflops": flops / seconds / 1e9,
+        "peak_gb": _peak_rss_bytes() / 1e9,
+        "activation_gb": (_peak_rss_bytes() - rss_model) / 1e9,
+        "allocator": allocator,
+    }
+
+
+def run_isolated(spec: dict) -> dict:
+    """``worker(spec)`` in a fresh interpreter; an error dict if it fails (e.g. out of memory)."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1][:120]}
+    return json.loads(lines[-1])
+
+
+def _label(model: str, task: str, batch: int, h: int, w: int) -> str:
+    name = {"adfnet": "ADFNet", "adfnet_l": "ADFNet-L"}[model]
+    if task == "inference":
+        return f"{name} inference {h}x{w}"
+    return f"{name} training step, batch {batch} patch {h}"
+
+
+def _fmt(result: dict | None, key: str, unit: str = "", digits: int = 2) -> str:
+    if result is None:
+        return "-"
+    if "error" in result:
+        return "failed"
+    return f"{result[key]:.{digits}f}{unit}"
+
+
+def _ratio(a: dict | None, b: dict | None, key: str) -> str:
+    if not a or not b or "error" in a or "error" in b or b[key] == 0:
+        return "-"
+    return f"{a[key] / b[key]:.2f}x"
+
+
+def table(rows: list[tuple], results: dict, gemm: float) -> str:
+    lines = []
+    for allocator in ALLOCATORS:
+        lines += [
+            f"\n**Allocator: {allocator}** ({results.get(('alloc', allocator), '')})\n",
+            "| configuration | reference time | fast time | speed-up | reference activations | fast activations "
+            "| activation ratio | fast peak RSS | fast GFLOP/s (share of GEMM peak) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for model, task, batch, h, w, _ in rows:
+            ref = results.get((model, task, batch, h, w, "reference", allocator))
+            fast = results.get((model, task, batch, h, w, "fast", allocator))
+            share = "-" if not fast or "error" in fast else f"{fast['gflops']:.1f} ({100 * fast['gflops'] / gemm:.0f}%)"
+            lines.append(
+                f"| {_label(model, task, batch, h, w)} | {_fmt(ref, 'seconds', ' s')} | {_fmt(fast, 'seconds', ' s')} "
+                f"| {_ratio(ref, fast, 'seconds')} | {_fmt(ref, 'activation_gb', ' GB')} "
+                f"| {_fmt(fast, 'activation_gb', ' GB')} | {_ratio(fast, ref, 'activation_gb')} "
+                f"| {_fmt(fast, 'peak_gb', ' GB')} | {share} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one timed run: checks that it all runs")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per configuration (default 3, quick 1)")
+    parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    rows = QUICK if args.quick else FULL
+    repeats = args.repeats or (1 if args.quick else 3)
+    base = {"threads": args.threads, "repeats": repeats}
+
+    gemm = run_isolated({**base, "task": "gemm", "allocator": "default", "repeats": 5})
+    if "error" in gemm:
+        sys.exit(f"GEMM reference measurement failed: {gemm['error']}")
+    results: dict = {}
+    total = sum(len(r[-1]) for r in rows) * len(ALLOCATORS)
+    done = 0
+    for allocator in ALLOCATORS:
+        for model, task, batch, h, w, formulations in rows:
+            for formulation in formulations:
+                spec = {
+                    **base,
+                    "model": model,
+                    "task": task,
+                    "batch": batch,
+                    "height": h,
+                    "width": w,
+                    "formulation": formulation,
+                    "allocator": allocator,
+                }
+                result = run_isolated(spec)
+                results[(model, task, batch, h, w, formulation, allocator)] = result
+                results.setdefault(("alloc", allocator), result.get("allocator", ""))
+                done += 1
+                print(
+                    f"[{done}/{total}] {allocator:7s} {formulation:9s} {_label(model, task, batch, h, w)}: "
+                    + (
+                        result["error"]
+                        if "error" in result
+                        else f"{result['seconds']:.2f} s, activations {result['activation_gb']:.2f} GB, "
+                        f"peak {result['peak_gb']:.2f} GB"
+                    ),
+                    flush=True,
+                )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    header = (
+        f"ADFNet (RGB, float32) on CPU, {args.threads} threads, torch {_torch_version()}; "
+        f"float32 GEMM peak {gemm['gflops']:.0f} GFLOP/s; load average at the end {load:.1f}"
+        + (" (--quick: sizes too small to judge)" if args.quick else "")
+    )
+    text = header + "\n" + table(rows, results, gemm["gflops"])
+    print("\n" + text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+if __name__ == "__main__":
+    main()

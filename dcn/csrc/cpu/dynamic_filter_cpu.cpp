@@ -1,0 +1,151 @@
+// CPU kernels of the dynamic-filter op (math in ../dynamic_filter.h).
+//
+// Work is one output row (image, channel, row) at a time, rows split with at::parallel_for, so
+// results are deterministic. A row is 9 shifted multiply-adds over the columns where the tap is
+// inside the image (valid_columns), contiguous loops the compiler vectorises; the row accumulates
+// in a small buffer of the accumulation type (float for bfloat16/half), nothing else is allocated.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../dynamic_filter.h"
+#include "../dynamic_filter_op.h"
+
+namespace dcn {
+namespace {
+
+using dynamic_filter::kTaps;
+using dynamic_filter::shift;
+using dynamic_filter::valid_columns;
+
+// Rows per parallel task: about 64k multiply-adds, enough to amortise the scheduling.
+int64_t row_grain(int64_t width) { return std::max<int64_t>(1, (64 * 1024) / (kTaps * std::max<int64_t>(width, 1))); }
+
+// Calls fn(row, plane_index bc, h) for rows [0, planes * height) in parallel.
+template <typename Fn>
+void for_each_row(int64_t planes, int64_t height, int64_t width, const Fn& fn) {
+  at::parallel_for(0, planes * height, row_grain(width), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) fn(r / height, r % height);
+  });
+}
+
+template <typename scalar_t>
+void forward_kernel(const scalar_t* __restrict x, const scalar_t* __restrict k, scalar_t* __restrict out,
+                    int64_t planes, int64_t height, int64_t width, int64_t d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t plane = height * width;
+  at::parallel_for(0, planes * height, row_grain(width), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(width);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t bc = r / height;
+      const int64_t h = r % height;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      acc_t* __restrict a = acc.data();
+      for (int64_t t = 0; t < kTaps; ++t) {
+        const int64_t y = h + shift(t / 3, d);
+        if (y < 0 || y >= height) continue;
+        const int64_t s = shift(t % 3, d);
+        int64_t w0, w1;
+        valid_columns(s, width, &w0, &w1);
+        const scalar_t* __restrict xr = x + bc * plane + y * width + s;
+        const scalar_t* __restrict kr = k + (bc * kTaps + t) * plane + h * width;
+        for (int64_t w = w0; w < w1; ++w) a[w] += static_cast<acc_t>(xr[w]) * static_cast<acc_t>(kr[w]);
+      }
+      scalar_t* __restrict o = out + bc * plane + h * width;
+      for (int64_t w = 0; w < width; ++w) o[w] = static_cast<scalar_t>(a[w]);
+    }
+  });
+}
+
+template <typename scalar_t>
+void grad_kernels_kernel(const scalar_t* __restrict g, const scalar_t* __restrict x, scalar_t* __restrict gk,
+                         int64_t planes, int64_t height, int64_t width, int64_t d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t plane = height * width;
+  for_each_row(planes, height, width, [&](int64_t bc, int64_t h) {
+    const scalar_t* __restrict gr = g + bc * plane + h * width;
+    for (int64_t t = 0; t < kTaps; ++t) {
+      scalar_t* __restrict dst = gk + (bc * kTaps + t) * plane + h * width;
+      const int64_t y = h + shift(t / 3, d);
+      int64_t w0 = 0, w1 = 0;
+      if (y >= 0 && y < height) valid_columns(shift(t % 3, d), width, &w0, &w1);
+      std::fill(dst, dst + w0, scalar_t(0));
+      const scalar_t* __restrict xr = x + bc * plane + y * width + shift(t % 3, d);
+      for (int64_t w = w0; w < w1; ++w) dst[w] = static_cast<scalar_t>(static_cast<acc_t>(gr[w]) * static_cast<acc_t>(xr[w]));
+      std::fill(dst + w1, dst + width, scalar_t(0));
+    }
+  });
+}
+
+template <typename scalar_t>
+void grad_input_kernel(const scalar_t* __restrict g, const scalar_t* __restrict k, scalar_t* __restrict gx,
+                       int64_t planes, int64_t height, int64_t width, int64_t d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t plane = height * width;
+  at::parallel_for(0, planes * height, row_grain(width), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(width);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t bc = r / height;
+      const int64_t h = r % height;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      acc_t* __restrict a = acc.data();
+      for (int64_t t = 0; t < kTaps; ++t) {
+        // Output (y, w - s) read this pixel through tap t.
+        const int64_t y = h - shift(t / 3, d);
+        if (y < 0 || y >= height) continue;
+        const int64_t s = -shift(t % 3, d);
+        int64_t w0, w1;
+        valid_columns(s, width, &w0, &w1);
+        const scalar_t* __restrict gr = g + bc * plane + y * width + s;
+        const scalar_t* __restrict kr = k + (bc * kTaps + t) * plane + y * width + s;
+        for (int64_t w = w0; w < w1; ++w) a[w] += static_cast<acc_t>(gr[w]) * static_cast<acc_t>(kr[w]);
+      }
+      scalar_t* __restrict o = gx + bc * plane + h * width;
+      for (int64_t w = 0; w < width; ++w) o[w] = static_cast<scalar_t>(a[w]);
+    }
+  });
+}
+
+at::Tensor forward_cpu(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation) {
+  check_dynamic_filter_args(x_, kernels_, dilation);
+  const at::Tensor x = x_.contiguous();
+  const at::Tensor kernels = kernels_.contiguous();
+  at::Tensor out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dynamic_filter_cpu", [&] {
+    forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
+                             out.mutable_data_ptr<scalar_t>(), x.size(0) * x.size(1), x.size(2), x.size(3), dilation);
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_, const at::Tensor& x_,
+                                                const at::Tensor& kernels_, int64_t dilation) {
+  check_dynamic_filter_args(x_, kernels_, dilation, &grad_);
+  const at::Tensor grad = grad_.contiguous();
+  const at::Tensor x = x_.contiguous();
+  const at::Tensor kernels = kernels_.contiguous();
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_kernels = at::empty_like(kernels);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dynamic_filter_backward_cpu", [&] {
+    const int64_t planes = x.size(0) * x.size(1);
+    grad_input_kernel<scalar_t>(grad.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
+                                grad_x.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation);
+    grad_kernels_kernel<scalar_t>(grad.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
+                                  grad_kernels.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation);
+  });
+  return {grad_x, grad_kernels};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dcn, CPU, m) {
+  m.impl("dynamic_filter", &forward_cpu);
+  m.impl("dynamic_filter_backward", &backward_cpu);
+}
+
+}  // namespace dcn

@@ -1,0 +1,14 @@
+// Host-side interface of the dynamic-filter op (schemas in dynamic_filter.cpp, kernels in
+// cpu/dynamic_filter_cpu.cpp and cuda/dynamic_filter_cuda.cu, math in dynamic_filter.h).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace dcn {
+
+// Checks x (B, C, H, W), kernels (B, 9C, H, W) on one device with one dtype, dilation >= 1 and,
+// when given, grad (B, C, H, W); raises a message naming the mismatch otherwise.
+void check_dynamic_filter_args(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation,
+                               const at::Tensor* grad = nullptr);
+
+}  // namespace dcn

@@ -1,0 +1,140 @@
+"""Parity of the fast formulation (fused dynamic filter, MFI folded into the fusion conv) with the
+reference one (unfold, unfused MFI, torchvision DCN), in float64: values and every gradient."""
+
+import pytest
+import torch
+
+from adfnet.models import MCB, MDCB, ADFNet
+from adfnet.models.ops import _fused_available, dynamic_filter, dynamic_filter_reference, use_formulation
+
+pytestmark = pytest.mark.skipif(not _fused_available(), reason="needs the dcn._C extension (sh make.sh)")
+
+
+def _inputs(b=2, c=3, h=7, w=5, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, h, w, generator=g, dtype=dtype, requires_grad=True)
+    k = torch.randn(b, 9 * c, h, w, generator=g, dtype=dtype, requires_grad=True)
+    return x, k
+
+
+# Dilation 5 on a 7x5 image: some taps are outside the image for every pixel.
+@pytest.mark.parametrize("dilation", [1, 2, 3, 5, 8])
+def test_fused_dynamic_filter_equals_unfold_values_and_gradients(dilation):
+    x, k = _inputs()
+    fused = torch.ops.dcn.dynamic_filter(x, k, dilation)
+    ref = dynamic_filter_reference(x, k, dilation)
+    torch.testing.assert_close(fused, ref, rtol=0, atol=1e-13)
+    g = torch.randn_like(ref)
+    fused_grads = torch.autograd.grad(fused, (x, k), g)
+    ref_grads = torch.autograd.grad(ref, (x, k), g)
+    for a, b in zip(fused_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+def test_fused_dynamic_filter_gradcheck_and_gradgradcheck():
+    x, k = _inputs(1, 2, 4, 5)
+    for d in (1, 2):
+
+        def f(a, b, d=d):
+            return torch.ops.dcn.dynamic_filter(a, b, d)
+
+        assert torch.autograd.gradcheck(f, (x, k))
+        assert torch.autograd.gradgradcheck(f, (x, k))
+
+
+def test_fused_ops_opcheck():
+    x, k = _inputs(2, 3, 5, 6)
+    grad = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    for d in (1, 3):
+        torch.library.opcheck(torch.ops.dcn.dynamic_filter, (x, k, d))
+        torch.library.opcheck(torch.ops.dcn.dynamic_filter_backward, (grad, x.detach(), k.detach(), d))
+
+
+def test_formulations_select_kernels():
+    """The registered op runs the fused kernels in the fast formulation and unfold in the reference one:
+    both agree, and the reference's backward is unfold's (checked against the fused backward)."""
+    x, k = _inputs()
+    with use_formulation("reference"):
+        ref = dynamic_filter(x, k, 3)
+        ref_grads = torch.autograd.grad(ref.sum(), (x, k))
+    fast = dynamic_filter(x, k, 3)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-13)
+    for a, b in zip(torch.autograd.grad(fast.sum(), (x, k)), ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+def test_fused_bfloat16_accumulates_in_float():
+    x, k = _inputs(1, 4, 16, 16)
+    out = torch.ops.dcn.dynamic_filter(x.bfloat16(), k.bfloat16(), 1).double()
+    ref = dynamic_filter_reference(x.bfloat16().double(), k.bfloat16().double(), 1)
+    # Only the final rounding to bfloat16 (relative 2^-8) separates them.
+    torch.testing.assert_close(out, ref, rtol=2**-8, atol=1e-6)
+
+
+def test_fused_rejects_bad_arguments_with_a_message():
+    x, k = _inputs()
+    with pytest.raises(RuntimeError, match=r"kernels must have shape \(B, 9C, H, W\)"):
+        torch.ops.dcn.dynamic_filter(x, k[:, :-1], 1)
+    with pytest.raises(RuntimeError, match="dilation must be >= 1"):
+        torch.ops.dcn.dynamic_filter(x, k, 0)
+    with pytest.raises(RuntimeError, match="must match x"):
+        torch.ops.dcn.dynamic_filter(x, k.float(), 1)
+
+
+@pytest.mark.parametrize("block", [MCB, MDCB])
+def test_mfi_fusion_equals_unfused_mfi(block):
+    torch.manual_seed(0)
+    m = block(16, 8, offset_channels=8, deformable_groups=2).double()
+    x = torch.randn(2, 16, 9, 7, dtype=torch.float64, requires_grad=True)
+    params = [x, *m.parameters()]
+    with use_formulation("reference"):
+        ref = m(x)
+        ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    fast = m(x)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), params), ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_adfnet_fast_equals_reference_float64():
+    torch.manual_seed(0)
+    model = ADFNet(3, (8, 8, 16, 16)).double()
+    x = torch.rand(1, 3, 16, 24, dtype=torch.float64)
+    params = list(model.parameters())
+    with use_formulation("reference"):
+        ref = model(x)
+        ref_grads = torch.autograd.grad(ref.square().sum(), params)
+    fast = model(x)
+    torch.testing.assert_close(fast, ref, rtol=0, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(fast.square().sum(), params), ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_unknown_formulation_is_refused():
+    with pytest.raises(ValueError, match="unknown formulation"), use_formulation("fastest"):
+        pass
+
+
+def test_bf16_denoise_stays_close_to_fp32():
+    """precision="bf16" (autocast, fused filter in bfloat16 with float accumulation) against float32 on
+    golden weights; benchmarks/bf16_psnr.py measures the bundled McMaster set (> 55 dB)."""
+    import sys
+    from pathlib import Path
+
+    from adfnet.inference import denoise
+    from adfnet.models import build_model
+
+    sys.path.insert(0, str(Path(__file__).parent / "golden"))
+    from weights import golden_state_dict
+
+    model = build_model("adfnet", 3).eval()
+    model.load_state_dict(golden_state_dict(model.state_dict(), 0))
+    noisy = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fp32 = denoise(model, noisy)
+        bf16 = denoise(model, noisy, precision="bf16")
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    psnr = -10 * torch.log10((fp32 - bf16).square().mean()).item()
+    assert 45 < psnr < 100  # close, but really computed in bfloat16 (not identical)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        denoise(model, noisy, precision="fp8")
