@@ -35,12 +35,15 @@ from adfnet.data.datasets import (
     validation_files,
 )
 from adfnet.data.io import save_image, tensor_to_image
+from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
+from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
 from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
 from adfnet.engine.schedulers import build_scheduler
 from adfnet.engine.state import STATE_VERSION, atomic_save, load_training_state, rng_state, set_rng_state
+from adfnet.evaluation.raw import denoise_packed
 from adfnet.inference import denoise
 from adfnet.losses import build_loss
-from adfnet.metrics import psnr
+from adfnet.metrics import psnr, psnr_raw
 from adfnet.models import build_model, model_options
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -157,17 +160,23 @@ class Trainer:
     def _build_train_set(self) -> Dataset:
         a = self.args
         if a.task == "paired":
-            return PairedTrain(a.dir_data, a.patch_size, a.seed)
+            return RawPairedTrain(a.dir_data, a.patch_size, a.seed, a.cfa_pattern) if a.raw else \
+                PairedTrain(a.dir_data, a.patch_size, a.seed)
         files = training_files(a.data_train, a.dir_data)
         # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
         length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
-        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed)
+        if a.raw:
+            return UnprocessedRawTrain(files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern)
+        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noise_model, length, a.seed)
 
     def _build_val_set(self) -> Dataset:
         a = self.args
         if a.task == "paired":
-            return PairedVal(a.data_val, a.n_val)
-        return SyntheticNoiseVal(validation_files(a.data_val, a.n_val), a.n_colors, a.noiseL, a.val_seed)
+            return RawPairedVal(a.data_val, a.cfa_pattern, a.n_val) if a.raw else PairedVal(a.data_val, a.n_val)
+        files = validation_files(a.data_val, a.n_val)
+        if a.raw:
+            return UnprocessedRawVal(files, a.val_seed, a.noise_model, a.cfa_pattern)
+        return SyntheticNoiseVal(files, a.n_colors, a.noise_model, a.val_seed)
 
     def _open_writer(self) -> Any:
         if not self.dist.is_main or self.args.test_only:
@@ -290,6 +299,13 @@ class Trainer:
         self.net.eval()
         scores = []
         for noisy, clean, name in tqdm(self.val_set, desc="validation", leave=False, disable=not self.dist.is_main):
+            if a.raw:  # raw: PSNR with peak 1 on unquantised data, CFA-aware ensemble (adfnet.evaluation.raw)
+                out = denoise_packed(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
+                scores.append(psnr_raw(out[0], clean))
+                if save_dir is not None:
+                    save_dir.mkdir(parents=True, exist_ok=True)
+                    np.save(save_dir / f"{name}_{a.model}_raw_DN.npy", out[0].cpu().numpy())
+                continue
             out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
             scores.append(psnr(out, clean))
             if save_dir is not None:
