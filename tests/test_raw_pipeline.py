@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.io as sio
 import torch
+from test_scripts import record
 
 from adfnet.cli import real
 from adfnet.cli import train as train_cli
@@ -19,6 +20,7 @@ from adfnet.data.io import list_images, read_image, save_image
 from adfnet.data.raw import CFA_PATTERNS, mosaic, pack, unpack
 from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal, read_bayer
 from adfnet.data.unprocess import UnprocessedRawVal
+from adfnet.engine.options import parse_options
 from adfnet.evaluation.raw import denoise_mosaic
 from adfnet.matio import SIDD_RAW_SUBMISSION_KEY, load_sidd_raw_blocks, save_sidd_raw_submission
 from adfnet.metrics import psnr_raw
@@ -177,3 +179,22 @@ def test_train_on_real_raw_pairs(tmp_path, one_thread):
             "--dir_experiment", str(tmp_path), "--save", "run", "--cfa_pattern", "BGGR"]  # fmt: skip
     assert train_cli.main(argv) == 0
     assert "val PSNR" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_raw_scripts_run_the_recipe_and_the_sidd_raw_tools(tmp_path):
+    """train_adfnet_raw.sh runs configs/raw.yml; test_adfnet_raw.sh scores SIDD raw plain and with the CFA
+    ensemble and writes the benchmark submission (command lines recorded, parsed by the tools' own parsers)."""
+    for sub in ("data/DIV2K", "t", "e"):
+        (tmp_path / sub).mkdir(parents=True)
+    (train_argv,) = record(tmp_path / "t", "train_adfnet_raw.sh", env={"DATA_DIR": str(tmp_path / "data")})
+    args = parse_options(train_argv[1:])
+    assert (args.raw, args.n_colors, args.noise_model.name, args.patch_size, args.loss) == (
+        True, 4, "poisson_gaussian", 256, "1*L1"
+    )  # fmt: skip
+    write_sidd_raw(tmp_path / "real" / "SIDD" / "val_raw")
+    write_sidd_raw(tmp_path / "real" / "SIDD" / "benchmark_raw", ("Benchmark",))
+    runs = record(tmp_path / "e", "test_adfnet_raw.sh", "--cpu", env={"REAL": str(tmp_path / "real")})
+    parsed = [real.build_parser().parse_args(argv[2:]) for argv in runs]
+    assert [p.tool for p in parsed] == ["sidd-raw-val", "sidd-raw-val", "sidd-raw-benchmark"]
+    assert [p.ensemble for p in parsed] == [False, True, False] and all(p.cpu for p in parsed)
+    assert all(p.weights == "checkpoints/adfnet_raw.pt" and p.cfa_pattern == "RGGB" for p in parsed)
