@@ -24,6 +24,7 @@ from adfnet.engine.options import parse_options
 from adfnet.evaluation.raw import denoise_mosaic
 from adfnet.matio import SIDD_RAW_SUBMISSION_KEY, load_sidd_raw_blocks, save_sidd_raw_submission
 from adfnet.metrics import psnr_raw
+from adfnet.models import build_model
 from conftest import MCMASTER, TRAIN_RGB
 
 GRID, BLOCK = (2, 3), 32
@@ -198,3 +199,15 @@ def test_raw_scripts_run_the_recipe_and_the_sidd_raw_tools(tmp_path):
     assert [p.tool for p in parsed] == ["sidd-raw-val", "sidd-raw-val", "sidd-raw-benchmark"]
     assert [p.ensemble for p in parsed] == [False, True, False] and all(p.cpu for p in parsed)
     assert all(p.weights == "checkpoints/adfnet_raw.pt" and p.cfa_pattern == "RGGB" for p in parsed)
+
+
+@pytest.mark.parametrize("name", ["adfnet", "sadnet"])
+def test_models_take_packed_raw(name):
+    """build_model(..., n_colors=4): 4 channels in, 4 out (packed R, Gr, Gb, B)."""
+    torch.manual_seed(0)
+    model = build_model(name, n_colors=4).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 4, 16, 16))
+    assert out.shape == (1, 4, 16, 16) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="n_colors"):
+        build_model(name, n_colors=2)

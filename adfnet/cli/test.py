@@ -4,7 +4,9 @@
         --input_dir datasets/testsets/McMaster --test_noiseL 50 --chop --save_images
 
 (``python test.py ...`` takes the same flags.) Several ``--input_dir`` and ``--test_noiseL`` values run
-in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Exit code 0
+in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Another noise
+model: ``--noise hg --noise_params 40 10`` (also ``hg_dbsn``, ``mg``, ``poisson_gaussian``; docs/EVALUATION.md);
+``--save_noisy npy`` writes the exact noisy inputs. Exit code 0
 when every image was evaluated, 1 when anything failed (the failures are listed; the other images are
 still processed).
 """
