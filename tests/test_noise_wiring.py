@@ -170,3 +170,12 @@ def test_dbsn_references():
     assert reference_for(3, "CBSD68", "mg", (75.0,)).psnr == 26.89
     assert "hg_dbsn" in reference_for(3, "CBSD68", "hg", (40.0, 10.0)).source  # the caveat is stated
     assert reference_for(1, "Set12", "awgn", (25.0,)) is None and reference_for(3, "CBSD68", "hg", (30.0, 10.0)) is None
+
+
+def test_noise_in_a_recipe(tmp_path):
+    recipe = tmp_path / "hg.yml"
+    recipe.write_text("n_colors: 1\nnoise: hg\nnoise_params: [40, 10]\n")
+    assert parse_options(["--config", str(recipe)]).noise_model == build_noise("hg", (40, 10))
+    recipe.write_text("noise: hg\nnoise_params: [40, -1]\n")
+    with pytest.raises(SystemExit):
+        parse_options(["--config", str(recipe)])

@@ -231,8 +231,9 @@ def load_config(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
             f"--config {path}: unknown option name(s) {', '.join(unknown)}; keys are train.py option "
             "names without the dashes, e.g. lr, batch_size, n_colors"
         )
-    # strings go through each option's type as if typed on the command line (argparse converts string defaults)
-    return {k: v if isinstance(v, bool) or v is None else str(v) for k, v in cfg.items()}
+    # strings go through each option's type as if typed on the command line (argparse converts string defaults);
+    # lists (noise_params: [40, 10]) stay lists, their numbers checked where they are used (build_noise)
+    return {k: v if isinstance(v, bool | list) or v is None else str(v) for k, v in cfg.items()}
 
 
 def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
