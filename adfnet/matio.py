@@ -22,6 +22,11 @@ import scipy.io as sio
 from adfnet.imaging import quantize
 
 SIDD_SUBMISSION_KEY = "DenoisedBlocksSrgb"
+# SIDD raw: ValidationNoisyBlocksRaw / ValidationGtBlocksRaw / BenchmarkNoisyBlocksRaw hold N x K x H x W
+# float32 Bayer blocks in [0, 1] (40 x 32 x 256 x 256). The benchmark's own writer (SIDD_Denoise.m) saves
+# SubmitRaw.mat with DenoisedBlocksRaw (an N x K cell of H x W blocks), TimeMPRaw (seconds per megapixel)
+# and OptionalData (a struct of free text), in -v7.3; scipy writes v7, which MATLAB reads the same way.
+SIDD_RAW_SUBMISSION_KEY = "DenoisedBlocksRaw"
 DND_CROP_KEY = "Idenoised_crop"
 
 
@@ -90,6 +95,49 @@ def save_sidd_submission(path: str | Path, blocks: np.ndarray) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sio.savemat(str(path), {SIDD_SUBMISSION_KEY: cell})
+
+
+def load_single_array(path: str | Path, key: str | None = None) -> np.ndarray:
+    """The variable ``key`` (default: the only one) of a MATLAB v7 ``.mat`` file, as stored."""
+    variables = _variables(_loadmat(path))
+    if key is None:
+        if len(variables) != 1:
+            raise ValueError(f"{path} holds {sorted(variables)}; say which one with a key")
+        key = next(iter(variables))
+    if key not in variables:
+        raise ValueError(f"{path} has no variable {key!r} (it holds {sorted(variables)})")
+    return variables[key]
+
+
+def load_sidd_raw_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
+    """SIDD raw blocks as an ``N x K x H x W`` float32 array in [0, 1] (numeric or cell form, like the sRGB ones)."""
+    value = load_single_array(path, key)
+    blocks = _cell_to_array(value) if value.dtype == object else np.asarray(value)
+    if blocks.ndim != 4:
+        raise ValueError(f"{path}: SIDD raw blocks should be N x K x H x W Bayer mosaics, got shape {blocks.shape}")
+    if not np.issubdtype(blocks.dtype, np.floating):
+        raise ValueError(f"{path}: raw blocks of type {blocks.dtype}; SIDD stores them as float in [0, 1]")
+    if blocks.shape[2] % 2 or blocks.shape[3] % 2:
+        raise ValueError(f"{path}: Bayer blocks need even sizes, got {blocks.shape[2]}x{blocks.shape[3]}")
+    return blocks.astype(np.float32, copy=False)
+
+
+def save_sidd_raw_submission(
+    path: str | Path, blocks: np.ndarray, time_mp: float, optional: dict[str, str] | None = None
+) -> None:
+    """Write ``N x K x H x W`` raw blocks as SIDD's ``SubmitRaw.mat``: ``DenoisedBlocksRaw`` (N x K cell of
+    float32 blocks), ``TimeMPRaw`` (seconds per megapixel) and ``OptionalData`` (struct of strings)."""
+    blocks = np.asarray(blocks)
+    if blocks.ndim != 4 or not np.issubdtype(blocks.dtype, np.floating):
+        raise ValueError(f"expected N x K x H x W float raw blocks, got {blocks.dtype} {blocks.shape}")
+    cell = np.empty(blocks.shape[:2], dtype=object)
+    for i in range(blocks.shape[0]):
+        for k in range(blocks.shape[1]):
+            cell[i, k] = blocks[i, k].astype(np.float32)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {SIDD_RAW_SUBMISSION_KEY: cell, "TimeMPRaw": float(time_mp), "OptionalData": dict(optional or {})}
+    sio.savemat(str(path), data)
 
 
 def save_dnd_crop(path: str | Path, img: np.ndarray) -> None:

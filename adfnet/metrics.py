@@ -42,6 +42,19 @@ def psnr(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -
     return 20.0 * math.log10(255.0 / math.sqrt(mse))
 
 
+def psnr_raw(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """PSNR (dB, peak 1) of float raw data in [0, 1], NOT quantised: ``10 log10(1 / mse)``.
+
+    The raw-domain score of SIDD's raw blocks as MWRCANet (NTIRE 2020) computed it, one value per block.
+    """
+    out = (output.detach().cpu().numpy() if isinstance(output, torch.Tensor) else np.asarray(output)).astype(np.float64)
+    ref = (target.detach().cpu().numpy() if isinstance(target, torch.Tensor) else np.asarray(target)).astype(np.float64)
+    if out.shape != ref.shape:
+        raise ValueError(f"output and target shapes differ: {out.shape} vs {ref.shape}")
+    mse = float(np.mean((out - ref) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
 def _gaussian_window() -> np.ndarray:
     g = cv2.getGaussianKernel(WINDOW_SIZE, WINDOW_SIGMA)
     return g @ g.T

@@ -22,7 +22,7 @@ from adfnet.data.datasets import (
     validation_files,
 )
 from adfnet.data.io import ImageReadError, image_to_tensor, list_images, read_image, save_image
-from adfnet.data.noise import add_awgn
+from adfnet.data.noise import add_awgn, build_noise
 from adfnet.engine.options import parse_options
 from conftest import ROOT
 
@@ -83,13 +83,13 @@ def test_set_names_and_default_data_root_do_not_depend_on_the_current_folder(tmp
 def test_small_images_skipped_or_error(tmp_path: Path) -> None:
     big, small = write(tmp_path / "big.png", 40, 48), write(tmp_path / "small.png", 40, 20)
     with pytest.warns(UserWarning, match="1 of 2 training images"):
-        ds = SyntheticNoiseTrain([big, small], 3, 32, 25, length=4)
+        ds = SyntheticNoiseTrain([big, small], 3, 32, build_noise("awgn", [25]), length=4)
     assert ds.files == [big]
     with pytest.raises(ValueError, match="smaller than --patch_size 64"):
-        SyntheticNoiseTrain([big, small], 3, 64, 25, length=4)
+        SyntheticNoiseTrain([big, small], 3, 64, build_noise("awgn", [25]), length=4)
     gray = write(tmp_path / "gray.png", 40, 40, c=1)
     with pytest.warns(UserWarning, match="1 of 2 training images are gray"):
-        ds = SyntheticNoiseTrain([big, gray], 3, 32, 25, length=4)
+        ds = SyntheticNoiseTrain([big, gray], 3, 32, build_noise("awgn", [25]), length=4)
     assert ds[1][1].shape == (3, 32, 32)
 
 
@@ -120,7 +120,7 @@ def test_header_probe_agrees_with_read_image(tmp_path: Path) -> None:
         same = np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
         assert header.gray == same, path.name
     with pytest.warns(UserWarning, match="4 of 9 training images are gray"):
-        SyntheticNoiseTrain(sorted(tmp_path.iterdir()), 3, 16, 25, length=4)
+        SyntheticNoiseTrain(sorted(tmp_path.iterdir()), 3, 16, build_noise("awgn", [25]), length=4)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ImageReadError, match="broken.png"):
         probe_image(tmp_path / "broken.png")
@@ -128,7 +128,8 @@ def test_header_probe_agrees_with_read_image(tmp_path: Path) -> None:
 
 def test_synthetic_train_samples() -> None:
     files = list_images(RGB)[:4]
-    ds = SyntheticNoiseTrain(files, n_colors=1, patch_size=32, sigma=50, length=16, seed=3)  # RGB -> gray
+    awgn50 = build_noise("awgn", [50])
+    ds = SyntheticNoiseTrain(files, n_colors=1, patch_size=32, noise=awgn50, length=16, seed=3)  # RGB -> gray
     noisy, clean = ds[5]
     assert noisy.shape == clean.shape == (1, 32, 32) and noisy.dtype == torch.float32
     assert clean.min() >= 0 and clean.max() <= 1
@@ -157,7 +158,7 @@ def test_synthetic_train_samples() -> None:
 
 def test_synthetic_val_uses_fixed_seed() -> None:
     files = validation_files(str(ROOT / "datasets/testsets/Set12"), n_val=2)
-    ds = SyntheticNoiseVal(files, 1, sigma=25, seed=1)
+    ds = SyntheticNoiseVal(files, 1, noise=build_noise("awgn", [25]), seed=1)
     noisy, clean, name = ds[1]
     assert name == "02"
     expected = add_awgn(image_to_tensor(read_image(files[1], 1)), 25, seed=1)[0]

@@ -23,6 +23,7 @@ import train
 from adfnet.checkpoint import load_weights
 from adfnet.data.datasets import SyntheticNoiseTrain
 from adfnet.data.io import read_image, save_image
+from adfnet.data.noise import build_noise
 from adfnet.engine import state as state_module
 from adfnet.engine.options import parse_options
 from adfnet.engine.runs import RunFolderError, resume_command
@@ -259,7 +260,7 @@ def test_bad_training_images_are_named_and_left_out(tmp_path: Path) -> None:
     assert cv2.imwrite(str(data / "nan.tif"), nan)
     files = sorted(data.iterdir())
     with pytest.warns(UserWarning, match="2 of 4 training images are left out") as record:
-        dataset = SyntheticNoiseTrain(files, 1, 16, 25, length=4, seed=1)
+        dataset = SyntheticNoiseTrain(files, 1, 16, build_noise("awgn", [25]), length=4, seed=1)
     text = str(record[-1].message)
     assert str(data / "truncated.png") in text and str(data / "nan.tif") in text
     assert dataset.files == [f for f in files if f.name not in ("nan.tif", "truncated.png")]

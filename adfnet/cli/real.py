@@ -6,6 +6,8 @@
     adfnet-real dnd            --input_dir datasets/DND
     adfnet-real score-sidd     --submission results/sidd_val_mat/mat/SubmitSrgb.mat --gt .../ValidationGtBlocksSrgb.mat
     adfnet-real bundle-dnd     --mat_dir results/dnd/mat
+    adfnet-real sidd-raw-val   --input_dir datasets/SIDD/val_raw --weights checkpoints/adfnet_raw.pt [--ensemble]
+    adfnet-real sidd-raw-benchmark --input_dir datasets/SIDD/benchmark_raw --weights checkpoints/adfnet_raw.pt
 
 The official script names (scripts/test_sidd_val_mat.py, ...) run the same tools. ``adfnet-real <tool> -h``
 describes each one.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adfnet.cli import dnd, sidd
+from adfnet.cli import dnd, sidd, sidd_raw
 from adfnet.cli.common import add_real_model_arguments, join_negative_numbers
 
 # tool name -> (module, its function names); each module has add_<name>_arguments and run_<name>
@@ -27,8 +29,10 @@ TOOLS = {
     "score-sidd": (sidd, "score"),
     "dnd": (dnd, "denoise"),
     "bundle-dnd": (dnd, "bundle"),
+    "sidd-raw-val": (sidd_raw, "raw_val"),
+    "sidd-raw-benchmark": (sidd_raw, "raw_benchmark"),
 }
-DENOISERS = ("sidd-val-mat", "sidd-val-png", "sidd-benchmark", "dnd")
+DENOISERS = ("sidd-val-mat", "sidd-val-png", "sidd-benchmark", "dnd", "sidd-raw-val", "sidd-raw-benchmark")
 
 
 def build_parser() -> argparse.ArgumentParser:

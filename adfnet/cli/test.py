@@ -4,7 +4,9 @@
         --input_dir datasets/testsets/McMaster --test_noiseL 50 --chop --save_images
 
 (``python test.py ...`` takes the same flags.) Several ``--input_dir`` and ``--test_noiseL`` values run
-in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Exit code 0
+in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Another noise
+model: ``--noise hg --noise_params 40 10`` (also ``hg_dbsn``, ``mg``, ``poisson_gaussian``; docs/EVALUATION.md);
+``--save_noisy npy`` writes the exact noisy inputs. Exit code 0
 when every image was evaluated, 1 when anything failed (the failures are listed; the other images are
 still processed).
 """
@@ -12,6 +14,7 @@ still processed).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from adfnet.cli.common import (
@@ -23,6 +26,7 @@ from adfnet.cli.common import (
     select_device,
 )
 from adfnet.data.datasets import DATASETS_ROOT
+from adfnet.data.noise import NOISE_NAMES, build_noise
 from adfnet.evaluation import (
     DEFAULT_SEEDS,
     EvalOptions,
@@ -64,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="noise level(s) sigma on 0-255 (finite, >= 0)",
     )
     data.add_argument(
+        "--noise",
+        type=str.lower,
+        choices=NOISE_NAMES,
+        default=None,
+        help="noise model (default: AWGN at each --test_noiseL, the official protocol); awgn with "
+        "--noise_params SIGMA equals --test_noiseL SIGMA; see docs/EVALUATION.md",
+    )
+    data.add_argument(
+        "--noise_params",
+        nargs="+",
+        type=finite_float(0),
+        default=None,
+        help="parameters of --noise on the 0-255 scale, e.g. --noise hg --noise_params 40 10 (mg: L, default 75)",
+    )
+    data.add_argument(
         "--seed",
         type=int,
         default=None,
@@ -93,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     output = p.add_argument_group("output")
     output.add_argument("--result_dir", default="results/test", help="outputs go to <result_dir>/<set>/sigma<N>/")
     output.add_argument("--save_images", action="store_true", help="write denoised images under their input names")
+    output.add_argument(
+        "--save_noisy",
+        choices=("npy", "png16"),
+        default=None,
+        help="write each noisy input to <set>/<noise>/noisy/: npy = the exact unclipped float32 H x W x C "
+        "values; png16 = clipped to [0, 1], round(65535 x) in a 16-bit PNG (not exact where clipped)",
+    )
     add_runtime_arguments(p)
     return p
 
@@ -102,6 +128,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.noise_params is not None and args.noise is None:
+        parser.error("--noise_params needs --noise NAME")
+    try:
+        if args.noise == "awgn":
+            args.test_noiseL = args.noise_params or args.test_noiseL
+        args.noise_model = None if args.noise in (None, "awgn") else build_noise(args.noise, args.noise_params or ())
+    except ValueError as err:
+        parser.error(str(err))
+    if args.noise_model is not None:
+        if "{sigma}" in args.weights:
+            parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
+        args.test_noiseL = [math.nan]  # one run, named by the noise model
     return args
 
 
@@ -111,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     options = model_options(args)
     try:
         # everything a user can get wrong about the outputs is checked before a model is loaded
-        check_outputs_apart(input_dirs, args.test_noiseL, args.result_dir)
+        check_outputs_apart(input_dirs, args.test_noiseL, args.result_dir, args.noise_model)
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
         opts = EvalOptions(
             n_colors=args.n_colors,
@@ -121,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             ensemble=args.ensemble,
             save_images=args.save_images,
             limit=args.limit,
+            noise=args.noise_model,
+            save_noisy=args.save_noisy,
         )
         with dcn_backend(args.dcn_backend):
             run = run_evaluation(args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options)

@@ -4,6 +4,7 @@ Synthetic AWGN (the official command lines run unchanged), e.g. gray sigma 25:
     adfnet-train --n_colors 1 --model adfnet --save adfnet_n25 --noiseL 25 --patch_size 128 \\
         --loss 1*MSE --lr 1e-4 --save_results
 A paper recipe: adfnet-train --config configs/gray_n25.yml (or --config gray_n25); real noise: --config sidd.
+Other noise: --noise hg --noise_params 40 10 (hg_dbsn, mg, poisson_gaussian); raw (packed Bayer): --raw or --config raw.
 Several GPUs: torchrun --nproc_per_node 2 train.py ...   (or --n_GPUs 2 for DataParallel)
 Continue a run where it stopped: add --resume -1. Per-task scripts: scripts/train_adfnet_*.sh.
 """

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from adfnet.data.io import IMAGE_EXTENSIONS, ImageReadError, ImageWarning, image_to_tensor, list_images, read_image
-from adfnet.data.noise import add_awgn
+from adfnet.data.noise import NoiseModel
 
 # The repository's bundled and downloaded data: set names (--data_val Set12) and the default --dir_data
 # are looked up here, not in the current folder, so train.py works from any folder.
@@ -213,7 +213,8 @@ def validation_files(data_val: str, n_val: int = 0, root: str | Path = DATASETS_
 
 
 class SyntheticNoiseTrain(Dataset):
-    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh AWGN (unclipped).
+    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh ``noise`` (unclipped;
+    a :class:`~adfnet.data.noise.NoiseModel`, AWGN at ``--noiseL`` by default: ``noise_from_flags``).
 
     ``length`` samples per epoch (``iterations x batch``); sample ``i`` comes from image ``i mod N``
     (the official DIV2K ``repeat``), so a shuffled epoch visits every image equally often.
@@ -226,7 +227,7 @@ class SyntheticNoiseTrain(Dataset):
         files: Sequence[Path],
         n_colors: int,
         patch_size: int,
-        sigma: float,
+        noise: NoiseModel,
         length: int,
         seed: int = 1,
         workers: int = 1,
@@ -243,7 +244,7 @@ class SyntheticNoiseTrain(Dataset):
                     UserWarning,
                     stacklevel=2,
                 )
-        self.n_colors, self.patch_size, self.sigma = n_colors, patch_size, sigma
+        self.n_colors, self.patch_size, self.noise = n_colors, patch_size, noise
         self.length, self.seed, self.epoch = length, seed, 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -260,16 +261,16 @@ class SyntheticNoiseTrain(Dataset):
         top, left = random_crop(img, self.patch_size, rng)
         patch = img[top : top + self.patch_size, left : left + self.patch_size]
         clean = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]
-        return add_awgn(clean, self.sigma, generator=torch_generator(rng)), clean
+        return self.noise(clean, generator=torch_generator(rng)), clean
 
 
 class SyntheticNoiseVal(Dataset):
-    """Whole clean images with AWGN drawn from a FIXED seed per image (the test protocol), so the
+    """Whole clean images with ``noise`` drawn from a FIXED seed per image (the test protocol), so the
     validation PSNR of different epochs is comparable (the official code drew fresh noise each epoch).
     Returns ``(noisy, clean, name)``."""
 
-    def __init__(self, files: Sequence[Path], n_colors: int, sigma: float, seed: int) -> None:
-        self.files, self.n_colors, self.sigma, self.seed = list(files), n_colors, sigma, seed
+    def __init__(self, files: Sequence[Path], n_colors: int, noise: NoiseModel, seed: int) -> None:
+        self.files, self.n_colors, self.noise, self.seed = list(files), n_colors, noise, seed
 
     def __len__(self) -> int:
         return len(self.files)
@@ -277,7 +278,7 @@ class SyntheticNoiseVal(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         path = self.files[index]
         clean = image_to_tensor(read_image(path, self.n_colors))
-        return add_awgn(clean, self.sigma, seed=self.seed)[0], clean[0], path.stem
+        return self.noise(clean, seed=self.seed)[0], clean[0], path.stem
 
 
 def paired_files(root: str | Path) -> list[tuple[Path, Path]]:

@@ -198,6 +198,25 @@ class NoiseModel:
             given.append("read=log-linear" if self.params else "shot, read=random log-linear")
         return f"{self.name}({', '.join(given)})"
 
+    @property
+    def is_awgn(self) -> bool:
+        return self.name == "awgn"
+
+    def folder_name(self) -> str:
+        """The per-noise output folder: ``sigma25`` for AWGN (the official layout), else e.g. ``hg_40_10``."""
+        if self.is_awgn:
+            sigma = self.params[0]
+            return f"sigma{int(sigma) if float(sigma).is_integer() else sigma}"
+        return "_".join([self.name, *(f"{v:g}" for v in self.params)])
+
+
+def noise_from_flags(name: str | None, params: Sequence[float] | None, sigma: float) -> NoiseModel:
+    """The noise of ``--noise NAME --noise_params ...``; without ``--noise`` (or ``awgn`` without
+    parameters) AWGN at ``sigma`` (``--noiseL`` / ``--test_noiseL``), exactly the official noise."""
+    if name is None or (str(name).strip().lower() == "awgn" and not params):
+        return build_noise("awgn", (sigma,))
+    return build_noise(name, params or ())
+
 
 def build_noise(name: str, params: Sequence[float] = ()) -> NoiseModel:
     """The noise model ``name`` (one of :data:`NOISE_NAMES`, any case) with ``params`` (``--noise_params``).

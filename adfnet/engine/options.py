@@ -24,6 +24,8 @@ import yaml
 
 from adfnet.cli.common import add_runtime_arguments, finite_float, join_negative_numbers
 from adfnet.data.datasets import DATASETS_ROOT
+from adfnet.data.noise import NOISE_NAMES, build_noise, noise_from_flags
+from adfnet.data.raw import CFA_PATTERNS
 from adfnet.models import ADFNet, add_model_arguments
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -100,8 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="noise seed of every validation image (default 1 gray, 20 RGB, as the official test scripts)",
     )
-    data.add_argument("--n_colors", type=int, choices=(1, 3), default=3, help="1 = gray, 3 = colour")
+    data.add_argument(
+        "--n_colors", type=int, choices=(1, 3, 4), default=3, help="1 = gray, 3 = colour, 4 = packed Bayer raw (--raw)"
+    )
     data.add_argument("--noiseL", type=finite_float(0), default=50, help="AWGN sigma on the 0-255 scale")
+    data.add_argument(
+        "--noise",
+        type=str.lower,
+        choices=NOISE_NAMES,
+        default=None,
+        help="synthetic noise model (default: AWGN at --noiseL; with --raw: poisson_gaussian with Brooks et "
+        "al.'s random shot/read levels); parameters in --noise_params (docs/TRAINING.md)",
+    )
+    data.add_argument(
+        "--noise_params",
+        nargs="+",
+        type=finite_float(0),
+        default=None,
+        help="parameters of --noise, e.g. --noise hg --noise_params 40 10",
+    )
+    data.add_argument(
+        "--raw",
+        action="store_true",
+        help="raw denoising: 4-channel model on packed Bayer (R, Gr, Gb, B); synthetic task = unprocessed "
+        "clean sRGB images (Brooks et al. 2019), paired task = <dir_data>/{clean,noisy}/*.npy|.mat mosaics",
+    )
+    data.add_argument("--cfa_pattern", choices=CFA_PATTERNS, default="RGGB", help="Bayer pattern of the raw data")
     data.add_argument(
         "--patch_size", type=int, default=128, help=f"training crop size (a multiple of {ADFNet.size_multiple})"
     )
@@ -211,8 +237,9 @@ def load_config(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
             f"--config {path}: unknown option name(s) {', '.join(unknown)}; keys are train.py option "
             "names without the dashes, e.g. lr, batch_size, n_colors"
         )
-    # strings go through each option's type as if typed on the command line (argparse converts string defaults)
-    return {k: v if isinstance(v, bool) or v is None else str(v) for k, v in cfg.items()}
+    # strings go through each option's type as if typed on the command line (argparse converts string defaults);
+    # lists (noise_params: [40, 10]) stay lists, their numbers checked where they are used (build_noise)
+    return {k: v if isinstance(v, bool | list) or v is None else str(v) for k, v in cfg.items()}
 
 
 def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
@@ -234,6 +261,8 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
+    if args.raw or args.n_colors == 4:
+        args.raw, args.n_colors = True, 4
     for key, value in (GRAY_DEFAULTS if args.n_colors == 1 else COLOR_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -254,12 +283,29 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for name in ("batch_size", "patch_size", "test_every", "val_per_epoch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
-    if args.n_colors not in (1, 3):
-        parser.error(f"n_colors must be 1 or 3, got {args.n_colors}")
-    multiple = ADFNet.size_multiple
+    if args.n_colors not in (1, 3, 4):
+        parser.error(f"n_colors must be 1, 3 or 4 (raw), got {args.n_colors}")
+    multiple = ADFNet.size_multiple * (2 if args.raw else 1)  # raw: the mosaic crop is packed to half its size
     if args.patch_size % multiple:
         parser.error(
-            f"--patch_size {args.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times)"
+            f"--patch_size {args.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times"
+            + (", after packing the mosaic to half its size)" if args.raw else ")")
         )
+    _check_noise(parser, args)
     if not (isinstance(args.lr, float) and math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number, got {args.lr!r}")
+
+
+def _check_noise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Build ``args.noise_model`` (the training and validation noise) from ``--noise``/``--noise_params``."""
+    if args.noise_params is not None and args.noise is None:
+        parser.error("--noise_params needs --noise NAME")
+    try:
+        if args.raw and args.noise is None:
+            args.noise_model = build_noise("poisson_gaussian")
+        else:
+            args.noise_model = noise_from_flags(args.noise, args.noise_params, args.noiseL)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.noise_model.name == "mg" and args.n_colors != 3:
+        parser.error("--noise mg correlates the 3 colour channels: it needs --n_colors 3")

@@ -40,6 +40,8 @@ from adfnet.data.datasets import (
     validation_files,
 )
 from adfnet.data.io import save_image, tensor_to_image
+from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
+from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
 from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
 from adfnet.engine.runs import (
     CHECKPOINT,
@@ -60,9 +62,10 @@ from adfnet.engine.state import (
     rng_state,
     set_rng_state,
 )
+from adfnet.evaluation.raw import denoise_packed
 from adfnet.inference import NonFiniteOutputError, denoise
 from adfnet.losses import build_loss
-from adfnet.metrics import psnr
+from adfnet.metrics import psnr, psnr_raw
 from adfnet.models import build_model, model_options
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -256,12 +259,16 @@ class Trainer:
         a = self.args
         workers = max(1, a.n_threads)
         if a.task == "paired":
+            if a.raw:
+                return RawPairedTrain(a.dir_data, a.patch_size, a.seed, a.cfa_pattern)
             dataset: Dataset = PairedTrain(a.dir_data, a.patch_size, a.seed, workers)
         else:
             files = training_files(a.data_train, a.dir_data)
             # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
             length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
-            dataset = SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed, workers)
+            if a.raw:
+                return UnprocessedRawTrain(files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern)
+            dataset = SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers)
         for problem in dataset.left_out:  # type: ignore[attr-defined]
             self.log(f"warning: training image left out: {problem}")
         return dataset
@@ -269,8 +276,11 @@ class Trainer:
     def _build_val_set(self) -> Dataset:
         a = self.args
         if a.task == "paired":
-            return PairedVal(a.data_val, a.n_val)
-        return SyntheticNoiseVal(validation_files(a.data_val, a.n_val), a.n_colors, a.noiseL, a.val_seed)
+            return RawPairedVal(a.data_val, a.cfa_pattern, a.n_val) if a.raw else PairedVal(a.data_val, a.n_val)
+        files = validation_files(a.data_val, a.n_val)
+        if a.raw:
+            return UnprocessedRawVal(files, a.val_seed, a.noise_model, a.cfa_pattern)
+        return SyntheticNoiseVal(files, a.n_colors, a.noise_model, a.val_seed)
 
     def _open_writer(self) -> Any:
         if not self.dist.is_main or self.args.test_only:
@@ -435,9 +445,18 @@ class Trainer:
         scores = []
         for noisy, clean, name in tqdm(self.val_set, desc="validation", leave=False, disable=not self.dist.is_main):
             try:
-                out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
+                if a.raw:  # raw: PSNR with peak 1 on unquantised data, CFA-aware ensemble (adfnet.evaluation.raw)
+                    out = denoise_packed(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
+                else:
+                    out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
             except NonFiniteOutputError:
                 raise NonFiniteLossError(f"the validation output of {name} is NaN/inf") from None
+            if a.raw:
+                scores.append(psnr_raw(out[0], clean))
+                if save_dir is not None:
+                    save_dir.mkdir(parents=True, exist_ok=True)
+                    np.save(save_dir / f"{name}_{a.model}_raw_DN.npy", out[0].cpu().numpy())
+                continue
             scores.append(psnr(out, clean))
             if save_dir is not None:
                 suffix = f"_N{a.noiseL:g}" if a.task == "synthetic" else ""

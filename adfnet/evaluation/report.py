@@ -7,7 +7,9 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .published import Published, is_adfnet, published_for
+from adfnet.data.noise import NoiseModel, build_noise
+
+from .published import Published, is_adfnet, published_for, reference_for
 from .results import Evaluation, SetResult, sigma_label
 from .synthetic import EvalOptions
 
@@ -16,10 +18,23 @@ def _diff(ours: float, theirs: float | None, digits: int) -> str:
     return "" if theirs is None or math.isnan(ours) else f"{ours - theirs:+.{digits}f}"
 
 
-def format_set_table(result: SetResult, published: Published | None) -> str:
-    """Per-image table of one set and sigma, then the mean and the published number with the difference."""
+def result_noise(result: SetResult) -> NoiseModel:
+    """The noise model a result was measured with."""
+    return build_noise(result.noise_name, result.noise_params or (result.sigma,))
+
+
+def _noise_reference(result: SetResult, n_colors: int) -> Published | None:
+    noise = result_noise(result)
+    return reference_for(n_colors, result.set_name, noise.name, noise.params)
+
+
+def format_set_table(result: SetResult, published: Published | None, reference: Published | None = None) -> str:
+    """Per-image table of one set and noise, then the mean, the published number with the difference,
+    and ``reference``: another method's supervised number for the same setting (DBSN's N2C column)."""
     width = max([len(r.image) for r in result.rows] + [5])
-    lines = [f"{result.set_name}  sigma {sigma_label(result.sigma)}", f"  {'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}"]
+    noise = result_noise(result)
+    title = f"sigma {sigma_label(result.sigma)}" if noise.is_awgn else f"noise {noise.describe()}"
+    lines = [f"{result.set_name}  {title}", f"  {'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}"]
     lines += [f"  {r.image:<{width}}  {r.psnr:8.4f}  {r.ssim:7.4f}" for r in result.rows]
     lines.append(f"  {'mean':<{width}}  {result.mean_psnr:8.4f}  {result.mean_ssim:7.4f}  ({len(result.rows)} images)")
     if published is not None:
@@ -28,6 +43,11 @@ def format_set_table(result: SetResult, published: Published | None) -> str:
             f"  {'published':<{width}}  {published.psnr:8.4f}  {ssim_text:>7}  ({published.source}); "
             f"ours - published: {_diff(result.mean_psnr, published.psnr, 3)} dB"
             + (f", SSIM {_diff(result.mean_ssim, published.ssim, 4)}" if published.ssim is not None else "")
+        )
+    if reference is not None:
+        lines.append(
+            f"  {'reference':<{width}}  {reference.psnr:8.4f}  {'-':>7}  ({reference.source}); "
+            f"ours - reference: {_diff(result.mean_psnr, reference.psnr, 3)} dB"
         )
     if result.errors:
         lines.append(f"  {len(result.errors)} image(s) failed (see the errors above)")
@@ -44,15 +64,19 @@ def format_summary(
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        pub = published_for(model, n_colors, r.set_name, r.sigma, options)
+        pub = published_for(model, n_colors, r.set_name, r.sigma, options) or _noise_reference(r, n_colors)
         pub_p = f"{pub.psnr:9.3f}" if pub else f"{'-':>9}"
         pub_s = f"{pub.ssim:8.4f}" if pub and pub.ssim is not None else f"{'-':>8}"
         lines.append(
-            f"{r.set_name:<12} {sigma_label(r.sigma):>5} {len(r.rows):>6} {r.mean_psnr:8.3f} {r.mean_ssim:7.4f} "
+            f"{r.set_name:<12} {_sigma_cell(r):>5} {len(r.rows):>6} {r.mean_psnr:8.3f} {r.mean_ssim:7.4f} "
             f"{pub_p} {pub_s} {_diff(r.mean_psnr, pub.psnr if pub else None, 3):>7} "
             f"{_diff(r.mean_ssim, pub.ssim if pub else None, 4):>8}  {pub.source if pub else ''}"
         )
     return "\n".join(lines)
+
+
+def _sigma_cell(result: SetResult) -> str:
+    return sigma_label(result.sigma) if result.noise_name == "awgn" else "-"
 
 
 def write_summary_csv(
@@ -63,14 +87,14 @@ def write_summary_csv(
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim", "source"]
+            ["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim", "source", "noise"]
         )
         for r in results:
-            pub = published_for(model, n_colors, r.set_name, r.sigma, options)
+            pub = published_for(model, n_colors, r.set_name, r.sigma, options) or _noise_reference(r, n_colors)
             writer.writerow(
                 [
                     r.set_name,
-                    sigma_label(r.sigma),
+                    "" if r.noise_name != "awgn" else sigma_label(r.sigma),
                     len(r.rows),
                     len(r.errors),
                     f"{r.mean_psnr:.6f}",
@@ -78,6 +102,7 @@ def write_summary_csv(
                     pub.psnr if pub else "",
                     pub.ssim if pub and pub.ssim is not None else "",
                     pub.source if pub else "",
+                    result_noise(r).describe(),
                 ]
             )
 
@@ -99,13 +124,19 @@ def format_run(
 ) -> str:
     """The whole report of a synthetic run: a table per set and sigma, the summary and the caveats."""
     blocks = [
-        format_set_table(r, published_for(model, opts.n_colors, r.set_name, r.sigma, options)) for r in run.results
+        format_set_table(
+            r,
+            published_for(model, opts.n_colors, r.set_name, r.sigma, options),
+            _noise_reference(r, opts.n_colors),
+        )
+        for r in run.results
     ]
     if run.results:
         variant = "" if is_adfnet(options) else f", options {dict(options or {})}"
         blocks.append(
             f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, chop {opts.chop}, "
-            f"ensemble {opts.ensemble}):\n" + format_summary(run.results, model, opts.n_colors, options)
+            f"ensemble {opts.ensemble}, noise {opts.noise.describe() if opts.noise else 'awgn (official seed)'}):\n"
+            + format_summary(run.results, model, opts.n_colors, options)
         )
         caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited)
         if caveats and any(published_for(model, opts.n_colors, r.set_name, r.sigma, options) for r in run.results):

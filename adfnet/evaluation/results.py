@@ -24,9 +24,11 @@ class SetResult:
     """Per-image scores of one set at one sigma, plus what went wrong."""
 
     set_name: str
-    sigma: float
+    sigma: float  # AWGN sigma; NaN for another noise model (then noise_name / noise_params say which)
     rows: list[ImageScore] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    noise_name: str = "awgn"
+    noise_params: tuple[float, ...] = ()  # () for AWGN: (sigma,)
 
     @property
     def mean_psnr(self) -> float:

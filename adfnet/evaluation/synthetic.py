@@ -17,12 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from adfnet.checkpoint import load_model
 from adfnet.data.io import list_images, read_image, save_image
-from adfnet.data.noise import add_awgn
+from adfnet.data.noise import NoiseModel, build_noise
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE, psnr, ssim
@@ -46,6 +48,8 @@ class EvalOptions:
     ensemble: bool = False
     save_images: bool = False
     limit: int | None = None  # only the first N images of each set
+    noise: NoiseModel | None = None  # None: AWGN at each sigma (the official test noise)
+    save_noisy: str | None = None  # "npy" (exact, unclipped float32) or "png16" (clipped to [0, 1], 16 bits)
 
     @property
     def noise_seed(self) -> int:
@@ -79,12 +83,17 @@ def evaluate_set(
 ) -> SetResult:
     """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped."""
     notes = set() if notes is None else notes
-    result = SetResult(set_name, sigma)
+    noise = opts.noise if opts.noise is not None else build_noise("awgn", (sigma,))
+    result = SetResult(set_name, sigma, noise_name=noise.name, noise_params=() if noise.is_awgn else noise.params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(files, desc=f"{set_name} sigma {sigma_label(sigma)}", unit="img", leave=False):
+    what = f"sigma {sigma_label(sigma)}" if noise.is_awgn else noise.describe()
+    for path in tqdm(files, desc=f"{set_name} {what}", unit="img", leave=False):
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
-            noisy = add_awgn(clean, sigma, seed=opts.noise_seed).to(opts.device)
+            noisy = noise(clean, seed=opts.noise_seed)
+            if opts.save_noisy:
+                save_noisy(out_dir / "noisy" / path.stem, noisy, opts.save_noisy)
+            noisy = noisy.to(opts.device)
             start = time.perf_counter()
             out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble)
             if opts.device.type == "cuda":
@@ -101,9 +110,11 @@ def evaluate_set(
                 log(message)
     with open(out_dir / "results.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds"])
+        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise"])
+        label = sigma_label(sigma) if noise.is_awgn else ""
         for row in result.rows:
-            writer.writerow([row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"])
+            cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}", noise.describe()]
+            writer.writerow(cells)
     return result
 
 
@@ -129,12 +140,31 @@ def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
     return out
 
 
-def output_dir(result_dir: Path, set_name: str, sigma: float) -> Path:
-    """Where one set and sigma writes ``results.csv`` and its denoised images."""
-    return result_dir / set_name / f"sigma{sigma_label(sigma)}"
+def output_dir(result_dir: Path, set_name: str, sigma: float, noise: NoiseModel | None = None) -> Path:
+    """Where one set and sigma (or ``noise`` model) writes ``results.csv`` and its denoised images."""
+    return result_dir / set_name / (f"sigma{sigma_label(sigma)}" if noise is None else noise.folder_name())
 
 
-def check_outputs_apart(input_dirs: Sequence[str | Path], sigmas: Sequence[float], result_dir: str | Path) -> None:
+def save_noisy(stem: Path, noisy: torch.Tensor, fmt: str) -> None:
+    """Write the exact noisy input of one image: ``npy`` keeps the unclipped float32 ``(H, W, C)`` values;
+    ``png16`` clips to [0, 1] and stores ``round(65535 x)`` as a 16-bit PNG (lossy: clipping and rounding)."""
+    img = noisy[0].permute(1, 2, 0).float().cpu().numpy()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "npy":
+        np.save(stem.with_suffix(".npy"), img)
+        return
+    arr = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    arr = arr[..., 0] if arr.shape[2] == 1 else np.ascontiguousarray(arr[..., ::-1])  # RGB -> BGR for OpenCV
+    if not cv2.imwrite(str(stem.with_suffix(".png")), arr):
+        raise ValueError(f"cannot write {stem.with_suffix('.png')}")
+
+
+def check_outputs_apart(
+    input_dirs: Sequence[str | Path],
+    sigmas: Sequence[float],
+    result_dir: str | Path,
+    noise: NoiseModel | None = None,
+) -> None:
     """Refuse a run whose outputs could land on its inputs (``ValueError`` before any work).
 
     Every output folder ``<result_dir>/<set>/sigma<N>`` must lie outside every input set: otherwise a
@@ -144,7 +174,7 @@ def check_outputs_apart(input_dirs: Sequence[str | Path], sigmas: Sequence[float
     inputs = [Path(folder).resolve() for folder in input_dirs]
     for set_name, _ in set_folders(input_dirs):
         for sigma in sigmas:
-            out = output_dir(Path(result_dir), set_name, sigma).resolve()
+            out = output_dir(Path(result_dir), set_name, sigma, noise).resolve()
             for folder in inputs:
                 if out == folder or folder in out.parents:
                     raise ValueError(
@@ -190,7 +220,7 @@ def run_evaluation(
     before any work when two input folders have the same name or an output could land on an input.
     """
     result_dir = Path(result_dir)
-    check_outputs_apart(input_dirs, sigmas, result_dir)
+    check_outputs_apart(input_dirs, sigmas, result_dir, opts.noise)
     run = Evaluation()
     sets = _list_sets(input_dirs, opts, run, log)
     notes: set[str] = set()
@@ -204,7 +234,7 @@ def run_evaluation(
             log(message)
             continue
         for set_name, files in sets:
-            out_dir = output_dir(result_dir, set_name, sigma)
+            out_dir = output_dir(result_dir, set_name, sigma, opts.noise)
             run.results.append(evaluate_set(model, files, set_name, sigma, out_dir, opts, notes, log))
         del model
     return run
