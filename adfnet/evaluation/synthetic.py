@@ -25,8 +25,9 @@ from adfnet.data.io import list_images, read_image, save_image
 from adfnet.data.noise import add_awgn
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
-from adfnet.metrics import WINDOW_SIZE, psnr, ssim
+from adfnet.metrics import WINDOW_SIZE
 
+from .protocols import get_protocol
 from .results import Evaluation, ImageScore, SetResult, sigma_label
 
 # Official test-noise seeds (gray test script: 1, colour: 20), reseeded before every image.
@@ -46,6 +47,7 @@ class EvalOptions:
     ensemble: bool = False
     save_images: bool = False
     limit: int | None = None  # only the first N images of each set
+    protocol: str = "adfnet"  # how inputs are made and outputs scored (adfnet.evaluation.protocols)
 
     @property
     def noise_seed(self) -> int:
@@ -77,20 +79,25 @@ def evaluate_set(
     notes: set[str] | None = None,
     log: Log = tqdm.write,
 ) -> SetResult:
-    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped."""
+    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped.
+
+    The noisy input and the scores follow ``opts.protocol`` (:mod:`.protocols`); results.csv names it.
+    """
     notes = set() if notes is None else notes
+    protocol = get_protocol(opts.protocol)
     result = SetResult(set_name, sigma)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in tqdm(files, desc=f"{set_name} sigma {sigma_label(sigma)}", unit="img", leave=False):
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
-            noisy = add_awgn(clean, sigma, seed=opts.noise_seed).to(opts.device)
+            clean, noisy = protocol.inputs(clean, add_awgn(clean, sigma, seed=opts.noise_seed))
+            noisy = noisy.to(opts.device)
             start = time.perf_counter()
             out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble)
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
-            result.rows.append(ImageScore(path.name, psnr(out, clean), ssim(out, clean), seconds))
+            result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds))
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
         except (OSError, ValueError, RuntimeError) as err:
@@ -101,9 +108,11 @@ def evaluate_set(
                 log(message)
     with open(out_dir / "results.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds"])
+        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "protocol"])
         for row in result.rows:
-            writer.writerow([row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"])
+            writer.writerow(
+                [row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}", protocol.name]
+            )
     return result
 
 

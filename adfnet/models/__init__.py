@@ -49,13 +49,13 @@ def canonical_name(name: str) -> str:
 def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet:
     """``"adfnet"``, ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*) or ``"sadnet"``.
 
-    ``n_colors`` is 1 (gray) or 3 (colour, real noise). ``options`` are, for ADFNet, the Table 4
+    ``n_colors`` is 1 (gray), 3 (colour, real noise) or 4 (packed Bayer raw, RGGB planes). ``options`` are, for ADFNet, the Table 4
     ablations ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet
     the widths ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`).
     """
     key = canonical_name(name)
-    if n_colors not in (1, 3):
-        raise ValueError(f"n_colors must be 1 (gray) or 3 (colour), got {n_colors!r}")
+    if n_colors not in (1, 3, 4):
+        raise ValueError(f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), got {n_colors!r}")
     family = "sadnet" if key == "sadnet" else "adfnet"
     valid = OPTIONS[family]
     unknown = sorted(set(options) - set(valid))
