@@ -318,7 +318,12 @@ def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, cap
     rows = _read_csv(run / "results.csv")
     assert [r["image"] for r in rows] == ["a_rgb.png", "b_16bit.png", "c_gray.png"]
     for row in rows:
-        assert row["sigma"] == "30" and row["protocol"] == "adfnet" and 0 < float(row["psnr"]) < 100 and 0 < float(row["ssim"]) <= 1
+        assert (
+            row["sigma"] == "30"
+            and row["protocol"] == "adfnet"
+            and 0 < float(row["psnr"]) < 100
+            and 0 < float(row["ssim"]) <= 1
+        )
         assert float(row["seconds"]) > 0
         assert read_image(run / row["image"], 3).shape == (40, 48, 3)
     # 16-bit x257 holds the same 8-bit values, the noise is reseeded per image: the same scores

@@ -164,7 +164,8 @@ def validation_files(data_val: str, n_val: int = 0, root: str | Path = DATASETS_
 
 
 class SyntheticNoiseTrain(Dataset):
-    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh AWGN (unclipped).
+    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh AWGN (unclipped, or
+    clipped to [0, 1] with ``clip_noisy`` as SADNet's release trained).
 
     ``length`` samples per epoch (``iterations x batch``); sample ``i`` comes from image ``i mod N``
     (the official DIV2K ``repeat``), so a shuffled epoch visits every image equally often.
@@ -172,7 +173,8 @@ class SyntheticNoiseTrain(Dataset):
     """
 
     def __init__(
-        self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1
+        self, files: Sequence[Path], n_colors: int, patch_size: int, sigma: float, length: int, seed: int = 1,
+        clip_noisy: bool = False,
     ) -> None:
         headers = keep_large_enough(files, patch_size)
         self.files = list(headers)
@@ -183,6 +185,7 @@ class SyntheticNoiseTrain(Dataset):
                               "for the colour model", UserWarning, stacklevel=2)
         self.n_colors, self.patch_size, self.sigma = n_colors, patch_size, sigma
         self.length, self.seed, self.epoch = length, seed, 1
+        self.clip_noisy = clip_noisy
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -198,7 +201,8 @@ class SyntheticNoiseTrain(Dataset):
         top, left = random_crop(img, self.patch_size, rng)
         patch = img[top : top + self.patch_size, left : left + self.patch_size]
         clean = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]
-        return add_awgn(clean, self.sigma, generator=torch_generator(rng)), clean
+        noisy = add_awgn(clean, self.sigma, generator=torch_generator(rng))
+        return (noisy.clamp(0.0, 1.0) if self.clip_noisy else noisy), clean
 
 
 class SyntheticNoiseVal(Dataset):

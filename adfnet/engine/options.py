@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--n_colors", type=int, choices=(1, 3), default=3, help="1 = gray, 3 = colour")
     data.add_argument("--noiseL", type=finite_float(0), default=50, help="AWGN sigma on the 0-255 scale")
     data.add_argument(
+        "--clip_noisy",
+        type=_bool,
+        default=False,
+        help="clip the noisy training inputs to [0, 1] (SADNet's release; ADFNet's did not)",
+    )
+    data.add_argument(
         "--patch_size", type=int, default=128, help=f"training crop size (a multiple of {ADFNet.size_multiple})"
     )
     model = p.add_argument_group("model")

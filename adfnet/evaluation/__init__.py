@@ -1,8 +1,8 @@
 """Evaluation: published numbers, result records, the synthetic-noise run, reporting, real-noise helpers.
 
 Import direction: ``published``, ``protocols`` and ``results`` depend on nothing here; ``synthetic`` on
-``protocols`` and ``results``; ``report`` on all of these; ``real`` only on the ground floor. The command lines in :mod:`adfnet.cli`
-print what these return.
+``protocols`` and ``results``; ``report`` on all of these; ``real`` only on the ground floor. The command
+lines in :mod:`adfnet.cli` print what these return.
 """
 
 from .protocols import PROTOCOLS, Protocol, get_protocol

@@ -158,7 +158,7 @@ def reproduced_for(model: str, n_colors: int, set_name: str, sigma: float) -> Pu
 
 
 def published_real_for(model: str, key: str) -> tuple[Published | None, Published | None]:
-    """(published, reproduced) real-noise numbers of ``model`` for ``key`` (``sidd_val``, ``sidd_benchmark``, ``dnd``)."""
+    """(published, reproduced) real-noise numbers of ``model`` for ``key`` (sidd_val, sidd_benchmark, dnd)."""
     if model == "sadnet":
         return PUBLISHED_REAL_SADNET.get(key), REPRODUCED_REAL_SADNET.get(key)
     if model == "adfnet":

@@ -146,7 +146,8 @@ def format_run(
         variant = "" if is_adfnet(options) else f", options {dict(options or {})}"
         blocks.append(
             f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, {get_protocol(opts.protocol).summary}; "
-            f"chop {opts.chop}, ensemble {opts.ensemble}):\n" + format_summary(run.results, model, opts.n_colors, options)
+            f"chop {opts.chop}, ensemble {opts.ensemble}):\n"
+            + format_summary(run.results, model, opts.n_colors, options)
         )
         used = [ref.protocol or "not stated" for pair in refs for ref in pair if ref is not None]
         caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited, opts.protocol, used)

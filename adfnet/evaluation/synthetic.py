@@ -111,7 +111,14 @@ def evaluate_set(
         writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "protocol"])
         for row in result.rows:
             writer.writerow(
-                [row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}", protocol.name]
+                [
+                    row.image,
+                    sigma_label(sigma),
+                    f"{row.psnr:.6f}",
+                    f"{row.ssim:.6f}",
+                    f"{row.seconds:.4f}",
+                    protocol.name,
+                ]
             )
     return result
 
