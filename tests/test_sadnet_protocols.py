@@ -74,7 +74,7 @@ def authors_checkpoint(tmp_path_factory) -> Path:
     """A SADNet checkpoint as the release's train.py wrote it: torch.save(model.state_dict(), model_%04d_dict.pth)."""
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
-    path = folder / ("model_%04d_dict.pth" % 200)
+    path = folder / f"model_{200:04d}_dict.pth"  # the release: "model_%04d_dict.pth" % epoch
     torch.save(build_model("sadnet", 3).state_dict(), path)
     return path
 
@@ -228,7 +228,9 @@ def test_toy_sadnet_training_then_test_py_on_its_weights(tmp_path, capsys):
 def test_toy_sadnet_real_noise_training(tmp_path):
     patches = tmp_path / "patches"
     generate_patches(SIDD_SAMPLES, patches, ps=32, num_patches=1, seed=0)
-    done = _train("train_sadnet_real.sh", tmp_path, "--dir_data", str(patches), "--data_val", str(patches), "--n_val", "1")
+    done = _train(
+        "train_sadnet_real.sh", tmp_path, "--dir_data", str(patches), "--data_val", str(patches), "--n_val", "1"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "sadnet_real"
     config = (run / "config.txt").read_text()
