@@ -161,7 +161,7 @@ class Trainer:
         files = training_files(a.data_train, a.dir_data)
         # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
         length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
-        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed, a.clip_noisy)
+        return SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noiseL, length, a.seed, clip_noisy=a.clip_noisy)
 
     def _build_val_set(self) -> Dataset:
         a = self.args
