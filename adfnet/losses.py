@@ -2,7 +2,8 @@
 
 ``MSE`` is the official definition, ``sum((out - target)^2) / (2 B)`` (DnCNN's "half squared error
 per image"), not PyTorch's mean: with Adam the two differ only through ``eps``, and the logged
-values keep the official scale.
+values keep the official scale. ``L2`` is PyTorch's mean squared error (``nn.MSELoss``), SADNet's
+``--t_loss L2``: the mean over all elements, so its gradients are ``C x H x W / 2`` times smaller than ``MSE``'s.
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ class Charbonnier(nn.Module):
         return torch.sqrt(diff * diff + self.eps * self.eps).mean()
 
 
-LOSSES: dict[str, type[nn.Module]] = {"MSE": HalfSumSquaredError, "L1": L1, "CHARBONNIER": Charbonnier}
+LOSSES: dict[str, type[nn.Module]] = {
+    "MSE": HalfSumSquaredError,
+    "L2": nn.MSELoss,
+    "L1": L1,
+    "CHARBONNIER": Charbonnier,
+}
 
 
 class WeightedSum(nn.Module):
@@ -58,7 +64,7 @@ class WeightedSum(nn.Module):
 
 
 def build_loss(spec: str) -> WeightedSum:
-    """Parse ``"w1*NAME1+w2*NAME2"`` (names: MSE, L1, Charbonnier; case-insensitive) into a loss module."""
+    """Parse ``"w1*NAME1+w2*NAME2"`` (names: MSE, L2, L1, Charbonnier; case-insensitive) into a loss module."""
     terms: list[tuple[float, str, nn.Module]] = []
     for part in spec.replace(" ", "").split("+"):
         weight_str, sep, name = part.partition("*")
@@ -70,6 +76,6 @@ def build_loss(spec: str) -> WeightedSum:
             raise ValueError(f"--loss {spec!r}: {weight_str!r} is not a number (expected e.g. 1*MSE)") from None
         key = name.upper()
         if key not in LOSSES:
-            raise ValueError(f"--loss {spec!r}: unknown loss {name!r}; choose from MSE, L1, Charbonnier")
+            raise ValueError(f"--loss {spec!r}: unknown loss {name!r}; choose from MSE, L2, L1, Charbonnier")
         terms.append((weight, name, LOSSES[key]()))
     return WeightedSum(terms)

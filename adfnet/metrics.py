@@ -4,6 +4,9 @@ Inputs may be numpy arrays ``(H, W)`` / ``(H, W, C)`` (float in [0, 1] or uint8)
 ``(C, H, W)`` / ``(1, C, H, W)`` (float in [0, 1] or uint8). Float images are quantised with
 :func:`adfnet.imaging.quantize` first, exactly as the official code passed both the clamped output and the clean
 image through ``skimage.img_as_ubyte``; the rounding is part of the published numbers.
+
+SADNet's own protocol scores unquantised floats instead: :func:`psnr_float` and :func:`ssim_matlab_float`
+(the MATLAB-style SSIM of :func:`ssim_matlab3d`, one implementation, without the 8-bit step).
 """
 
 from __future__ import annotations
@@ -87,14 +90,42 @@ def ssim(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -
     return float(np.mean([_ssim_channel(out[..., c], ref[..., c]) for c in range(out.shape[2])]))
 
 
-def ssim_matlab3d(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
-    """SSIM as MATLAB's default ``ssim`` computes it on an ``H x W x 3`` block (``evaluate_SIDD.m``).
+def _float_image(img: np.ndarray | torch.Tensor) -> np.ndarray:
+    """An unquantised ``(H, W, C)`` float64 copy of a float image (tensor or array); no rounding, no clipping."""
+    if isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        t = t[0] if t.dim() == 4 and t.shape[0] == 1 else t
+        if t.dim() != 3:
+            raise ValueError(f"expected a (C, H, W) or (1, C, H, W) tensor, got shape {tuple(img.shape)}")
+        img = t.permute(1, 2, 0).numpy()
+    arr = np.asarray(img)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"the float metrics take float images in [0, 1], got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    return arr[..., None] if arr.ndim == 2 else arr
 
-    MATLAB treats a 3-D array as a volume: one 11x11x11 Gaussian (sigma 1.5) across rows, columns
-    and the 3 channels, 'replicate' padding, same-size map, mean over the whole map. This is not the
-    per-channel average of :func:`ssim`; SIDD's published SSIM used this flavour.
+
+def _float_pair(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    out, ref = _float_image(output), _float_image(target)
+    if out.shape != ref.shape:
+        raise ValueError(f"output and target shapes differ: {out.shape} vs {ref.shape}")
+    return out, ref
+
+
+def psnr_float(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, data_range: float = 1.0) -> float:
+    """PSNR (dB) of unquantised float images, MSE over all pixels and channels in float64; inf if equal.
+
+    SADNet's test protocol (its ``metrics.compare_psnr`` with data range 1 on the clipped float output),
+    not the 8-bit :func:`psnr` of ADFNet's.
     """
-    out, ref = _pair(output, target)
+    out, ref = _float_pair(output, target)
+    mse = float(np.mean((out - ref) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(data_range**2 / mse)
+
+
+def _ssim_volume(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+    """MATLAB's ``ssim`` on an array of any dimension: a separable 11-tap Gaussian (sigma 1.5) along every
+    axis, 'replicate' padding, same-size map, mean over the whole map, C1/C2 scaled by ``data_range``."""
     g = cv2.getGaussianKernel(WINDOW_SIZE, WINDOW_SIGMA)[:, 0]
 
     def filt(a: np.ndarray) -> np.ndarray:
@@ -102,10 +133,34 @@ def ssim_matlab3d(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.
             a = correlate1d(a, g, axis=axis, mode="nearest")
         return a
 
-    mu_x, mu_y = filt(out), filt(ref)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = filt(x), filt(y)
     mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x = filt(out * out) - mu_x2
-    var_y = filt(ref * ref) - mu_y2
-    cov = filt(out * ref) - mu_xy
-    ssim_map = ((2 * mu_xy + C1) * (2 * cov + C2)) / ((mu_x2 + mu_y2 + C1) * (var_x + var_y + C2))
+    var_x = filt(x * x) - mu_x2
+    var_y = filt(y * y) - mu_y2
+    cov = filt(x * y) - mu_xy
+    ssim_map = ((2 * mu_xy + c1) * (2 * cov + c2)) / ((mu_x2 + mu_y2 + c1) * (var_x + var_y + c2))
     return float(ssim_map.mean())
+
+
+def ssim_matlab3d(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """SSIM as MATLAB's default ``ssim`` computes it on an ``H x W x 3`` block (``evaluate_SIDD.m``).
+
+    MATLAB treats a 3-D array as a volume: one 11x11x11 Gaussian (sigma 1.5) across rows, columns
+    and the 3 channels, 'replicate' padding, same-size map, mean over the whole map. This is not the
+    per-channel average of :func:`ssim`; SIDD's published SSIM used this flavour. 8-bit inputs (quantised).
+    """
+    out, ref = _pair(output, target)
+    return _ssim_volume(out, ref, 255.0)
+
+
+def ssim_matlab_float(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """The same MATLAB-style SSIM on unquantised float images in [0, 1] (data range 1): SADNet's protocol.
+
+    Gray images get the 2-D 11x11 window, colour images the one 11x11x11 volume window over
+    ``H x W x C``, as SADNet's ``metrics.compare_ssim`` (a 2-D or 3-D replicate-padded convolution).
+    """
+    out, ref = _float_pair(output, target)
+    if out.shape[2] == 1:
+        out, ref = out[..., 0], ref[..., 0]
+    return _ssim_volume(out, ref, 1.0)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Train one paper recipe: bash scripts/train_recipe.sh <recipe> [train.py flags...]
 #
-# <recipe> names configs/<recipe>.yml (gray_n15/25/50, rgb_n10/30/50/70, adfnet-L_n50, sidd); the
-# per-task scripts scripts/train_adfnet_*.sh are one-line calls of this runner. Extra arguments go to
+# <recipe> names configs/<recipe>.yml (ADFNet: gray_n15/25/50, rgb_n10/30/50/70, adfnet-L_n50, sidd; SADNet:
+# sadnet_gray_n10/30/50/70, sadnet_rgb_n10/30/50/70, sadnet_sidd); the per-task scripts
+# scripts/train_adfnet_*.sh and scripts/train_sadnet_*.sh are one-line calls of this runner. Extra arguments go to
 # train.py after the recipe, so they override it. Toy run on the bundled data, CPU, about a minute:
 #   bash scripts/train_adfnet_rgb_n50.sh --dir_data datasets/trainsets/CBSD432_sample --epochs 1 --test_every 2 \
 #       --patch_size 32 --batch_size 2 --cpu --n_val 2

@@ -100,7 +100,7 @@ def test_adfnet_test_entry_point_evaluates(tmp_path: Path, weights: dict[str, Pa
     assert by_entry.returncode == 0, by_entry.stderr
     assert test_cli.main([*argv, "--result_dir", str(tmp_path / "b")]) == 0
     a, b = ((tmp_path / d / "Set12/sigma25/results.csv").read_text().splitlines() for d in ("a", "b"))
-    assert a[0] == b[0] == "image,sigma,psnr,ssim,seconds,noise"
+    assert a[0] == b[0] == "image,sigma,psnr,ssim,seconds,noise,protocol"
     assert a[1].split(",")[:4] == b[1].split(",")[:4]  # same scores, whichever way it was started
 
 
@@ -230,6 +230,42 @@ PAPER_RECIPES = {
         "test_every": 1000,
     },
 }
+# SADNet's release (JimmyChame/SADNet option.py defaults, train.py): 200 epochs, Adam 1e-4 x0.5 every 60,
+# nn.MSELoss (mean) on noisy inputs clipped to [0, 1]; real noise: nn.L1Loss.
+SADNET_COMMON = {
+    "model": "sadnet",
+    "epochs": 200,
+    "lr_decay": 60,
+    "gamma": 0.5,
+    "n_GPUs": 1,
+    "decay_type": "step",
+    "optimizer": "ADAM",
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "epsilon": 1e-8,
+    "weight_decay": 0.0,
+    "patch_size": 128,
+    "batch_size": 16,
+    "lr": 1e-4,
+    "clamp_output": False,
+    "mixup_after_epoch": -1,
+}
+PAPER_RECIPES.update(
+    {
+        f"sadnet_{name}_n{s}": {
+            **SADNET_COMMON,
+            "n_colors": n,
+            "noiseL": s,
+            "loss": "1*L2",
+            "clip_noisy": True,
+            "task": "synthetic",
+            "data_train": "DIV2K",
+        }
+        for name, n in (("rgb", 3), ("gray", 1))
+        for s in (10, 30, 50, 70)
+    }
+)
+PAPER_RECIPES["sadnet_sidd"] = {**SADNET_COMMON, "n_colors": 3, "loss": "1*L1", "task": "paired", "clip_noisy": False}
 SYNTHETIC_COMMON = {
     "patch_size": 128,
     "batch_size": 16,
@@ -241,13 +277,14 @@ SYNTHETIC_COMMON = {
     "weight_decay": 0.0,
     "save_results": True,
     "test_every": 1000,
+    "clip_noisy": False,  # ADFNet's noisy training inputs are not clipped
 }
 
 
 def test_every_paper_recipe_has_one_config_and_it_matches_the_paper() -> None:
     assert sorted(p.stem for p in CONFIGS.glob("*.yml")) == sorted(PAPER_RECIPES)
     for recipe, expected in PAPER_RECIPES.items():
-        want = {**({} if recipe in ("sidd", "raw") else SYNTHETIC_COMMON), **expected}
+        want = {**({} if recipe.startswith("sadnet") or recipe in ("sidd", "raw") else SYNTHETIC_COMMON), **expected}
         if recipe == "sidd":
             want.update(patch_size=128, batch_size=16, lr=1e-4, optimizer="ADAM", save_results=True)
         args = vars(parse_options(["--config", str(CONFIGS / f"{recipe}.yml")]))

@@ -42,3 +42,11 @@ def test_gradient_of_mse() -> None:
 def test_bad_spec(spec: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build_loss(spec)
+
+
+def test_l2_is_the_mean_squared_error_of_sadnet() -> None:
+    """``L2`` = ``torch.nn.MSELoss()`` (SADNet's ``--t_loss L2``): the mean over every element, hand-computed."""
+    out = torch.tensor([[[[0.0, 0.5], [1.0, 0.25]]]])
+    ref = torch.zeros(1, 1, 2, 2)
+    assert float(build_loss("1*L2")(out, ref)) == pytest.approx((0.25 + 1.0 + 0.0625) / 4)
+    assert float(build_loss("l2")(out, ref)) == pytest.approx(float(torch.nn.MSELoss()(out, ref)))

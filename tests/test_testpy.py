@@ -316,11 +316,11 @@ def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, cap
     run = tmp_path / "res" / "mixed" / "sigma30"
     with open(run / "results.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == ["image", "sigma", "psnr", "ssim", "seconds", "noise"]
+    assert header == ["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"]
     rows = _read_csv(run / "results.csv")
     assert [r["image"] for r in rows] == ["a_rgb.png", "b_16bit.png", "c_gray.png"]
     for row in rows:
-        assert row["sigma"] == "30" and row["noise"] == "awgn(sigma=30)"
+        assert row["sigma"] == "30" and row["noise"] == "awgn(sigma=30)" and row["protocol"] == "adfnet"
         assert 0 < float(row["psnr"]) < 100 and 0 < float(row["ssim"]) <= 1
         assert float(row["seconds"]) > 0
         assert read_image(run / row["image"], 3).shape == (40, 48, 3)

@@ -22,6 +22,7 @@ from adfnet.evaluation import (
     denoise_blocks,
     denoise_uint8,
     format_real_scores,
+    published_real_for,
     score_pairs,
     write_score_csv,
 )
@@ -70,7 +71,7 @@ def run_val_mat(args: argparse.Namespace) -> int:
     n, k = denoised.shape[:2]
     scores = score_pairs(_flat(denoised), _flat(gt))
     write_score_csv(result_dir / "results.csv", [f"{i}-{j}" for i in range(n) for j in range(k)], scores)
-    print(format_real_scores(scores, PUBLISHED_REAL["sidd_val"]))
+    print(format_real_scores(scores, *published_real_for(args.model, "sidd_val")))
     return 0
 
 
@@ -124,7 +125,7 @@ def run_val_png(args: argparse.Namespace) -> int:
         return 1
     scores = score_pairs(outputs, targets)
     write_score_csv(result_dir / "results.csv", names, scores)
-    print(format_real_scores(scores, PUBLISHED_REAL["sidd_val"]))
+    print(format_real_scores(scores, *published_real_for(args.model, "sidd_val")))
     if args.save_images:
         n, k = args.grid
         if len(outputs) == n * k and not failures and len({o.shape for o in outputs}) == 1:

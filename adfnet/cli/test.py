@@ -2,6 +2,8 @@
 
     adfnet-test --model adfnet --n_colors 3 --weights checkpoints/adfnet_rgb_n50.pt \\
         --input_dir datasets/testsets/McMaster --test_noiseL 50 --chop --save_images
+    adfnet-test --model sadnet --protocol sadnet --weights ckpt/SADNET_color_sig50/model_0200_dict.pth \\
+        --input_dir datasets/testsets/McMaster --test_noiseL 50
 
 (``python test.py ...`` takes the same flags.) Several ``--input_dir`` and ``--test_noiseL`` values run
 in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Another noise
@@ -29,6 +31,7 @@ from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NOISE_NAMES, build_noise
 from adfnet.evaluation import (
     DEFAULT_SEEDS,
+    PROTOCOLS,
     EvalOptions,
     check_outputs_apart,
     format_run,
@@ -97,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     protocol = p.add_argument_group("protocol")
     protocol.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="adfnet",
+        help="adfnet: seeded float noise, reflect padding, 8-bit PSNR/SSIM (ours, ADFNet's test); sadnet: "
+        "SADNet's test.py (noisy clipped and quantised to 8 bits, crop to a multiple of 8, PSNR and MATLAB-style "
+        "SSIM on floats). results.csv, summary.csv and the tables name it",
+    )
+    protocol.add_argument(
         "--chop",
         action="store_true",
         help="official 4-quadrant chop (less memory, ~same result) in each task's official order: "
@@ -161,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             limit=args.limit,
             noise=args.noise_model,
             save_noisy=args.save_noisy,
+            protocol=args.protocol,
         )
         with dcn_backend(args.dcn_backend):
             run = run_evaluation(args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options)
@@ -169,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_run(run, args.model, opts, result_dir, options), flush=True)
     if run.results:
-        write_summary_csv(result_dir / "summary.csv", run.results, args.model, args.n_colors, options)
+        write_summary_csv(result_dir / "summary.csv", run.results, args.model, args.n_colors, options, args.protocol)
     if run.failures:
         print(f"{run.failures} failure(s): see the errors above", file=sys.stderr)
     return 1 if run.failures else 0

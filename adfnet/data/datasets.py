@@ -213,8 +213,9 @@ def validation_files(data_val: str, n_val: int = 0, root: str | Path = DATASETS_
 
 
 class SyntheticNoiseTrain(Dataset):
-    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh ``noise`` (unclipped;
-    a :class:`~adfnet.data.noise.NoiseModel`, AWGN at ``--noiseL`` by default: ``noise_from_flags``).
+    """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh ``noise`` (a
+    :class:`~adfnet.data.noise.NoiseModel`, AWGN at ``--noiseL`` by default: ``noise_from_flags``),
+    unclipped unless ``clip_noisy`` (SADNet's release clipped the noisy input to [0, 1]).
 
     ``length`` samples per epoch (``iterations x batch``); sample ``i`` comes from image ``i mod N``
     (the official DIV2K ``repeat``), so a shuffled epoch visits every image equally often.
@@ -231,6 +232,7 @@ class SyntheticNoiseTrain(Dataset):
         length: int,
         seed: int = 1,
         workers: int = 1,
+        clip_noisy: bool = False,
     ) -> None:
         headers = keep_large_enough(files, patch_size)
         self.files, self.left_out = decodable(list(headers), n_colors, workers)
@@ -246,6 +248,7 @@ class SyntheticNoiseTrain(Dataset):
                 )
         self.n_colors, self.patch_size, self.noise = n_colors, patch_size, noise
         self.length, self.seed, self.epoch = length, seed, 1
+        self.clip_noisy = clip_noisy
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -261,7 +264,8 @@ class SyntheticNoiseTrain(Dataset):
         top, left = random_crop(img, self.patch_size, rng)
         patch = img[top : top + self.patch_size, left : left + self.patch_size]
         clean = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]
-        return self.noise(clean, generator=torch_generator(rng)), clean
+        noisy = self.noise(clean, generator=torch_generator(rng))
+        return (noisy.clamp(0.0, 1.0) if self.clip_noisy else noisy), clean
 
 
 class SyntheticNoiseVal(Dataset):

@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--cfa_pattern", choices=CFA_PATTERNS, default="RGGB", help="Bayer pattern of the raw data")
     data.add_argument(
+        "--clip_noisy",
+        type=_bool,
+        default=False,
+        help="clip the noisy training inputs to [0, 1] (SADNet's release; ADFNet's did not)",
+    )
+    data.add_argument(
         "--patch_size", type=int, default=128, help=f"training crop size (a multiple of {ADFNet.size_multiple})"
     )
     model = p.add_argument_group("model")

@@ -31,6 +31,7 @@ FIXED_ON_RESUME = {
             "noise_params",
             "raw",
             "cfa_pattern",
+            "clip_noisy",
             "patch_size",
             "batch_size",
             "test_every",

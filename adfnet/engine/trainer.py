@@ -268,7 +268,9 @@ class Trainer:
             length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
             if a.raw:
                 return UnprocessedRawTrain(files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern)
-            dataset = SyntheticNoiseTrain(files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers)
+            dataset = SyntheticNoiseTrain(
+                files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers, a.clip_noisy
+            )
         for problem in dataset.left_out:  # type: ignore[attr-defined]
             self.log(f"warning: training image left out: {problem}")
         return dataset

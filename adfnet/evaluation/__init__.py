@@ -1,11 +1,23 @@
 """Evaluation: published numbers, result records, the synthetic-noise run, reporting, real-noise helpers.
 
-Import direction: ``published`` and ``results`` depend on nothing here; ``synthetic`` on ``results``;
-``report`` on all three; ``real`` only on the ground floor. The command lines in :mod:`adfnet.cli`
-print what these return.
+Import direction: ``published``, ``protocols`` and ``results`` depend on nothing here; ``synthetic`` on
+``protocols`` and ``results``; ``report`` on all of these; ``real`` only on the ground floor. The command
+lines in :mod:`adfnet.cli` print what these return.
 """
 
-from .published import ADFNET_OPTIONS, PUBLISHED, PUBLISHED_ABLATIONS, PUBLISHED_REAL, Published, published_for, set_key
+from .protocols import PROTOCOLS, Protocol, get_protocol
+from .published import (
+    ADFNET_OPTIONS,
+    PUBLISHED,
+    PUBLISHED_ABLATIONS,
+    PUBLISHED_REAL,
+    REPRODUCED,
+    Published,
+    published_for,
+    published_real_for,
+    reproduced_for,
+    set_key,
+)
 from .real import denoise_blocks, denoise_uint8, score_pairs
 from .report import (
     comparison_caveats,
@@ -25,9 +37,12 @@ __all__ = [
     "PUBLISHED",
     "PUBLISHED_ABLATIONS",
     "PUBLISHED_REAL",
+    "PROTOCOLS",
+    "REPRODUCED",
     "EvalOptions",
     "Evaluation",
     "ImageScore",
+    "Protocol",
     "Published",
     "SetResult",
     "check_outputs_apart",
@@ -39,7 +54,10 @@ __all__ = [
     "format_run",
     "format_set_table",
     "format_summary",
+    "get_protocol",
     "published_for",
+    "published_real_for",
+    "reproduced_for",
     "run_evaluation",
     "score_pairs",
     "set_folders",

@@ -1,4 +1,5 @@
-"""The numbers the paper (Tables 1-4) and the official test logs published, and which one a run compares with."""
+"""The numbers the papers (ADFNet Tables 1-4, [Re] SADNet) and the official test logs published, and which one
+a run compares with. Each number says the test protocol it was measured under (:mod:`.protocols`), when known."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ class Published:
     psnr: float
     ssim: float | None
     source: str
+    protocol: str | None = "adfnet"  # the test protocol of the number (adfnet, sadnet); None: not stated
+
+    @property
+    def label(self) -> str:
+        """``source`` with the protocol, e.g. ``"[Re] SADNet reproduction; sadnet protocol"``."""
+        return f"{self.source}; " + (f"{self.protocol} protocol" if self.protocol else "protocol not stated")
 
 
 _GRAY_LOG = "official gray test log"
@@ -19,6 +26,10 @@ _RGB_LOG = "official colour test log (res/adfnet.log)"
 _PAPER_T1 = "paper Table 1"
 _PAPER_T2 = "paper Table 2"
 _PAPER_T4 = "paper Table 4"
+# SADNet (ECCV 2020): the SADNet row of ADFNet's Table 1 (it does not say how it was measured), and the
+# reproduction of the [Re] SADNet report, which ran the release's own test code (its protocol).
+_ADFNET_T1_SADNET = "ADFNet paper Table 1, SADNet row"
+_RE_SADNET = "[Re] SADNet reproduction"
 
 # (model, n_colors, set key, sigma) -> published number.
 PUBLISHED: dict[tuple[str, int, str, float], Published] = {
@@ -46,6 +57,31 @@ PUBLISHED: dict[tuple[str, int, str, float], Published] = {
     ("adfnet", 3, "mcmaster", 50): Published(29.959591, 0.841959, _RGB_LOG),
     ("adfnet_l", 3, "kodak24", 50): Published(29.92, None, _PAPER_T2 + " (ADFNet*)"),
     ("adfnet_l", 3, "mcmaster", 50): Published(30.12, None, _PAPER_T2 + " (ADFNet*)"),
+    **{
+        ("sadnet", 3, s, sigma): Published(p, None, _ADFNET_T1_SADNET, None)
+        for (s, sigma), p in {
+            ("kodak24", 30): 31.86,
+            ("kodak24", 50): 29.64,
+            ("kodak24", 70): 28.28,
+            ("cbsd68", 30): 30.64,
+            ("cbsd68", 50): 28.32,
+            ("cbsd68", 70): 26.93,
+            ("mcmaster", 50): 29.72,
+        }.items()
+    },
+}
+
+# Independent reproductions, shown beside the published number: (model, n_colors, set key, sigma) -> number.
+REPRODUCED: dict[tuple[str, int, str, float], Published] = {
+    ("sadnet", 3, s, sigma): Published(p, None, _RE_SADNET, "sadnet")
+    for (s, sigma), p in {
+        ("kodak24", 30): 32.06,
+        ("kodak24", 50): 29.86,
+        ("kodak24", 70): 28.47,
+        ("cbsd68", 30): 30.58,
+        ("cbsd68", 50): 28.30,
+        ("cbsd68", 70): 26.91,
+    }.items()
 }
 
 # The build_model options of ADFNet itself (anything else is a Table 4 ablation variant).
@@ -69,6 +105,11 @@ PUBLISHED_REAL: dict[str, Published] = {
     "sidd_benchmark": Published(39.63, 0.958, "paper Table 3 (online server)"),
     "dnd": Published(39.87, 0.955, "paper Table 3 (online server)"),
 }
+# SADNet on the SIDD validation blocks: the number the [Re] SADNet report quotes as published, and its own.
+PUBLISHED_REAL_SADNET: dict[str, Published] = {
+    "sidd_val": Published(39.46, None, "SADNet paper, as quoted by [Re] SADNet", None)
+}
+REPRODUCED_REAL_SADNET: dict[str, Published] = {"sidd_val": Published(39.41, None, _RE_SADNET, "sadnet")}
 
 # DBSN (Wu et al., ECCV 2020) Tables 1-2, column "N2C": MWCNN trained on noisy-clean pairs of each noise,
 # a supervised reference for another network (ADFNet published none of these settings). Keyed by
@@ -78,23 +119,23 @@ PUBLISHED_REAL: dict[str, Published] = {
 _DBSN = "DBSN Table {} N2C (MWCNN trained on noisy-clean pairs; not ADFNet)"
 _DBSN_HG = "; DBSN's test code drew hg_dbsn, the number is for that noise"
 PUBLISHED_DBSN_N2C: dict[tuple[int, str, str, tuple[float, ...]], Published] = {
-    (1, "bsd68", "awgn", (15.0,)): Published(31.86, None, _DBSN.format(1)),
-    (1, "bsd68", "awgn", (25.0,)): Published(29.41, None, _DBSN.format(1)),
-    (1, "bsd68", "awgn", (50.0,)): Published(26.53, None, _DBSN.format(1)),
-    (1, "bsd68", "hg", (40.0, 10.0)): Published(30.16, None, _DBSN.format(1) + _DBSN_HG),
-    (1, "bsd68", "hg_dbsn", (40.0, 10.0)): Published(30.16, None, _DBSN.format(1)),
-    (3, "cbsd68", "awgn", (15.0,)): Published(34.08, None, _DBSN.format(2)),
-    (3, "cbsd68", "awgn", (25.0,)): Published(31.40, None, _DBSN.format(2)),
-    (3, "cbsd68", "awgn", (50.0,)): Published(28.26, None, _DBSN.format(2)),
-    (3, "cbsd68", "hg", (40.0, 10.0)): Published(32.10, None, _DBSN.format(2) + _DBSN_HG),
-    (3, "cbsd68", "hg_dbsn", (40.0, 10.0)): Published(32.10, None, _DBSN.format(2)),
-    (3, "cbsd68", "mg", (75.0,)): Published(26.89, None, _DBSN.format(2)),
+    (1, "bsd68", "awgn", (15.0,)): Published(31.86, None, _DBSN.format(1), protocol=None),
+    (1, "bsd68", "awgn", (25.0,)): Published(29.41, None, _DBSN.format(1), protocol=None),
+    (1, "bsd68", "awgn", (50.0,)): Published(26.53, None, _DBSN.format(1), protocol=None),
+    (1, "bsd68", "hg", (40.0, 10.0)): Published(30.16, None, _DBSN.format(1) + _DBSN_HG, protocol=None),
+    (1, "bsd68", "hg_dbsn", (40.0, 10.0)): Published(30.16, None, _DBSN.format(1), protocol=None),
+    (3, "cbsd68", "awgn", (15.0,)): Published(34.08, None, _DBSN.format(2), protocol=None),
+    (3, "cbsd68", "awgn", (25.0,)): Published(31.40, None, _DBSN.format(2), protocol=None),
+    (3, "cbsd68", "awgn", (50.0,)): Published(28.26, None, _DBSN.format(2), protocol=None),
+    (3, "cbsd68", "hg", (40.0, 10.0)): Published(32.10, None, _DBSN.format(2) + _DBSN_HG, protocol=None),
+    (3, "cbsd68", "hg_dbsn", (40.0, 10.0)): Published(32.10, None, _DBSN.format(2), protocol=None),
+    (3, "cbsd68", "mg", (75.0,)): Published(26.89, None, _DBSN.format(2), protocol=None),
 }
 
 # MWRCANet (NTIRE 2020 raw denoising winner), SIDD raw validation blocks, PSNR with peak 1 (its README).
 PUBLISHED_RAW: dict[str, Published] = {
-    "sidd_raw_val": Published(52.35, None, "MWRCANet, SIDD raw validation, without self-ensemble"),
-    "sidd_raw_val_ensemble": Published(52.38, None, "MWRCANet, SIDD raw validation, x8 self-ensemble"),
+    "sidd_raw_val": Published(52.35, None, "MWRCANet, SIDD raw validation, without self-ensemble", protocol=None),
+    "sidd_raw_val_ensemble": Published(52.38, None, "MWRCANet, SIDD raw validation, x8 self-ensemble", protocol=None),
 }
 
 _SET_ALIASES = {"kodak": "kodak24", "mcm": "mcmaster", "urban": "urban100"}
@@ -141,3 +182,17 @@ def published_for(
 def reference_for(n_colors: int, set_name: str, noise_name: str, noise_params: tuple[float, ...]) -> Published | None:
     """DBSN's supervised (N2C) number for this task, set and noise, if DBSN published the setting."""
     return PUBLISHED_DBSN_N2C.get((n_colors, set_key(set_name, n_colors), noise_name, tuple(noise_params)))
+
+
+def reproduced_for(model: str, n_colors: int, set_name: str, sigma: float) -> Published | None:
+    """An independent reproduction of the published number (the [Re] SADNet report's for SADNet), if any."""
+    return REPRODUCED.get((model, n_colors, set_key(set_name, n_colors), float(sigma)))
+
+
+def published_real_for(model: str, key: str) -> tuple[Published | None, Published | None]:
+    """(published, reproduced) real-noise numbers of ``model`` for ``key`` (sidd_val, sidd_benchmark, dnd)."""
+    if model == "sadnet":
+        return PUBLISHED_REAL_SADNET.get(key), REPRODUCED_REAL_SADNET.get(key)
+    if model == "adfnet":
+        return PUBLISHED_REAL.get(key), None
+    return None, None

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from adfnet.data.noise import NoiseModel, build_noise
 
-from .published import Published, is_adfnet, published_for, reference_for
+from .protocols import get_protocol
+from .published import Published, is_adfnet, published_for, reference_for, reproduced_for
 from .results import Evaluation, SetResult, sigma_label
 from .synthetic import EvalOptions
 
@@ -28,21 +29,33 @@ def _noise_reference(result: SetResult, n_colors: int) -> Published | None:
     return reference_for(n_colors, result.set_name, noise.name, noise.params)
 
 
-def format_set_table(result: SetResult, published: Published | None, reference: Published | None = None) -> str:
-    """Per-image table of one set and noise, then the mean, the published number with the difference,
-    and ``reference``: another method's supervised number for the same setting (DBSN's N2C column)."""
-    width = max([len(r.image) for r in result.rows] + [5])
+def format_set_table(
+    result: SetResult,
+    published: Published | None,
+    reproduced: Published | None = None,
+    protocol: str = "adfnet",
+    reference: Published | None = None,
+) -> str:
+    """Per-image table of one set and noise (measured under ``protocol``), then the mean, the published
+    (and independently reproduced) numbers with the differences, and ``reference``: another method's
+    supervised number for the same setting (DBSN's N2C column)."""
+    width = max([len(r.image) for r in result.rows] + [10])
     noise = result_noise(result)
     title = f"sigma {sigma_label(result.sigma)}" if noise.is_awgn else f"noise {noise.describe()}"
-    lines = [f"{result.set_name}  {title}", f"  {'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}"]
+    lines = [
+        f"{result.set_name}  {title}  ({protocol} protocol)",
+        f"  {'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}",
+    ]
     lines += [f"  {r.image:<{width}}  {r.psnr:8.4f}  {r.ssim:7.4f}" for r in result.rows]
     lines.append(f"  {'mean':<{width}}  {result.mean_psnr:8.4f}  {result.mean_ssim:7.4f}  ({len(result.rows)} images)")
-    if published is not None:
-        ssim_text = "-" if published.ssim is None else f"{published.ssim:.4f}"
+    for name, ref in (("published", published), ("reproduced", reproduced)):
+        if ref is None:
+            continue
+        ssim_text = "-" if ref.ssim is None else f"{ref.ssim:.4f}"
         lines.append(
-            f"  {'published':<{width}}  {published.psnr:8.4f}  {ssim_text:>7}  ({published.source}); "
-            f"ours - published: {_diff(result.mean_psnr, published.psnr, 3)} dB"
-            + (f", SSIM {_diff(result.mean_ssim, published.ssim, 4)}" if published.ssim is not None else "")
+            f"  {name:<{width}}  {ref.psnr:8.4f}  {ssim_text:>7}  ({ref.label}); "
+            f"ours - {name}: {_diff(result.mean_psnr, ref.psnr, 3)} dB"
+            + (f", SSIM {_diff(result.mean_ssim, ref.ssim, 4)}" if ref.ssim is not None else "")
         )
     if reference is not None:
         lines.append(
@@ -57,7 +70,8 @@ def format_set_table(result: SetResult, published: Published | None, reference: 
 def format_summary(
     results: Sequence[SetResult], model: str, n_colors: int, options: Mapping[str, object] | None = None
 ) -> str:
-    """One line per set and sigma: our means, the published numbers and the differences."""
+    """One line per set and sigma: our means, the published numbers and the differences (the source says the
+    published number's protocol; an independent reproduction, if any, follows it)."""
     header = (
         f"{'set':<12} {'sigma':>5} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'pub.PSNR':>9} {'pub.SSIM':>8} "
         f"{'dPSNR':>7} {'dSSIM':>8}  source"
@@ -70,7 +84,7 @@ def format_summary(
         lines.append(
             f"{r.set_name:<12} {_sigma_cell(r):>5} {len(r.rows):>6} {r.mean_psnr:8.3f} {r.mean_ssim:7.4f} "
             f"{pub_p} {pub_s} {_diff(r.mean_psnr, pub.psnr if pub else None, 3):>7} "
-            f"{_diff(r.mean_ssim, pub.ssim if pub else None, 4):>8}  {pub.source if pub else ''}"
+            f"{_diff(r.mean_ssim, pub.ssim if pub else None, 4):>8}  {_sources(pub, model, n_colors, r)}"
         )
     return "\n".join(lines)
 
@@ -79,18 +93,32 @@ def _sigma_cell(result: SetResult) -> str:
     return sigma_label(result.sigma) if result.noise_name == "awgn" else "-"
 
 
+def _sources(pub: Published | None, model: str, n_colors: int, result: SetResult) -> str:
+    rep = reproduced_for(model, n_colors, result.set_name, result.sigma)
+    text = pub.label if pub else ""
+    return text + (f" | reproduced {rep.psnr:.2f} ({rep.label})" if rep else "")
+
+
 def write_summary_csv(
-    path: Path, results: Sequence[SetResult], model: str, n_colors: int, options: Mapping[str, object] | None = None
+    path: Path,
+    results: Sequence[SetResult],
+    model: str,
+    n_colors: int,
+    options: Mapping[str, object] | None = None,
+    protocol: str = "adfnet",
 ) -> None:
-    """``summary.csv``: one row per set and sigma with the published numbers and differences."""
+    """``summary.csv``: one row per set and sigma (our ``protocol``) with the published and reproduced numbers,
+    each with its source and protocol."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim", "source", "noise"]
+            ["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim", "source"]
+            + ["noise", "protocol", "published_protocol", "reproduced_psnr", "reproduced_source"]
         )
         for r in results:
             pub = published_for(model, n_colors, r.set_name, r.sigma, options) or _noise_reference(r, n_colors)
+            rep = reproduced_for(model, n_colors, r.set_name, r.sigma)
             writer.writerow(
                 [
                     r.set_name,
@@ -103,19 +131,31 @@ def write_summary_csv(
                     pub.ssim if pub and pub.ssim is not None else "",
                     pub.source if pub else "",
                     result_noise(r).describe(),
+                    protocol,
+                    (pub.protocol or "not stated") if pub else "",
+                    rep.psnr if rep else "",
+                    rep.label if rep else "",
                 ]
             )
 
 
-def comparison_caveats(n_colors: int, chop: bool, ensemble: bool, limited: bool) -> list[str]:
-    """Why this run's means are not like-for-like with the published numbers (empty when they are)."""
+def comparison_caveats(
+    n_colors: int, chop: bool, ensemble: bool, limited: bool, protocol: str = "adfnet", published: Sequence[str] = ()
+) -> list[str]:
+    """Why this run's means are not like-for-like with the published numbers (empty when they are).
+
+    ``protocol`` is the run's; ``published`` the protocols of the numbers it is compared with (``"not stated"``
+    for a source that does not say).
+    """
     caveats = []
     if limited:
         caveats.append("--limit evaluated part of a set, the published numbers are full-set means")
-    if ensemble:
-        caveats.append("--ensemble: the official gray log and the paper's tables are without self-ensemble")
-    if n_colors == 1 and not chop:
-        caveats.append("gray without --chop: the official gray test always chopped")
+    caveats += get_protocol(protocol).caveats(n_colors, chop, ensemble)
+    others = sorted(set(published) - {protocol, "not stated"})
+    if others:
+        caveats.append(f"ours used the {protocol} protocol, the reference numbers the {' / '.join(others)} protocol")
+    if "not stated" in published:
+        caveats.append("a reference number's source does not say which protocol measured it")
     return caveats
 
 
@@ -123,38 +163,47 @@ def format_run(
     run: Evaluation, model: str, opts: EvalOptions, result_dir: Path, options: Mapping[str, object] | None = None
 ) -> str:
     """The whole report of a synthetic run: a table per set and sigma, the summary and the caveats."""
-    blocks = [
-        format_set_table(
-            r,
+    refs = [
+        (
             published_for(model, opts.n_colors, r.set_name, r.sigma, options),
-            _noise_reference(r, opts.n_colors),
+            reproduced_for(model, opts.n_colors, r.set_name, r.sigma),
         )
         for r in run.results
+    ]
+    blocks = [
+        format_set_table(r, pub, rep, opts.protocol, _noise_reference(r, opts.n_colors))
+        for r, (pub, rep) in zip(run.results, refs, strict=True)
     ]
     if run.results:
         variant = "" if is_adfnet(options) else f", options {dict(options or {})}"
         blocks.append(
-            f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, chop {opts.chop}, "
-            f"ensemble {opts.ensemble}, noise {opts.noise.describe() if opts.noise else 'awgn (official seed)'}):\n"
+            f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, {get_protocol(opts.protocol).summary}; "
+            f"chop {opts.chop}, ensemble {opts.ensemble}, "
+            f"noise {opts.noise.describe() if opts.noise else 'awgn (official seed)'}):\n"
             + format_summary(run.results, model, opts.n_colors, options)
         )
-        caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited)
-        if caveats and any(published_for(model, opts.n_colors, r.set_name, r.sigma, options) for r in run.results):
+        used = [ref.protocol or "not stated" for pair in refs for ref in pair if ref is not None]
+        caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited, opts.protocol, used)
+        if caveats and used:
             blocks.append("note: not like-for-like with the published numbers: " + "; ".join(caveats))
         blocks.append(f"results in {result_dir}")
     return "\n".join(blocks)
 
 
-def format_real_scores(scores: Sequence[tuple[float, float, float]], published: Published | None) -> str:
-    """Mean PSNR and both SSIM flavours, with the published number and the difference."""
+def format_real_scores(
+    scores: Sequence[tuple[float, float, float]], published: Published | None, reproduced: Published | None = None
+) -> str:
+    """Mean PSNR and both SSIM flavours, with the published (and reproduced) numbers and the differences."""
     n = len(scores)
     mp, ms, m3 = (sum(s[i] for s in scores) / n for i in range(3))
     text = f"{n} images: PSNR {mp:.4f} dB, SSIM {ms:.4f} (per channel), SSIM {m3:.4f} (MATLAB 3-D)"
-    if published is not None:
-        text += (
-            f"\npublished ({published.source}): PSNR {published.psnr:.2f}, SSIM {published.ssim:.3f}; "
-            f"ours - published: {mp - published.psnr:+.3f} dB, SSIM(3-D) {m3 - (published.ssim or 0):+.4f}"
-        )
+    for name, ref in (("published", published), ("reproduced", reproduced)):
+        if ref is None:
+            continue
+        text += f"\n{name} ({ref.source}): PSNR {ref.psnr:.2f}"
+        text += "" if ref.ssim is None else f", SSIM {ref.ssim:.3f}"
+        text += f"; ours - {name}: {mp - ref.psnr:+.3f} dB"
+        text += "" if ref.ssim is None else f", SSIM(3-D) {m3 - ref.ssim:+.4f}"
     return text
 
 

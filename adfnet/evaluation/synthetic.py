@@ -27,8 +27,9 @@ from adfnet.data.io import list_images, read_image, save_image
 from adfnet.data.noise import NoiseModel, build_noise
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
-from adfnet.metrics import WINDOW_SIZE, psnr, ssim
+from adfnet.metrics import WINDOW_SIZE
 
+from .protocols import get_protocol
 from .results import Evaluation, ImageScore, SetResult, sigma_label
 
 # Official test-noise seeds (gray test script: 1, colour: 20), reseeded before every image.
@@ -50,6 +51,7 @@ class EvalOptions:
     limit: int | None = None  # only the first N images of each set
     noise: NoiseModel | None = None  # None: AWGN at each sigma (the official test noise)
     save_noisy: str | None = None  # "npy" (exact, unclipped float32) or "png16" (clipped to [0, 1], 16 bits)
+    protocol: str = "adfnet"  # how inputs are made and outputs scored (adfnet.evaluation.protocols)
 
     @property
     def noise_seed(self) -> int:
@@ -81,16 +83,20 @@ def evaluate_set(
     notes: set[str] | None = None,
     log: Log = tqdm.write,
 ) -> SetResult:
-    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped."""
+    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped.
+
+    The noisy input and the scores follow ``opts.protocol`` (:mod:`.protocols`); results.csv names it.
+    """
     notes = set() if notes is None else notes
     noise = opts.noise if opts.noise is not None else build_noise("awgn", (sigma,))
+    protocol = get_protocol(opts.protocol)
     result = SetResult(set_name, sigma, noise_name=noise.name, noise_params=() if noise.is_awgn else noise.params)
     out_dir.mkdir(parents=True, exist_ok=True)
     what = f"sigma {sigma_label(sigma)}" if noise.is_awgn else noise.describe()
     for path in tqdm(files, desc=f"{set_name} {what}", unit="img", leave=False):
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
-            noisy = noise(clean, seed=opts.noise_seed)
+            clean, noisy = protocol.inputs(clean, noise(clean, seed=opts.noise_seed))
             if opts.save_noisy:
                 save_noisy(out_dir / "noisy" / path.stem, noisy, opts.save_noisy)
             noisy = noisy.to(opts.device)
@@ -99,7 +105,7 @@ def evaluate_set(
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
-            result.rows.append(ImageScore(path.name, psnr(out, clean), ssim(out, clean), seconds))
+            result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds))
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
         except (OSError, ValueError, RuntimeError) as err:
@@ -110,11 +116,11 @@ def evaluate_set(
                 log(message)
     with open(out_dir / "results.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise"])
+        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"])
         label = sigma_label(sigma) if noise.is_awgn else ""
         for row in result.rows:
             cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}", noise.describe()]
-            writer.writerow(cells)
+            writer.writerow([*cells, protocol.name])
     return result
 
 

@@ -50,10 +50,10 @@ def canonical_name(name: str) -> str:
 def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet:
     """``"adfnet"``, ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*) or ``"sadnet"``.
 
-    ``n_colors`` is 1 (gray), 3 (colour, real noise) or 4 (packed Bayer raw, :mod:`adfnet.data.raw`).
-    ``options`` are, for ADFNet, the Table 4
-    ablations ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet
-    the widths ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`).
+    ``n_colors`` is 1 (gray), 3 (colour, real noise) or 4 (packed Bayer raw: the four CFA planes at half
+    resolution, see :mod:`adfnet.data.raw`). ``options`` are, for ADFNet, the Table 4 ablations
+    ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet the widths
+    ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`).
     The returned model's ``architecture`` (name, colours and every option) is recorded in the checkpoints
     written from it and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """

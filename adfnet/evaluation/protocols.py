@@ -1,0 +1,104 @@
+"""The two test protocols a synthetic-noise number can be measured under; every protocol fact lives here.
+
+- ``adfnet`` (ours; ADFNet's official test): the seeded float noise is added and left as it is (no clip,
+  no rounding); :func:`adfnet.inference.denoise` reflect-pads to a multiple of 8 and crops back; output
+  and clean image are quantised to 8 bits and scored with :func:`adfnet.metrics.psnr` and the per-channel
+  :func:`adfnet.metrics.ssim`.
+- ``sadnet`` (SADNet's release, ``test.py`` at 413fddf): its noisy inputs were 8-bit PNGs, so the same
+  seeded noise is clipped to [0, 1] and quantised to 8 bits; clean and noisy images are cropped top-left
+  to a multiple of 8 (no padding); one forward pass; the output is clipped to [0, 1] and kept float;
+  PSNR on floats with data range 1 (:func:`adfnet.metrics.psnr_float`) and MATLAB-style SSIM on floats
+  (:func:`adfnet.metrics.ssim_matlab_float`: 2-D window for gray, one 11x11x11 window for colour).
+
+:func:`adfnet.evaluation.synthetic.evaluate_set` asks the protocol for the model's input and for the
+scores; ``--chop`` / ``--ensemble`` stay the caller's choice and :meth:`Protocol.caveats` says when they
+depart from what the protocol's published numbers used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from adfnet.imaging import image_to_tensor, quantize
+from adfnet.metrics import psnr, psnr_float, ssim, ssim_matlab_float
+
+# SADNet's test.py cropped clean and noisy images to this multiple (its three stride-2 levels).
+SADNET_CROP_MULTIPLE = 8
+
+Scores = tuple[float, float]
+
+
+def _noisy_as_float(clean: torch.Tensor, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return clean, noisy
+
+
+def _noisy_as_png(clean: torch.Tensor, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy as an 8-bit PNG would store it (clip, round), both images cropped top-left to a multiple of 8."""
+    noisy = image_to_tensor(quantize(noisy)).to(noisy.dtype)  # quantize clips to [0, 255] after rounding
+    h, w = (side - side % SADNET_CROP_MULTIPLE for side in clean.shape[-2:])
+    return clean[..., :h, :w], noisy[..., :h, :w]
+
+
+def _scores_uint8(out: torch.Tensor, clean: torch.Tensor) -> Scores:
+    return psnr(out, clean), ssim(out, clean)
+
+
+def _scores_float(out: torch.Tensor, clean: torch.Tensor) -> Scores:
+    return psnr_float(out, clean), ssim_matlab_float(out, clean)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How inputs are made and outputs scored. ``inputs(clean, noisy)`` maps the clean image and the seeded
+    float noisy image (``(1, C, H, W)``) to what is denoised and what is scored against; ``score(out, clean)``
+    gives (PSNR, SSIM) of the clamped output."""
+
+    name: str
+    summary: str
+    inputs: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    score: Callable[[torch.Tensor, torch.Tensor], Scores]
+    plain_forward: bool  # the protocol's numbers come from one forward pass on the whole image (no chop)
+    gray_chops: bool  # the protocol's gray numbers were measured with the 4-quadrant chop
+
+    def caveats(self, n_colors: int, chop: bool, ensemble: bool) -> list[str]:
+        """Why a run with these options is not like-for-like with numbers measured under this protocol."""
+        notes = []
+        if ensemble:
+            notes.append(f"--ensemble: the {self.name} protocol's numbers are without self-ensemble")
+        if chop and self.plain_forward:
+            notes.append(f"--chop: the {self.name} protocol runs the whole image in one forward pass")
+        if self.gray_chops and n_colors == 1 and not chop:
+            notes.append("gray without --chop: the official gray test always chopped")
+        return notes
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "adfnet": Protocol(
+        "adfnet",
+        "ADFNet protocol: seeded float noise (unclipped), reflect padding, PSNR/SSIM on 8-bit images",
+        _noisy_as_float,
+        _scores_uint8,
+        plain_forward=False,
+        gray_chops=True,
+    ),
+    "sadnet": Protocol(
+        "sadnet",
+        "SADNet protocol: noisy clipped and quantised to 8 bits, crop to a multiple of 8, PSNR and "
+        "MATLAB-style SSIM on float images",
+        _noisy_as_png,
+        _scores_float,
+        plain_forward=True,
+        gray_chops=False,
+    ),
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol called ``name`` (``adfnet`` or ``sadnet``); ``ValueError`` naming the choices otherwise."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
