@@ -21,6 +21,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from adfnet.checkpoint import load_weights
 from adfnet.cli import test as test_cli
 from adfnet.data.datasets import SyntheticNoiseTrain
+from adfnet.data.noise import build_noise
 from adfnet.data.sidd import generate_patches
 from adfnet.evaluation import format_real_scores, published_for, published_real_for, reproduced_for
 from adfnet.inference import denoise
@@ -182,8 +183,9 @@ def test_n_colors_4_packed_raw_for_both_families():
 
 def test_clip_noisy_training_inputs():
     files = sorted(TRAIN_GRAY.iterdir())[:2]
-    plain = SyntheticNoiseTrain(files, 1, 32, 50, 4, seed=3)
-    clipped = SyntheticNoiseTrain(files, 1, 32, 50, 4, seed=3, clip_noisy=True)
+    awgn50 = build_noise("awgn", [50])
+    plain = SyntheticNoiseTrain(files, 1, 32, awgn50, 4, seed=3)
+    clipped = SyntheticNoiseTrain(files, 1, 32, awgn50, 4, seed=3, clip_noisy=True)
     noisy, clean = plain[1]
     noisy_c, clean_c = clipped[1]
     assert torch.equal(clean, clean_c) and (noisy.min() < 0 or noisy.max() > 1)  # same sample, unclipped by default
