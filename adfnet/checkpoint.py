@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -33,7 +33,11 @@ ARCHITECTURE_KEY = "adfnet:architecture"  # in state_dict._metadata; ':' cannot 
 UNRECORDED_DEFAULTS = {"mfi": True}
 
 
-def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, object]) -> nn.Module:
+def load_weights(
+    model: nn.Module,
+    path_or_state_dict: str | os.PathLike | Mapping[str, object],
+    note: Callable[[str], object] | None = None,
+) -> nn.Module:
     """Load ADFNet weights into ``model`` strictly and return it.
 
     Accepts a path (a torch file or ``.safetensors``) or an already loaded object: a raw state_dict,
@@ -41,7 +45,8 @@ def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mappi
     ``checkpoint_latest.pt`` (``{"model": ...}``), with or without a ``module.`` prefix. On any mismatch
     raises one ``ValueError`` naming the missing, unexpected and wrongly shaped keys and, when it can
     tell, which model the checkpoint belongs to; also when the checkpoint's architecture record (see the
-    module docstring) differs from the model's.
+    module docstring) differs from the model's. ``note`` (e.g. ``print``) is told when a checkpoint
+    without a record is taken to be the full model, which the command lines show their users.
     """
     source = path_or_state_dict
     if isinstance(source, (str, os.PathLike)):
@@ -52,6 +57,10 @@ def load_weights(model: nn.Module, path_or_state_dict: str | os.PathLike | Mappi
     _check_architecture(getattr(target, "architecture", None), record)
     _check(target, state)
     target.load_state_dict(state, strict=True)
+    if note is not None and record is None and getattr(target, "architecture", None) is not None:
+        name = os.fspath(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "the checkpoint"
+        assumed = ", ".join(f"{k}={v!r}" for k, v in UNRECORDED_DEFAULTS.items())
+        note(f"{name} carries no architecture record (an official checkpoint?): taken to be the full model ({assumed})")
     return model
 
 
@@ -95,7 +104,8 @@ def _check_architecture(model: Mapping[str, object] | None, checkpoint: Mapping[
     flags = ", ".join(f"{k}={checkpoint[k]!r}" for k in differ)
     raise ValueError(
         f"The checkpoint was trained with another architecture ({pairs}). Build the model with {flags} "
-        "(the --model / --placement / --no_dcb / --no_mdcb / --no_mfi flags), or use weights of this architecture."
+        "(the --model / --n_colors / --placement / --no_dcb / --no_mdcb / --no_mfi flags), or use weights of this "
+        "architecture."
     )
 
 
@@ -231,10 +241,17 @@ def _variant(width: int) -> str:
 
 
 def load_model(
-    name: str, n_colors: int, weights: str | os.PathLike | Mapping[str, object], device: torch.device | str = "cpu",
+    name: str,
+    n_colors: int,
+    weights: str | os.PathLike | Mapping[str, object],
+    device: torch.device | str = "cpu",
+    note: Callable[[str], object] | None = None,
     **options: object,
 ) -> nn.Module:
-    """``build_model(name, n_colors, **options)`` with ``weights`` loaded strictly, on ``device``, in eval mode."""
+    """``build_model(name, n_colors, **options)`` with ``weights`` loaded strictly, on ``device``, in eval mode.
+
+    ``note`` as in :func:`load_weights`.
+    """
     model = build_model(name, n_colors=n_colors, **options)
-    load_weights(model, weights)
+    load_weights(model, weights, note)
     return model.to(device).eval()

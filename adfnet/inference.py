@@ -278,7 +278,8 @@ def denoise(
             y = forward_chop(model, x, size, ensemble=ensemble, progress=bar)[..., :h, :w]
     if not bool(torch.isfinite(y).all()):
         raise NonFiniteOutputError(
-            "the model returned NaN/inf for a finite input: its weights are broken (a diverged training run?)"
+            "the model returned NaN/inf for a finite input: its weights are broken (a diverged training run?); "
+            "use other weights, e.g. an earlier checkpoint of the run"
         )
     y = y.clamp(0.0, 1.0)
     return tensor_to_image(y) if from_numpy else y

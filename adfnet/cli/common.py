@@ -129,4 +129,4 @@ def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_real_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     """The colour model a tool asked for with the :func:`add_real_model_arguments` flags."""
-    return load_model(args.model, 3, args.weights, device, **model_options(args))
+    return load_model(args.model, 3, args.weights, device, lambda text: print(f"note: {text}"), **model_options(args))

@@ -17,6 +17,7 @@ from adfnet.data.io import list_images, read_image, save_image
 from adfnet.evaluation import denoise_uint8
 from adfnet.imaging import quantize
 from adfnet.matio import bundle_dnd_submission, save_dnd_crop
+from adfnet.outputs import check_outputs_apart
 
 
 def add_denoise_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +54,9 @@ def run_denoise(args: argparse.Namespace) -> int:
     every crop, then bundles mat/bundled/%04d.mat when all --n_images x --n_crops crops are there.
     --save_images also writes png/<name>.png.
     """
-    folder = Path(args.input_dir)
+    folder, result_dir = Path(args.input_dir), Path(args.result_dir)
     try:
+        check_outputs_apart({"the .mat files": result_dir / "mat", "the PNGs": result_dir / "png"}, [folder])
         files = list_images(folder / "lq" if (folder / "lq").is_dir() else folder)
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
         failures = _denoise_all(args, files, result_dir)

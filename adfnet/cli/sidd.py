@@ -28,6 +28,7 @@ from adfnet.evaluation import (
 )
 from adfnet.imaging import quantize
 from adfnet.matio import SIDD_SUBMISSION_KEY, load_sidd_blocks, save_sidd_submission
+from adfnet.outputs import check_outputs_apart
 
 
 def _blocks(args: argparse.Namespace, noisy: np.ndarray) -> np.ndarray:
@@ -56,8 +57,12 @@ def run_val_mat(args: argparse.Namespace) -> int:
     Prints PSNR, per-channel SSIM and MATLAB-style 3-D SSIM over all blocks (8-bit output), writes
     results.csv (one row per block i-k) and mat/SubmitSrgb.mat (re-score it with adfnet-real score-sidd).
     """
-    folder = Path(args.input_dir)
+    folder, result_dir = Path(args.input_dir), Path(args.result_dir)
     try:
+        check_outputs_apart(
+            {"results.csv": result_dir / "results.csv", "the submission": result_dir / "mat" / "SubmitSrgb.mat"},
+            [folder],
+        )
         noisy = load_sidd_blocks(folder / "ValidationNoisyBlocksSrgb.mat", "ValidationNoisyBlocksSrgb")
         gt = load_sidd_blocks(folder / "ValidationGtBlocksSrgb.mat", "ValidationGtBlocksSrgb")
         if noisy.shape != gt.shape:
@@ -113,7 +118,12 @@ def run_val_png(args: argparse.Namespace) -> int:
     number of images equals the --grid product (40 x 32 for SIDD), mat/SubmitSrgb.mat with the blocks
     placed row-major in sorted-name order, as the official script did.
     """
+    result_dir = Path(args.result_dir)
     try:
+        check_outputs_apart(
+            {"results.csv": result_dir / "results.csv", "the PNGs": result_dir / "png", "the .mat": result_dir / "mat"},
+            [args.input_dir],
+        )
         lq = list_images(Path(args.input_dir) / "lq")
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
         names, outputs, targets, failures = _denoise_pairs(args, lq, result_dir)
@@ -152,7 +162,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
     (DenoisedBlocksSrgb, an N x K cell of uint8 blocks: upload it to the SIDD benchmark).
     --save_images also writes png/%04d-%04d.png (0-based block index).
     """
+    result_dir = Path(args.result_dir)
     try:
+        check_outputs_apart({"the submission": result_dir / "mat", "the PNGs": result_dir / "png"}, [args.input_dir])
         noisy = load_sidd_blocks(Path(args.input_dir) / "BenchmarkNoisyBlocksSrgb.mat", "BenchmarkNoisyBlocksSrgb")
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
         denoised = _blocks(args, noisy)
@@ -183,6 +195,8 @@ def run_score(args: argparse.Namespace) -> int:
     (uint8 or float in [0, 1]), which evaluate_SIDD.m itself could not do.
     """
     try:
+        if args.csv:
+            check_outputs_apart({"the scores": args.csv}, [args.submission, args.gt], "--csv", "--submission / --gt")
         denoised = load_sidd_blocks(args.submission, args.submission_key)
         gt = load_sidd_blocks(args.gt, args.gt_key)
         if denoised.shape != gt.shape:

@@ -30,7 +30,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from adfnet.checkpoint import checkpoint_architecture, load_weights, weights_with_architecture
+from adfnet.checkpoint import load_weights, weights_with_architecture
 from adfnet.data.datasets import (
     PairedTrain,
     PairedVal,
@@ -231,13 +231,8 @@ class Trainer:
             self.start_epoch = a.resume + 1
             self.log(f"loaded {path}; optimiser state restarts, training continues at epoch {self.start_epoch}")
         elif a.pre_train != ".":
-            load_weights(self.net, a.pre_train)
+            load_weights(self.net, a.pre_train, note=lambda text: self.log(f"note: {text}"))
             self.log(f"initialised from {a.pre_train}")
-            if checkpoint_architecture(torch.load(a.pre_train, map_location="cpu", weights_only=True)) is None:
-                self.log(
-                    f"note: {a.pre_train} carries no architecture record (an official checkpoint?): taken to be "
-                    "the full model"
-                )
 
     def _rescale_lr(self, factor: float) -> None:
         """Scale the current and every future learning rate of the restored optimiser and schedule."""

@@ -28,6 +28,7 @@ from adfnet.data.noise import NoiseModel, build_noise
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE
+from adfnet.outputs import check_outputs_apart as check_apart
 
 from .protocols import get_protocol
 from .results import Evaluation, ImageScore, SetResult, sigma_label
@@ -175,20 +176,14 @@ def check_outputs_apart(
 
     Every output folder ``<result_dir>/<set>/sigma<N>`` must lie outside every input set: otherwise a
     saved image could replace an input (and a later sigma would score against it) and results.csv
-    would be written into a test set. Paths are compared after resolving symlinks.
+    would be written into a test set (the check: :func:`adfnet.outputs.check_outputs_apart`).
     """
-    inputs = [Path(folder).resolve() for folder in input_dirs]
-    for set_name, _ in set_folders(input_dirs):
-        for sigma in sigmas:
-            out = output_dir(Path(result_dir), set_name, sigma, noise).resolve()
-            for folder in inputs:
-                if out == folder or folder in out.parents:
-                    raise ValueError(
-                        f"--result_dir {result_dir} would write the {set_name} sigma {sigma_label(sigma)} outputs "
-                        f"to {out}, "
-                        f"inside the input set {folder}: outputs could overwrite inputs. Choose a --result_dir "
-                        "outside every --input_dir"
-                    )
+    outputs = {
+        f"the {set_name} sigma {sigma_label(sigma)} outputs": output_dir(Path(result_dir), set_name, sigma, noise)
+        for set_name, _ in set_folders(input_dirs)
+        for sigma in sigmas
+    }
+    check_apart(outputs, input_dirs)
 
 
 def _list_sets(input_dirs: Sequence[str | Path], opts: EvalOptions, run: Evaluation, log: Log) -> list:
@@ -233,7 +228,9 @@ def run_evaluation(
     for sigma in sigmas:
         path = weights.replace("{sigma}", sigma_label(sigma))
         try:
-            model = load_model(model_name, opts.n_colors, path, opts.device, **(model_options or {}))
+            model = load_model(
+                model_name, opts.n_colors, path, opts.device, lambda text: log(f"note: {text}"), **(model_options or {})
+            )
         except (OSError, ValueError, RuntimeError) as err:
             message = f"error: cannot use checkpoint {path} for sigma {sigma_label(sigma)}: {err}"
             run.errors.append(message)

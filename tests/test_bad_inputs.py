@@ -1,0 +1,486 @@
+"""Every user mistake gets a clear message, never a traceback, and never costs an input (issue 16).
+
+One table of bad inputs across test.py, train.py, the real-noise tools (``adfnet-real <tool>``) and the
+Python API. Each row is run as a user would (command lines in-process through their ``main(argv)``, a few
+as real processes) and checked for:
+- the exit code (or, for the API, the exception type);
+- no traceback;
+- a message naming the problem and what to do (a regex per row);
+- the good inputs of the same run still processed (``produced``: files the run must have written);
+- the input tree unchanged: a SHA-256 of every file (contents are rehashed whenever a file's size,
+  mtime or inode changed, so 300 MB of weights are read once) and the list of files, before and after.
+  Rows that resume a run may append to its ``log.txt``/``config.txt`` and TensorBoard folder
+  (``run_logs``); its checkpoints and weights are still compared.
+
+The world (weights, sets, a finished toy run, real-noise folders) is written once per module under
+``inputs/``; every row writes its outputs under its own ``out/`` folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import dcn
+from adfnet import build_model, load_weights
+from adfnet.checkpoint import weights_with_architecture
+from adfnet.cli import real as real_cli
+from adfnet.cli import test as test_cli
+from adfnet.cli import train as train_cli
+from adfnet.engine import state as state_module
+from adfnet.engine.trainer import Trainer
+from adfnet.evaluation import synthetic
+from adfnet.inference import denoise
+from adfnet.matio import save_sidd_submission
+from conftest import MCMASTER, ROOT, SET12, TRAIN_GRAY, subprocess_env
+
+# ------------------------------------------------------------------------------------------------ the world
+
+
+@dataclass
+class World:
+    inputs: Path
+    net: nn.Module  # an untrained gray ADFNet for the API rows
+
+
+def _gray(rows: slice, cols: slice) -> np.ndarray:
+    return cv2.imread(str(SET12 / "01.png"), cv2.IMREAD_UNCHANGED)[rows, cols]
+
+
+def _put(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img), path
+
+
+def _truncated(path: Path) -> None:
+    """A PNG with a valid header and a third of its data: passes a header check, fails to decode."""
+    whole = cv2.imencode(".png", _gray(slice(0, 32), slice(0, 40)))[1].tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(whole[: len(whole) // 3])
+
+
+def _nan_tiff(path: Path) -> None:
+    bad = np.full((32, 40), 0.5, np.float32)
+    bad[5, 5] = np.nan
+    _put(path, bad)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    root = tmp_path_factory.mktemp("bad_inputs") / "inputs"
+    w = root / "weights"
+    w.mkdir(parents=True)
+    torch.manual_seed(0)
+    gray, rgb = build_model("adfnet", n_colors=1), build_model("adfnet", n_colors=3)
+    torch.save(weights_with_architecture(gray), w / "gray.pt")
+    torch.save(weights_with_architecture(rgb), w / "rgb.pt")
+    torch.save(dict(gray.state_dict()), w / "gray_official.pt")  # a plain dict: no record, like the downloads
+    torch.save(dict(rgb.state_dict()), w / "rgb_official.pt")
+    broken = weights_with_architecture(gray)
+    broken["tail.weight"] = torch.full_like(broken["tail.weight"], float("nan"))
+    torch.save(broken, w / "gray_nan.pt")
+    (w / "truncated.pt").write_bytes((w / "gray.pt").read_bytes()[:100_000])
+    (w / "folder").mkdir()
+    (w / "folder/inside.pt").write_bytes(b"")
+
+    good = _gray(slice(0, 32), slice(0, 40))
+    sets = root / "sets"
+    _put(sets / "Set/a.png", good)
+    _put(sets / "Set/b.png", _gray(slice(40, 72), slice(0, 40)))
+    _put(sets / "other/Set/a.png", good)
+    for name in ("nan", "trunc", "tiny", "big", "colour"):
+        _put(sets / name / "good.png", good)
+    _nan_tiff(sets / "nan/bad.tif")
+    _truncated(sets / "trunc/bad.png")
+    _put(sets / "tiny/bad.png", good[:4, :4])
+    _put(sets / "big/bad.png", _gray(slice(0, 64), slice(0, 64)))
+    _put(sets / "colour/bad.png", cv2.imread(str(MCMASTER / "1.tif"))[:32, :40])
+    (sets / "empty").mkdir()
+    (sets / "empty/readme.txt").write_text("no images here")
+    _put(root / "R/sigma25/sigma25/a.png", good)  # the reported overwrite: results went into this set
+    (root / "a_file").write_text("not a folder")
+
+    for f in sorted(TRAIN_GRAY.iterdir())[:3]:
+        (root / "train").mkdir(exist_ok=True)
+        (root / "train" / f.name).write_bytes(f.read_bytes())
+    _truncated(root / "train/truncated.png")
+    _nan_tiff(root / "train/nan.tif")
+    _put(root / "val/01.png", good[:, :32])
+    with pytest.warns(UserWarning, match="left out"):
+        # the finished run that the train rows must not harm
+        assert train_cli.main([*(a.replace("{in}", str(root)) for a in TRAIN), "--save", "run"]) == 0
+    (root / "runs/corrupt").mkdir()
+    (root / "runs/corrupt/checkpoint_latest.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+
+    colour = cv2.imread(str(MCMASTER / "1.tif"))
+    _put(root / "dnd/lq/0001_1.png", colour[:32, :32])
+    _truncated(root / "dnd/lq/0001_2.png")
+    _put(root / "dnd_flat/png/0001_1.png", colour[:32, :32])
+    for name in ("a", "b"):
+        _put(root / f"sidd/lq/{name}.png", colour[:32, :32])
+    _put(root / "sidd/hq/a.png", colour[:32, :32])  # b has no clean pair
+    blocks = np.zeros((1, 1, 8, 8, 3), np.uint8)
+    save_sidd_submission(root / "sidd_mat/SubmitSrgb.mat", blocks)
+    save_sidd_submission(root / "sidd_mat/gt.mat", blocks)
+    (root / "sidd_empty").mkdir()
+    return World(root, build_model("adfnet", n_colors=1).eval())
+
+
+_HASHES: dict[str, tuple[tuple[int, int, int], str]] = {}
+
+
+def tree_checksums(folder: Path, run_logs: bool) -> dict[str, str]:
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if run_logs and rel.startswith("runs/") and (path.name in ("log.txt", "config.txt") or "/tensorboard/" in rel):
+            continue
+        st = path.stat()
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = _HASHES.get(str(path))
+        if cached is None or cached[0] != key:
+            cached = (key, hashlib.sha256(path.read_bytes()).hexdigest())
+            _HASHES[str(path)] = cached
+        out[rel] = cached[1]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the table
+
+TEST = (
+    *("--cpu", "--n_colors", "1", "--test_noiseL", "25"),
+    *("--weights", "{in}/weights/gray.pt", "--result_dir", "{out}/res"),
+)
+TRAIN = (
+    *("--n_colors", "1", "--dir_data", "{in}/train", "--data_val", "{in}/val", "--dir_experiment", "{in}/runs"),
+    *("--test_every", "2", "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--epochs", "1"),
+)
+NEW_RUN = ("--dir_experiment", "{out}/runs", "--save", "new")
+REAL = ("--cpu", "--weights", "{in}/weights/rgb.pt", "--result_dir", "{out}/res")
+COMMANDS = {"test": test_cli.main, "train": train_cli.main, "real": real_cli.main}
+PROCESSES = {"test": [str(ROOT / "test.py")], "train": [str(ROOT / "train.py")], "real": ["-m", "adfnet.cli.real"]}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    tool: str  # "test", "train", "real" (in-process main), "process:<tool>" (a real process), "api"
+    args: tuple[str, ...] | Callable[[World], object]  # argv ({in}, {out} filled in), or the API call
+    expect: int | type[BaseException]  # exit code, or the exception the API raises
+    message: str  # regex (re.S) the output or exception must match: the problem and what to do
+    produced: tuple[tuple[str, str], ...] = ()  # (file under out/, regex its text matches): good inputs processed
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None
+    run_logs: bool = False  # resumes the finished run: its logs may grow
+
+
+class _OutOfMemoryOnLargeImages(nn.Module):
+    """The loaded model, but a large image fails as the CPU allocator does when RAM runs out."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.size_multiple = inner, inner.size_multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] * x.shape[-1] > 40 * 40:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 96000000000 bytes")
+        return self.inner(x)
+
+
+def _memory_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    load = synthetic.load_model
+    monkeypatch.setattr(synthetic, "load_model", lambda *a, **k: _OutOfMemoryOnLargeImages(load(*a, **k)))
+
+
+def _disk_fills(monkeypatch: pytest.MonkeyPatch) -> None:
+    save = torch.save
+
+    def full(obj: object, f) -> None:  # type: ignore[no-untyped-def]
+        if "checkpoint_latest" in f.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(obj, f)
+
+    monkeypatch.setattr(state_module.torch, "save", full)
+
+
+def _ctrl_c_in_epoch_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    epoch_run = Trainer.train_epoch
+
+    def interrupted(self: Trainer, epoch: int) -> float:
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return epoch_run(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+
+
+def _image(h: int = 32, w: int = 32) -> torch.Tensor:
+    return torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(0))
+
+
+def _with_nan() -> torch.Tensor:
+    x = _image()
+    x[0, 0, 3, 3] = float("nan")
+    return x
+
+
+def _dcn(offset_channels: int = 18, input_shape: tuple[int, ...] = (1, 4, 8, 8)) -> torch.Tensor:
+    return dcn.modulated_deform_conv(
+        torch.rand(input_shape), torch.rand(1, offset_channels, 8, 8), torch.rand(1, 9, 8, 8),
+        torch.rand(4, 4, 3, 3), None, 1, 1, 1, 1, 1,
+    )  # fmt: skip
+
+
+SET_OK = (("res/Set/sigma25/results.csv", r"^a\.png,25,.*\nb\.png,25,"),)
+
+
+def _good(set_name: str) -> tuple[tuple[str, str], ...]:
+    return ((f"res/{set_name}/sigma25/results.csv", r"\ngood\.png,25,[\d.]+,"),)
+
+
+# fmt: off
+CASES = [
+    # ---- test.py: flags, folders, checkpoints, images
+    Case("test-noise-inf", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--test_noiseL", "inf"), 2,
+        r"argument --test_noiseL: must be a finite number"),
+    Case("test-noise-negative", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--test_noiseL", "-5"), 2,
+        r"argument --test_noiseL: must be >= 0"),
+    Case("test-limit-0", "test", (*TEST, "--limit", "0"), 2, r"--limit must be at least 1"),
+    Case("test-result-dir-is-a-file", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--result_dir", "{in}/a_file"),
+        1, r"--result_dir .*a_file is a file, not a folder: choose a folder"),
+    Case("test-result-dir-unwritable", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--result_dir", "/proc/x"), 1,
+        r"--result_dir /proc/x cannot be written .*choose a folder you can write to"),
+    Case("test-outputs-on-inputs", "test", (*TEST, "--input_dir", "{in}/R/sigma25/sigma25", "--result_dir", "{in}/R",
+        "--test_noiseL", "25", "50", "--save_images"), 1,
+        r"inside the input set .*Choose a --result_dir outside every --input_dir"),
+    Case("test-same-set-names", "test", (*TEST, "--input_dir", "{in}/sets/Set", "{in}/sets/other/Set"), 1,
+        r"same name 'Set'.*give each set its own folder name"),
+    Case("test-bad-device", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--device", "gpu0"), 1,
+        r"--device 'gpu0' is not a device name \(e\.g\. cpu, cuda"),
+    Case("test-bad-dcn-backend", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--dcn_backend", "fast"), 1,
+        r"unknown backend 'fast' \(known: ext, torchvision, reference\)"),
+    Case("test-missing-weights", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights", "{in}/no.pt"), 1,
+        r"checkpoint '.*no\.pt' does not exist \(download it or check the path\)"),
+    Case("test-truncated-weights", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
+        "{in}/weights/truncated.pt"), 1,
+        r"truncated, damaged or not a PyTorch checkpoint.*Download or copy it again"),
+    Case("test-weights-folder", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights", "{in}/weights/folder"),
+        1, r"is a folder, not a checkpoint file: pass the \.pt file itself \(it holds inside"),
+    Case("test-rgb-weights-gray-model", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
+        "{in}/weights/rgb.pt"), 1,
+        r"n_colors: checkpoint 3, model 1\)\. Build the model with n_colors=3 "
+        r"\(the --model / --n_colors"),
+    Case("test-full-weights-no-mfi", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--no_mfi"), 1,
+        r"mfi: checkpoint True, model False.*--no_mfi flags\), or use weights"),
+    Case("test-official-weights-no-mfi", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--no_mfi", "--weights",
+        "{in}/weights/gray_official.pt"), 1,
+        r"carries no architecture record .*taken to be the full model.*Build the "
+        r"model without these ablation options"),
+    Case("test-official-weights-note", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
+        "{in}/weights/gray_official.pt"), 0,
+        r"note: .*gray_official\.pt carries no architecture record \(an official "
+        r"checkpoint\?\): taken to be the full model \(mfi=True\)", SET_OK),
+    Case("test-broken-weights", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
+        "{in}/weights/gray_nan.pt"), 1,
+        r"a\.png: the model returned NaN/inf .*weights are broken.*use other weights.*"
+        r"b\.png: the model returned NaN/inf"),
+    Case("test-missing-and-good-set", "test", (*TEST, "--input_dir", "{in}/sets/Set", "{in}/sets/gone"), 1,
+        r"image folder not found: .*gone \(check --input_dir\)", SET_OK),
+    Case("test-empty-set", "test", (*TEST, "--input_dir", "{in}/sets/empty", "{in}/sets/Set"), 1,
+        r"no images in .*empty: expected files ending in \.png", SET_OK),
+    Case("test-nan-tiff", "test", (*TEST, "--input_dir", "{in}/sets/nan"), 1,
+        r"bad\.tif: the floating-point image holds NaN or infinite values; re-export it",
+        _good("nan")),
+    Case("test-truncated-image", "test", (*TEST, "--input_dir", "{in}/sets/trunc"), 1,
+        r"cannot decode .*bad\.png: the file is corrupt or not a supported image",
+        _good("trunc")),
+    Case("test-tiny-image", "test", (*TEST, "--input_dir", "{in}/sets/tiny"), 1,
+        r"bad\.png is 4x4 px: too small \(ADFNet needs 8 px", _good("tiny")),
+    Case("test-out-of-memory", "test", (*TEST, "--input_dir", "{in}/sets/big"), 1,
+        r"bad\.png: not enough memory to denoise a 64x64 image in one piece.*--chop",
+        _good("big"), patch=_memory_runs_out),
+    Case("test-training-checkpoint-as-weights", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
+        "{in}/runs/run/checkpoint_latest.pt"), 0,
+        r"\nSet\s+25\s+2\s", SET_OK),
+    Case("test-colour-image-gray-model", "test", (*TEST, "--input_dir", "{in}/sets/colour"), 0,
+        r"warning: bad\.png: colour image given to a gray model, converted to luma",
+        (("res/colour/sigma25/results.csv", r"\nbad\.png,.*\ngood\.png,"),)),
+    # ---- train.py: the run folder, resuming, flags, data, divergence, disk, Ctrl-C
+    Case("train-used-run-folder", "train", (*TRAIN, "--save", "run"), 1,
+        r"runs/run already holds a run \(checkpoint_latest\.pt.*Continue it with --resume -1, "
+        r"choose another --save, or pass --overwrite"),
+    Case("train-resume-other-optimizer", "train", (*TRAIN, "--save", "run", "--resume", "-1", "--epochs", "2",
+        "--optimizer", "SGD"), 1,
+        r"cannot resume .* with other settings.*--optimizer: the run used ADAM, now SGD"
+        r".*Resume with the run's settings"),
+    Case("train-resume-no-mfi", "train", (*TRAIN, "--save", "run", "--resume", "-1", "--no_mfi"), 1,
+        r"--no_mfi: the run used False, now True \(the architecture\)"),
+    Case("train-resume-missing-epoch", "train", (*TRAIN, "--save", "run", "--resume", "5"), 1,
+        r"cannot continue from epoch 5: .*model_5\.pt does not exist .*Use --resume -1"),
+    Case("train-resume-nothing", "train", (*TRAIN, *NEW_RUN, "--resume", "-1"), 1,
+        r"cannot resume: .*checkpoint_latest\.pt does not exist .*start the run anew"),
+    Case("train-resume-corrupt", "train", (*TRAIN, "--save", "corrupt", "--resume", "-1"), 1,
+        r"corrupt or not a training checkpoint.*Restore it from a backup.*--pre_train"),
+    Case("train-resume-finished", "train", (*TRAIN, "--save", "run", "--resume", "-1"), 0,
+        r"nothing to train: .*already completed epoch 1 of --epochs 1; pass a larger "
+        r"--epochs", run_logs=True),
+    Case("train-negative-lr", "train", (*TRAIN, *NEW_RUN, "--lr", "-1e-3"), 2, r"argument --lr: must be > 0"),
+    Case("train-negative-epochs", "train", (*TRAIN, *NEW_RUN, "--epochs", "-1"), 2,
+        r"--epochs -1: give the number of epochs"),
+    Case("train-no-data", "train", (*TRAIN, *NEW_RUN, "--dir_data", "{in}/nowhere"), 1,
+        r"no training images in .*nowhere.*or pass --dir_data <a folder of clean images>"),
+    Case("train-no-val", "train", (*TRAIN, *NEW_RUN, "--data_val", "{in}/nowhere"), 1,
+        r"validation set '.*nowhere' not found.*pass --data_val"),
+    Case("train-missing-pre-train", "train", (*TRAIN, *NEW_RUN, "--pre_train", "{in}/no.pt"), 1,
+        r"checkpoint '.*no\.pt' does not exist"),
+    Case("train-bad-images-left-out", "train", (*TRAIN, *NEW_RUN), 0,
+        r"(?=.*left out: \S*nan\.tif: the floating-point image holds NaN.*re-export)"
+        r"(?=.*left out: cannot decode \S*truncated\.png: the file is corrupt)",
+        (("runs/new/log.txt", r"epoch 1: loss"), ("runs/new/model/model_latest.pt", ""))),
+    Case("train-diverges", "train", (*TRAIN, *NEW_RUN, "--lr", "1e6"), 1,
+        r"training diverged in epoch 1: .*nothing was saved: start the run again",
+        (("runs/new/log.txt", r"stopped: training diverged"),)),
+    Case("train-disk-full", "train", (*TRAIN, *NEW_RUN), 1,
+        r"no space left on the disk of .*runs/new .*checkpoint_latest\.pt was not written.*"
+        r"Free some space.*--resume -1", (("runs/new/model/model_latest.pt", ""),),
+        patch=_disk_fills),
+    Case("train-ctrl-c", "train", (*TRAIN, *NEW_RUN, "--epochs", "2"), 130,
+        r"interrupted \(Ctrl-C\) in epoch 2\. Nothing after epoch 1 was saved.*"
+        r"Continue with: python .* --save new --resume -1",
+        (("runs/new/checkpoint_latest.pt", ""),), patch=_ctrl_c_in_epoch_2),
+    # ---- the real-noise tools
+    Case("real-dnd-outputs-on-inputs", "real", ("dnd", *REAL, "--input_dir", "{in}/dnd_flat/png", "--result_dir",
+        "{in}/dnd_flat", "--save_images"), 1,
+        r"would write the PNGs to .*dnd_flat/png, inside the input set.*Choose a "
+        r"--result_dir outside every --input_dir"),
+    Case("real-sidd-results-in-inputs", "real", ("sidd-val-png", *REAL, "--input_dir", "{in}/sidd", "--result_dir",
+        "{in}/sidd/lq"), 1,
+        r"would write results\.csv to .*inside the input set"),
+    Case("real-score-csv-onto-gt", "real", ("score-sidd", "--submission", "{in}/sidd_mat/SubmitSrgb.mat", "--gt",
+        "{in}/sidd_mat/gt.mat", "--csv", "{in}/sidd_mat/gt.mat"), 1,
+        r"--csv would write the scores to .*gt\.mat, onto the input file .*Choose a --csv "
+        r"outside every --submission / --gt"),
+    Case("real-dnd-bad-crop", "real", ("dnd", *REAL, "--input_dir", "{in}/dnd"), 1,
+        r"0001_2\.png: cannot decode", (("res/mat/0001_1.mat", ""),)),
+    Case("real-sidd-missing-pair", "real", ("sidd-val-png", *REAL, "--input_dir", "{in}/sidd"), 1,
+        r"image not found: .*hq/b\.png", (("res/results.csv", r"\na\.png,"),)),
+    Case("real-sidd-mat-missing", "real", ("sidd-val-mat", *REAL, "--input_dir", "{in}/sidd_empty"), 1,
+        r"\.mat file not found: .*ValidationNoisyBlocksSrgb\.mat"),
+    Case("real-result-dir-is-a-file", "real", ("dnd", *REAL, "--input_dir", "{in}/dnd", "--result_dir",
+        "{in}/a_file"), 1, r"a_file is a file, not a folder"),
+    Case("real-gray-weights", "real", ("dnd", *REAL, "--input_dir", "{in}/dnd", "--weights", "{in}/weights/gray.pt"),
+        1, r"n_colors: checkpoint 1, model 3"),
+    Case("real-official-weights-note", "real", ("dnd", *REAL, "--input_dir", "{in}/dnd_flat/png", "--weights",
+        "{in}/weights/rgb_official.pt"), 0,
+        r"note: .*rgb_official\.pt carries no architecture record \(an official "
+        r"checkpoint\?\): taken to be the full model", (("res/mat/0001_1.mat", ""),)),
+    # ---- real processes: no traceback at process level either
+    Case("process-test-result-dir", "process:test", (*TEST, "--input_dir", "{in}/sets/Set", "--result_dir",
+        "{in}/a_file"), 1, r"is a file, not a folder"),
+    Case("process-train-used-folder", "process:train", (*TRAIN, "--save", "run"), 1, r"already holds a run"),
+    Case("process-real-missing-input", "process:real", ("dnd", *REAL, "--input_dir", "{in}/nowhere"), 1,
+        r"image folder not found: .*nowhere \(check --input_dir\)"),
+    # ---- the Python API
+    Case("api-denoise-nan", "api", lambda w: denoise(w.net, _with_nan()), ValueError,
+        r"1 NaN/inf value\(s\): denoise needs finite pixel values"),
+    Case("api-denoise-0-255", "api", lambda w: denoise(w.net, _image() * 255), ValueError,
+        r"expects an image in \[0, 1\].*divide a 0-255 float image by 255"),
+    Case("api-denoise-list", "api", lambda w: denoise(w.net, [[0.5] * 16] * 16), TypeError,
+        r"got a list \(convert it with numpy\.asarray first\)"),
+    Case("api-denoise-3d", "api", lambda w: denoise(w.net, _image()[0]), ValueError,
+        r"expects a \(B, C, H, W\) tensor, got shape \(1, 32, 32\) \(add the batch dimension"),
+    Case("api-denoise-tiny", "api", lambda w: denoise(w.net, _image(4, 4)), ValueError,
+        r"4x4 px is too small: ADFNet needs at least 8x8"),
+    Case("api-denoise-int-tensor", "api", lambda w: denoise(w.net, torch.zeros(1, 1, 8, 8, dtype=torch.int32)),
+        ValueError, r"float tensor in \[0, 1\] or uint8 in 0-255, got dtype torch\.int32"),
+    Case("api-load-weights-colours", "api", lambda w: load_weights(build_model("adfnet", 3), w.inputs /
+        "weights/gray.pt"), ValueError,
+        r"n_colors: checkpoint 1, model 3\)\. Build the model with n_colors=1"),
+    Case("api-load-weights-missing", "api", lambda w: load_weights(w.net, w.inputs / "no.pt"), FileNotFoundError,
+        r"does not exist \(download it or check the path\)"),
+    Case("api-load-weights-not-a-state-dict", "api", lambda w: load_weights(w.net, {"epoch": 3}), ValueError,
+        r"entry 'epoch' is a int, not a tensor: this is not a state_dict"),
+    Case("api-build-model-name", "api", lambda w: build_model("adfnet_xl"), ValueError,
+        r"unknown model 'adfnet_xl'; choose one of adfnet, adfnet_l"),
+    Case("api-build-model-colours", "api", lambda w: build_model("adfnet", n_colors=4), ValueError,
+        r"n_colors must be 1 \(gray\) or 3 \(colour\), got 4"),
+    Case("api-build-model-option", "api", lambda w: build_model("adfnet", mfl=False), ValueError,
+        r"unknown model option\(s\) mfl for adfnet; valid options: .*mfi"),
+    Case("api-dcn-offset-channels", "api", lambda w: _dcn(offset_channels=17), ValueError,
+        r"offset has 17 channels, expected 2 \* deformable_groups \* kh \* kw"),
+    Case("api-dcn-3d-input", "api", lambda w: _dcn(input_shape=(4, 8, 8)), ValueError,
+        r"input must be 4-D, got shape \(4, 8, 8\)"),
+]
+# fmt: on
+
+
+def _fill(args: tuple[str, ...], world: World, out: Path) -> list[str]:
+    return [a.replace("{in}", str(world.inputs)).replace("{out}", str(out)) for a in args]
+
+
+def _run_command(case: Case, argv: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    if case.tool.startswith("process:"):
+        tool = case.tool.split(":", 1)[1]
+        done = subprocess.run(
+            [sys.executable, *PROCESSES[tool], *argv],
+            capture_output=True,
+            text=True,
+            cwd=out,
+            env=subprocess_env(),
+            timeout=300,
+        )
+        return done.returncode, done.stdout + done.stderr
+    try:
+        code = COMMANDS[case.tool](argv)
+    except SystemExit as done:  # argparse errors, Ctrl-C; any other exception fails the test with its traceback
+        code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in CASES])
+def test_bad_input(
+    case: Case, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    before = tree_checksums(world.inputs, case.run_logs)
+    if case.patch is not None:
+        case.patch(monkeypatch)
+    if case.tool == "api":
+        assert isinstance(case.expect, type) and callable(case.args)
+        with pytest.raises(case.expect) as raised:
+            case.args(world)
+        assert re.search(case.message, str(raised.value), re.S), str(raised.value)
+    else:
+        assert isinstance(case.args, tuple)
+        capsys.readouterr()
+        code, text = _run_command(case, _fill(case.args, world, out), out, capsys)
+        assert code == case.expect, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        assert re.search(case.message, text, re.S), text[-3000:]
+    monkeypatch.undo()
+    for name, pattern in case.produced:
+        path = out / name
+        assert path.is_file() and path.stat().st_size > 0, f"{name} was not written: the good inputs were not processed"
+        if pattern:
+            assert re.search(pattern, path.read_text(), re.S | re.M), path.read_text()[:2000]
+    assert tree_checksums(world.inputs, case.run_logs) == before, "an input file or an earlier run changed"
+
+
+def test_the_table_covers_every_tool() -> None:
+    tools = {case.tool.split(":")[-1] for case in CASES}
+    assert {"test", "train", "real", "api"} <= tools and len(CASES) >= 30
+    assert len({case.name for case in CASES}) == len(CASES)
