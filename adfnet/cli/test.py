@@ -28,9 +28,11 @@ from adfnet.evaluation import (
     EvalOptions,
     check_outputs_apart,
     format_run,
+    psnr_plots,
     run_evaluation,
     write_summary_csv,
 )
+from adfnet.figures import require_matplotlib
 from adfnet.models import add_model_arguments, model_options
 
 BUNDLED_SETS = {1: DATASETS_ROOT / "testsets/Set12", 3: DATASETS_ROOT / "testsets/McMaster"}
@@ -93,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     output = p.add_argument_group("output")
     output.add_argument("--result_dir", default="results/test", help="outputs go to <result_dir>/<set>/sigma<N>/")
     output.add_argument("--save_images", action="store_true", help="write denoised images under their input names")
+    output.add_argument(
+        "--save_comparison",
+        action="store_true",
+        help="per image, a noisy | ours | clean panel with a zoomed crop and the PSNRs: "
+        "<result_dir>/<set>/sigma<N>/comparison/",
+    )
+    output.add_argument(
+        "--plot",
+        action="store_true",
+        help="per set, PSNR per noise level against the published numbers: <result_dir>/<set>/psnr_per_sigma.png",
+    )
     add_runtime_arguments(p)
     return p
 
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # everything a user can get wrong about the outputs is checked before a model is loaded
         check_outputs_apart(input_dirs, args.test_noiseL, args.result_dir)
+        if args.plot:
+            require_matplotlib("--plot")
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
         opts = EvalOptions(
             n_colors=args.n_colors,
@@ -120,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             chop=args.chop,
             ensemble=args.ensemble,
             save_images=args.save_images,
+            save_comparison=args.save_comparison,
             limit=args.limit,
         )
         with dcn_backend(args.dcn_backend):
@@ -130,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_run(run, args.model, opts, result_dir, options), flush=True)
     if run.results:
         write_summary_csv(result_dir / "summary.csv", run.results, args.model, args.n_colors, options)
+    if args.plot and run.results:
+        for path in psnr_plots(run, result_dir, args.model, args.n_colors, options):
+            print(f"plot: {path}")
     if run.failures:
         print(f"{run.failures} failure(s): see the errors above", file=sys.stderr)
     return 1 if run.failures else 0

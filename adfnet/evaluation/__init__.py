@@ -1,10 +1,12 @@
 """Evaluation: published numbers, result records, the synthetic-noise run, reporting, real-noise helpers.
 
-Import direction: ``published`` and ``results`` depend on nothing here; ``synthetic`` on ``results``;
-``report`` on all three; ``real`` only on the ground floor. The command lines in :mod:`adfnet.cli`
+Import direction: ``published`` and ``results`` depend on nothing here; ``pictures`` on those two;
+``synthetic`` on ``results`` and ``pictures``; ``report`` on ``published``, ``results`` and ``synthetic``;
+``real`` only on the ground floor. The command lines in :mod:`adfnet.cli`
 print what these return.
 """
 
+from .pictures import psnr_plots
 from .published import ADFNET_OPTIONS, PUBLISHED, PUBLISHED_ABLATIONS, PUBLISHED_REAL, Published, published_for, set_key
 from .real import denoise_blocks, denoise_uint8, score_pairs
 from .report import (
@@ -39,6 +41,7 @@ __all__ = [
     "format_run",
     "format_set_table",
     "format_summary",
+    "psnr_plots",
     "published_for",
     "run_evaluation",
     "score_pairs",

@@ -27,6 +27,7 @@ from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE, psnr, ssim
 
+from .pictures import comparison_path, save_comparison
 from .results import Evaluation, ImageScore, SetResult, sigma_label
 
 # Official test-noise seeds (gray test script: 1, colour: 20), reseeded before every image.
@@ -46,6 +47,7 @@ class EvalOptions:
     ensemble: bool = False
     save_images: bool = False
     limit: int | None = None  # only the first N images of each set
+    save_comparison: bool = False  # a noisy | ours | clean panel per image (.pictures)
 
     @property
     def noise_seed(self) -> int:
@@ -93,6 +95,8 @@ def evaluate_set(
             result.rows.append(ImageScore(path.name, psnr(out, clean), ssim(out, clean), seconds))
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
+            if opts.save_comparison:
+                save_comparison(comparison_path(out_dir, path.name), noisy, out, clean, type(model).__name__)
         except (OSError, ValueError, RuntimeError) as err:
             message = f"error: {path}: {err}"
             result.errors.append(message)
