@@ -1,19 +1,18 @@
-"""Denoise your own images: ``python -m adfnet.denoise INPUT... --weights W --out DIR``.
+"""Denoise your own images: ``adfnet-denoise INPUT... --weights W --out DIR`` (or ``python -m adfnet.denoise``).
 
 No ground truth and no added noise: the inputs are the noisy photos. Any size runs in bounded memory
 (overlapping tiles blended smoothly, :func:`adfnet.inference.forward_tiled`), or with the official
 chop. Each output keeps what the input file was: format (JPEG becomes PNG unless ``--format`` says
 otherwise, to avoid a second lossy step), bit depth (8 or 16 bits), alpha (copied untouched) and the
 upright orientation (EXIF orientation is applied, so the output needs no tag). Inputs are never
-overwritten; a file that fails is reported and the others are still processed (exit code 1).
+overwritten; a file that fails is reported and the others are still processed. The command line is
+:mod:`adfnet.cli.denoise`.
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adfnet.checkpoint import load_weights, read_state_dict
+from adfnet.checkpoint import load_model as build_and_load
+from adfnet.checkpoint import read_state_dict
 from adfnet.data.io import IMAGE_EXTENSIONS
 from adfnet.inference import (
     ADFNET_BYTES_PER_PIXEL,
@@ -35,7 +35,7 @@ from adfnet.inference import (
     forward_tiled,
     tile_for_memory,
 )
-from adfnet.models import MODEL_NAMES, WIDTHS, build_model, canonical_name
+from adfnet.models import MODEL_NAMES, WIDTHS, canonical_name
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 _JPEG = (".jpg", ".jpeg")
@@ -171,18 +171,7 @@ def load_model(weights: str, model: str | None = None, n_colors: int | None = No
     """Build the network the checkpoint belongs to and load it strictly."""
     state = read_state_dict(weights)
     name, colours = infer_model(state, canonical_name(model) if model else None, n_colors)
-    net = build_model(name, colours)
-    load_weights(net, state)
-    return net.eval().to(device), name, colours
-
-
-def parse_memory(text: str) -> int:
-    """``"2GB"``, ``"1.5G"``, ``"512MB"`` -> bytes (binary units: 1 GB = 2**30 bytes)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a memory size; write e.g. 2GB or 512MB")
-    power = " KMGT".index(match.group(2).upper() or " ")
-    return int(float(match.group(1)) * 1024**power)
+    return build_and_load(name, colours, state, device), name, colours
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -288,80 +277,7 @@ def denoise_files(
     return failures
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="adfnet-denoise",
-        description="Denoise your own noisy images with an ADFNet checkpoint (no ground truth, no added noise).",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or glob patterns")
-    p.add_argument("--weights", required=True, help="checkpoint (.pt, .pth or .safetensors)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (must not be an input folder)")
-    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="default: read from the checkpoint")
-    p.add_argument("--n_colors", type=int, choices=(1, 3), default=None, help="default: read from the checkpoint")
-    p.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="tile side in px (multiple of 8); default: the largest that fits --max_memory",
-    )
-    p.add_argument(
-        "--overlap",
-        type=int,
-        default=DEFAULT_OVERLAP,
-        help=f"px shared by neighbouring tiles (multiple of 8, default {DEFAULT_OVERLAP})",
-    )
-    p.add_argument(
-        "--max_memory",
-        type=parse_memory,
-        default="2GB",
-        help="memory budget used to choose the tile when --tile is not given (default 2GB)",
-    )
-    p.add_argument("--chop", action="store_true", help="the official quadrant chop instead of blended tiles")
-    p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble (8 times slower, slightly better)")
-    p.add_argument(
-        "--format",
-        choices=tuple(FORMATS),
-        default=None,
-        help="output format; default: as the input (JPEG inputs give PNG)",
-    )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p
+if __name__ == "__main__":  # python -m adfnet.denoise: the command line lives with the others
+    from adfnet.cli.denoise import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        inputs = collect_inputs(args.inputs)
-        check_output_dir(args.out, inputs)
-        model, name, n_colors = load_model(args.weights, args.model, args.n_colors, args.device)
-    except (DenoiseError, FileNotFoundError, ValueError) as err:
-        print(f"adfnet-denoise: error: {err}", file=sys.stderr)
-        return 2
-    bytes_per_pixel = ADFNET_BYTES_PER_PIXEL * WIDTHS[name][0] / WIDTHS["adfnet"][0]
-    try:
-        failures = denoise_files(
-            model,
-            inputs,
-            args.out,
-            n_colors=n_colors,
-            tile=args.tile,
-            overlap=args.overlap,
-            max_memory=args.max_memory,
-            bytes_per_pixel=bytes_per_pixel,
-            chop=args.chop,
-            ensemble=args.ensemble,
-            fmt=args.format,
-            device=args.device,
-        )
-    except (DenoiseError, ValueError) as err:
-        print(f"adfnet-denoise: error: {err}", file=sys.stderr)
-        return 2
-    done = len(inputs) - len(failures)
-    print(f"{done} of {len(inputs)} image(s) denoised into {args.out}")
-    for src, message in failures.items():
-        print(f"  failed: {src}: {message}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

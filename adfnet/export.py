@@ -1,7 +1,7 @@
 """Export ADFNet weights: ONNX for onnxruntime and other runtimes, safetensors for safe sharing.
 
-    python -m adfnet.export --weights W --onnx adfnet.onnx [--dcn auto|deformconv|gridsample] [--check]
-    python -m adfnet.export --weights W --safetensors adfnet.safetensors
+    adfnet-export --weights W --onnx adfnet.onnx [--dcn auto|deformconv|gridsample] [--check]
+    adfnet-export --weights W --safetensors adfnet.safetensors      (or python -m adfnet.export ...)
 
 The ONNX graph has only standard operators (opset 19) and a dynamic batch, height and width (H and W
 must be multiples of 8, as for the network itself). The two non-standard pieces of the network map as:
@@ -21,7 +21,6 @@ while tracing so that one operator (``torchvision::deform_conv2d``) stands for e
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import warnings
@@ -239,46 +238,7 @@ def check_onnx(model: nn.Module, path: str | Path, x: torch.Tensor) -> float:
     return float((torch.from_numpy(got) - ref).abs().max())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adfnet-export", description="Export ADFNet weights to ONNX or safetensors.")
-    p.add_argument("--weights", required=True, help="checkpoint (.pt, .pth or .safetensors)")
-    p.add_argument("--model", choices=("adfnet", "adfnet_l"), default=None, help="default: read from the checkpoint")
-    p.add_argument("--n_colors", type=int, choices=(1, 3), default=None, help="default: read from the checkpoint")
-    p.add_argument("--onnx", type=Path, help="write an ONNX model here")
-    p.add_argument("--dcn", choices=DCN_MODES, default="auto",
-                   help="DCN as the DeformConv operator, or as GridSample + Conv; auto: DeformConv if the "
-                        "installed onnxruntime runs it")  # fmt: skip
-    p.add_argument("--check", action="store_true", help="run the ONNX file in onnxruntime and compare with PyTorch")
-    p.add_argument("--safetensors", type=Path, help="write the weights as .safetensors here")
-    return p
+if __name__ == "__main__":  # python -m adfnet.export: the command line lives with the others
+    from adfnet.cli.export import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    from adfnet.denoise import DenoiseError, load_model
-
-    args = build_parser().parse_args(argv)
-    if not (args.onnx or args.safetensors):
-        print("adfnet-export: error: nothing to do: give --onnx PATH and/or --safetensors PATH", file=sys.stderr)
-        return 2
-    if Path(args.weights).resolve() in {p.resolve() for p in (args.onnx, args.safetensors) if p}:
-        print("adfnet-export: error: an output path is the --weights file itself", file=sys.stderr)
-        return 2
-    try:
-        model, name, n_colors = load_model(args.weights, args.model, args.n_colors)
-        if args.safetensors:
-            export_safetensors(model, args.safetensors, name, n_colors)
-            print(f"wrote {args.safetensors}")
-        if args.onnx:
-            mode = export_onnx(model, args.onnx, n_colors, args.dcn)
-            print(f"wrote {args.onnx} (opset {OPSET}, DCN as {mode})")
-            if args.check:
-                err = check_onnx(model, args.onnx, torch.rand(1, n_colors, 64, 96))
-                print(f"onnxruntime vs PyTorch on a 64x96 input: max abs difference {err:.2e}")
-    except (DenoiseError, FileNotFoundError, ValueError, ImportError) as err:
-        print(f"adfnet-export: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -26,6 +26,8 @@ ENTRY_POINTS = {
     "adfnet-real": "adfnet.cli.real",
     "adfnet-patches": "adfnet.cli.patches",
     "adfnet-complexity": "adfnet.cli.complexity",
+    "adfnet-denoise": "adfnet.cli.denoise",
+    "adfnet-export": "adfnet.cli.export",
 }
 
 

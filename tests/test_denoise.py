@@ -1,6 +1,8 @@
 """adfnet.denoise and the tiled inference it uses: people's own images, any size, kept as they were."""
 
 import hashlib
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from PIL import Image
 from torch import nn
 
 from adfnet import build_model
-from adfnet.denoise import denoise_files, infer_model, main, read_noisy
+from adfnet.cli.denoise import main
+from adfnet.denoise import denoise_files, infer_model, read_noisy
 from adfnet.inference import _run_whole, count_tiles, forward_tiled, tile_starts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +212,7 @@ def test_main_exit_code_is_1_when_a_file_fails(tmp_path, monkeypatch):
     (folder / "bad.png").write_bytes(b"junk")
     ckpt = tmp_path / "w.pt"
     torch.save(build_model("adfnet", 3).state_dict(), ckpt)
-    monkeypatch.setattr("adfnet.denoise.build_model", lambda name, n: _Wrapped(name, n))
+    monkeypatch.setattr("adfnet.checkpoint.build_model", lambda name, n_colors, **options: _Wrapped(name, n_colors))
     assert main([str(folder / "*.png"), "--weights", str(ckpt), "--out", str(tmp_path / "out")]) == 1
     assert (tmp_path / "out" / "ok.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
 
@@ -232,7 +235,8 @@ class _Wrapped(nn.Module):
 
 
 def test_memory_sizes_and_tile_choice():
-    from adfnet.denoise import choose_tile, parse_memory
+    from adfnet.cli.denoise import parse_memory
+    from adfnet.denoise import choose_tile
     from adfnet.inference import ADFNET_BYTES_PER_PIXEL
 
     assert parse_memory("2GB") == parse_memory("2 GiB") == 2 * 2**30 and parse_memory("512mb") == 512 * 2**20
@@ -315,3 +319,74 @@ def test_12_megapixel_image_under_an_8gb_address_space_cap(tmp_path):
     assert peak < 8 * 1024
     result = cv2.imread(str(out / "big.png"))
     assert result.shape == (3000, 4000, 3)
+
+
+# --- the command as installed, and as the README shows it -------------------------------------------
+def _readme_denoise_line() -> list[str]:
+    """The denoise command of the README's first code block (the block a fresh machine starts with)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("#")[0].split() for line in block.splitlines() if not line.startswith("#")]
+    (line,) = [words for words in lines if "adfnet.denoise" in words or "adfnet-denoise" in words[:1]]
+    return line
+
+
+def test_readme_denoise_command_runs_on_the_demo_weights(tmp_path):
+    """The README's command, through the installed adfnet-denoise, on its bundled noisy image with the
+    weights demo.sh writes (replaced by an untrained network of the same kind: the test runs no demo)."""
+    from conftest import console_script, subprocess_env
+
+    line = _readme_denoise_line()
+    argv = line[line.index("adfnet.denoise") + 1 :] if "adfnet.denoise" in line else line[1:]
+    weights = argv[argv.index("--weights") + 1]
+    demo = (ROOT / "scripts/demo.sh").read_text()
+    run = re.search(r"^RUN=\$\{RUN:-(\w+)\}", demo, re.M).group(1)
+    assert weights == f"experiment/{run}/model/model_best.pt" and '"experiment/$RUN/model/model_best.pt"' in demo
+    assert "--n_colors 1" in demo and "train_adfnet_gray_n25.sh" in demo  # so the stand-in is a gray ADFNet
+    inputs = [a for a in argv if not a.startswith("--") and a not in (weights, argv[argv.index("--out") + 1])]
+    assert inputs and all((ROOT / a).is_file() for a in inputs)
+    torch.manual_seed(0)
+    torch.save(build_model("adfnet", 1).state_dict(), tmp_path / "model_best.pt")
+    argv[argv.index("--weights") + 1] = str(tmp_path / "model_best.pt")
+    argv[argv.index("--out") + 1] = str(tmp_path / "denoised")
+    done = subprocess.run(
+        [str(console_script("adfnet-denoise")), *argv], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in inputs:
+        noisy = cv2.imread(str(ROOT / name), cv2.IMREAD_UNCHANGED)
+        out = cv2.imread(str(tmp_path / "denoised" / Path(name).name), cv2.IMREAD_UNCHANGED)
+        assert out.shape == noisy.shape and out.dtype == noisy.dtype and not np.array_equal(out, noisy)
+
+
+def test_missing_weights_say_where_weights_come_from(tmp_path):
+    """``python -m adfnet.denoise`` (the module form the issue asks for) without weights: a message, no traceback."""
+    from conftest import subprocess_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "adfnet.denoise", str(SIDD / "11.png"), "--weights", str(tmp_path / "none.pth"),
+         "--out", str(tmp_path / "out")],
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--weights {tmp_path / 'none.pth'} does not exist" in done.stderr
+    assert "checkpoints/README.md" in done.stderr and "scripts/demo.sh" in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was created
+
+
+def test_export_console_script_writes_safetensors(tmp_path):
+    from conftest import console_script, subprocess_env
+
+    model = build_model("adfnet", 3)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "sub" / "w.safetensors"
+    done = subprocess.run(
+        [str(console_script("adfnet-export")), "--weights", str(tmp_path / "w.pt"), "--safetensors", str(out)],
+        env=subprocess_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    from adfnet.checkpoint import read_state_dict
+
+    again = read_state_dict(out)
+    assert again.keys() == model.state_dict().keys()
+    assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from adfnet import build_model, load_weights
-from adfnet.export import export_onnx, export_safetensors, main, onnxruntime_has_deformconv, resolve_dcn_mode
+from adfnet.cli.export import main
+from adfnet.export import export_onnx, export_safetensors, onnxruntime_has_deformconv, resolve_dcn_mode
 
 onnx = pytest.importorskip("onnx", reason="test extra: pip install onnx onnxruntime")
 ort = pytest.importorskip("onnxruntime", reason="test extra: pip install onnx onnxruntime")

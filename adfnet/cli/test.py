@@ -35,9 +35,11 @@ from adfnet.evaluation import (
     EvalOptions,
     check_outputs_apart,
     format_run,
+    psnr_plots,
     run_evaluation,
     write_summary_csv,
 )
+from adfnet.figures import require_matplotlib
 from adfnet.models import add_model_arguments, model_options
 
 BUNDLED_SETS = {1: DATASETS_ROOT / "testsets/Set12", 3: DATASETS_ROOT / "testsets/McMaster"}
@@ -130,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each noisy input to <set>/<noise>/noisy/: npy = the exact unclipped float32 H x W x C "
         "values; png16 = clipped to [0, 1], round(65535 x) in a 16-bit PNG (not exact where clipped)",
     )
+    output.add_argument(
+        "--save_comparison",
+        action="store_true",
+        help="per image, a noisy | ours | clean panel with a zoomed crop and the PSNRs: "
+        "<result_dir>/<set>/sigma<N>/comparison/",
+    )
+    output.add_argument(
+        "--plot",
+        action="store_true",
+        help="per set, PSNR per noise level against the published numbers: <result_dir>/<set>/psnr_per_sigma.png",
+    )
     add_runtime_arguments(p)
     return p
 
@@ -161,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # everything a user can get wrong about the outputs is checked before a model is loaded
         check_outputs_apart(input_dirs, args.test_noiseL, args.result_dir, args.noise_model)
+        if args.plot:
+            require_matplotlib("--plot")
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
         opts = EvalOptions(
             n_colors=args.n_colors,
@@ -169,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             chop=args.chop,
             ensemble=args.ensemble,
             save_images=args.save_images,
+            save_comparison=args.save_comparison,
             limit=args.limit,
             noise=args.noise_model,
             save_noisy=args.save_noisy,
@@ -182,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_run(run, args.model, opts, result_dir, options), flush=True)
     if run.results:
         write_summary_csv(result_dir / "summary.csv", run.results, args.model, args.n_colors, options, args.protocol)
+    if args.plot and run.results:
+        for path in psnr_plots(run, result_dir, args.model, args.n_colors, options):
+            print(f"plot: {path}")
     if run.failures:
         print(f"{run.failures} failure(s): see the errors above", file=sys.stderr)
     return 1 if run.failures else 0

@@ -63,12 +63,14 @@ from adfnet.engine.state import (
     set_rng_state,
 )
 from adfnet.evaluation.raw import denoise_packed
+from adfnet.figures import comparison_panel
 from adfnet.inference import NonFiniteOutputError, denoise
 from adfnet.losses import build_loss
 from adfnet.metrics import psnr, psnr_raw
 from adfnet.models import build_model, model_options
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+VAL_PANELS = 2  # validation images shown as noisy | output | clean panels in TensorBoard
 
 
 class NonFiniteLossError(RuntimeError):
@@ -147,6 +149,7 @@ class Trainer:
         self.iteration = 0
         self.nonfinite = 0
         self.psnr_log: dict[int, float] = {}  # last validation PSNR of each epoch
+        self.val_panels: list[tuple[str, np.ndarray]] = []  # set by validate(): TensorBoard sample panels
         self._resume()
         self.model = self._wrap(self.net, use_cuda)
         self.val_set = self._build_val_set()
@@ -440,6 +443,7 @@ class Trainer:
         a = self.args
         self.net.eval()
         scores = []
+        self.val_panels = []  # (name, noisy | output | clean panel) of the first VAL_PANELS images
         for noisy, clean, name in tqdm(self.val_set, desc="validation", leave=False, disable=not self.dist.is_main):
             try:
                 if a.raw:  # raw: PSNR with peak 1 on unquantised data, CFA-aware ensemble (adfnet.evaluation.raw)
@@ -455,6 +459,8 @@ class Trainer:
                     np.save(save_dir / f"{name}_{a.model}_raw_DN.npy", out[0].cpu().numpy())
                 continue
             scores.append(psnr(out, clean))
+            if len(self.val_panels) < VAL_PANELS:
+                self.val_panels.append((name, comparison_panel(noisy, out, clean)))
             if save_dir is not None:
                 suffix = f"_N{a.noiseL:g}" if a.task == "synthetic" else ""
                 save_image(save_dir / f"{name}_{a.model}{suffix}_DN.png", tensor_to_image(out))
@@ -466,6 +472,8 @@ class Trainer:
             self.psnr_log[epoch] = value
             if self.writer is not None:
                 self.writer.add_scalar("val/psnr", value, self.iteration)
+                for name, panel in self.val_panels:
+                    self.writer.add_image(f"val/{name}", panel, self.iteration, dataformats="HWC")
             if value > self.best["psnr"]:
                 self.best = {"psnr": value, "epoch": epoch, "iteration": self.iteration}
                 atomic_save(weights_with_architecture(self.net), self.model_dir / "model_best.pt")

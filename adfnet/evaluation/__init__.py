@@ -1,10 +1,12 @@
 """Evaluation: published numbers, result records, the synthetic-noise run, reporting, real-noise helpers.
 
-Import direction: ``published``, ``protocols`` and ``results`` depend on nothing here; ``synthetic`` on
-``protocols`` and ``results``; ``report`` on all of these; ``real`` only on the ground floor. The command
-lines in :mod:`adfnet.cli` print what these return.
+Import direction: ``published``, ``protocols`` and ``results`` depend on nothing here; ``pictures`` on
+``published`` and ``results``; ``synthetic`` on ``protocols``, ``results`` and ``pictures``; ``report`` on
+all of these; ``real`` only on the ground floor. The command lines in :mod:`adfnet.cli` print what these
+return.
 """
 
+from .pictures import psnr_plots
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .published import (
     ADFNET_OPTIONS,
@@ -55,6 +57,7 @@ __all__ = [
     "format_set_table",
     "format_summary",
     "get_protocol",
+    "psnr_plots",
     "published_for",
     "published_real_for",
     "reproduced_for",

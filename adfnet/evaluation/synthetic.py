@@ -30,6 +30,7 @@ from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE
 from adfnet.outputs import check_outputs_apart as check_apart
 
+from .pictures import comparison_path, save_comparison
 from .protocols import get_protocol
 from .results import Evaluation, ImageScore, SetResult, sigma_label
 
@@ -53,6 +54,7 @@ class EvalOptions:
     noise: NoiseModel | None = None  # None: AWGN at each sigma (the official test noise)
     save_noisy: str | None = None  # "npy" (exact, unclipped float32) or "png16" (clipped to [0, 1], 16 bits)
     protocol: str = "adfnet"  # how inputs are made and outputs scored (adfnet.evaluation.protocols)
+    save_comparison: bool = False  # a noisy | ours | clean panel per image (.pictures)
 
     @property
     def noise_seed(self) -> int:
@@ -109,6 +111,8 @@ def evaluate_set(
             result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds))
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
+            if opts.save_comparison:
+                save_comparison(comparison_path(out_dir, path.name), noisy, out, clean, type(model).__name__)
         except (OSError, ValueError, RuntimeError) as err:
             message = f"error: {path}: {err}"
             result.errors.append(message)

@@ -1,0 +1,115 @@
+"""``adfnet-denoise`` (also ``python -m adfnet.denoise``): denoise your own noisy images.
+
+    adfnet-denoise photos/ --weights checkpoints/adfnet_real.pth --out denoised/
+
+The work is :mod:`adfnet.denoise`'s; this module is the command line: flags, user mistakes as one-line
+messages (exit code 2), a failed file listed at the end (exit code 1, the others still processed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from adfnet.cli.common import add_runtime_arguments, check_writable_dir, dcn_backend, select_device
+from adfnet.denoise import FORMATS, DenoiseError, check_output_dir, collect_inputs, denoise_files, load_model
+from adfnet.inference import ADFNET_BYTES_PER_PIXEL, DEFAULT_OVERLAP
+from adfnet.models import MODEL_NAMES, WIDTHS
+
+WEIGHTS_HINT = (
+    "no official weights are shipped: download them (checkpoints/README.md) or train your own "
+    "(bash scripts/demo.sh writes experiment/demo_gray_n25/model/model_best.pt)"
+)
+
+
+def parse_memory(text: str) -> int:
+    """``"2GB"``, ``"1.5G"``, ``"512MB"`` -> bytes (binary units: 1 GB = 2**30 bytes)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a memory size; write e.g. 2GB or 512MB")
+    power = " KMGT".index(match.group(2).upper() or " ")
+    return int(float(match.group(1)) * 1024**power)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="adfnet-denoise",
+        description="Denoise your own noisy images with an ADFNet checkpoint (no ground truth, no added noise).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or glob patterns")
+    p.add_argument("--weights", required=True, help="checkpoint (.pt, .pth or .safetensors)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not be an input folder)")
+    p.add_argument("--model", choices=MODEL_NAMES, default=None, help="default: read from the checkpoint")
+    p.add_argument("--n_colors", type=int, choices=(1, 3), default=None, help="default: read from the checkpoint")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side in px (multiple of 8); default: the largest that fits --max_memory",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        help=f"px shared by neighbouring tiles (multiple of 8, default {DEFAULT_OVERLAP})",
+    )
+    p.add_argument(
+        "--max_memory",
+        type=parse_memory,
+        default="2GB",
+        help="memory budget used to choose the tile when --tile is not given (default 2GB)",
+    )
+    p.add_argument("--chop", action="store_true", help="the official quadrant chop instead of blended tiles")
+    p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble (8 times slower, slightly better)")
+    p.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default=None,
+        help="output format; default: as the input (JPEG inputs give PNG)",
+    )
+    add_runtime_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        # every user mistake is refused before the model loads
+        inputs = collect_inputs(args.inputs)
+        check_output_dir(args.out, inputs)
+        device = select_device(args.cpu, args.device)
+        if not Path(args.weights).exists():
+            raise DenoiseError(f"--weights {args.weights} does not exist; {WEIGHTS_HINT}")
+        check_writable_dir(args.out, "--out")
+        with dcn_backend(args.dcn_backend):
+            model, name, n_colors = load_model(args.weights, args.model, args.n_colors, device)
+            # forward-pass memory scales with the first width; SADNet is budgeted like ADFNet
+            bytes_per_pixel = ADFNET_BYTES_PER_PIXEL * WIDTHS.get(name, WIDTHS["adfnet"])[0] / WIDTHS["adfnet"][0]
+            failures = denoise_files(
+                model,
+                inputs,
+                args.out,
+                n_colors=n_colors,
+                tile=args.tile,
+                overlap=args.overlap,
+                max_memory=args.max_memory,
+                bytes_per_pixel=bytes_per_pixel,
+                chop=args.chop,
+                ensemble=args.ensemble,
+                fmt=args.format,
+                device=device,
+            )
+    except (DenoiseError, FileNotFoundError, ValueError) as err:
+        print(f"adfnet-denoise: error: {err}", file=sys.stderr)
+        return 2
+    done = len(inputs) - len(failures)
+    print(f"{done} of {len(inputs)} image(s) denoised into {args.out}")
+    for src, message in failures.items():
+        print(f"  failed: {src}: {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
