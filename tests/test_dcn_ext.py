@@ -257,6 +257,19 @@ def test_opcheck_backward(name, output_mask):
     torch.library.opcheck(OPS[name][1], (grad_out, *_flat_args(tensors, params), output_mask))
 
 
+@pytest.mark.parametrize("case", list(GRID))
+@pytest.mark.parametrize("name", list(OPS))
+def test_opcheck_parity_grid(name, case):
+    """opcheck (schema, fake kernel, autograd registration, dispatch) on every case of the parity grid,
+    forward and backward: the registration must hold for every shape the kernels are tested on."""
+    tensors, params = make_case(**GRID[case])
+    torch.library.opcheck(OPS[name][0], _flat_args(tensors, params))
+    tensors = [None if t is None else t.detach() for t in tensors]  # the backward op has no autograd itself
+    out = OPS[name][0](*_flat_args(tensors, params))
+    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+    torch.library.opcheck(OPS[name][1], (grad_out, *_flat_args(tensors, params), ALL_GRADS))
+
+
 @pytest.mark.parametrize("name", list(OPS))
 def test_backward_computes_only_the_requested_gradients(name):
     """output_mask leaves the other gradients undefined; the requested ones equal the full backward's."""
