@@ -45,7 +45,12 @@ class RDN(nn.Module):
     """
 
     def __init__(
-        self, n_colors: int = 3, blocks: int = 6, channels: int = 16, growth: int | None = None, layers: int = 4,
+        self,
+        n_colors: int = 3,
+        blocks: int = 6,
+        channels: int = 16,
+        growth: int | None = None,
+        layers: int = 4,
         mdcb: bool = False,
     ) -> None:
         super().__init__()
