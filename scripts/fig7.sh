@@ -6,7 +6,7 @@
 #   bash scripts/fig7.sh --data_root /path/to/testsets           # where Kodak24/ and CBSD68/ are
 #   bash scripts/fig7.sh --quick                                 # the whole pipeline in seconds
 #   bash scripts/fig7.sh --backbones dncnn rdn --channels 32 64 --iterations 200000 --patch_size 64 \
-#       --batch_size 64 --lr 1e-4 --train_data datasets/DIV2K/DIV2K_train_HR   # GPU scale
+#       --batch_size 64 --lr 1e-4 --train_data datasets/DIV2K/DIV2K_train_HR   # GPU scale (CUDA when available)
 # Run the same command again after a kill: finished runs are kept, an interrupted one resumes.
 #   PYTHON  interpreter (default: .venv/bin/python when present, else python)
 set -euo pipefail

@@ -275,6 +275,11 @@ def test_fig7_quick_end_to_end(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert again.returncode == 0 and "epochs 1..4" not in again.stdout, again.stdout[-2000:]
     assert (out / "fig7_table.md").read_text() == table
+    # ... but never mixes in runs made with other settings
+    other = subprocess.run(
+        [*cmd, "--iterations", "8"], capture_output=True, text=True, env=subprocess_env(), timeout=600
+    )
+    assert other.returncode == 1 and "other settings" in other.stderr and "Traceback" not in other.stderr
 
 
 def test_fig7_missing_test_set_is_a_clear_error(tmp_path):

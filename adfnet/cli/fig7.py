@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from adfnet.cli.common import add_runtime_arguments, dcn_backend, select_device
+from adfnet.cli.common import add_runtime_arguments, dcn_backend
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.io import list_images
 from adfnet.engine.options import parse_options
@@ -47,7 +47,7 @@ DEFAULTS = {
     "blocks": [3, 6, 9],
     "rdn_channels": [16],
     "seeds": [1, 2, 3],
-    "iterations": 800,
+    "iterations": 720,
     "patch_size": 40,
     "batch_size": 16,
     "lr": 1e-3,
@@ -136,8 +136,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for key, value in {**DEFAULTS, **(QUICK if args.quick else {})}.items():
         if getattr(args, key) is None:  # a flag given on the command line wins over the preset
             setattr(args, key, value)
-    if args.iterations < EPOCHS:
-        parser.error(f"--iterations must be >= {EPOCHS} (the schedule has {EPOCHS} epochs)")
+    if args.iterations < EPOCHS or args.iterations % EPOCHS:
+        parser.error(f"--iterations must be a positive multiple of {EPOCHS} (the schedule has {EPOCHS} epochs)")
+    if args.device:
+        parser.error("--device: the trainer runs on CUDA when it is available, else on the CPU (--cpu forces it)")
     if args.patch_size % 8:
         parser.error(f"--patch_size {args.patch_size} must be a multiple of 8")
     if "rdn" in args.backbones and any(c % 8 for c in args.rdn_channels):
@@ -185,12 +187,19 @@ def trainer_args(args: argparse.Namespace, config: Config, seed: int, run_dir: P
         argv += ["--resume", "-1"]
     if args.cpu:
         argv.append("--cpu")
-    if args.device:
-        argv += ["--device", args.device]
     options = parse_options(argv)
     for key, value in config.options.items():
         setattr(options, key, value)
     return options
+
+
+def recipe(args: argparse.Namespace, sets: dict[str, list[Path]]) -> dict[str, object]:
+    """What a score depends on besides the network and seed; a cached score made otherwise is refused."""
+    return {
+        "iterations": args.iterations, "patch_size": args.patch_size, "batch_size": args.batch_size, "lr": args.lr,
+        "sigma": args.sigma, "train_data": str(Path(args.train_data).resolve()),
+        "test_images": {name: [f.name for f in files] for name, files in sets.items()},
+    }  # fmt: skip
 
 
 def run_one(args: argparse.Namespace, config: Config, seed: int, sets: dict[str, list[Path]]) -> dict:
@@ -198,13 +207,19 @@ def run_one(args: argparse.Namespace, config: Config, seed: int, sets: dict[str,
     run_dir = Path(args.out) / "runs" / f"{config.name}_seed{seed}"
     score_file = run_dir / "score.json"
     if score_file.is_file():
-        return json.loads(score_file.read_text())
+        score = json.loads(score_file.read_text())
+        if score.get("recipe") != recipe(args, sets):
+            raise ValueError(
+                f"{run_dir} holds a run made with other settings ({score_file} has them under 'recipe'): "
+                "choose another --out for these settings, or repeat the earlier command"
+            )
+        return score
     start = time.perf_counter()
     trainer = Trainer(trainer_args(args, config, seed, run_dir))
     trainer.fit()
     trained = time.perf_counter()
     model = trainer.net.eval()
-    opts = EvalOptions(n_colors=3, device=select_device(args.cpu, args.device))
+    opts = EvalOptions(n_colors=3, device=trainer.device)
     psnr, ssim = {}, {}
     for name, files in sets.items():
         result = evaluate_set(model, files, name, args.sigma, run_dir / "eval" / name / f"sigma{args.sigma:g}", opts)
@@ -216,6 +231,7 @@ def run_one(args: argparse.Namespace, config: Config, seed: int, sets: dict[str,
         "variant": config.variant, "seed": seed, "psnr": psnr, "ssim": ssim,
         "parameters": sum(p.numel() for p in model.parameters()), "iterations": trainer.iteration,
         "train_seconds": trained - start, "eval_seconds": time.perf_counter() - trained,
+        "recipe": recipe(args, sets),
     }  # fmt: skip
     tmp = score_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(score, indent=1))
@@ -290,9 +306,10 @@ def plot(rows: list[dict], sigma: float, path: Path) -> None:
                 mean = [r[key][0] for r in sel]
                 std = [0.0 if math.isnan(r[key][1]) else r[key][1] for r in sel]
                 ax.errorbar(x, mean, yerr=std, fmt=style, capsize=3, label=f"{label} c{channels}")
+        ax.set_xticks(sorted({r["size"] for r in rows if r["backbone"] == backbone}))
         ax.set_xlabel(AXIS[backbone])
         ax.set_ylabel("PSNR (dB)")
-        ax.set_title(f"{set_name}, colour sigma {sigma:g}")
+        ax.set_title(f"{backbone} on {set_name}, colour sigma {sigma:g}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
