@@ -269,7 +269,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"Colour AWGN sigma {args.sigma:g}; {args.iterations} iterations of {args.batch_size} x "
         f"{args.patch_size}x{args.patch_size} patches per run, Adam lr {args.lr:g}, seeds {args.seeds}; "
         f"training images {args.train_data}. PSNR in dB, mean +- std over seeds; gain = enhanced - baseline "
-        "with the same seed.",
+        "with the same seed." + (f" Only the first {args.limit} image(s) of each set (--limit)." if args.limit else ""),
         "",
         "| backbone | depth / blocks | channels | set | baseline | enhanced | gain |",
         "|---|---|---|---|---|---|---|",
