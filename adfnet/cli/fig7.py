@@ -140,6 +140,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--iterations must be a positive multiple of {EPOCHS} (the schedule has {EPOCHS} epochs)")
     if args.device:
         parser.error("--device: the trainer runs on CUDA when it is available, else on the CPU (--cpu forces it)")
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit {args.limit}: give the number of images per test set to use (>= 1)")
     if args.patch_size % 8:
         parser.error(f"--patch_size {args.patch_size} must be a multiple of 8")
     if "rdn" in args.backbones and any(c % 8 for c in args.rdn_channels):
@@ -158,7 +160,7 @@ def grid(args: argparse.Namespace) -> list[Config]:
     return out
 
 
-def test_sets(args: argparse.Namespace) -> dict[str, list[Path]]:
+def find_test_sets(args: argparse.Namespace) -> dict[str, list[Path]]:
     """Images of each test set; a missing set is an error naming where it was looked for."""
     root = Path(args.data_root)
     found = {}
@@ -332,7 +334,7 @@ def write_runs_csv(scores: list[dict], sets: Sequence[str], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        sets = test_sets(args)
+        sets = find_test_sets(args)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         runs = [(config, seed) for seed in args.seeds for config in grid(args)]
