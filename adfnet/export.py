@@ -186,6 +186,10 @@ def export_onnx(model: nn.Module, path: str | Path, n_colors: int, dcn_mode: str
 
     Traced on a ``size`` x ``size`` input in eval mode; the graph accepts any H, W that are multiples of 8.
     """
+    # dcn imports torchvision lazily; its import runs ops (torchvision::_cuda_version) that the tracer would
+    # otherwise record into the graph when the first DCN call imports it mid-trace
+    import torchvision.ops  # noqa: F401
+
     mode = resolve_dcn_mode(dcn_mode)
     _register_symbolics(mode)
     model = model.eval()

@@ -152,7 +152,7 @@ def test_errors():
     with pytest.raises(ValueError, match="divisible by 8.*pad"):
         model(torch.rand(1, 1, 20, 16))
     with pytest.raises(ValueError, match="unknown model"):
-        build_model("dncnn")
+        build_model("unet")  # dncnn and rdn are models now (tests/test_backbones.py)
     with pytest.raises(ValueError, match="n_colors"):
         build_model("adfnet", n_colors=2)
     with pytest.raises(ValueError, match="unknown model option.*widths"):

@@ -111,7 +111,7 @@ def test_checkpoint_and_option_errors(tmp_path, checkpoints, capsys):
     assert "cannot use checkpoint" in capsys.readouterr().out
     assert test_cli.main(["--weights", str(checkpoints / "rgb.pt"), "--dcn_backend", "nope", *common]) == 1
     assert "nope" in capsys.readouterr().err
-    for bad in (["--model", "dncnn"], ["--limit", "0"], ["--n_colors", "2"]):
+    for bad in (["--model", "unet"], ["--limit", "0"], ["--n_colors", "2"]):
         with pytest.raises(SystemExit):
             test_cli.parse_args(["--weights", "x.pt", *bad])
 

@@ -1,4 +1,4 @@
-"""ADFNet, SADNet and their building blocks; ``build_model`` is the one way to make a network."""
+"""ADFNet, SADNet, their building blocks and the Fig. 7 backbones (DnCNN, RDN); ``build_model`` makes them all."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import inspect
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
+from .dncnn import DnCNN
+from .rdn import RDB, RDN
 from .sadnet import ContextBlock, ResBlock, RSABlock, SADNet
 
 __all__ = [
@@ -16,11 +18,14 @@ __all__ = [
     "ContextBlock",
     "DCB",
     "DConv",
+    "DnCNN",
     "DynamicBranch",
     "MCB",
     "MDCB",
     "MFI",
     "OffsetBlock",
+    "RDB",
+    "RDN",
     "RSABlock",
     "ResBlock",
     "SADNet",
@@ -35,38 +40,47 @@ __all__ = [
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
-MODEL_NAMES = (*WIDTHS, "sadnet")
-OPTIONS = {"adfnet": ("placement", "dcb", "mdcb", "mfi"), "sadnet": ("n_channel", "offset_channel")}
+MODEL_NAMES = (*WIDTHS, "sadnet", "dncnn", "rdn")
+OPTIONS = {
+    "adfnet": ("placement", "dcb", "mdcb", "mfi"),
+    "sadnet": ("n_channel", "offset_channel"),
+    "dncnn": ("depth", "channels", "dconv"),
+    "rdn": ("blocks", "channels", "growth", "layers", "mdcb"),
+}
+CLASSES = {"adfnet": ADFNet, "sadnet": SADNet, "dncnn": DnCNN, "rdn": RDN}
 
 
 def canonical_name(name: str) -> str:
-    """``"adfnet"``, ``"adfnet_l"`` or ``"sadnet"`` for any accepted spelling (``"ADFNet-L"``, ``"adfnet*"``, ...)."""
+    """The key in :data:`MODEL_NAMES` for any accepted spelling (``"ADFNet-L"``, ``"adfnet*"``, ``"DnCNN"``, ...)."""
     key = name.strip().lower().replace("-", "_").replace("*", "_l")
     if key not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return key
 
 
-def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet:
-    """``"adfnet"``, ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*) or ``"sadnet"``.
+def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet | DnCNN | RDN:
+    """``"adfnet"``, ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*), ``"sadnet"``,
+    ``"dncnn"`` or ``"rdn"``.
 
     ``n_colors`` is 1 (gray), 3 (colour, real noise) or 4 (packed Bayer raw: the four CFA planes at half
     resolution, see :mod:`adfnet.data.raw`). ``options`` are, for ADFNet, the Table 4 ablations
     ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet the widths
-    ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`).
+    ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`); for the Fig. 7 backbones
+    ``depth``, ``channels``, ``dconv`` (:class:`DnCNN`) and ``blocks``, ``channels``, ``growth``, ``layers``,
+    ``mdcb`` (:class:`RDN`).
     The returned model's ``architecture`` (name, colours and every option) is recorded in the checkpoints
     written from it and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """
     key = canonical_name(name)
     if n_colors not in (1, 3, 4):
         raise ValueError(f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), got {n_colors!r}")
-    family = "sadnet" if key == "sadnet" else "adfnet"
+    family = "adfnet" if key in WIDTHS else key
     valid = OPTIONS[family]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown model option(s) {', '.join(unknown)} for {key}; valid options: {', '.join(valid)}")
-    widths = () if family == "sadnet" else (WIDTHS[key],)
-    model = (SADNet if family == "sadnet" else ADFNet)(n_colors, *widths, **options)  # type: ignore[arg-type]
+    widths = (WIDTHS[key],) if family == "adfnet" else ()
+    model = CLASSES[family](n_colors, *widths, **options)  # type: ignore[arg-type]
     defaults = {k: inspect.signature(type(model)).parameters[k].default for k in valid}
     model.architecture = {"model": key, "n_colors": n_colors, **defaults, **options}
     return model
@@ -78,7 +92,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="adfnet",
         type=_model_arg,
-        help="adfnet, adfnet_l (the paper's ADFNet*) or sadnet; case and '-' do not matter",
+        help="adfnet, adfnet_l (the paper's ADFNet*), sadnet, dncnn or rdn; case and '-' do not matter",
     )
     parser.add_argument(
         "--placement",
@@ -94,9 +108,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_options(args: argparse.Namespace) -> dict[str, object]:
     """The ``build_model`` options selected by :func:`add_model_arguments` flags.
 
-    The ablation flags are ADFNet's: with ``--model sadnet`` they are refused (``ValueError``).
+    The ablation flags are ADFNet's: with another ``--model`` they are refused (``ValueError``). The
+    options of SADNet, DnCNN and RDN have no flags: a namespace holding them as attributes (``depth``,
+    ``dconv``, ...; ``adfnet.cli.fig7`` builds one) passes them on, absent ones keep their defaults.
     """
-    if args.model == "sadnet":
+    if args.model not in WIDTHS:
         ablations = {
             "--placement": args.placement != "decoder",
             "--no_dcb": args.no_dcb,
@@ -105,8 +121,8 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
         }
         given = [flag for flag, on in ablations.items() if on]
         if given:
-            raise ValueError(f"{', '.join(given)}: ablation flags apply to ADFNet only, not to --model sadnet")
-        return {}
+            raise ValueError(f"{', '.join(given)}: ablation flags apply to ADFNet only, not to --model {args.model}")
+        return {k: getattr(args, k) for k in OPTIONS[args.model] if hasattr(args, k)}
     return {"placement": args.placement, "dcb": not args.no_dcb, "mdcb": not args.no_mdcb, "mfi": not args.no_mfi}
 
 
