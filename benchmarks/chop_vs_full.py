@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model("adfnet", args.n_colors).eval()
     if args.weights:
         load_weights(model, args.weights)
-    print(f"{'image':>10} {'size':>9} {'max |chop - full|':>18} {'mean':>9} {'PSNR(chop, full)':>17} "
-          f"{'PSNR full':>10} {'PSNR chop':>10}")
+    print(
+        f"{'image':>10} {'size':>9} {'max |chop - full|':>18} {'mean':>9} {'PSNR(chop, full)':>17} "
+        f"{'PSNR full':>10} {'PSNR chop':>10}"
+    )
     for path in list_images(folder)[: args.limit]:
         clean = image_to_tensor(read_image(path, args.n_colors))
         noisy, (h, w) = pad_to_multiple(add_awgn(clean, args.sigma, seed=1))
@@ -53,9 +55,11 @@ def main(argv: list[str] | None = None) -> None:
             chopped = forward_chop(model, noisy, default_chop_min_size(args.n_colors))[..., :h, :w].clamp(0, 1)
         diff = (chopped - full).abs()
         full_img, chop_img, clean_img = (t[0].permute(1, 2, 0).numpy() for t in (full, chopped, clean))
-        print(f"{path.name:>10} {h:>4}x{w:<4} {diff.max().item():>18.4f} {diff.mean().item():>9.5f} "
-              f"{psnr(chop_img, full_img):>14.2f} dB {psnr(full_img, clean_img):>10.3f} "
-              f"{psnr(chop_img, clean_img):>10.3f}")
+        print(
+            f"{path.name:>10} {h:>4}x{w:<4} {diff.max().item():>18.4f} {diff.mean().item():>9.5f} "
+            f"{psnr(chop_img, full_img):>14.2f} dB {psnr(full_img, clean_img):>10.3f} "
+            f"{psnr(chop_img, clean_img):>10.3f}"
+        )
 
 
 if __name__ == "__main__":

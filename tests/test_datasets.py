@@ -66,8 +66,9 @@ def test_missing_data_says_what_to_download(tmp_path: Path) -> None:
     assert len(validation_files("Set12", n_val=3, root=ROOT / "datasets")) == 3
 
 
-def test_set_names_and_default_data_root_do_not_depend_on_the_current_folder(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_set_names_and_default_data_root_do_not_depend_on_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert DATASETS_ROOT == ROOT / "datasets"
     assert validation_files("Set12") == list_images(ROOT / "datasets/testsets/Set12")
@@ -102,11 +103,14 @@ def test_header_probe_agrees_with_read_image(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90": both must report the stored 20 x 30, not the displayed 30 x 20
     images = {
-        "l.png": Image.fromarray(gray8), "la.png": Image.fromarray(gray8).convert("LA"),
+        "l.png": Image.fromarray(gray8),
+        "la.png": Image.fromarray(gray8).convert("LA"),
         "bits.png": Image.fromarray(gray8).convert("1"),
         "be16.tif": Image.frombytes("I;16B", (30, 20), (gray8.astype(">u2") * 257).tobytes()),
-        "rgb.png": Image.fromarray(colour), "rgba.png": Image.fromarray(colour).convert("RGBA"),
-        "palette.png": Image.fromarray(colour).convert("P"), "cmyk.jpg": Image.fromarray(colour).convert("CMYK"),
+        "rgb.png": Image.fromarray(colour),
+        "rgba.png": Image.fromarray(colour).convert("RGBA"),
+        "palette.png": Image.fromarray(colour).convert("P"),
+        "cmyk.jpg": Image.fromarray(colour).convert("CMYK"),
     }
     for name, im in images.items():
         im.save(tmp_path / name)

@@ -14,9 +14,15 @@ def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name, n_colors, count", [
-    ("adfnet", 3, 8_628_579), ("adfnet", 1, 8_627_425), ("adfnet_l", 3, 32_765_667), ("ADFNet-L", 3, 32_765_667),
-])
+@pytest.mark.parametrize(
+    "name, n_colors, count",
+    [
+        ("adfnet", 3, 8_628_579),
+        ("adfnet", 1, 8_627_425),
+        ("adfnet_l", 3, 32_765_667),
+        ("ADFNet-L", 3, 32_765_667),
+    ],
+)
 def test_parameter_counts(name, n_colors, count):
     with torch.device("meta"):
         model = build_model(name, n_colors)
@@ -159,7 +165,6 @@ def test_errors():
         build_model("adfnet", widths=(8, 8, 8, 8))
     with pytest.raises(ValueError, match="placement"):
         build_model("adfnet", placement="bottleneck")
-
 
 
 @pytest.mark.parametrize("backend", dcn.available_backends())

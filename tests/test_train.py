@@ -51,14 +51,36 @@ def val_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def toy(tmp: Path, val: Path, *extra: str) -> list[str]:
-    return ["--n_colors", "1", "--dir_data", str(GRAY), "--data_val", str(val), "--epochs", "1", "--test_every", "3",
-            "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp),
-            "--save", "run", *extra]
+    return [
+        "--n_colors",
+        "1",
+        "--dir_data",
+        str(GRAY),
+        "--data_val",
+        str(val),
+        "--epochs",
+        "1",
+        "--test_every",
+        "3",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp),
+        "--save",
+        "run",
+        *extra,
+    ]
 
 
 def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
-                          env=env or ENV, timeout=300)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / name), *args], capture_output=True, text=True, env=env or ENV, timeout=300
+    )
 
 
 def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -89,8 +111,21 @@ def check_run(run: Path, n_colors: int, model: str = "adfnet", lr: float = 1e-4)
 
 
 def test_gray_and_rgb_scripts_train_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
-    common = ["--epochs", "1", "--test_every", "2", "--patch_size", "16", "--batch_size", "2", "--cpu",
-              "--n_threads", "0", "--dir_experiment", str(tmp_path)]
+    common = [
+        "--epochs",
+        "1",
+        "--test_every",
+        "2",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp_path),
+    ]
     done = run_script("train_adfnet_gray_n50.sh", "--dir_data", str(GRAY), "--data_val", str(val_dirs["gray"]), *common)
     assert done.returncode == 0, done.stderr[-3000:]
     check_run(tmp_path / "adfnet_gray_n50", 1)
@@ -106,9 +141,25 @@ def test_adfnet_l_on_mix_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -
         (tmp_path / "MIX" / folder).mkdir(parents=True)
         for f in sorted(source.iterdir())[:2]:
             shutil.copy(f, tmp_path / "MIX" / folder / f.name)
-    done = run_script("train_adfnet-L_n50.sh", "--data_val", str(val_dirs["rgb"]), "--epochs", "1", "--test_every", "1",
-                      "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0",
-                      "--dir_experiment", str(tmp_path), env={**ENV, "DATA_DIR": str(tmp_path)})
+    done = run_script(
+        "train_adfnet-L_n50.sh",
+        "--data_val",
+        str(val_dirs["rgb"]),
+        "--epochs",
+        "1",
+        "--test_every",
+        "1",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp_path),
+        env={**ENV, "DATA_DIR": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "DIV2K, Flickr2K" in done.stderr and "2 of 4 training images are gray" in done.stderr
     check_run(tmp_path / "adfnet-L_n50", 3, "adfnet_l")
@@ -117,9 +168,30 @@ def test_adfnet_l_on_mix_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -
 def test_real_noise_end_to_end_from_bundled_samples(tmp_path: Path) -> None:
     patches = tmp_path / "patches"
     generate_patches(ROOT / "datasets/real/SIDD_samples", patches, ps=32, num_patches=1, seed=0)
-    done = run_script("train_adfnet_real.sh", "--dir_data", str(patches), "--data_val", str(patches), "--n_val", "2",
-                      "--epochs", "1", "--patch_size", "16", "--batch_size", "4", "--n_threads", "0", "--cpu",
-                      "--val_after_epoch", "0", "--mixup_after_epoch", "0", "--dir_experiment", str(tmp_path))
+    done = run_script(
+        "train_adfnet_real.sh",
+        "--dir_data",
+        str(patches),
+        "--data_val",
+        str(patches),
+        "--n_val",
+        "2",
+        "--epochs",
+        "1",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "4",
+        "--n_threads",
+        "0",
+        "--cpu",
+        "--val_after_epoch",
+        "0",
+        "--mixup_after_epoch",
+        "0",
+        "--dir_experiment",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "ADFNet"
     check_run(run, 3, lr=1e-4 / 3)  # warm-up epoch 1 of 3
@@ -138,11 +210,29 @@ SCRIPTS = {
     "train_adfnet_rgb_n30.sh": {"n_colors": 3, "noiseL": 30, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
     "train_adfnet_rgb_n50.sh": {"n_colors": 3, "noiseL": 50, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
     "train_adfnet_rgb_n70.sh": {"n_colors": 3, "noiseL": 70, "epochs": 1000, "lr_decay": 200, "model": "adfnet"},
-    "train_adfnet-L_n50.sh": {"n_colors": 3, "noiseL": 50, "epochs": 1000, "lr_decay": 200, "model": "adfnet_l",
-                              "data_train": "MIX", "test_every": None},  # None: the official 2N-sample epoch
-    "train_adfnet_real.sh": {"n_colors": 3, "epochs": 160, "decay_type": "warmup_cosine", "warmup_epochs": 3,
-                             "lr_min": 1e-6, "weight_decay": 1e-8, "loss": "1*Charbonnier", "clamp_output": True,
-                             "mixup_after_epoch": 5, "val_per_epoch": 3, "val_after_epoch": 5, "task": "paired"},
+    "train_adfnet-L_n50.sh": {
+        "n_colors": 3,
+        "noiseL": 50,
+        "epochs": 1000,
+        "lr_decay": 200,
+        "model": "adfnet_l",
+        "data_train": "MIX",
+        "test_every": None,
+    },  # None: the official 2N-sample epoch
+    "train_adfnet_real.sh": {
+        "n_colors": 3,
+        "epochs": 160,
+        "decay_type": "warmup_cosine",
+        "warmup_epochs": 3,
+        "lr_min": 1e-6,
+        "weight_decay": 1e-8,
+        "loss": "1*Charbonnier",
+        "clamp_output": True,
+        "mixup_after_epoch": 5,
+        "val_per_epoch": 3,
+        "val_after_epoch": 5,
+        "task": "paired",
+    },
 }
 
 
@@ -153,16 +243,33 @@ def test_script_command_lines_give_the_paper_recipe(script: str, tmp_path: Path)
     shim.chmod(0o755)
     for sub in ("DIV2K", "MIX", "SIDD/train/lq", "SIDD/val/lq"):
         (tmp_path / sub).mkdir(parents=True)
-    env = {**ENV, "PYTHON": str(shim), "DATA_DIR": str(tmp_path), "TRAIN_DIR": str(tmp_path / "SIDD/train"),
-           "VAL_DIR": str(tmp_path / "SIDD/val")}
+    env = {
+        **ENV,
+        "PYTHON": str(shim),
+        "DATA_DIR": str(tmp_path),
+        "TRAIN_DIR": str(tmp_path / "SIDD/train"),
+        "VAL_DIR": str(tmp_path / "SIDD/val"),
+    }
     done = run_script(script, env=env)
     assert done.returncode == 0, done.stderr
     argv = json.loads(done.stdout)
     assert argv[0] == str(ROOT / "train.py")
     args = vars(parse_options(argv[1:]))
-    expected = {"patch_size": 128, "batch_size": 16, "lr": 1e-4, "gamma": 0.5, "optimizer": "ADAM", "beta1": 0.9,
-                "beta2": 0.999, "epsilon": 1e-8, "loss": "1*MSE", "decay_type": "step", "weight_decay": 0.0,
-                "save_results": True, "test_every": 1000}
+    expected = {
+        "patch_size": 128,
+        "batch_size": 16,
+        "lr": 1e-4,
+        "gamma": 0.5,
+        "optimizer": "ADAM",
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "epsilon": 1e-8,
+        "loss": "1*MSE",
+        "decay_type": "step",
+        "weight_decay": 0.0,
+        "save_results": True,
+        "test_every": 1000,
+    }
     expected.update(SCRIPTS[script])
     assert {k: args[k] for k in expected} == expected
     # extra arguments are passed through and win
@@ -171,8 +278,9 @@ def test_script_command_lines_give_the_paper_recipe(script: str, tmp_path: Path)
     assert (args.epochs, args.batch_size) == (2, 4)
     # without the data, the script says what to download and where
     done = run_script(script, env={**env, "DATA_DIR": str(tmp_path / "no"), "TRAIN_DIR": str(tmp_path / "no")})
-    assert done.returncode == 1 and ("DIV2K_train_HR" in done.stderr or "WED" in done.stderr
-                                     or "SIDD_Medium_Srgb" in done.stderr)
+    assert done.returncode == 1 and (
+        "DIV2K_train_HR" in done.stderr or "WED" in done.stderr or "SIDD_Medium_Srgb" in done.stderr
+    )
 
 
 def test_loss_decreases_on_a_fixed_batch(tmp_path: Path, val_dirs: dict[str, Path]) -> None:
@@ -218,13 +326,17 @@ def test_non_finite_losses_are_skipped_then_stop(tmp_path: Path, val_dirs: dict[
             trainer.train_step(bad, bad)
 
 
-@pytest.mark.parametrize("line", [
-    "--n_GPUs 1 --model adfnet --save adfnet_n15 --noiseL 15 --patch_size 128 --loss 1*MSE --lr 1e-4 --save_results",
-    "--n_GPUs 2 --model adfnet --save adfnet_n30 --noiseL 30 --patch_size 128 --loss 1*MSE --lr 1e-4 --save_results "
-    "--epochs 1000",
-    "--n_GPUs 2 --model adfnet --data_train MIX --save adfnet-L_n50 --noiseL 50 --patch_size 128 --loss 1*MSE "
-    "--lr 1e-4 --save_results --epochs 1000",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--n_GPUs 1 --model adfnet --save adfnet_n15 --noiseL 15 --patch_size 128 --loss 1*MSE --lr 1e-4 "
+        "--save_results",
+        "--n_GPUs 2 --model adfnet --save adfnet_n30 --noiseL 30 --patch_size 128 --loss 1*MSE --lr 1e-4 "
+        "--save_results --epochs 1000",
+        "--n_GPUs 2 --model adfnet --data_train MIX --save adfnet-L_n50 --noiseL 50 --patch_size 128 --loss 1*MSE "
+        "--lr 1e-4 --save_results --epochs 1000",
+    ],
+)
 def test_official_command_lines_parse_unchanged(line: str) -> None:
     args = parse_options(line.split())
     assert (args.model, args.patch_size, args.loss, args.lr, args.save_results) == ("adfnet", 128, "1*MSE", 1e-4, True)
@@ -238,9 +350,27 @@ def test_mix_epoch_is_two_passes_over_the_images(tmp_path: Path, val_dirs: dict[
         (tmp_path / "MIX" / folder).mkdir(parents=True)
         for f in files:
             shutil.copy(f, tmp_path / "MIX" / folder / f.name)
-    argv = ["--data_train", "MIX", "--dir_data", str(tmp_path), "--data_val", str(val_dirs["rgb"]), "--epochs", "1",
-            "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp_path),
-            "--save", "mix"]
+    argv = [
+        "--data_train",
+        "MIX",
+        "--dir_data",
+        str(tmp_path),
+        "--data_val",
+        str(val_dirs["rgb"]),
+        "--epochs",
+        "1",
+        "--patch_size",
+        "16",
+        "--batch_size",
+        "2",
+        "--cpu",
+        "--n_threads",
+        "0",
+        "--dir_experiment",
+        str(tmp_path),
+        "--save",
+        "mix",
+    ]
     with pytest.warns(UserWarning, match="Flickr2K"):
         train.main(argv)
     state = torch.load(tmp_path / "mix/checkpoint_latest.pt", map_location="cpu", weights_only=True)
@@ -287,6 +417,7 @@ def test_amp_bf16_step_keeps_the_dcn_in_float32(tmp_path: Path, val_dirs: dict[s
     def record(name: str):
         def hook(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> None:
             dtypes.setdefault(name, output.dtype)
+
         return hook
 
     net = trainer.net

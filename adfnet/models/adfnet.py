@@ -46,8 +46,14 @@ class ADFNet(nn.Module):
     size_multiple = 8  # 2**3: inference pads to it, training patches and complexity sizes must be multiples of it
 
     def __init__(
-        self, n_colors: int = 3, widths: tuple[int, int, int, int] = (32, 64, 128, 256), *,
-        placement: str = "decoder", dcb: bool = True, mdcb: bool = True, mfi: bool = True,
+        self,
+        n_colors: int = 3,
+        widths: tuple[int, int, int, int] = (32, 64, 128, 256),
+        *,
+        placement: str = "decoder",
+        dcb: bool = True,
+        mdcb: bool = True,
+        mfi: bool = True,
     ) -> None:
         super().__init__()
         if placement not in PLACEMENTS:

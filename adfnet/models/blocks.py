@@ -36,7 +36,13 @@ def _lrelu() -> nn.LeakyReLU:
 def _dcn(channels: int, offset_channels: int, deformable_groups: int) -> ModulatedDeformConvPack:
     """3x3 DCNv2 called with ``[x, offset_features]`` (its offsets come from the features)."""
     return ModulatedDeformConvPack(
-        channels, channels, 3, 1, 1, deformable_groups=deformable_groups, extra_offset_mask=True,
+        channels,
+        channels,
+        3,
+        1,
+        1,
+        deformable_groups=deformable_groups,
+        extra_offset_mask=True,
         offset_in_channel=offset_channels,
     )
 
@@ -151,8 +157,12 @@ class MCB(nn.Module):
     """
 
     def __init__(
-        self, channels: int, mid_channels: int | None = None, offset_channels: int = 32,
-        deformable_groups: int = 8, mfi: bool = True,
+        self,
+        channels: int,
+        mid_channels: int | None = None,
+        offset_channels: int = 32,
+        deformable_groups: int = 8,
+        mfi: bool = True,
     ) -> None:
         super().__init__()
         mid = mid_channels or channels
@@ -199,15 +209,21 @@ class MDCB(nn.Module):
     """
 
     def __init__(
-        self, channels: int, mid_channels: int | None = None, offset_channels: int = 32,
-        deformable_groups: int = 8, mfi: bool = True,
+        self,
+        channels: int,
+        mid_channels: int | None = None,
+        offset_channels: int = 32,
+        deformable_groups: int = 8,
+        mfi: bool = True,
     ) -> None:
         super().__init__()
         mid = mid_channels or channels
         self.conv = nn.Conv2d(channels, mid, 1) if mid != channels else nn.Identity()
         self.offset = OffsetBlock(channels, offset_channels)
         self.generate_kernel = nn.Sequential(
-            _dcn(channels, offset_channels, deformable_groups), _lrelu(), SEKG(channels),
+            _dcn(channels, offset_channels, deformable_groups),
+            _lrelu(),
+            SEKG(channels),
             nn.Conv2d(channels, 9 * mid, 1),
         )
         self.branch_1 = DynamicBranch(mid, 1)
