@@ -19,6 +19,8 @@ _RGB_LOG = "official colour test log (res/adfnet.log)"
 _PAPER_T1 = "paper Table 1"
 _PAPER_T2 = "paper Table 2"
 _PAPER_T4 = "paper Table 4"
+_BM3D_GRAY = "BM3D row, DnCNN paper Tables 2-3 (other noise draw)"
+_CBM3D_RGB = "CBM3D row, SADNet/ADFNet colour tables (other noise draw)"
 
 # (model, n_colors, set key, sigma) -> published number.
 PUBLISHED: dict[tuple[str, int, str, float], Published] = {
@@ -46,6 +48,17 @@ PUBLISHED: dict[tuple[str, int, str, float], Published] = {
     ("adfnet", 3, "mcmaster", 50): Published(29.959591, 0.841959, _RGB_LOG),
     ("adfnet_l", 3, "kodak24", 50): Published(29.92, None, _PAPER_T2 + " (ADFNet*)"),
     ("adfnet_l", 3, "mcmaster", 50): Published(30.12, None, _PAPER_T2 + " (ADFNet*)"),
+    # Classical baselines (--model bm3d), checking the harness without weights (docs/HARNESS.md). Their
+    # noise draw was MATLAB's, not ours, so a run differs by about the seed spread of --seeds.
+    **{
+        ("bm3d", n_colors, s, sigma): Published(p, None, source)
+        for n_colors, source, numbers in (
+            (1, _BM3D_GRAY, {"bsd68": (31.07, 28.57, 25.62), "set12": (32.37, 29.97, 26.72)}),
+            (3, _CBM3D_RGB, {"cbsd68": (29.73, 27.38, 26.00), "kodak24": (30.89, 28.63, 27.27)}),
+        )
+        for s, row in numbers.items()
+        for sigma, p in zip((15, 25, 50) if n_colors == 1 else (30, 50, 70), row, strict=True)
+    },
 }
 
 # The build_model options of ADFNet itself (anything else is a Table 4 ablation variant).

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .baselines import BASELINES
 from .published import Published, is_adfnet, published_for
 from .results import Evaluation, SetResult, sigma_label
 from .synthetic import EvalOptions
@@ -82,14 +83,17 @@ def write_summary_csv(
             )
 
 
-def comparison_caveats(n_colors: int, chop: bool, ensemble: bool, limited: bool) -> list[str]:
-    """Why this run's means are not like-for-like with the published numbers (empty when they are)."""
+def comparison_caveats(n_colors: int, chop: bool, ensemble: bool, limited: bool, network: bool = True) -> list[str]:
+    """Why this run's means are not like-for-like with the published numbers (empty when they are).
+
+    ``network`` False: a classical baseline, published without chop or self-ensemble.
+    """
     caveats = []
     if limited:
         caveats.append("--limit evaluated part of a set, the published numbers are full-set means")
     if ensemble:
         caveats.append("--ensemble: the official gray log and the paper's tables are without self-ensemble")
-    if n_colors == 1 and not chop:
+    if n_colors == 1 and not chop and network:
         caveats.append("gray without --chop: the official gray test always chopped")
     return caveats
 
@@ -107,7 +111,7 @@ def format_run(
             f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, chop {opts.chop}, "
             f"ensemble {opts.ensemble}):\n" + format_summary(run.results, model, opts.n_colors, options)
         )
-        caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited)
+        caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited, model not in BASELINES)
         if caveats and any(published_for(model, opts.n_colors, r.set_name, r.sigma, options) for r in run.results):
             blocks.append("note: not like-for-like with the published numbers: " + "; ".join(caveats))
         blocks.append(f"results in {result_dir}")

@@ -27,6 +27,8 @@ from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE, psnr, ssim
 
+from .baselines import BASELINES
+from .denoiser import Denoiser
 from .results import Evaluation, ImageScore, SetResult, sigma_label
 
 # Official test-noise seeds (gray test script: 1, colour: 20), reseeded before every image.
@@ -68,7 +70,7 @@ def _read_checked(path: Path, n_colors: int, notes: set[str], log: Log) -> torch
 
 
 def evaluate_set(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Denoiser,
     files: Sequence[Path],
     set_name: str,
     sigma: float,
@@ -77,10 +79,15 @@ def evaluate_set(
     notes: set[str] | None = None,
     log: Log = tqdm.write,
 ) -> SetResult:
-    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped."""
+    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped.
+
+    ``model`` is any :data:`~.denoiser.Denoiser`: a torch model or an :class:`~.denoiser.ImageFunction`.
+    Each image's row is appended to results.csv as soon as it is scored: a killed run keeps what it did.
+    """
     notes = set() if notes is None else notes
     result = SetResult(set_name, sigma)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _write_rows(out_dir / "results.csv", sigma, [], "w")
     for path in tqdm(files, desc=f"{set_name} sigma {sigma_label(sigma)}", unit="img", leave=False):
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
@@ -91,6 +98,7 @@ def evaluate_set(
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
             result.rows.append(ImageScore(path.name, psnr(out, clean), ssim(out, clean), seconds))
+            _write_rows(out_dir / "results.csv", sigma, result.rows[-1:], "a")
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
         except (OSError, ValueError, RuntimeError) as err:
@@ -99,12 +107,17 @@ def evaluate_set(
             if message not in notes:  # an unreadable file fails at every sigma; say it once
                 notes.add(message)
                 log(message)
-    with open(out_dir / "results.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds"])
-        for row in result.rows:
-            writer.writerow([row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"])
     return result
+
+
+def _write_rows(path: Path, sigma: float, rows: Sequence[ImageScore], mode: str) -> None:
+    """``mode`` "w": a new results.csv with its header; "a": append ``rows``."""
+    with open(path, mode, newline="") as fh:
+        writer = csv.writer(fh)
+        if mode == "w":
+            writer.writerow(["image", "sigma", "psnr", "ssim", "seconds"])
+        for row in rows:
+            writer.writerow([row.image, sigma_label(sigma), f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"])
 
 
 def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
@@ -186,7 +199,8 @@ def run_evaluation(
 
     ``weights`` may contain ``{sigma}`` (e.g. ``checkpoints/adfnet_rgb_n{sigma}.pt``) since the
     official models are trained per noise level; a checkpoint that cannot be used skips its sigma.
-    ``model_options`` are ``build_model`` options (the Table 4 ablations). Raises ``ValueError``
+    ``model_options`` are ``build_model`` options (the Table 4 ablations). A ``model_name`` of
+    :data:`~.baselines.BASELINES` (``bm3d``) is built per sigma instead and ``weights`` is unused. Raises ``ValueError``
     before any work when two input folders have the same name or an output could land on an input.
     """
     result_dir = Path(result_dir)
@@ -197,9 +211,13 @@ def run_evaluation(
     for sigma in sigmas:
         path = weights.replace("{sigma}", sigma_label(sigma))
         try:
-            model = load_model(model_name, opts.n_colors, path, opts.device, **(model_options or {}))
+            if model_name in BASELINES:
+                model = BASELINES[model_name](opts.n_colors, sigma)
+            else:
+                model = load_model(model_name, opts.n_colors, path, opts.device, **(model_options or {}))
         except (OSError, ValueError, RuntimeError) as err:
-            message = f"error: cannot use checkpoint {path} for sigma {sigma_label(sigma)}: {err}"
+            what = model_name if model_name in BASELINES else f"checkpoint {path}"
+            message = f"error: cannot use {what} for sigma {sigma_label(sigma)}: {err}"
             run.errors.append(message)
             log(message)
             continue

@@ -66,13 +66,27 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     return ADFNet(n_colors, WIDTHS[key], **options)  # type: ignore[arg-type]
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included)."""
+def add_model_arguments(parser: argparse.ArgumentParser, baselines: tuple[str, ...] = ()) -> None:
+    """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included).
+
+    ``baselines`` are further ``--model`` names that are not networks (test.py's classical methods).
+    """
+
+    def model_arg(text: str) -> str:
+        if text.strip().lower() in baselines:
+            return text.strip().lower()
+        try:
+            return _model_arg(text)
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"{err}{''.join(f', {b}' for b in baselines)}") from None
+
     parser.add_argument(
         "--model",
         default="adfnet",
-        type=_model_arg,
-        help="adfnet, adfnet_l (the paper's ADFNet*) or sadnet; case and '-' do not matter",
+        type=model_arg,
+        help="adfnet, adfnet_l (the paper's ADFNet*) or sadnet"
+        + "".join(f", {name}" for name in baselines)
+        + "; case and '-' do not matter",
     )
     parser.add_argument(
         "--placement",
@@ -88,9 +102,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_options(args: argparse.Namespace) -> dict[str, object]:
     """The ``build_model`` options selected by :func:`add_model_arguments` flags.
 
-    The ablation flags are ADFNet's: with ``--model sadnet`` they are refused (``ValueError``).
+    The ablation flags are ADFNet's: with any other ``--model`` (sadnet, a baseline) they are refused (``ValueError``).
     """
-    if args.model == "sadnet":
+    if args.model not in WIDTHS:
         ablations = {
             "--placement": args.placement != "decoder",
             "--no_dcb": args.no_dcb,
@@ -99,7 +113,7 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
         }
         given = [flag for flag, on in ablations.items() if on]
         if given:
-            raise ValueError(f"{', '.join(given)}: ablation flags apply to ADFNet only, not to --model sadnet")
+            raise ValueError(f"{', '.join(given)}: ablation flags apply to ADFNet only, not to --model {args.model}")
         return {}
     return {"placement": args.placement, "dcb": not args.no_dcb, "mdcb": not args.no_mdcb, "mfi": not args.no_mfi}
 
