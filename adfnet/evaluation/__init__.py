@@ -1,8 +1,9 @@
 """Evaluation: published numbers, result records, the synthetic-noise run, reporting, real-noise helpers.
 
-Import direction: ``published`` and ``results`` depend on nothing here; ``synthetic`` on ``results``;
-``report`` on all three; ``real`` only on the ground floor. The command lines in :mod:`adfnet.cli`
-print what these return.
+Import direction: ``published`` and ``results`` depend on nothing here; ``denoiser`` neither, ``baselines``
+on ``denoiser``; ``synthetic`` on ``results``, ``denoiser``, ``baselines``; ``report`` on those;
+``seeds`` and ``harness`` (docs/HARNESS.md) on ``published`` and ``results``; ``real`` only on the ground
+floor. The command lines in :mod:`adfnet.cli` print what these return.
 """
 
 from .published import ADFNET_OPTIONS, PUBLISHED, PUBLISHED_ABLATIONS, PUBLISHED_REAL, Published, published_for, set_key
