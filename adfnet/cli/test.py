@@ -8,7 +8,9 @@
 (``python test.py ...`` takes the same flags.) Several ``--input_dir`` and ``--test_noiseL`` values run
 in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Another noise
 model: ``--noise hg --noise_params 40 10`` (also ``hg_dbsn``, ``mg``, ``poisson_gaussian``; docs/EVALUATION.md);
-``--save_noisy npy`` writes the exact noisy inputs. Exit code 0
+``--save_noisy npy`` writes the exact noisy inputs. ``--model bm3d`` runs BM3D (gray) / CBM3D (colour)
+through the same protocol, without weights; ``--seeds N`` repeats the run with N noise seeds and reports
+the spread of each set's mean (docs/HARNESS.md). Exit code 0
 when every image was evaluated, 1 when anything failed (the failures are listed; the other images are
 still processed).
 """
@@ -16,8 +18,10 @@ still processed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
+from pathlib import Path
 
 from adfnet.cli.common import (
     add_runtime_arguments,
@@ -33,12 +37,15 @@ from adfnet.evaluation import (
     DEFAULT_SEEDS,
     PROTOCOLS,
     EvalOptions,
+    Evaluation,
     check_outputs_apart,
     format_run,
     psnr_plots,
     run_evaluation,
     write_summary_csv,
 )
+from adfnet.evaluation.baselines import BASELINES, check_available
+from adfnet.evaluation.seeds import format_spreads, seed_list, seed_rows, spreads, write_seed_rows
 from adfnet.figures import require_matplotlib
 from adfnet.models import add_model_arguments, model_options
 
@@ -50,12 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adfnet-test", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     model = p.add_argument_group("model")
-    add_model_arguments(model)
+    add_model_arguments(model, baselines=tuple(BASELINES))
     model.add_argument("--n_colors", type=int, default=3, choices=[1, 3], help="1 for gray models, 3 for colour")
     model.add_argument(
         "--weights",
-        required=True,
-        help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt",
+        help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt "
+        f"(required, except for the baselines: {', '.join(BASELINES)})",
     )
     data = p.add_argument_group("data")
     data.add_argument(
@@ -93,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"noise seed, reset before every image (default: official {DEFAULT_SEEDS[1]} gray, "
         f"{DEFAULT_SEEDS[3]} colour)",
+    )
+    data.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run N noise seeds (the seed above, then +1, +2, ...) and report the mean and std of each set's "
+        "PSNR over them; each seed's outputs go to <result_dir>/seed<S>/ (default 1: <result_dir>/)",
     )
     data.add_argument(
         "--limit",
@@ -164,16 +178,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if "{sigma}" in args.weights:
             parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
         args.test_noiseL = [math.nan]  # one run, named by the noise model
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    if args.model in BASELINES:
+        if args.chop:
+            parser.error(f"--chop splits an image for a network's memory; --model {args.model} runs whole images")
+        if args.weights:
+            parser.error(f"--model {args.model} takes no --weights")
+    elif not args.weights:
+        parser.error(f"--weights is required for --model {args.model}")
     return args
+
+
+def _seed_dirs(result_dir: str | Path, seeds: list[int]) -> list[Path]:
+    """Where each seed's outputs go: ``result_dir`` itself for one seed, ``result_dir/seed<S>`` for several."""
+    return [Path(result_dir)] if len(seeds) == 1 else [Path(result_dir) / f"seed{seed}" for seed in seeds]
+
+
+def _run_seed(args, input_dirs, opts: EvalOptions, folder: Path, options, n_seeds: int) -> Evaluation:
+    """One evaluation at noise seed ``opts.seed`` into ``folder``: run, print, summary.csv, plots."""
+    with dcn_backend(args.dcn_backend):
+        run = run_evaluation(args.model, args.weights or "", input_dirs, args.test_noiseL, folder, opts, options)
+    if n_seeds > 1:
+        print(f"\n=== noise seed {opts.seed} ===")
+    print(format_run(run, args.model, opts, folder, options), flush=True)
+    if run.results:
+        write_summary_csv(folder / "summary.csv", run.results, args.model, args.n_colors, options, args.protocol)
+    if args.plot and run.results:
+        for path in psnr_plots(run, folder, args.model, args.n_colors, options):
+            print(f"plot: {path}")
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     input_dirs = args.input_dir or [BUNDLED_SETS[args.n_colors]]
-    options = model_options(args)
     try:
+        options = model_options(args)
+        if args.model in BASELINES:
+            check_available(args.model)
         # everything a user can get wrong about the outputs is checked before a model is loaded
-        check_outputs_apart(input_dirs, args.test_noiseL, args.result_dir, args.noise_model)
+        first_seed = DEFAULT_SEEDS[args.n_colors] if args.seed is None else args.seed
+        seeds = seed_list(first_seed, args.seeds)
+        for folder in _seed_dirs(args.result_dir, seeds):
+            check_outputs_apart(input_dirs, args.test_noiseL, folder, args.noise_model)
         if args.plot:
             require_matplotlib("--plot")
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
@@ -190,20 +238,21 @@ def main(argv: list[str] | None = None) -> int:
             save_noisy=args.save_noisy,
             protocol=args.protocol,
         )
-        with dcn_backend(args.dcn_backend):
-            run = run_evaluation(args.model, args.weights, input_dirs, args.test_noiseL, result_dir, opts, options)
+        failures, rows = 0, []
+        for seed, folder in zip(seeds, _seed_dirs(result_dir, seeds), strict=True):
+            run = _run_seed(args, input_dirs, dataclasses.replace(opts, seed=seed), folder, options, len(seeds))
+            failures += run.failures
+            rows += seed_rows(args.model, args.n_colors, seed, run.results)
+            write_seed_rows(result_dir / "seeds.csv", rows)  # after every seed: a killed run keeps the done ones
     except ValueError as err:  # bad --device / --dcn_backend / --result_dir, clashing or overlapping folders
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(format_run(run, args.model, opts, result_dir, options), flush=True)
-    if run.results:
-        write_summary_csv(result_dir / "summary.csv", run.results, args.model, args.n_colors, options, args.protocol)
-    if args.plot and run.results:
-        for path in psnr_plots(run, result_dir, args.model, args.n_colors, options):
-            print(f"plot: {path}")
-    if run.failures:
-        print(f"{run.failures} failure(s): see the errors above", file=sys.stderr)
-    return 1 if run.failures else 0
+    if len(seeds) > 1 and rows:
+        print(f"\nSpread over noise seeds {seeds[0]}..{seeds[-1]} (mean PSNR of each set per seed; std over seeds):")
+        print(format_spreads(spreads(rows), options), flush=True)
+    if failures:
+        print(f"{failures} failure(s): see the errors above", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

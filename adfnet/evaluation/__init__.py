@@ -1,9 +1,10 @@
 """Evaluation: published numbers, result records, the synthetic-noise run, reporting, real-noise helpers.
 
-Import direction: ``published``, ``protocols`` and ``results`` depend on nothing here; ``pictures`` on
-``published`` and ``results``; ``synthetic`` on ``protocols``, ``results`` and ``pictures``; ``report`` on
-all of these; ``real`` only on the ground floor. The command lines in :mod:`adfnet.cli` print what these
-return.
+Import direction: ``published``, ``protocols``, ``results`` and ``denoiser`` depend on nothing here;
+``baselines`` on ``denoiser``; ``pictures`` on ``published`` and ``results``; ``synthetic`` on ``protocols``,
+``results``, ``pictures``, ``denoiser`` and ``baselines``; ``report`` on all of these; ``seeds`` and
+``harness`` (docs/HARNESS.md) on ``published`` and ``results``; ``real`` only on the ground floor. The
+command lines in :mod:`adfnet.cli` print what these return.
 """
 
 from .pictures import psnr_plots

@@ -63,14 +63,15 @@ class Protocol:
     plain_forward: bool  # the protocol's numbers come from one forward pass on the whole image (no chop)
     gray_chops: bool  # the protocol's gray numbers were measured with the 4-quadrant chop
 
-    def caveats(self, n_colors: int, chop: bool, ensemble: bool) -> list[str]:
-        """Why a run with these options is not like-for-like with numbers measured under this protocol."""
+    def caveats(self, n_colors: int, chop: bool, ensemble: bool, network: bool = True) -> list[str]:
+        """Why a run with these options is not like-for-like with numbers measured under this protocol
+        (``network`` False: a classical baseline, which the published tables ran on whole images)."""
         notes = []
         if ensemble:
             notes.append(f"--ensemble: the {self.name} protocol's numbers are without self-ensemble")
         if chop and self.plain_forward:
             notes.append(f"--chop: the {self.name} protocol runs the whole image in one forward pass")
-        if self.gray_chops and n_colors == 1 and not chop:
+        if self.gray_chops and n_colors == 1 and not chop and network:
             notes.append("gray without --chop: the official gray test always chopped")
         return notes
 

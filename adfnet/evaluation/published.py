@@ -30,6 +30,8 @@ _PAPER_T4 = "paper Table 4"
 # reproduction of the [Re] SADNet report, which ran the release's own test code (its protocol).
 _ADFNET_T1_SADNET = "ADFNet paper Table 1, SADNet row"
 _RE_SADNET = "[Re] SADNet reproduction"
+_BM3D_GRAY = "BM3D row, DnCNN paper Tables 2-3 (other noise draw)"
+_CBM3D_RGB = "CBM3D row, SADNet/ADFNet colour tables (other noise draw)"
 
 # (model, n_colors, set key, sigma) -> published number.
 PUBLISHED: dict[tuple[str, int, str, float], Published] = {
@@ -68,6 +70,17 @@ PUBLISHED: dict[tuple[str, int, str, float], Published] = {
             ("cbsd68", 70): 26.93,
             ("mcmaster", 50): 29.72,
         }.items()
+    },
+    # Classical baselines (--model bm3d), checking the harness without weights (docs/HARNESS.md). Their
+    # noise draw was MATLAB's, not ours, so a run differs by about the seed spread of --seeds.
+    **{
+        ("bm3d", n_colors, s, sigma): Published(p, None, source)
+        for n_colors, source, numbers in (
+            (1, _BM3D_GRAY, {"bsd68": (31.07, 28.57, 25.62), "set12": (32.37, 29.97, 26.72)}),
+            (3, _CBM3D_RGB, {"cbsd68": (29.73, 27.38, 26.00), "kodak24": (30.89, 28.63, 27.27)}),
+        )
+        for s, row in numbers.items()
+        for sigma, p in zip((15, 25, 50) if n_colors == 1 else (30, 50, 70), row, strict=True)
     },
 }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from adfnet.data.noise import NoiseModel, build_noise
 
+from .baselines import BASELINES
 from .protocols import get_protocol
 from .published import Published, is_adfnet, published_for, reference_for, reproduced_for
 from .results import Evaluation, SetResult, sigma_label
@@ -140,17 +141,23 @@ def write_summary_csv(
 
 
 def comparison_caveats(
-    n_colors: int, chop: bool, ensemble: bool, limited: bool, protocol: str = "adfnet", published: Sequence[str] = ()
+    n_colors: int,
+    chop: bool,
+    ensemble: bool,
+    limited: bool,
+    protocol: str = "adfnet",
+    published: Sequence[str] = (),
+    network: bool = True,
 ) -> list[str]:
     """Why this run's means are not like-for-like with the published numbers (empty when they are).
 
     ``protocol`` is the run's; ``published`` the protocols of the numbers it is compared with (``"not stated"``
-    for a source that does not say).
+    for a source that does not say); ``network`` False: a classical baseline, published without chop.
     """
     caveats = []
     if limited:
         caveats.append("--limit evaluated part of a set, the published numbers are full-set means")
-    caveats += get_protocol(protocol).caveats(n_colors, chop, ensemble)
+    caveats += get_protocol(protocol).caveats(n_colors, chop, ensemble, network)
     others = sorted(set(published) - {protocol, "not stated"})
     if others:
         caveats.append(f"ours used the {protocol} protocol, the reference numbers the {' / '.join(others)} protocol")
@@ -183,7 +190,9 @@ def format_run(
             + format_summary(run.results, model, opts.n_colors, options)
         )
         used = [ref.protocol or "not stated" for pair in refs for ref in pair if ref is not None]
-        caveats = comparison_caveats(opts.n_colors, opts.chop, opts.ensemble, run.limited, opts.protocol, used)
+        caveats = comparison_caveats(
+            opts.n_colors, opts.chop, opts.ensemble, run.limited, opts.protocol, used, model not in BASELINES
+        )
         if caveats and used:
             blocks.append("note: not like-for-like with the published numbers: " + "; ".join(caveats))
         blocks.append(f"results in {result_dir}")

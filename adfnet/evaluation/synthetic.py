@@ -30,6 +30,8 @@ from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE
 from adfnet.outputs import check_outputs_apart as check_apart
 
+from .baselines import BASELINES
+from .denoiser import Denoiser
 from .pictures import comparison_path, save_comparison
 from .protocols import get_protocol
 from .results import Evaluation, ImageScore, SetResult, sigma_label
@@ -77,7 +79,7 @@ def _read_checked(path: Path, n_colors: int, notes: set[str], log: Log) -> torch
 
 
 def evaluate_set(
-    model: Callable[[torch.Tensor], torch.Tensor],
+    model: Denoiser,
     files: Sequence[Path],
     set_name: str,
     sigma: float,
@@ -88,13 +90,18 @@ def evaluate_set(
 ) -> SetResult:
     """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped.
 
-    The noisy input and the scores follow ``opts.protocol`` (:mod:`.protocols`); results.csv names it.
+    ``model`` is any :data:`~.denoiser.Denoiser`: a torch model or an :class:`~.denoiser.ImageFunction`.
+    The noisy input and the scores follow ``opts.protocol`` (:mod:`.protocols`); results.csv names it and
+    the noise model. Each image's row is appended to results.csv as soon as it is scored: a killed run
+    keeps what it did.
     """
     notes = set() if notes is None else notes
     noise = opts.noise if opts.noise is not None else build_noise("awgn", (sigma,))
     protocol = get_protocol(opts.protocol)
     result = SetResult(set_name, sigma, noise_name=noise.name, noise_params=() if noise.is_awgn else noise.params)
     out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    _write_rows(csv_path, sigma, noise, protocol.name, [], "w")
     what = f"sigma {sigma_label(sigma)}" if noise.is_awgn else noise.describe()
     for path in tqdm(files, desc=f"{set_name} {what}", unit="img", leave=False):
         try:
@@ -109,6 +116,7 @@ def evaluate_set(
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
             result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds))
+            _write_rows(csv_path, sigma, noise, protocol.name, result.rows[-1:], "a")
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
             if opts.save_comparison:
@@ -119,14 +127,21 @@ def evaluate_set(
             if message not in notes:  # an unreadable file fails at every sigma; say it once
                 notes.add(message)
                 log(message)
-    with open(out_dir / "results.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"])
-        label = sigma_label(sigma) if noise.is_awgn else ""
-        for row in result.rows:
-            cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}", noise.describe()]
-            writer.writerow([*cells, protocol.name])
     return result
+
+
+def _write_rows(
+    path: Path, sigma: float, noise: NoiseModel, protocol: str, rows: Sequence[ImageScore], mode: str
+) -> None:
+    """``mode`` "w": a new results.csv with its header; "a": append ``rows``."""
+    label = sigma_label(sigma) if noise.is_awgn else ""
+    with open(path, mode, newline="") as fh:
+        writer = csv.writer(fh)
+        if mode == "w":
+            writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"])
+        for row in rows:
+            cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"]
+            writer.writerow([*cells, noise.describe(), protocol])
 
 
 def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
@@ -221,7 +236,8 @@ def run_evaluation(
 
     ``weights`` may contain ``{sigma}`` (e.g. ``checkpoints/adfnet_rgb_n{sigma}.pt``) since the
     official models are trained per noise level; a checkpoint that cannot be used skips its sigma.
-    ``model_options`` are ``build_model`` options (the Table 4 ablations). Raises ``ValueError``
+    ``model_options`` are ``build_model`` options (the Table 4 ablations). A ``model_name`` of
+    :data:`~.baselines.BASELINES` (``bm3d``) is built per sigma instead and ``weights`` is unused. Raises ``ValueError``
     before any work when two input folders have the same name or an output could land on an input.
     """
     result_dir = Path(result_dir)
@@ -232,11 +248,20 @@ def run_evaluation(
     for sigma in sigmas:
         path = weights.replace("{sigma}", sigma_label(sigma))
         try:
-            model = load_model(
-                model_name, opts.n_colors, path, opts.device, lambda text: log(f"note: {text}"), **(model_options or {})
-            )
+            if model_name in BASELINES:
+                model = BASELINES[model_name](opts.n_colors, sigma)
+            else:
+                model = load_model(
+                    model_name,
+                    opts.n_colors,
+                    path,
+                    opts.device,
+                    lambda text: log(f"note: {text}"),
+                    **(model_options or {}),
+                )
         except (OSError, ValueError, RuntimeError) as err:
-            message = f"error: cannot use checkpoint {path} for sigma {sigma_label(sigma)}: {err}"
+            what = model_name if model_name in BASELINES else f"checkpoint {path}"
+            message = f"error: cannot use {what} for sigma {sigma_label(sigma)}: {err}"
             run.errors.append(message)
             log(message)
             continue

@@ -86,13 +86,27 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     return model
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included)."""
+def add_model_arguments(parser: argparse.ArgumentParser, baselines: tuple[str, ...] = ()) -> None:
+    """The model flags shared by train.py, test.py and ``adfnet.complexity`` (Table 4 ablations included).
+
+    ``baselines`` are further ``--model`` names that are not networks (test.py's classical methods).
+    """
+
+    def model_arg(text: str) -> str:
+        if text.strip().lower() in baselines:
+            return text.strip().lower()
+        try:
+            return canonical_name(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{err}{''.join(f', {b}' for b in baselines)}") from None
+
     parser.add_argument(
         "--model",
         default="adfnet",
-        type=_model_arg,
-        help="adfnet, adfnet_l (the paper's ADFNet*), sadnet, dncnn or rdn; case and '-' do not matter",
+        type=model_arg,
+        help="adfnet, adfnet_l (the paper's ADFNet*), sadnet, dncnn or rdn"
+        + "".join(f", {name}" for name in baselines)
+        + "; case and '-' do not matter",
     )
     parser.add_argument(
         "--placement",
@@ -108,9 +122,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_options(args: argparse.Namespace) -> dict[str, object]:
     """The ``build_model`` options selected by :func:`add_model_arguments` flags.
 
-    The ablation flags are ADFNet's: with another ``--model`` they are refused (``ValueError``). The
-    options of SADNet, DnCNN and RDN have no flags: a namespace holding them as attributes (``depth``,
-    ``dconv``, ...; ``adfnet.cli.fig7`` builds one) passes them on, absent ones keep their defaults.
+    The ablation flags are ADFNet's: with another ``--model`` (sadnet, a backbone, a baseline) they are
+    refused (``ValueError``). The options of SADNet, DnCNN and RDN have no flags: a namespace holding them
+    as attributes (``depth``, ``dconv``, ...; ``adfnet.cli.fig7`` builds one) passes them on, absent ones
+    keep their defaults; a baseline has none.
     """
     if args.model not in WIDTHS:
         ablations = {
@@ -122,12 +137,5 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
         given = [flag for flag, on in ablations.items() if on]
         if given:
             raise ValueError(f"{', '.join(given)}: ablation flags apply to ADFNet only, not to --model {args.model}")
-        return {k: getattr(args, k) for k in OPTIONS[args.model] if hasattr(args, k)}
+        return {k: getattr(args, k) for k in OPTIONS.get(args.model, ()) if hasattr(args, k)}
     return {"placement": args.placement, "dcb": not args.no_dcb, "mdcb": not args.no_mdcb, "mfi": not args.no_mfi}
-
-
-def _model_arg(text: str) -> str:
-    try:
-        return canonical_name(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
