@@ -46,6 +46,7 @@ class EvalOptions:
     ensemble: bool = False
     save_images: bool = False
     limit: int | None = None  # only the first N images of each set
+    precision: str = "fp32"  # "bf16": bfloat16 autocast (adfnet.inference.denoise)
 
     @property
     def noise_seed(self) -> int:
@@ -86,7 +87,7 @@ def evaluate_set(
             clean = _read_checked(path, opts.n_colors, notes, log)
             noisy = add_awgn(clean, sigma, seed=opts.noise_seed).to(opts.device)
             start = time.perf_counter()
-            out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble)
+            out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble, precision=opts.precision)
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
