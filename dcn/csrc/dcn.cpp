@@ -1,5 +1,6 @@
 // Op schemas, argument checks and the device-agnostic driver of DCNv2: batch chunking under a
-// column-memory budget, one batched GEMM per chunk with ATen, bias. Argument errors are
+// column-memory budget (blocks of output rows when one image exceeds it), one batched GEMM per
+// chunk or block with ATen, bias. Argument errors are
 // ValueErrors in Python (TORCH_CHECK_VALUE), like the checks of dcn.functional. The sampling work is delegated to the
 // device primitives (see dcn.h); the CPU and CUDA files register the ops for their dispatch key.
 #include <Python.h>
