@@ -28,6 +28,7 @@ from adfnet.data.io import IMAGE_EXTENSIONS
 from adfnet.inference import (
     ADFNET_BYTES_PER_PIXEL,
     DEFAULT_OVERLAP,
+    PRECISIONS,
     check_tiling,
     count_tiles,
     default_chop_min_size,
@@ -184,10 +185,28 @@ def _run_one(model, x: torch.Tensor, n_colors: int, mode: dict, progress: Callab
     if n_colors == 3 and c == 1:
         return _run_one(model, x.expand(-1, 3, -1, -1), 3, mode, progress).mean(1, keepdim=True)
     if mode["chop"]:
-        y = denoise(model, x, chop=True, ensemble=mode["ensemble"], min_size=default_chop_min_size(n_colors))
+        y = denoise(
+            model,
+            x,
+            chop=True,
+            ensemble=mode["ensemble"],
+            min_size=default_chop_min_size(n_colors),
+            precision=mode["precision"],
+        )
         progress(1)
         return y
-    return forward_tiled(model, x, mode["tile"], mode["overlap"], mode["ensemble"], progress).clamp(0.0, 1.0)
+    net = model if mode["precision"] == "fp32" else _bf16(model)
+    return forward_tiled(net, x, mode["tile"], mode["overlap"], mode["ensemble"], progress).clamp(0.0, 1.0)
+
+
+def _bf16(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` under bfloat16 autocast returning float32, so that the tiles are blended in float32."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return model(x).float()
+
+    return forward
 
 
 def _image_size(path: Path) -> tuple[int, int, int]:
@@ -228,12 +247,16 @@ def denoise_files(
     ensemble: bool = False,
     fmt: str | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> dict[Path, str]:
     """Denoise every input into ``out_dir``; returns ``{input: error message}`` for the files that failed.
 
     ``tile=None`` picks the largest tile that fits ``max_memory`` for each image (``bytes_per_pixel``
     is the model's forward-pass memory per pixel). One tqdm bar counts tiles over all images.
+    ``precision="bf16"`` runs the model under bfloat16 autocast (see :func:`adfnet.inference.denoise`).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     check_output_dir(out_dir, inputs)
     if tile is not None:
         check_tiling(tile, overlap)
@@ -266,7 +289,7 @@ def denoise_files(
                 if min(h, w) < 8:
                     raise ValueError(f"image of {h}x{w} px is too small (at least 8x8)")
                 x = torch.from_numpy(colour.transpose(2, 0, 1)).unsqueeze(0).to(device)
-                mode = {"chop": chop, "ensemble": ensemble, "tile": size, "overlap": overlap}
+                mode = {"chop": chop, "ensemble": ensemble, "tile": size, "overlap": overlap, "precision": precision}
                 with torch.no_grad():
                     y = _run_one(model, x, n_colors, mode, bar.update)
                 del x

@@ -175,12 +175,26 @@ def test_batch_zero(impl):
     assert torch.all(grads[3] == 0) and torch.all(grads[4] == 0)
 
 
-def test_chunking_invariance(monkeypatch, impl):
-    """Results do not depend on how the batch is chunked (incl. a smaller last chunk)."""
-    tensors, params = make_case(n=5, c=4, h=7, w=6, dg=2)
-    per_image_mb = 4 * 9 * 7 * 6 * 8 / 2**20  # column bytes of one float64 image
+def test_row_blocks_with_stride_and_groups(monkeypatch, impl):
+    """Blocks of one output row shift the padding by row * stride: same results with stride 2 and groups."""
+    tensors, params = make_case(n=2, c=4, h=9, w=6, cout=4, stride=(2, 1), groups=2, dg=2)
     results = []
-    for budget in ("0", str(2.5 * per_image_mb), "1024"):  # 1, 2 (+1 last) and 5 images per chunk
+    for budget in ("0", "1024"):
+        monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", budget)
+        results.append(forward_and_grads(impl, tensors, params))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-13, atol=1e-13)
+    for got, want in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+
+
+def test_chunking_invariance(monkeypatch, impl):
+    """Results do not depend on how the batch is chunked or an image split into blocks of output rows
+    (incl. a smaller last chunk and a smaller last block)."""
+    tensors, params = make_case(n=5, c=4, h=7, w=6, dg=2)
+    per_image_mb = 4 * 9 * 7 * 6 * 8 / 2**20  # column bytes of one float64 image (7 output rows)
+    results = []
+    # blocks of 1 row, of 3 rows (+1 last), whole images 2 (+1 last) and 5 per chunk
+    for budget in ("0", str(3.5 / 7 * per_image_mb), str(2.5 * per_image_mb), "1024"):
         monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", budget)
         results.append(forward_and_grads(impl, tensors, params))
     for out, grads in results[1:]:

@@ -20,6 +20,7 @@ from adfnet.cli.common import dcn_backend, select_device
 from adfnet.engine.options import parse_options
 from adfnet.engine.state import CheckpointError
 from adfnet.engine.trainer import NonFiniteLossError, Trainer
+from adfnet.runtime import tune_allocator
 
 
 def _apply_device(args: argparse.Namespace) -> None:
@@ -48,6 +49,7 @@ def run(argv: list[str] | None = None) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """The console entry point: exit code 0, or 1 with a one-line message for a user mistake."""
+    tune_allocator()
     try:
         run(argv)
     except (FileNotFoundError, ValueError, CheckpointError, NonFiniteLossError) as err:

@@ -57,6 +57,7 @@ class EvalOptions:
     save_noisy: str | None = None  # "npy" (exact, unclipped float32) or "png16" (clipped to [0, 1], 16 bits)
     protocol: str = "adfnet"  # how inputs are made and outputs scored (adfnet.evaluation.protocols)
     save_comparison: bool = False  # a noisy | ours | clean panel per image (.pictures)
+    precision: str = "fp32"  # "bf16": bfloat16 autocast (adfnet.inference.denoise)
 
     @property
     def noise_seed(self) -> int:
@@ -111,7 +112,7 @@ def evaluate_set(
                 save_noisy(out_dir / "noisy" / path.stem, noisy, opts.save_noisy)
             noisy = noisy.to(opts.device)
             start = time.perf_counter()
-            out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble)
+            out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble, precision=opts.precision)
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start

@@ -1,5 +1,6 @@
 // Op schemas, argument checks and the device-agnostic driver of DCNv2: batch chunking under a
-// column-memory budget, one batched GEMM per chunk with ATen, bias. Argument errors are
+// column-memory budget (blocks of output rows when one image exceeds it), one batched GEMM per
+// chunk or block with ATen, bias. Argument errors are
 // ValueErrors in Python (TORCH_CHECK_VALUE), like the checks of dcn.functional. The sampling work is delegated to the
 // device primitives (see dcn.h); the CPU and CUDA files register the ops for their dispatch key.
 #include <Python.h>
@@ -32,12 +33,39 @@ double column_budget_bytes() {
   return mb * 1024.0 * 1024.0;
 }
 
-// Number of images per chunk: as many as fit the budget, at least one. The last chunk may be
-// smaller, so any batch size works.
-int64_t images_per_chunk(int64_t batch, int64_t column_bytes_per_image) {
+// How the work is split under the column budget: `images` images per chunk while a whole image's
+// columns fit the budget, otherwise one image at a time in blocks of `rows` output rows (at least
+// one), so the column buffer never exists at full resolution for large images. The last chunk and
+// the last block may be smaller, so any batch size and height work.
+struct Tiling {
+  int64_t images;
+  int64_t rows;
+};
+
+Tiling plan_tiling(int64_t batch, const ConvGeometry& geo, int64_t column_bytes_per_row) {
   const double budget = column_budget_bytes();
-  const auto fit = static_cast<int64_t>(budget / static_cast<double>(std::max<int64_t>(column_bytes_per_image, 1)));
-  return std::clamp<int64_t>(fit, 1, std::max<int64_t>(batch, 1));
+  const double row_bytes = static_cast<double>(std::max<int64_t>(column_bytes_per_row, 1));
+  const double image_bytes = row_bytes * static_cast<double>(geo.out_h);
+  if (image_bytes <= budget) {
+    const auto fit = static_cast<int64_t>(budget / image_bytes);
+    return {std::clamp<int64_t>(fit, 1, std::max<int64_t>(batch, 1)), geo.out_h};
+  }
+  return {1, std::clamp<int64_t>(static_cast<int64_t>(budget / row_bytes), 1, geo.out_h)};
+}
+
+// The geometry of output rows [row, row + rows) of `geo`: the same convolution with the padding
+// shifted, since sample_coord only sees oy * stride - pad (the input and the taps are unchanged).
+ConvGeometry row_block(const ConvGeometry& geo, int64_t row, int64_t rows) {
+  ConvGeometry block = geo;
+  block.out_h = rows;
+  block.pad_h = geo.pad_h - row * geo.stride_h;
+  return block;
+}
+
+// Rows [row, row + rows) of an (n, channels, Ho, Wo) tensor, contiguous as the primitives require
+// (a copy of one block only, never of the whole map, unless the block is the whole map).
+at::Tensor rows_of(const at::Tensor& t, int64_t row, int64_t rows) {
+  return t.narrow(2, row, rows).contiguous();
 }
 
 // Validates all arguments (shapes, dtypes, devices, hyper-parameters) and returns the geometry.
@@ -114,6 +142,16 @@ ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, 
                       stride_w, pad_h,    pad_w,    dil_h, dil_w, deformable_groups};
 }
 
+// The first elements of a contiguous buffer viewed as a contiguous tensor of `sizes` (the buffer of
+// a full block reused for the smaller last block).
+at::Tensor front(const at::Tensor& buffer, at::IntArrayRef sizes) {
+  int64_t numel = 1;
+  for (const int64_t size : sizes) {
+    numel *= size;
+  }
+  return buffer.view({-1}).narrow(0, 0, numel).view(sizes);
+}
+
 // `matrix` (G, rows, cols) repeated for each of n images: (n*G, rows, cols), for one batched GEMM
 // per chunk (the weight is small next to the columns, so the copy is cheap).
 at::Tensor per_image(const at::Tensor& matrix, int64_t n) {
@@ -169,14 +207,36 @@ at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tens
   // Weight of group g as a (Cout/groups, Cin/groups*K) matrix.
   const at::Tensor weight = weight_.contiguous().view({groups, group_out, group_rows});
 
-  const int64_t chunk = images_per_chunk(batch, rows * out_pixels * input.element_size());
-  const at::Tensor columns = at::empty({chunk * groups, group_rows, out_pixels}, input.options());
-  for (int64_t start = 0; start < batch; start += chunk) {
-    const int64_t n = std::min(chunk, batch - start);
-    const at::Tensor cols = columns.narrow(0, 0, n * groups);
-    prims.im2col(input.narrow(0, start, n), offset.narrow(0, start, n), mask.narrow(0, start, n), cols, geo);
-    at::Tensor out = output.narrow(0, start, n).view({n * groups, group_out, out_pixels});
-    at::bmm_out(out, per_image(weight, n), cols);
+  const Tiling tiling = plan_tiling(batch, geo, rows * geo.out_w * input.element_size());
+  const int64_t block_pixels = tiling.rows * geo.out_w;
+  const at::Tensor columns = at::empty({tiling.images * groups, group_rows, block_pixels}, input.options());
+  // A row block's GEMM result goes to a small buffer first: the output rows of one channel are not
+  // contiguous across channels.
+  const at::Tensor block_out = tiling.rows < geo.out_h
+                                   ? at::empty({groups, group_out, block_pixels}, input.options())
+                                   : at::Tensor();
+  for (int64_t start = 0; start < batch; start += tiling.images) {
+    const int64_t n = std::min(tiling.images, batch - start);
+    const at::Tensor in = input.narrow(0, start, n);
+    const at::Tensor off = offset.narrow(0, start, n);
+    const at::Tensor msk = mask.narrow(0, start, n);
+    if (tiling.rows == geo.out_h) {
+      const at::Tensor cols = columns.narrow(0, 0, n * groups);
+      prims.im2col(in, off, msk, cols, geo);
+      at::Tensor out = output.narrow(0, start, n).view({n * groups, group_out, out_pixels});
+      at::bmm_out(out, per_image(weight, n), cols);
+      continue;
+    }
+    for (int64_t row = 0; row < geo.out_h; row += tiling.rows) {
+      const int64_t rows_here = std::min(tiling.rows, geo.out_h - row);
+      const int64_t pixels = rows_here * geo.out_w;
+      const at::Tensor cols = front(columns, {groups, group_rows, pixels});
+      prims.im2col(in, rows_of(off, row, rows_here), rows_of(msk, row, rows_here), cols,
+                   row_block(geo, row, rows_here));
+      at::Tensor out = front(block_out, {groups, group_out, pixels});
+      at::bmm_out(out, weight, cols);
+      output.narrow(0, start, 1).narrow(2, row, rows_here).copy_(out.view({1, out_channels, rows_here, geo.out_w}));
+    }
   }
   // Adding the bias afterwards is much cheaper than a GEMM with a broadcast bias (which copies it
   // into the output before the GEMM and runs the GEMM with beta = 1).
@@ -224,29 +284,68 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
       need_weight ? at::zeros({groups, group_out, group_rows}, input.options().dtype(acc_dtype)) : at::Tensor();
   if (batch > 0 && (need_input || need_coord || need_weight)) {
     const at::Tensor weight_t = weight_.contiguous().view({groups, group_out, group_rows}).transpose(1, 2);
-    const int64_t chunk = images_per_chunk(batch, rows * out_pixels * input.element_size());
+    const Tiling tiling = plan_tiling(batch, geo, rows * geo.out_w * input.element_size());
     // One buffer: first the columns (for grad_weight), then overwritten by the column gradients.
-    const at::Tensor columns = at::empty({chunk * groups, group_rows, out_pixels}, input.options());
-    for (int64_t start = 0; start < batch; start += chunk) {
-      const int64_t n = std::min(chunk, batch - start);
-      const at::Tensor cols = columns.narrow(0, 0, n * groups);
+    const at::Tensor columns =
+        at::empty({tiling.images * groups, group_rows, tiling.rows * geo.out_w}, input.options());
+    // Accumulates the weight gradient of one chunk or block into grad_weight_acc.
+    const auto add_weight_grad = [&](const at::Tensor& grad_out, const at::Tensor& cols, int64_t n) {
+      grad_weight_acc.add_(
+          bmm_accumulate(grad_out, cols.transpose(1, 2)).view({n, groups, group_out, group_rows}).sum(0));
+    };
+    for (int64_t start = 0; start < batch; start += tiling.images) {
+      const int64_t n = std::min(tiling.images, batch - start);
       const at::Tensor in = input.narrow(0, start, n);
       const at::Tensor off = offset.narrow(0, start, n);
       const at::Tensor msk = mask.narrow(0, start, n);
-      const at::Tensor grad_out = grad_output.narrow(0, start, n).view({n * groups, group_out, out_pixels});
-      if (need_weight) {
-        prims.im2col(in, off, msk, cols, geo);
-        grad_weight_acc.add_(bmm_accumulate(grad_out, cols.transpose(1, 2)).view({n, groups, group_out, group_rows})
-                                 .sum(0));
-      }
-      if (need_input || need_coord) {
-        at::Tensor grad_cols = cols;
-        at::bmm_out(grad_cols, per_image(weight_t, n), grad_out);
-        if (need_input) {
-          prims.col2im(cols, off, msk, grad_input.narrow(0, start, n), geo);
+      const at::Tensor grad_in = need_input ? grad_input.narrow(0, start, n) : at::Tensor();
+      if (tiling.rows == geo.out_h) {
+        const at::Tensor cols = columns.narrow(0, 0, n * groups);
+        const at::Tensor grad_out = grad_output.narrow(0, start, n).view({n * groups, group_out, out_pixels});
+        if (need_weight) {
+          prims.im2col(in, off, msk, cols, geo);
+          add_weight_grad(grad_out, cols, n);
         }
-        if (need_coord) {
-          prims.col2im_coord(cols, in, off, msk, grad_offset.narrow(0, start, n), grad_mask.narrow(0, start, n), geo);
+        if (need_input || need_coord) {
+          at::Tensor grad_cols = cols;
+          at::bmm_out(grad_cols, per_image(weight_t, n), grad_out);
+          if (need_input) {
+            prims.col2im(cols, off, msk, grad_in, geo);
+          }
+          if (need_coord) {
+            prims.col2im_coord(cols, in, off, msk, grad_offset.narrow(0, start, n), grad_mask.narrow(0, start, n),
+                               geo);
+          }
+        }
+        continue;
+      }
+      // One image in blocks of output rows: col2im adds into the whole grad_input plane (samples may
+      // land anywhere); the block's offset and mask gradients are copied into place.
+      for (int64_t row = 0; row < geo.out_h; row += tiling.rows) {
+        const int64_t rows_here = std::min(tiling.rows, geo.out_h - row);
+        const ConvGeometry block = row_block(geo, row, rows_here);
+        const at::Tensor cols = front(columns, {groups, group_rows, rows_here * geo.out_w});
+        const at::Tensor off_block = rows_of(off, row, rows_here);
+        const at::Tensor msk_block = rows_of(msk, row, rows_here);
+        const at::Tensor grad_out =
+            rows_of(grad_output.narrow(0, start, 1), row, rows_here).view({groups, group_out, rows_here * geo.out_w});
+        if (need_weight) {
+          prims.im2col(in, off_block, msk_block, cols, block);
+          add_weight_grad(grad_out, cols, 1);
+        }
+        if (need_input || need_coord) {
+          at::Tensor grad_cols = cols;
+          at::bmm_out(grad_cols, weight_t, grad_out);
+          if (need_input) {
+            prims.col2im(cols, off_block, msk_block, grad_in, block);
+          }
+          if (need_coord) {
+            at::Tensor grad_off_block = at::empty_like(off_block);
+            at::Tensor grad_msk_block = at::empty_like(msk_block);
+            prims.col2im_coord(cols, in, off_block, msk_block, grad_off_block, grad_msk_block, block);
+            grad_offset.narrow(0, start, 1).narrow(2, row, rows_here).copy_(grad_off_block);
+            grad_mask.narrow(0, start, 1).narrow(2, row, rows_here).copy_(grad_msk_block);
+          }
         }
       }
     }
