@@ -329,3 +329,22 @@ def test_pre_train_without_record_is_noted_and_checked(tmp_path: Path) -> None:
         train.main(toy(tmp_path, "--pre_train", str(official), "--no_mfi", "--test_only"))
     train.main(toy(tmp_path, "--pre_train", str(official), "--test_only"))
     assert f"note: {official} carries no architecture record" in (tmp_path / "run/log.txt").read_text()
+
+
+def test_ctrl_c_during_a_checkpoint_write_finishes_the_file_first(tmp_path: Path, monkeypatch) -> None:
+    """A Ctrl-C inside torch.save would surface as a zip-writer RuntimeError (a traceback, a lost save):
+    it is held until the file is complete and renamed, then raised as KeyboardInterrupt."""
+    real_save = torch.save
+
+    def save_interrupted(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the zip is being written
+        real_save(obj, f)
+
+    monkeypatch.setattr(state_module.torch, "save", save_interrupted)
+    target = tmp_path / "checkpoint_latest.pt"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"epoch": 3, "w": torch.arange(4.0)}, target)
+    monkeypatch.setattr(state_module.torch, "save", real_save)
+    assert torch.equal(torch.load(target)["w"], torch.arange(4.0))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_latest.pt"]

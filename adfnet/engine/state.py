@@ -10,11 +10,15 @@ missing where.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
 import re
 import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +62,37 @@ def _mount_point(path: Path) -> Path:
     return path
 
 
+_held: list[int] | None = None  # the SIGINTs caught while a ctrl_c_deferred block runs (None: none runs)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it as ``KeyboardInterrupt``.
+
+    A ``KeyboardInterrupt`` raised inside ``torch.save`` surfaces as a zip-writer ``RuntimeError`` from its
+    clean-up, so an interrupted save would end in a traceback and a lost checkpoint instead of the clean
+    stop the trainer gives; a save takes seconds, so it is finished first. Nested blocks hold until the
+    outermost ends (the trainer holds over a whole save: weights, state and its bookkeeping). Only the
+    main thread can hold signals.
+    """
+    global _held
+    if _held is not None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        caught, _held = _held, None
+    if caught:
+        raise KeyboardInterrupt
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file and ``os.replace``.
+    """``torch.save`` to ``path`` via a temporary file and ``os.replace``; a Ctrl-C during the write is
+    raised once the file is complete.
 
     Raises :class:`DiskFullError` (the previous ``path`` untouched) when the disk is full.
     """
@@ -67,11 +100,12 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with ctrl_c_deferred():
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

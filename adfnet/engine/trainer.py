@@ -57,6 +57,7 @@ from adfnet.engine.schedulers import build_scheduler
 from adfnet.engine.state import (
     STATE_VERSION,
     atomic_save,
+    ctrl_c_deferred,
     load_training_state,
     remove_stale_temporaries,
     rng_state,
@@ -480,7 +481,14 @@ class Trainer:
         barrier(self.dist)
 
     def save(self, epoch: int) -> None:
-        """Weights first, then the training state, so a complete state always has its weights on disk."""
+        """Weights first, then the training state, so a complete state always has its weights on disk.
+
+        A Ctrl-C during the save is raised once it is complete and recorded (``saved_epoch``).
+        """
+        with ctrl_c_deferred():
+            self._save(epoch)
+
+    def _save(self, epoch: int) -> None:
         if self.dist.is_main:
             weights = weights_with_architecture(self.net)
             atomic_save(weights, self.model_dir / "model_latest.pt")
