@@ -17,8 +17,8 @@ from adfnet import build_model
 from adfnet.cli.denoise import main
 from adfnet.denoise import denoise_files, infer_model, read_noisy
 from adfnet.inference import _run_whole, count_tiles, forward_tiled, tile_starts
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SIDD = ROOT / "datasets" / "real" / "SIDD_samples" / "NOISY"
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 from weights import golden_state_dict  # noqa: E402

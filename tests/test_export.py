@@ -1,7 +1,6 @@
 """adfnet.export: ONNX in onnxruntime against the official golden outputs; safetensors round trip."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +9,11 @@ import torch
 from adfnet import build_model, load_weights
 from adfnet.cli.export import main
 from adfnet.export import export_onnx, export_safetensors, onnxruntime_has_deformconv, resolve_dcn_mode
+from conftest import ROOT
 
 onnx = pytest.importorskip("onnx", reason="test extra: pip install onnx onnxruntime")
 ort = pytest.importorskip("onnxruntime", reason="test extra: pip install onnx onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 from weights import golden_state_dict  # noqa: E402
 

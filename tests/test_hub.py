@@ -1,15 +1,13 @@
 """hubconf.py (torch.hub, source="local") and the SHA-256 manifest of checkpoints."""
 
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from adfnet import build_model
 from adfnet.manifest import add, main, read_manifest, sha256, verify
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def test_hub_loads_a_local_checkpoint_strictly(tmp_path):

@@ -10,7 +10,6 @@ channel correlation, Gaussian instead of Poisson shot noise) sit tens of standar
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,8 +28,8 @@ from adfnet.data.noise import (
     build_noise,
     mg_factors,
 )
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 Z = 5.0
 ALL_MODELS = [("awgn", [25]), ("hg", [40, 10]), ("hg_dbsn", [40, 10]), ("mg", []), ("poisson_gaussian", [])]
 

@@ -11,8 +11,8 @@ import torch
 from adfnet import build_model
 from adfnet.cli import test as test_cli
 from adfnet.cli.denoise import main as denoise_main
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 from weights import golden_state_dict  # noqa: E402
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +30,8 @@ from adfnet.data.unprocess import (
     unprocess,
 )
 from adfnet.inference import denoise
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "datasets/trainsets/CBSD432_sample"
 
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -30,18 +29,11 @@ from adfnet.engine.runs import RunFolderError, resume_command
 from adfnet.engine.state import CheckpointError, DiskFullError, atomic_save, load_training_state
 from adfnet.engine.trainer import NonFiniteLossError
 from adfnet.models import build_model
+from conftest import ROOT
+from conftest import TRAIN_GRAY as GRAY
 
-ROOT = Path(__file__).resolve().parents[1]
-GRAY = ROOT / "datasets/trainsets/Train400_sample"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # toy runs are latency-bound (conftest)
 
 
 def toy(tmp: Path, *extra: str, save: str = "run", epochs: int = 1) -> list[str]:
