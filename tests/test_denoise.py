@@ -323,10 +323,12 @@ def test_12_megapixel_image_under_an_8gb_address_space_cap(tmp_path):
 
 # --- the command as installed, and as the README shows it -------------------------------------------
 def _readme_denoise_line() -> list[str]:
-    """The denoise command of the README's first code block (the block a fresh machine starts with)."""
+    """The denoise command of the README's first section (the code block right after the two fresh-machine
+    commands)."""
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
-    lines = [line.split("#")[0].split() for line in block.splitlines() if not line.startswith("#")]
+    first_section = readme.split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in first_section.split("```bash\n")[1:]]
+    lines = [line.split("#")[0].split() for block in blocks for line in block.splitlines() if not line.startswith("#")]
     (line,) = [words for words in lines if "adfnet.denoise" in words or "adfnet-denoise" in words[:1]]
     return line
 
