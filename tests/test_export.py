@@ -3,6 +3,8 @@
 import sys
 
 import numpy as np
+import onnx  # the test extra; requirements.txt installs it: missing, these tests fail rather than skip
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -10,9 +12,6 @@ from adfnet import build_model, load_weights
 from adfnet.cli.export import main
 from adfnet.export import export_onnx, export_safetensors, onnxruntime_has_deformconv, resolve_dcn_mode
 from conftest import ROOT
-
-onnx = pytest.importorskip("onnx", reason="test extra: pip install onnx onnxruntime")
-ort = pytest.importorskip("onnxruntime", reason="test extra: pip install onnx onnxruntime")
 
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 from weights import golden_state_dict  # noqa: E402
