@@ -5,10 +5,49 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from . import _backend
 from .functional import modulated_deform_conv
+
+# Without gradients, on the compiled backend, an offset/mask prediction larger than this is
+# computed in strips of output rows. The prediction has 3 * dg * kh * kw channels (216 for ADFNet:
+# 340 MB at 512x768), and oneDNN briefly holds the output of an NCHW convolution twice.
+PREDICTION_STRIP_BYTES = 32 << 20
+
+
+def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Output rows [start, stop) of ``conv(x)`` from the input rows they need (zero rows past the edges)."""
+    kh, (sh, sw), (ph, pw), (dh, _) = conv.kernel_size[0], conv.stride, conv.padding, conv.dilation
+    first, last = start * sh - ph, (stop - 1) * sh - ph + dh * (kh - 1) + 1
+    rows = x[:, :, max(first, 0) : min(last, x.shape[2])]
+    rows = F.pad(rows, (0, 0, max(-first, 0), max(last - x.shape[2], 0)))
+    return F.conv2d(rows, conv.weight, conv.bias, (sh, sw), (0, pw), conv.dilation, conv.groups)
+
+
+def _predict(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)``; in strips into one preallocated output when that saves memory (see above)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    out_h = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    row_bytes = x.shape[0] * conv.out_channels * out_w * x.element_size()
+    if (
+        out_h * row_bytes <= PREDICTION_STRIP_BYTES
+        or torch.is_grad_enabled()
+        or x.device.type != "cpu"
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or _backend.resolve(x).name != "ext"
+    ):
+        return conv(x)
+    rows = max(1, PREDICTION_STRIP_BYTES // row_bytes)
+    out = x.new_empty(x.shape[0], conv.out_channels, out_h, out_w)
+    for start in range(0, out_h, rows):
+        stop = min(start + rows, out_h)
+        out[:, :, start:stop] = _conv_rows(conv, x, start, stop)
+    return out
 
 
 class ModulatedDeformConv(nn.Module):
@@ -135,9 +174,11 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
             if isinstance(x, (list, tuple)):
                 raise ValueError("ModulatedDeformConvPack(extra_offset_mask=False) expects a single tensor")
             input = features = x
-        out = self.conv_offset_mask(features)
+        out = _predict(self.conv_offset_mask, features)
         n_offset = 2 * out.shape[1] // 3
-        offset, mask = out[:, :n_offset], torch.sigmoid(out[:, n_offset:])
+        # The sigmoid in place: a convolution's backward does not need its output, and a separate
+        # mask would be one more (dg * K)-channel map at full resolution.
+        offset, mask = out[:, :n_offset], out[:, n_offset:].sigmoid_()
         return modulated_deform_conv(
             input,
             offset,

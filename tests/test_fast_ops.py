@@ -110,6 +110,41 @@ def test_adfnet_fast_equals_reference_float64():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("strip_bytes", [1, 3000])  # one row per strip; several rows with halos
+def test_inference_strips_equal_one_piece(monkeypatch, strip_bytes):
+    """Without gradients, the kernel tensors (generated_filter) and the DCN offset/mask prediction
+    are made in strips of rows once they exceed a size; forced tiny here, every strip boundary,
+    halo (dilations up to 5 > strip height) and image edge must give the one-piece output."""
+    import dcn.modules
+    from adfnet.models import ops
+
+    torch.manual_seed(0)
+    model = ADFNet(3, (8, 8, 16, 16)).double().eval()
+    for module in model.modules():  # non-zero offsets, so the DCN samples off the grid
+        if isinstance(module, dcn.ModulatedDeformConvPack):
+            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.1)
+    x = torch.rand(1, 3, 24, 16, dtype=torch.float64)
+    calls = []
+    conv_rows = dcn.modules._conv_rows
+    monkeypatch.setattr(dcn.modules, "_conv_rows", lambda *a: calls.append(a[2:]) or conv_rows(*a))
+    with torch.no_grad():
+        whole = model(x)
+        monkeypatch.setattr(ops, "STRIP_BYTES", strip_bytes)
+        monkeypatch.setattr(dcn.modules, "PREDICTION_STRIP_BYTES", strip_bytes)
+        strips = model(x)
+    assert len(calls) > 7, "the prediction was not made in strips"
+    torch.testing.assert_close(strips, whole, rtol=0, atol=1e-12)
+    with monkeypatch.context() as m:  # a filter strip covers some rows only: check one directly
+        m.setattr(ops, "STRIP_BYTES", strip_bytes)
+        xr, feats = torch.randn(2, 4, 11, 6, dtype=torch.float64), torch.randn(2, 5, 11, 6, dtype=torch.float64)
+        to_kernels = torch.nn.Conv2d(5, 36, 1).double()
+        with torch.no_grad():
+            got = ops.generated_filter(xr, feats, to_kernels, [1, 3, 5])
+    want = [dynamic_filter_reference(xr, to_kernels(feats), d) for d in (1, 3, 5)]
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_unknown_formulation_is_refused():
     with pytest.raises(ValueError, match="unknown formulation"), use_formulation("fastest"):
         pass

@@ -88,19 +88,24 @@ def test_mfi_matches_hand_computation():
 
 
 def test_mdcb_shares_one_kernel_set_across_dilations():
+    """Each branch's input is the reduced xr filtered at its dilation with the one kernel tensor
+    generated from the full-width input: recomputed here by hand with the unfold formulation."""
+    from adfnet.models.ops import dynamic_filter_reference
+
     torch.manual_seed(0)
     m = MDCB(16, 8).eval()
     seen = []
     for branch in (m.branch_1, m.branch_3, m.branch_5):
-        branch.register_forward_pre_hook(lambda mod, args: seen.append((mod.dilation, args[1], args[0].shape[1])))
+        branch.register_forward_pre_hook(lambda mod, args: seen.append((mod.dilation, args[0])))
     x = torch.randn(1, 16, 12, 12)
     with torch.no_grad():
         m(x)
         kernels = m.generate_kernel([x, m.offset(x)])
-    assert [(d, width) for d, _, width in seen] == [(1, 8), (3, 8), (5, 8)]  # filter the reduced xr
-    assert all(k is seen[0][1] for _, k, _ in seen)
-    assert seen[0][1].shape == (1, 9 * 8, 12, 12)
-    assert torch.equal(seen[0][1], kernels)  # generated from the full-width input
+        xr = m.conv(x)
+    assert kernels.shape == (1, 9 * 8, 12, 12) and xr.shape == (1, 8, 12, 12)
+    assert [d for d, _ in seen] == [1, 3, 5]
+    for d, filtered in seen:
+        torch.testing.assert_close(filtered, dynamic_filter_reference(xr, kernels, d), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", dcn.available_backends())

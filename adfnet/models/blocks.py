@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from dcn import ModulatedDeformConvPack
 
-from .ops import dynamic_filter, get_formulation, mfi_fusion
+from .ops import dynamic_filter, generated_filter, get_formulation, mfi_fusion
 
 __all__ = ["CB", "DCB", "MCB", "MDCB", "MFI", "SEKG", "AFG", "DConv", "DynamicBranch", "OffsetBlock", "dynamic_filter"]
 
@@ -125,7 +125,8 @@ class DConv(nn.Module):
         self.afg = AFG(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return dynamic_filter(x, self.afg(x), 1)
+        # afg(x) = afg.conv(afg.sekg(x)), the pixel-wise last step left to generated_filter
+        return generated_filter(x, self.afg.sekg(x), self.afg.conv, (1,))[0]
 
 
 class DCB(nn.Module):
@@ -185,7 +186,8 @@ class MCB(nn.Module):
 
 
 class DynamicBranch(nn.Module):
-    """One MDCB scale: dynamic filtering at ``dilation`` with given kernels, then 3x3 conv + LReLU."""
+    """One MDCB scale: the input dynamically filtered at ``dilation`` (by the MDCB, which shares
+    one kernel tensor among its scales), then 3x3 conv + LReLU."""
 
     def __init__(self, channels: int, dilation: int) -> None:
         super().__init__()
@@ -193,8 +195,8 @@ class DynamicBranch(nn.Module):
         self.fuse = _conv(channels, channels)
         self.lrelu = _lrelu()
 
-    def forward(self, x: Tensor, kernels: Tensor) -> Tensor:
-        return self.lrelu(self.fuse(dynamic_filter(x, kernels, self.dilation)))
+    def forward(self, filtered: Tensor) -> Tensor:
+        return self.lrelu(self.fuse(filtered))
 
     def extra_repr(self) -> str:
         return f"dilation={self.dilation}"
@@ -233,8 +235,14 @@ class MDCB(nn.Module):
         self.attention = MFI() if mfi else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        kernels = self.generate_kernel([x, self.offset(x)])
+        *generate, to_kernels = self.generate_kernel  # the last step, a 1x1 conv, is left to generated_filter
+        features = x, self.offset(x)
+        for layer in generate:
+            features = layer(features)
         xr = self.conv(x)
-        branches = [self.branch_1(xr, kernels), self.branch_3(xr, kernels), self.branch_5(xr, kernels)]
-        del kernels  # the largest tensor of the block (9 * mid channels): free it before the fusion
-        return _integrate(self, [xr, *branches], x)
+        branches = (self.branch_1, self.branch_3, self.branch_5)
+        filtered = generated_filter(xr, features, to_kernels, [branch.dilation for branch in branches])
+        parts = [xr]
+        for branch in branches:
+            parts.append(branch(filtered.pop(0)))  # each filtered map is freed once used
+        return _integrate(self, parts, x)

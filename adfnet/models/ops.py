@@ -1,6 +1,8 @@
 """ADFNet's two parameter-light operations and the switch between their two formulations.
 
 * ``dynamic_filter`` -- per-pixel, per-channel 3x3 filtering (DConv, MDCB branches);
+* ``generated_filter`` -- kernels generated pixel-wise (a 1x1 conv) and applied at one or more
+  dilations; in inference made one strip of rows at a time;
 * ``mfi_fusion`` -- MFI followed by the 1x1 fusion conv and the block's residual.
 
 ``"fast"`` (the default) runs the dynamic filter with the fused kernels of the ``dcn._C``
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,7 @@ __all__ = [
     "FORMULATIONS",
     "dynamic_filter",
     "dynamic_filter_reference",
+    "generated_filter",
     "get_formulation",
     "mfi_fusion",
     "use_formulation",
@@ -177,6 +180,54 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
         dtype = torch.promote_types(x.dtype, kernels.dtype)
         x, kernels = x.to(dtype), kernels.to(dtype)
     return _dynamic_filter_op(x, kernels, dilation)
+
+
+# Inference makes the (B, 9C, H, W) kernel tensor in strips of rows of about this size when the
+# whole tensor would be larger: at 512x768 it is 453 MB per 32-channel block, the largest tensor
+# of the network and 9x the size of the features it filters.
+STRIP_BYTES = 32 << 20
+
+
+def _in_strips(x: Tensor, kernel_bytes: int) -> bool:
+    return (
+        kernel_bytes > STRIP_BYTES
+        and not torch.is_grad_enabled()
+        and get_formulation() == "fast"
+        and x.device.type != "meta"
+        and not torch.jit.is_tracing()  # ONNX export traces the plain formulation
+        and not torch.compiler.is_compiling()
+    )
+
+
+def generated_filter(
+    x: Tensor, features: Tensor, to_kernels: Callable[[Tensor], Tensor], dilations: Sequence[int]
+) -> list[Tensor]:
+    """``[dynamic_filter(x, to_kernels(features), d) for d in dilations]``.
+
+    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). Without
+    gradients and in the fast formulation, a large kernel tensor is made one strip of rows at a
+    time: each strip's kernels are generated, padded with zero rows to cover the largest
+    dilation's halo of ``x`` and applied; only the strip's own output rows are kept. Every output
+    pixel sees the same inputs and kernel values as in one piece, and the full kernel tensor never
+    exists.
+    """
+    b, c, h, w = x.shape
+    if not _in_strips(x, 9 * b * c * h * w * x.element_size()):
+        kernels = to_kernels(features)
+        return [dynamic_filter(x, kernels, d) for d in dilations]
+    rows = max(1, STRIP_BYTES // (9 * b * c * w * x.element_size()))
+    halo = max(dilations)
+    outs: list[Tensor] = []
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        top, bottom = max(r0 - halo, 0), min(r1 + halo, h)
+        kernels = F.pad(to_kernels(features[:, :, r0:r1]), (0, 0, r0 - top, bottom - r1))
+        strips = [dynamic_filter(x[:, :, top:bottom], kernels, d)[:, :, r0 - top : r1 - top] for d in dilations]
+        if not outs:
+            outs = [s.new_empty(b, c, h, w) for s in strips]
+        for out, strip in zip(outs, strips, strict=True):
+            out[:, :, r0:r1] = strip
+    return outs
 
 
 def _gate(mean: Tensor) -> Tensor:
