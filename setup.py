@@ -44,6 +44,12 @@ CSRC = os.path.join("dcn", "csrc")
 DEFAULT_ARCH_LIST = "8.0+PTX"
 
 
+# at::parallel_for is a header template: with torch built on OpenMP (as on Linux) it runs the CPU
+# kernels on all intra-op threads only if the extension itself is compiled with -fopenmp, and
+# silently on one thread otherwise.
+OPENMP = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
+
+
 def _with_cuda() -> bool:
     """Whether to compile the CUDA kernels (FORCE_CUDA=1 or a visible GPU; DCN_WITH_CUDA=0 vetoes)."""
     if os.environ.get("DCN_WITH_CUDA", "") == "0":
@@ -71,12 +77,13 @@ def _extension():
     sources = sorted(path for sub in ("", "cpu", "emulation") for path in glob.glob(os.path.join(CSRC, sub, "*.cpp")))
     # -g0 overrides the -g in Python's default CFLAGS: debug info for the torch headers makes the
     # build slower and the library ~30x larger.
-    extra_compile_args = {"cxx": ["-O3", "-g0"]}
+    extra_compile_args = {"cxx": ["-O3", "-g0", *OPENMP]}
+    options = {"extra_compile_args": extra_compile_args, "extra_link_args": OPENMP}
     if _with_cuda():
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         extra_compile_args["nvcc"] = ["-O3"]
-        return CUDAExtension("dcn._C", sources, extra_compile_args=extra_compile_args)
-    return CppExtension("dcn._C", sources, extra_compile_args=extra_compile_args)
+        return CUDAExtension("dcn._C", sources, **options)
+    return CppExtension("dcn._C", sources, **options)
 
 
 setup(ext_modules=[_extension()], cmdclass={"build_ext": BuildExtension})

@@ -212,6 +212,17 @@ def test_cpu_backward_is_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(first[1], second[1], strict=True))
 
 
+def test_kernels_are_built_to_run_on_all_intra_op_threads():
+    """at::parallel_for is inlined into the extension: without -fopenmp at build time it compiles to
+    a plain serial loop (every CPU kernel then used one thread, silently). With it, the library
+    calls into the OpenMP runtime, as torch itself does when it was built with OpenMP."""
+    import dcn._C
+
+    library = Path(dcn._C.__file__).read_bytes()
+    uses_openmp = b"GOMP_parallel" in library or b"__kmpc_fork_call" in library
+    assert uses_openmp == (torch.backends.openmp.is_available() and os.name == "posix")
+
+
 def test_bad_budget_is_an_error(monkeypatch):
     monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", "lots")
     tensors, params = make_case(n=1)
