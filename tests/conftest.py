@@ -60,3 +60,21 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def toy_run(tmp: Path, *extra: str, save: str = "run", val: Path | None = None, test_every: int = 2) -> list[str]:
+    """train.py arguments of a gray toy run: bundled Train400 crops, 16-px patches, batch 2, CPU,
+    experiments under ``tmp``; validated on ``val`` or on a 32x32 crop of Set12/01 made in ``tmp/val``.
+    ``extra`` comes last, so it can override any of these."""
+    from adfnet.data.io import read_image, save_image
+
+    if val is None:
+        val = tmp / "val"
+        if not val.is_dir():
+            save_image(val / "01.png", read_image(SET12 / "01.png", 1)[:32, :32])
+    return [
+        *("--n_colors", "1", "--dir_data", str(TRAIN_GRAY), "--data_val", str(val), "--test_every", str(test_every)),
+        *("--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0"),
+        *("--dir_experiment", str(tmp), "--save", save),
+        *extra,
+    ]

@@ -21,7 +21,6 @@ import torch
 import train
 from adfnet.checkpoint import load_weights
 from adfnet.data.datasets import SyntheticNoiseTrain
-from adfnet.data.io import read_image, save_image
 from adfnet.data.noise import build_noise
 from adfnet.engine import state as state_module
 from adfnet.engine.options import parse_options
@@ -29,7 +28,7 @@ from adfnet.engine.runs import RunFolderError, resume_command
 from adfnet.engine.state import CheckpointError, DiskFullError, atomic_save, load_training_state
 from adfnet.engine.trainer import NonFiniteLossError
 from adfnet.models import build_model
-from conftest import ROOT
+from conftest import ROOT, toy_run
 from conftest import TRAIN_GRAY as GRAY
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -37,33 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # toy runs are latency-bound
 
 
 def toy(tmp: Path, *extra: str, save: str = "run", epochs: int = 1) -> list[str]:
-    val = tmp / "val"
-    if not val.is_dir():
-        save_image(val / "01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :32])
-    return [
-        "--n_colors",
-        "1",
-        "--dir_data",
-        str(GRAY),
-        "--data_val",
-        str(val),
-        "--test_every",
-        "2",
-        "--patch_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--cpu",
-        "--n_threads",
-        "0",
-        "--dir_experiment",
-        str(tmp),
-        "--save",
-        save,
-        "--epochs",
-        str(epochs),
-        *extra,
-    ]
+    return toy_run(tmp, "--epochs", str(epochs), *extra, save=save)
 
 
 def checksums(folder: Path) -> dict[str, str]:

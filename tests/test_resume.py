@@ -16,11 +16,9 @@ import pytest
 import torch
 
 import train
-from adfnet.data.io import read_image, save_image
 from adfnet.engine import state as state_module
 from adfnet.engine.state import atomic_save, load_training_state
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, toy_run
 
 
 @pytest.fixture(autouse=True)
@@ -33,31 +31,7 @@ def one_thread() -> Iterator[None]:
 
 
 def toy(tmp: Path, save: str, *extra: str) -> list[str]:
-    val = tmp / "val"
-    if not val.is_dir():
-        save_image(val / "01.png", read_image(ROOT / "datasets/testsets/Set12/01.png", 1)[:32, :32])
-    return [
-        "--n_colors",
-        "1",
-        "--dir_data",
-        str(ROOT / "datasets/trainsets/Train400_sample"),
-        "--data_val",
-        str(val),
-        "--test_every",
-        "2",
-        "--patch_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--cpu",
-        "--n_threads",
-        "0",
-        "--dir_experiment",
-        str(tmp),
-        "--save",
-        save,
-        *extra,
-    ]
+    return toy_run(tmp, *extra, save=save)
 
 
 def test_kill_9_then_resume_continues_exactly(tmp_path: Path) -> None:

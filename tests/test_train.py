@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,17 @@ from adfnet.data.sidd import generate_patches
 from adfnet.engine.options import parse_options
 from adfnet.engine.trainer import NonFiniteLossError, Trainer, mixup, validation_points
 from adfnet.models import build_model
+from conftest import ROOT, toy_run
+from conftest import TRAIN_GRAY as GRAY
+from conftest import TRAIN_RGB as RGB
 
-ROOT = Path(__file__).resolve().parents[1]
-GRAY = ROOT / "datasets/trainsets/Train400_sample"
-RGB = ROOT / "datasets/trainsets/CBSD432_sample"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 # A stand-in interpreter for the scripts: prints the command line it was given as JSON, which the test then
 # parses with train.py's own parser (so a script test runs no training and imports nothing heavy).
 ECHO_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the toy runs are latency-bound, and 2 threads on a busy 2-core machine crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # toy runs are latency-bound (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -51,30 +44,7 @@ def val_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def toy(tmp: Path, val: Path, *extra: str) -> list[str]:
-    return [
-        "--n_colors",
-        "1",
-        "--dir_data",
-        str(GRAY),
-        "--data_val",
-        str(val),
-        "--epochs",
-        "1",
-        "--test_every",
-        "3",
-        "--patch_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--cpu",
-        "--n_threads",
-        "0",
-        "--dir_experiment",
-        str(tmp),
-        "--save",
-        "run",
-        *extra,
-    ]
+    return toy_run(tmp, "--epochs", "1", *extra, val=val, test_every=3)
 
 
 def run_script(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
