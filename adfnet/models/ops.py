@@ -123,20 +123,25 @@ def _backward(ctx, grad: Tensor):
 _dynamic_filter_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _register_fused() -> None:
-    """Fake kernels (shapes only, for opcheck and compile) and autograd of the compiled ops.
+def _register_fused(name: str = "dynamic_filter") -> None:
+    """Fake kernels (shapes only, for opcheck and compile) and autograd of the compiled ops
+    ``dcn::<name>`` and ``dcn::<name>_backward``.
 
     Both gradients are bilinear in (grad, x, kernels), so the backward op differentiates into the
     two ops again: gradgrad = f(ggx, k) + f(x, ggk) and backward(grad, ggx, ggk) gives the
-    gradients of x and kernels (f the filter, ggx/ggk the incoming gradients).
+    gradients of x and kernels (f the filter, ggx/ggk the incoming gradients). The same is
+    registered for ``dynamic_filter_emulated`` (the CUDA kernels run on the CPU), so that its
+    tests go through autograd, gradgradcheck and opcheck like the CPU op's.
     """
     contiguous = torch.contiguous_format
+    forward_op = getattr(torch.ops.dcn, name)
+    backward_op = getattr(torch.ops.dcn, f"{name}_backward")
 
-    @torch.library.register_fake("dcn::dynamic_filter")
+    @torch.library.register_fake(f"dcn::{name}")
     def _(x, kernels, dilation):
         return torch.empty_like(x, memory_format=contiguous)
 
-    @torch.library.register_fake("dcn::dynamic_filter_backward")
+    @torch.library.register_fake(f"dcn::{name}_backward")
     def _(grad, x, kernels, dilation):
         return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
 
@@ -146,7 +151,7 @@ def _register_fused() -> None:
 
     def backward_forward(ctx, grad):
         x, kernels = ctx.saved_tensors
-        return *torch.ops.dcn.dynamic_filter_backward(grad, x, kernels, ctx.dilation), None
+        return *backward_op(grad, x, kernels, ctx.dilation), None
 
     def setup_backward(ctx, inputs, output):
         grad, x, kernels, ctx.dilation = inputs
@@ -157,15 +162,22 @@ def _register_fused() -> None:
         d = ctx.dilation
         ggx = torch.zeros_like(x) if ggx is None else ggx
         ggk = torch.zeros_like(kernels) if ggk is None else ggk
-        grad_grad = torch.ops.dcn.dynamic_filter(ggx, kernels, d) + torch.ops.dcn.dynamic_filter(x, ggk, d)
-        return grad_grad, *torch.ops.dcn.dynamic_filter_backward(grad, ggx, ggk, d), None
+        grad_grad = forward_op(ggx, kernels, d) + forward_op(x, ggk, d)
+        return grad_grad, *backward_op(grad, ggx, ggk, d), None
 
-    torch.library.register_autograd("dcn::dynamic_filter", backward_forward, setup_context=setup_forward)
-    torch.library.register_autograd("dcn::dynamic_filter_backward", backward_backward, setup_context=setup_backward)
+    torch.library.register_autograd(f"dcn::{name}", backward_forward, setup_context=setup_forward)
+    torch.library.register_autograd(f"dcn::{name}_backward", backward_backward, setup_context=setup_backward)
+
+
+def _emulation_available() -> bool:
+    """True when ``dcn._C`` holds the dynamic-filter CUDA kernels compiled for the CPU."""
+    return _ext.is_available() and torch._C._dispatch_has_kernel_for_dispatch_key("dcn::dynamic_filter_emulated", "CPU")
 
 
 if _fused_available():
     _register_fused()
+if _emulation_available():
+    _register_fused("dynamic_filter_emulated")
 
 
 def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:

@@ -28,10 +28,8 @@ void check_dynamic_filter_args(const at::Tensor& x, const at::Tensor& kernels, i
 }
 
 TORCH_LIBRARY_FRAGMENT(dcn, m) {
-  m.def("dynamic_filter(Tensor x, Tensor kernels, int dilation) -> Tensor");
-  m.def(
-      "dynamic_filter_backward(Tensor grad, Tensor x, Tensor kernels, int dilation) "
-      "-> (Tensor grad_x, Tensor grad_kernels)");
+  m.def("dynamic_filter" DF_FORWARD_SCHEMA);
+  m.def("dynamic_filter_backward" DF_BACKWARD_SCHEMA);
 }
 
 }  // namespace dcn

@@ -4,6 +4,12 @@
 
 #include <ATen/core/Tensor.h>
 
+// Argument lists of the two op schemas (string literals to follow the op name), shared with the
+// emulated ops (emulation/dynamic_filter_cuda_emulated.cpp) so that both pairs take the same arguments.
+#define DF_FORWARD_SCHEMA "(Tensor x, Tensor kernels, int dilation) -> Tensor"
+#define DF_BACKWARD_SCHEMA \
+  "(Tensor grad, Tensor x, Tensor kernels, int dilation) -> (Tensor grad_x, Tensor grad_kernels)"
+
 namespace dcn {
 
 // Checks x (B, C, H, W), kernels (B, 9C, H, W) on one device with one dtype, dilation >= 1 and,

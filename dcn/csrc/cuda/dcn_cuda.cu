@@ -28,27 +28,19 @@ namespace dcn {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535L * 32;
 // Enough threads to fill the largest GPUs (H200: 132 SMs x 2048 resident threads ~ 2^18).
 constexpr int64_t kTargetThreads = int64_t{1} << 18;
 // A channel block re-plans its samples, so it keeps at least this many channels.
 constexpr int64_t kMinBlockChannels = 2;
 
-// Test knobs, read on every launch (cheap): DCN_CUDA_INDEX64=1 takes the 64-bit index path even
-// when 32 bits suffice; DCN_CUDA_MAX_BLOCKS=n caps the grid so that threads loop over several items.
+// Test knob, read on every launch (cheap): DCN_CUDA_INDEX64=1 takes the 64-bit index path even
+// when 32 bits suffice (DCN_CUDA_MAX_BLOCKS, which caps the grid, is read by gpu::blocks_for).
 bool force_index64() {
   const char* env = std::getenv("DCN_CUDA_INDEX64");
   return env != nullptr && env[0] == '1';
 }
 
-unsigned int blocks_for(int64_t work) {
-  int64_t cap = kMaxBlocks;
-  if (const char* env = std::getenv("DCN_CUDA_MAX_BLOCKS"); env != nullptr && *env != '\0') {
-    cap = std::clamp<int64_t>(std::atoll(env), 1, kMaxBlocks);
-  }
-  const int64_t blocks = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned int>(std::clamp<int64_t>(blocks, 1, cap));
-}
+unsigned int blocks_for(int64_t work) { return gpu::blocks_for(work, kThreads); }
 
 // How the channels of a deformable group are split between threads.
 struct ChannelBlocks {

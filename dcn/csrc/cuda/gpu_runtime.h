@@ -16,8 +16,8 @@
 //   1. include this header instead of the CUDA/c10-cuda headers;
 //   2. mark kernels DCN_KERNEL, device-only helpers DCN_DEVICE, shared ones DCN_HOST_DEVICE (dcn_sampling.h);
 //   3. loop `for (int64_t item = gpu::first_item(); item < work; item += gpu::item_stride())`;
-//   4. scatter with gpu::atomic_add, launch with gpu::launch(kernel, blocks, threads, args...),
-//      guard with `gpu::DeviceGuard guard(tensor.device())`;
+//   4. scatter with gpu::atomic_add, launch with gpu::launch(kernel, gpu::blocks_for(work, threads),
+//      threads, args...), guard with `gpu::DeviceGuard guard(tensor.device())`;
 //   5. register its ops for CUDA inside `#ifndef DCN_CUDA_EMULATION`, and add a file under
 //      ../emulation/ that defines DCN_CUDA_EMULATION, #includes the .cu and registers the same
 //      launchers as CPU kernels of `<op>_emulated` ops (emulation/dcn_cuda_emulated.cpp is the example).
@@ -25,7 +25,9 @@
 
 #include <c10/core/Device.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <utility>
 #include <vector>
 
@@ -101,6 +103,22 @@ DCN_DEVICE void atomic_add(T* address, T value) {
 using DeviceGuard = c10::cuda::CUDAGuard;
 
 #endif
+
+// Most blocks per launch (gridDim.x may be up to 2^31 - 1; this cap leaves each thread of a huge
+// launch a few items, which the grid-stride loops handle).
+constexpr int64_t kMaxBlocks = 65535L * 32;
+
+// Blocks for `work` items at `threads` per block: one item per thread, at least one block, at most
+// kMaxBlocks. Test knob, read on every launch (cheap) so tests can set it per case:
+// DCN_CUDA_MAX_BLOCKS=n caps the grid lower, so that threads loop over several items.
+inline unsigned int blocks_for(int64_t work, int threads) {
+  int64_t cap = kMaxBlocks;
+  if (const char* env = std::getenv("DCN_CUDA_MAX_BLOCKS"); env != nullptr && *env != '\0') {
+    cap = std::clamp<int64_t>(std::atoll(env), 1, kMaxBlocks);
+  }
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<unsigned int>(std::clamp<int64_t>(blocks, 1, cap));
+}
 
 // Flat index of this thread's first work item, and the grid-stride step (64-bit: never overflows).
 DCN_DEVICE int64_t first_item() { return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; }
