@@ -6,12 +6,15 @@ again (about half of the wall time of a 512x768 inference on CPU, see benchmarks
 :func:`tune_allocator` keeps freed memory in the heap for reuse instead. A caching allocator
 preloaded by the user (tcmalloc, jemalloc) already does this; then nothing is changed.
 
-Why this setting (RGB ADFNet, fast formulation, 512x768 inference, 2 threads, measured on a machine
-shared with other jobs, so times are indicative only): default glibc 96 s at 1.53 GB of
-activations; with :func:`tune_allocator` 40 s at 1.78 GB (+0.26 GB). Without the trim threshold
-(``mmap`` off alone) the retained heap grows with every distinct tensor size, +0.9 GB in inference
-and +3.8 GB in training were reported for that in issue 10; the 1 GB threshold caps the freed
-memory kept. Rerun benchmarks/adfnet_speed.py (its "tuned" table) to check on another machine.
+Why this setting (RGB ADFNet, fast formulation, 2 threads, benchmarks/adfnet_speed.py on an idle
+2-core machine; default glibc -> tuned): inference 512x768 7.07 s -> 5.17 s at 1.05 -> 0.97 GB of
+activations, 1024x1024 24.9 s -> 14.3 s at 1.97 -> 2.85 GB, 2048x2048 94 s -> 67 s at 7.2 -> 11.1 GB;
+training step batch 16 patch 128 16.9 s -> 11.1 s at 4.1 -> 5.1 GB (batch 4 patch 64: 0.76 s -> 1.27 s,
+slower). The speed is worth the memory up to about 1024x1024; larger images go through tiles in
+``adfnet-denoise`` anyway. Without the trim threshold (``mmap`` off alone) the retained heap grows with
+every distinct tensor size (+0.9 GB in inference, +3.8 GB in training were reported in issue 10); the 1 GB
+threshold caps the freed memory kept. Rerun benchmarks/adfnet_speed.py (its "tuned" table) on another
+machine.
 """
 
 from __future__ import annotations

@@ -151,9 +151,9 @@ def _ratio(a: dict | None, b: dict | None, key: str) -> str:
     return f"{a[key] / b[key]:.2f}x"
 
 
-def table(rows: list[tuple], results: dict, gemm: float) -> str:
+def table(rows: list[tuple], results: dict, gemm: float, allocators: list[str]) -> str:
     lines = []
-    for allocator in ALLOCATORS:
+    for allocator in allocators:
         lines += [
             f"\n**Allocator: {allocator}** ({results.get(('alloc', allocator), '')})\n",
             "| configuration | reference time | fast time | speed-up | reference activations | fast activations "
@@ -179,12 +179,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per configuration (default 3, quick 1)")
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TEXT", help="only the configurations whose label contains one of these texts"
+    )
+    parser.add_argument("--allocators", nargs="+", choices=ALLOCATORS, default=list(ALLOCATORS))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     rows = QUICK if args.quick else FULL
+    if args.only:
+        rows = [r for r in rows if any(text in _label(*r[:5]) for text in args.only)]
     repeats = args.repeats or (1 if args.quick else 3)
     base = {"threads": args.threads, "repeats": repeats}
 
@@ -192,9 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     if "error" in gemm:
         sys.exit(f"GEMM reference measurement failed: {gemm['error']}")
     results: dict = {}
-    total = sum(len(r[-1]) for r in rows) * len(ALLOCATORS)
+    total = sum(len(r[-1]) for r in rows) * len(args.allocators)
     done = 0
-    for allocator in ALLOCATORS:
+    for allocator in args.allocators:
         for model, task, batch, h, w, formulations in rows:
             for formulation in formulations:
                 spec = {
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
         f"float32 GEMM peak {gemm['gflops']:.0f} GFLOP/s; load average at the end {load:.1f}"
         + (" (--quick: sizes too small to judge)" if args.quick else "")
     )
-    text = header + "\n" + table(rows, results, gemm["gflops"])
+    text = header + "\n" + table(rows, results, gemm["gflops"], args.allocators)
     print("\n" + text)
     if args.out:
         args.out.write_text(text + "\n")
