@@ -62,6 +62,12 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+def toy_flags(tmp: Path) -> list[str]:
+    """The train.py flags every toy run shares: 16-px patches, batch 2, CPU, no loader workers,
+    experiments under ``tmp``."""
+    return ["--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--dir_experiment", str(tmp)]
+
+
 def toy_run(tmp: Path, *extra: str, save: str = "run", val: Path | None = None, test_every: int = 2) -> list[str]:
     """train.py arguments of a gray toy run: bundled Train400 crops, 16-px patches, batch 2, CPU,
     experiments under ``tmp``; validated on ``val`` or on a 32x32 crop of Set12/01 made in ``tmp/val``.
@@ -74,7 +80,7 @@ def toy_run(tmp: Path, *extra: str, save: str = "run", val: Path | None = None, 
             save_image(val / "01.png", read_image(SET12 / "01.png", 1)[:32, :32])
     return [
         *("--n_colors", "1", "--dir_data", str(TRAIN_GRAY), "--data_val", str(val), "--test_every", str(test_every)),
-        *("--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0"),
-        *("--dir_experiment", str(tmp), "--save", save),
+        *toy_flags(tmp),
+        *("--save", save),
         *extra,
     ]

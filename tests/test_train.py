@@ -21,7 +21,7 @@ from adfnet.data.sidd import generate_patches
 from adfnet.engine.options import parse_options
 from adfnet.engine.trainer import NonFiniteLossError, Trainer, mixup, validation_points
 from adfnet.models import build_model
-from conftest import ROOT, toy_run
+from conftest import ROOT, toy_flags, toy_run
 from conftest import TRAIN_GRAY as GRAY
 from conftest import TRAIN_RGB as RGB
 
@@ -86,15 +86,7 @@ def test_gray_and_rgb_scripts_train_end_to_end(tmp_path: Path, val_dirs: dict[st
         "1",
         "--test_every",
         "2",
-        "--patch_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--cpu",
-        "--n_threads",
-        "0",
-        "--dir_experiment",
-        str(tmp_path),
+        *toy_flags(tmp_path),
     ]
     done = run_script("train_adfnet_gray_n50.sh", "--dir_data", str(GRAY), "--data_val", str(val_dirs["gray"]), *common)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -119,15 +111,7 @@ def test_adfnet_l_on_mix_end_to_end(tmp_path: Path, val_dirs: dict[str, Path]) -
         "1",
         "--test_every",
         "1",
-        "--patch_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--cpu",
-        "--n_threads",
-        "0",
-        "--dir_experiment",
-        str(tmp_path),
+        *toy_flags(tmp_path),
         env={**ENV, "DATA_DIR": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -329,15 +313,7 @@ def test_mix_epoch_is_two_passes_over_the_images(tmp_path: Path, val_dirs: dict[
         str(val_dirs["rgb"]),
         "--epochs",
         "1",
-        "--patch_size",
-        "16",
-        "--batch_size",
-        "2",
-        "--cpu",
-        "--n_threads",
-        "0",
-        "--dir_experiment",
-        str(tmp_path),
+        *toy_flags(tmp_path),
         "--save",
         "mix",
     ]
