@@ -89,7 +89,13 @@ def modulated_deform_conv_emulated(
 
 
 def _forward_fake(input, offset, mask, weight, bias, *params):
-    return input.new_empty((input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3]))
+    # The CPU kernels write a channels_last output for a channels_last input when groups = 1.
+    channels_last = input.device.type == "cpu" and params[-2] == 1 and not input.is_contiguous()
+    channels_last = channels_last and input.is_contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return input.new_empty((input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])).contiguous(
+        memory_format=layout
+    )
 
 
 def _backward_fake(grad_output, input, offset, mask, weight, bias, *params):

@@ -12,42 +12,80 @@ from torch.nn.modules.utils import _pair
 from . import _backend
 from .functional import modulated_deform_conv
 
-# Without gradients, on the compiled backend, an offset/mask prediction larger than this is
-# computed in strips of output rows. The prediction has 3 * dg * kh * kw channels (216 for ADFNet:
-# 340 MB at 512x768), and oneDNN briefly holds the output of an NCHW convolution twice.
+# Without gradients, on the compiled CPU backend, a DCN whose offset/mask prediction is larger than
+# this runs in strips of output rows, each strip's prediction made and consumed at once
+# (dcn::modulated_deform_conv_rows): the full map never exists. It has 3 * dg * kh * kw channels
+# (216 for ADFNet: 340 MB at 512x768, next to 50 MB for the 32-channel output), and oneDNN briefly
+# holds the output of an NCHW convolution twice. The strips are also sized so that the op's column
+# buffer (C * kh * kw rows) fits this budget, its default column budget: one GEMM per strip.
 PREDICTION_STRIP_BYTES = 32 << 20
 
 
-def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Output rows [start, stop) of ``conv(x)`` from the input rows they need (zero rows past the edges)."""
+def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels: slice = slice(None)) -> torch.Tensor:
+    """Output rows [start, stop) and ``channels`` of ``conv(x)`` from the input rows they need
+    (zero rows past the edges)."""
     kh, (sh, sw), (ph, pw), (dh, _) = conv.kernel_size[0], conv.stride, conv.padding, conv.dilation
     first, last = start * sh - ph, (stop - 1) * sh - ph + dh * (kh - 1) + 1
     rows = x[:, :, max(first, 0) : min(last, x.shape[2])]
     rows = F.pad(rows, (0, 0, max(-first, 0), max(last - x.shape[2], 0)))
-    return F.conv2d(rows, conv.weight, conv.bias, (sh, sw), (0, pw), conv.dilation, conv.groups)
+    bias = None if conv.bias is None else conv.bias[channels]
+    return F.conv2d(rows, conv.weight[channels], bias, (sh, sw), (0, pw), conv.dilation, conv.groups)
 
 
-def _predict(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)``; in strips into one preallocated output when that saves memory (see above)."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-    out_h = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    row_bytes = x.shape[0] * conv.out_channels * out_w * x.element_size()
+def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int, out_h: int) -> int:
+    """Output rows per strip for :func:`_forward_in_strips`, or 0 to run in one piece."""
+    taps = layer.kernel_size[0] * layer.kernel_size[1]
+    row_bytes = input.shape[0] * out_w * input.element_size() * max(3 * layer.deformable_groups, layer.in_channels)
     if (
-        out_h * row_bytes <= PREDICTION_STRIP_BYTES
+        out_h * row_bytes * taps <= PREDICTION_STRIP_BYTES
         or torch.is_grad_enabled()
-        or x.device.type != "cpu"
+        or input.device.type != "cpu"
         or torch.jit.is_tracing()
         or torch.compiler.is_compiling()
-        or _backend.resolve(x).name != "ext"
+        or _backend.resolve(input).name != "ext"
     ):
-        return conv(x)
-    rows = max(1, PREDICTION_STRIP_BYTES // row_bytes)
-    out = x.new_empty(x.shape[0], conv.out_channels, out_h, out_w)
+        return 0
+    return max(1, PREDICTION_STRIP_BYTES // (row_bytes * taps))
+
+
+def _forward_in_strips(
+    layer: ModulatedDeformConvPack, input: torch.Tensor, features: torch.Tensor, out_h: int, rows: int
+) -> torch.Tensor:
+    """The layer's output strip by strip: prediction, in-place mask sigmoid, DCN of those rows.
+
+    Offsets and masks are predicted separately, so that each is a dense tensor in the features'
+    layout: a sigmoid over the mask channels of one channels_last map would run strided, 7x slower.
+    """
+    conv = layer.conv_offset_mask
+    out = None
+    n_offset = 2 * conv.out_channels // 3
     for start in range(0, out_h, rows):
         stop = min(start + rows, out_h)
-        out[:, :, start:stop] = _conv_rows(conv, x, start, stop)
+        offset = _conv_rows(conv, features, start, stop, slice(0, n_offset))
+        mask = _conv_rows(conv, features, start, stop, slice(n_offset, None)).sigmoid_()
+        strip = torch.ops.dcn.modulated_deform_conv_rows(
+            input,
+            offset,
+            mask,
+            layer.weight,
+            layer.bias,
+            *layer.stride,
+            *layer.padding,
+            *layer.dilation,
+            layer.groups,
+            layer.deformable_groups,
+            start,
+        )
+        if out is None:
+            layout = torch.channels_last if input.dim() == 4 and not strip.is_contiguous() else torch.contiguous_format
+            out = torch.empty(*strip.shape[:2], out_h, strip.shape[3], dtype=strip.dtype, memory_format=layout)
+        out[:, :, start:stop] = strip
     return out
+
+
+def _out_size(size: int, conv: nn.Conv2d, dim: int) -> int:
+    k, s, p, d = conv.kernel_size[dim], conv.stride[dim], conv.padding[dim], conv.dilation[dim]
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 class ModulatedDeformConv(nn.Module):
@@ -174,7 +212,11 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
             if isinstance(x, (list, tuple)):
                 raise ValueError("ModulatedDeformConvPack(extra_offset_mask=False) expects a single tensor")
             input = features = x
-        out = _predict(self.conv_offset_mask, features)
+        out_h, out_w = (_out_size(features.shape[2 + dim], self.conv_offset_mask, dim) for dim in (0, 1))
+        rows = _strip_rows(self, input, out_w, out_h)
+        if rows:
+            return _forward_in_strips(self, input, features, out_h, rows)
+        out = self.conv_offset_mask(features)
         n_offset = 2 * out.shape[1] // 3
         # The sigmoid in place: a convolution's backward does not need its output, and a separate
         # mask would be one more (dg * K)-channel map at full resolution.

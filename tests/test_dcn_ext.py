@@ -9,6 +9,7 @@ CPU (`cuda_emulated`), the latter also with the 64-bit index path forced and wit
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -202,6 +203,58 @@ def test_chunking_invariance(monkeypatch, impl):
         torch.testing.assert_close(out, results[0][0], rtol=1e-13, atol=1e-13)
         for got, want in zip(grads, results[0][1], strict=True):
             torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("case", ["plain", "stride_dilation_groups"])
+def test_rows_entry_point_equals_the_rows_of_the_whole_output(case):
+    """dcn::modulated_deform_conv_rows (inference strips) gives the rows of the whole output (up to
+    the GEMM's summation order), for every strip of a partition incl. first, last and one-row
+    strips, and checks that the strip lies inside the output."""
+    kwargs = {"plain": {}, "stride_dilation_groups": {"stride": (2, 1), "dilation": (2, 1), "groups": 2, "dg": 2}}
+    tensors, (stride, padding, dilation, groups, dg) = make_case(n=2, c=4, h=13, w=6, cout=4, **kwargs[case])
+    x, offset, mask, weight, bias = (t.detach() for t in tensors)
+    whole = op(x, offset, mask, weight, bias, *stride, *padding, *dilation, groups, dg)
+    bounds = [0, 1, 3, 4, whole.shape[2]]
+    for start, stop in itertools.pairwise(bounds):
+        strip = torch.ops.dcn.modulated_deform_conv_rows(
+            x, offset[:, :, start:stop], mask[:, :, start:stop], weight, bias,
+            *stride, *padding, *dilation, groups, dg, start,
+        )  # fmt: skip
+        torch.testing.assert_close(strip, whole[:, :, start:stop], rtol=1e-13, atol=1e-13)
+    rows = (x, offset[:, :, 2:], mask[:, :, 2:], weight, bias, *stride, *padding, *dilation, groups, dg)
+    with pytest.raises(ValueError, match="are not inside the"):
+        torch.ops.dcn.modulated_deform_conv_rows(*rows, 3)
+    with pytest.raises(ValueError, match="first_row must be non-negative"):
+        torch.ops.dcn.modulated_deform_conv_rows(*rows, -1)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [{}, {"stride": (2, 1), "dilation": (2, 1), "dg": 2}, {"groups": 2, "dg": 2}],
+    ids=["plain", "strided", "groups"],
+)
+def test_channels_last_forward_reads_in_place(monkeypatch, case):
+    """A channels_last input with offset and mask as channel slices of one channels_last prediction
+    (as CPU inference passes them) gives the NCHW result, written channels_last (groups = 1),
+    whole and in row blocks, and through the rows entry point."""
+    tensors, (stride, padding, dilation, groups, dg) = make_case(n=2, c=4, h=9, w=6, cout=4, **case)
+    x, offset, mask, weight, bias = (t.detach() for t in tensors)
+    params = (*stride, *padding, *dilation, groups, dg)
+    want = op(x, offset, mask, weight, bias, *params)
+    prediction = torch.cat([offset, mask], 1).contiguous(memory_format=torch.channels_last)
+    cl_offset, cl_mask = prediction[:, : offset.shape[1]], prediction[:, offset.shape[1] :]
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    for budget in ("1024", "0"):  # whole images; one output row per block
+        monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", budget)
+        got = op(x_cl, cl_offset, cl_mask, weight, bias, *params)
+        assert got.is_contiguous(memory_format=torch.channels_last) == (groups == 1)
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+        rows = torch.ops.dcn.modulated_deform_conv_rows(
+            x_cl, cl_offset[:, :, 1:3], cl_mask[:, :, 1:3], weight, bias, *params, 1
+        )
+        torch.testing.assert_close(rows, want[:, :, 1:3], rtol=1e-13, atol=1e-13)
+    fake = torch.library.opcheck(op, (x_cl, cl_offset, cl_mask, weight, bias, *params), test_utils=("test_faketensor",))
+    assert fake["test_faketensor"] == "SUCCESS"
 
 
 def test_cpu_backward_is_deterministic():

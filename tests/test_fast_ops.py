@@ -145,6 +145,86 @@ def test_inference_strips_equal_one_piece(monkeypatch, strip_bytes):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
+CL = torch.channels_last
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dilation", [1, 3, 5, 8])
+def test_fused_dynamic_filter_reads_channels_last_in_place(dilation, dtype):
+    """channels_last x and kernels (the layout of CPU inference) give the unfold result, written
+    channels_last; dilation 5 and 8 on a 7x5 image put taps outside the image everywhere."""
+    x, k = (t.detach() for t in _inputs(2, 3, 7, 5))
+    out = torch.ops.dcn.dynamic_filter(
+        x.to(dtype).contiguous(memory_format=CL), k.to(dtype).contiguous(memory_format=CL), dilation
+    )
+    assert out.is_contiguous(memory_format=CL) and not out.is_contiguous() and out.dtype == dtype
+    ref = dynamic_filter_reference(x.to(dtype).double(), k.to(dtype).double(), dilation)
+    tol = {"rtol": 0, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 2**-8, "atol": 1e-6}
+    torch.testing.assert_close(out.double(), ref, **tol)
+    fake = torch.library.opcheck(
+        torch.ops.dcn.dynamic_filter, (x.contiguous(memory_format=CL), k.contiguous(memory_format=CL), dilation)
+    )
+    assert all(result == "SUCCESS" for result in fake.values())
+
+
+def test_mfi_fusion_on_channels_last_parts():
+    """mfi_fusion multiplies channels_last parts as (B, HW, C) matrices: the same result as on NCHW
+    parts, returned channels_last."""
+    from adfnet.models.ops import mfi_fusion
+
+    torch.manual_seed(0)
+    fusion = torch.nn.Conv2d(12, 6, 1).double()
+    parts = [torch.randn(2, 3, 5, 7, dtype=torch.float64) for _ in range(4)]
+    residual = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    with torch.no_grad():
+        want = mfi_fusion(parts, fusion, residual)
+        got = mfi_fusion([p.contiguous(memory_format=CL) for p in parts], fusion, residual.contiguous(memory_format=CL))
+    assert got.is_contiguous(memory_format=CL) and not got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_cpu_inference_runs_channels_last_and_equals_nchw(monkeypatch):
+    """CPU inference in the fast formulation runs in channels_last (convolutions, DCN in strips, the
+    fused filter, MFI all read it in place) and returns NCHW: equal to the NCHW run in float64,
+    with the strips forced tiny too. Autograd, the reference formulation and the torchvision
+    backend stay NCHW."""
+    import dcn
+    import dcn.modules
+    from adfnet.models import adfnet as adfnet_module
+    from adfnet.models import ops
+
+    torch.manual_seed(0)
+    model = ADFNet(3, (8, 8, 16, 16)).double().eval()
+    for module in model.modules():
+        if isinstance(module, dcn.ModulatedDeformConvPack):
+            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.1)
+    x = torch.rand(1, 3, 24, 16, dtype=torch.float64)
+    layouts = []
+    conv_forward = torch.nn.Conv2d._conv_forward
+    monkeypatch.setattr(
+        torch.nn.Conv2d,
+        "_conv_forward",
+        lambda self, a, *r: layouts.append(a.is_contiguous()) or conv_forward(self, a, *r),
+    )
+    with torch.no_grad():
+        assert ops.channels_last_inference(x)
+        cl = model(x)
+        assert not any(layouts[1:]), "a convolution ran on an NCHW tensor"
+        monkeypatch.setattr(ops, "STRIP_BYTES", 3000)
+        monkeypatch.setattr(dcn.modules, "PREDICTION_STRIP_BYTES", 3000)
+        cl_strips = model(x)
+        monkeypatch.setattr(adfnet_module, "channels_last_inference", lambda x: False)
+        nchw = model(x)
+        with use_formulation("reference"):
+            assert not ops.channels_last_inference(x)
+        with dcn.use_backend("torchvision"):
+            assert not ops.channels_last_inference(x)
+    assert not ops.channels_last_inference(x)  # autograd enabled
+    assert cl.is_contiguous() and cl_strips.is_contiguous()
+    torch.testing.assert_close(cl, nchw, rtol=0, atol=1e-12)
+    torch.testing.assert_close(cl_strips, nchw, rtol=0, atol=1e-12)
+
+
 def test_unknown_formulation_is_refused():
     with pytest.raises(ValueError, match="unknown formulation"), use_formulation("fastest"):
         pass

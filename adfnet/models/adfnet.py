@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .blocks import CB, DCB, MCB, MDCB
+from .ops import channels_last_inference
 
 PLACEMENTS = ("decoder", "encoder", "everywhere")
 
@@ -92,6 +94,9 @@ class ADFNet(nn.Module):
                 "`x, size = adfnet.inference.pad_to_multiple(x)`, then crop the output to `size` "
                 "(adfnet.inference.denoise and test.py do this for you)"
             )
+        nchw = channels_last_inference(x)  # then run in oneDNN's fast layout, return NCHW
+        if nchw:
+            x = x.contiguous(memory_format=torch.channels_last)
         c1 = self.fe1(self.head(x))
         c2 = self.fe2(self.lrelu(self.down1(c1)))
         c3 = self.fe3(self.lrelu(self.down2(c2)))
@@ -104,4 +109,5 @@ class ADFNet(nn.Module):
         del c2
         y = self.up1(self.dfe2(y)).add_(c1)
         del c1
-        return self.tail(self.dfe1(y)).add_(x)
+        out = self.tail(self.dfe1(y)).add_(x)
+        return out.contiguous() if nchw else out

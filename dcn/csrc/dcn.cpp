@@ -71,10 +71,12 @@ at::Tensor rows_of(const at::Tensor& t, int64_t row, int64_t rows) {
 }
 
 // Validates all arguments (shapes, dtypes, devices, hyper-parameters) and returns the geometry.
+// With first_row >= 0, offset and mask cover only the output rows [first_row, first_row + their
+// height) and the geometry returned is that strip's (the rows entry point).
 ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                              const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
                              int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w,
-                             int64_t groups, int64_t deformable_groups) {
+                             int64_t groups, int64_t deformable_groups, int64_t first_row = -1) {
   TORCH_CHECK_VALUE(input.dim() == 4, "dcn: input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
   TORCH_CHECK_VALUE(offset.dim() == 4, "dcn: offset must be 4-D (N, 2*dg*kh*kw, Ho, Wo), got ", offset.dim(), "-D");
   TORCH_CHECK_VALUE(mask.dim() == 4, "dcn: mask must be 4-D (N, dg*kh*kw, Ho, Wo), got ", mask.dim(), "-D");
@@ -126,22 +128,27 @@ ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, 
   const int64_t out_h = (height + 2 * pad_h - extent_h) / stride_h + 1;
   const int64_t out_w = (width + 2 * pad_w - extent_w) / stride_w + 1;
 
+  const bool strip = first_row >= 0;
+  const int64_t rows = strip ? offset.size(2) : out_h;
+  TORCH_CHECK_VALUE(!strip || (rows > 0 && first_row + rows <= out_h), "dcn: output rows [", first_row, ", ",
+                    first_row + rows, ") are not inside the ", out_h, " output rows");
   const int64_t taps = kernel_h * kernel_w;
-  TORCH_CHECK_VALUE(offset.size(0) == batch && offset.size(1) == 2 * deformable_groups * taps && offset.size(2) == out_h &&
+  TORCH_CHECK_VALUE(offset.size(0) == batch && offset.size(1) == 2 * deformable_groups * taps && offset.size(2) == rows &&
                   offset.size(3) == out_w,
-              "dcn: offset must have shape (", batch, ", ", 2 * deformable_groups * taps, ", ", out_h, ", ", out_w,
+              "dcn: offset must have shape (", batch, ", ", 2 * deformable_groups * taps, ", ", rows, ", ", out_w,
               ") = (N, 2*dg*kh*kw, Ho, Wo), got ", offset.sizes());
-  TORCH_CHECK_VALUE(mask.size(0) == batch && mask.size(1) == deformable_groups * taps && mask.size(2) == out_h &&
+  TORCH_CHECK_VALUE(mask.size(0) == batch && mask.size(1) == deformable_groups * taps && mask.size(2) == rows &&
                   mask.size(3) == out_w,
-              "dcn: mask must have shape (", batch, ", ", deformable_groups * taps, ", ", out_h, ", ", out_w,
+              "dcn: mask must have shape (", batch, ", ", deformable_groups * taps, ", ", rows, ", ", out_w,
               ") = (N, dg*kh*kw, Ho, Wo), got ", mask.sizes());
   if (bias.has_value()) {
     check_like_input(*bias, "bias");
     TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == out_channels, "dcn: bias must have shape (", out_channels,
                 "), got ", bias->sizes());
   }
-  return ConvGeometry{channels, height,   width,    out_h, out_w, kernel_h, kernel_w, stride_h,
-                      stride_w, pad_h,    pad_w,    dil_h, dil_w, deformable_groups};
+  const ConvGeometry geo{channels, height, width, out_h, out_w, kernel_h, kernel_w, stride_h,
+                         stride_w, pad_h,  pad_w, dil_h, dil_w, deformable_groups};
+  return strip ? row_block(geo, first_row, rows) : geo;
 }
 
 // The first elements of a contiguous buffer viewed as a contiguous tensor of `sizes` (the buffer of
@@ -185,13 +192,58 @@ void check_same_device(const at::Tensor& input, std::initializer_list<const at::
                     " but input is on ", input.device());
 }
 
-at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tensor& input_, const at::Tensor& offset_,
-                                         const at::Tensor& mask_, const at::Tensor& weight_,
-                                         const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
-                                         int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
-                                         int64_t deformable_groups) {
-  const ConvGeometry geo = check_arguments(input_, offset_, mask_, weight_, bias, stride_h, stride_w, pad_h, pad_w,
-                                           dil_h, dil_w, groups, deformable_groups);
+namespace {
+
+bool is_channels_last(const at::Tensor& t) {
+  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// The CPU forward of a channels_last input (groups = 1), without copies: the sampler reads the
+// input and the offset/mask views in place, and each GEMM writes its pixels x Cout block straight
+// into the channels_last output (columns^T weight^T), so no block buffer and no reordering.
+at::Tensor forward_channels_last(const Primitives& prims, const ConvGeometry& geo, const at::Tensor& input,
+                                 const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight_,
+                                 const std::optional<at::Tensor>& bias) {
+  const int64_t batch = input.size(0);
+  const int64_t out_channels = weight_.size(0);
+  const int64_t rows = geo.channels * geo.kernel_h * geo.kernel_w;
+  at::Tensor output =
+      at::empty({batch, out_channels, geo.out_h, geo.out_w}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (batch == 0) {
+    return output;
+  }
+  const at::Tensor weight_t = weight_.contiguous().view({1, out_channels, rows}).transpose(1, 2);  // (1, CK, Cout)
+  const Tiling tiling = plan_tiling(batch, geo, rows * geo.out_w * input.element_size());
+  const at::Tensor columns = at::empty({tiling.images, rows, tiling.rows * geo.out_w}, input.options());
+  // Output rows [row, row + count) of images [start, start + n) as (n, pixels, Cout): a view.
+  const auto pixels_by_channels = [&](int64_t start, int64_t n, int64_t row, int64_t count) {
+    return output.narrow(0, start, n).narrow(2, row, count).permute({0, 2, 3, 1}).view({n, count * geo.out_w, out_channels});
+  };
+  for (int64_t start = 0; start < batch; start += tiling.images) {
+    const int64_t n = std::min(tiling.images, batch - start);
+    const at::Tensor in = input.narrow(0, start, n);
+    for (int64_t row = 0; row < geo.out_h; row += tiling.rows) {
+      const int64_t count = std::min(tiling.rows, geo.out_h - row);
+      const at::Tensor cols = front(columns, {n, rows, count * geo.out_w});
+      prims.im2col(in, offset.narrow(0, start, n).narrow(2, row, count), mask.narrow(0, start, n).narrow(2, row, count),
+                   cols, row_block(geo, row, count));
+      at::Tensor out = pixels_by_channels(start, n, row, count);
+      at::bmm_out(out, cols.transpose(1, 2), weight_t.expand({n, rows, out_channels}));
+    }
+  }
+  if (bias.has_value()) {
+    output.add_(bias->view({1, out_channels, 1, 1}));
+  }
+  return output;
+}
+
+// The forward pass for a checked geometry (of the whole output, or of a strip of its rows).
+at::Tensor forward_geometry(const Primitives& prims, const ConvGeometry& geo, const at::Tensor& input_,
+                            const at::Tensor& offset_, const at::Tensor& mask_, const at::Tensor& weight_,
+                            const std::optional<at::Tensor>& bias, int64_t groups) {
+  if (prims.strided_im2col && groups == 1 && is_channels_last(input_)) {
+    return forward_channels_last(prims, geo, input_, offset_, mask_, weight_, bias);
+  }
   const at::Tensor input = input_.contiguous();
   const at::Tensor offset = offset_.contiguous();
   const at::Tensor mask = mask_.contiguous();
@@ -246,6 +298,29 @@ at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tens
     output.add_(bias->view({1, out_channels, 1, 1}));
   }
   return output;
+}
+
+}  // namespace
+
+at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tensor& input, const at::Tensor& offset,
+                                         const at::Tensor& mask, const at::Tensor& weight,
+                                         const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
+                                         int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+                                         int64_t deformable_groups) {
+  const ConvGeometry geo = check_arguments(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                                           dil_w, groups, deformable_groups);
+  return forward_geometry(prims, geo, input, offset, mask, weight, bias, groups);
+}
+
+at::Tensor modulated_deform_conv_rows(const Primitives& prims, const at::Tensor& input, const at::Tensor& offset,
+                                      const at::Tensor& mask, const at::Tensor& weight,
+                                      const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
+                                      int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+                                      int64_t deformable_groups, int64_t first_row) {
+  TORCH_CHECK_VALUE(first_row >= 0, "dcn: first_row must be non-negative, got ", first_row);
+  const ConvGeometry geo = check_arguments(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                                           dil_w, groups, deformable_groups, first_row);
+  return forward_geometry(prims, geo, input, offset, mask, weight, bias, groups);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated_deform_conv_backward(
@@ -360,6 +435,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
 TORCH_LIBRARY(dcn, m) {
   m.def("modulated_deform_conv" DCN_FORWARD_SCHEMA);
   m.def("modulated_deform_conv_backward" DCN_BACKWARD_SCHEMA);
+  m.def("modulated_deform_conv_rows" DCN_ROWS_SCHEMA);
 }
 
 }  // namespace dcn

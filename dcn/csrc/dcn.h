@@ -13,7 +13,8 @@
 
 namespace dcn {
 
-// The three sampling primitives of a device. All tensors are contiguous and cover one batch chunk:
+// The three sampling primitives of a device. All tensors are contiguous (but see strided_im2col) and
+// cover one batch chunk:
 //   input/grad_input (n, C, H, W), offset/grad_offset (n, dg*2*K, Ho, Wo),
 //   mask/grad_mask (n, dg*K, Ho, Wo), columns (n, C*K, Ho*Wo) with row c*K + k.
 struct Primitives {
@@ -27,6 +28,8 @@ struct Primitives {
   void (*col2im_coord)(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,
                        const at::Tensor& mask, const at::Tensor& grad_offset, const at::Tensor& grad_mask,
                        const ConvGeometry& geo);
+  // im2col also reads a channels_last input and strided offset/mask views (the CPU's does).
+  bool strided_im2col = false;
 };
 
 // Argument lists of the two op schemas (string literals to follow the op name); the emulated ops
@@ -43,6 +46,14 @@ struct Primitives {
   "int dil_w, int groups, int deformable_groups, bool[3] output_mask) "                         \
   "-> (Tensor grad_input, Tensor grad_offset, Tensor grad_mask, Tensor grad_weight, Tensor grad_bias)"
 
+// Inference entry point for a strip of output rows: offset and mask hold the rows
+// [first_row, first_row + Hs) only and the result is those Hs rows of the output. The full-size
+// offset/mask maps then never exist (they have 3*dg*K channels: 216 for ADFNet). No autograd.
+#define DCN_ROWS_SCHEMA                                                   \
+  "(Tensor input, Tensor offset, Tensor mask, Tensor weight, Tensor? bias, " \
+  "int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w, " \
+  "int groups, int deformable_groups, int first_row) -> Tensor"
+
 // ValueError unless every tensor is on input's device. Device-specific entry points call it before
 // building a device guard from input (a guard for the wrong device type would fail obscurely).
 void check_same_device(const at::Tensor& input, std::initializer_list<const at::Tensor*> others,
@@ -53,6 +64,12 @@ at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tens
                                          const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
                                          int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
                                          int64_t deformable_groups);
+
+at::Tensor modulated_deform_conv_rows(const Primitives& prims, const at::Tensor& input, const at::Tensor& offset,
+                                      const at::Tensor& mask, const at::Tensor& weight,
+                                      const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
+                                      int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+                                      int64_t deformable_groups, int64_t first_row);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated_deform_conv_backward(
     const Primitives& prims, const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& offset,

@@ -2,7 +2,7 @@
 //
 // Work is split with at::parallel_for over partitions whose outputs are disjoint, so results are
 // deterministic and need no atomics:
-//   im2col        per (image, deformable group, tap, pixel tile): writes its own column entries;
+//   im2col        per (image, pixel tile, deformable group, tap): writes its own column entries;
 //   col2im        per (image, deformable group, channel block): owns whole grad_input planes;
 //   col2im_coord  per (image, deformable group, tap, pixel tile): owns its grad_offset/grad_mask.
 // The sampling plans (corner indices and weights) of a pixel tile are computed once and reused for
@@ -29,27 +29,40 @@ void check_cpu_dtype(const at::Tensor& t) {
                               "dcn: the CPU kernels support float32 and float64, got ", t.scalar_type());
 }
 
+// Element strides of a 4-D tensor (image, channel, row, column): the forward reads channels_last
+// inputs and strided offset/mask views (channel slices of one prediction) in place.
+struct Strides {
+  int64_t image, channel, row, col;
+};
+
+Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+
+// Strides of a contiguous (N, channels, Ho, Wo) map (the backward's offsets and masks).
+Strides output_map_strides(int64_t channels, const ConvGeometry& geo) {
+  return {channels * geo.out_h * geo.out_w, geo.out_h * geo.out_w, geo.out_w, 1};
+}
+
 // Plans the samples of tap k of deformable group g for the output pixels [p0, p0 + count) of
 // image b. The output position advances incrementally (no divisions per pixel). Stores the mask
 // values in `masks` unless it is null.
 template <bool kGrad, bool kFoldMask, typename scalar_t>
-void plan_tile(const ConvGeometry& geo, const scalar_t* offset, const scalar_t* mask, int64_t b, int64_t g, int64_t k,
-               int64_t p0, int64_t count, SamplePlan<at::opmath_type<scalar_t>, int64_t>* plans,
-               at::opmath_type<scalar_t>* masks) {
+void plan_tile(const ConvGeometry& geo, const scalar_t* offset, const Strides& os, const scalar_t* mask,
+               const Strides& ms, int64_t b, int64_t g, int64_t k, int64_t p0, int64_t count,
+               SamplePlan<at::opmath_type<scalar_t>, int64_t>* plans, at::opmath_type<scalar_t>* masks) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t K = geo.kernel_h * geo.kernel_w;
   const int64_t dg = geo.deformable_groups;
-  const int64_t out_pixels = geo.out_h * geo.out_w;
-  const scalar_t* dy = offset + offset_channel(b, g, k, dg, K) * out_pixels + p0;
-  const scalar_t* dx = dy + out_pixels;
-  const scalar_t* m = mask + mask_channel(b, g, k, dg, K) * out_pixels + p0;
+  const scalar_t* dy = offset + b * os.image + offset_channel<int64_t>(0, g, k, dg, K) * os.channel;
+  const scalar_t* dx = dy + os.channel;
+  const scalar_t* m = mask + b * ms.image + mask_channel<int64_t>(0, g, k, dg, K) * ms.channel;
   const int64_t i = k / geo.kernel_w;
   const int64_t j = k % geo.kernel_w;
   int64_t oy = p0 / geo.out_w;
   int64_t ox = p0 % geo.out_w;
   for (int64_t t = 0; t < count; ++t) {
-    const auto mv = static_cast<acc_t>(m[t]);
-    plan_sample<kGrad>(geo, i, j, oy, ox, static_cast<acc_t>(dy[t]), static_cast<acc_t>(dx[t]),
+    const int64_t at_offset = oy * os.row + ox * os.col;
+    const auto mv = static_cast<acc_t>(m[oy * ms.row + ox * ms.col]);
+    plan_sample<kGrad>(geo, i, j, oy, ox, static_cast<acc_t>(dy[at_offset]), static_cast<acc_t>(dx[at_offset]),
                        kFoldMask ? mv : acc_t(1), plans[t]);
     if (masks != nullptr) {
       masks[t] = mv;
@@ -61,29 +74,63 @@ void plan_tile(const ConvGeometry& geo, const scalar_t* offset, const scalar_t* 
   }
 }
 
+// The column entries of `count` planned samples for the `channels` channels of a deformable group
+// from a channels_last image (`input` at the group's first channel, `pixel_stride` = C): pixel by
+// pixel, each corner's channels read together (they lie together; channel by channel, every
+// corner read would touch another cache line). Channel c's entries go to column row c * row_stride.
+// The same sum as plan_value: corners with index -1 are never read.
+template <typename scalar_t, typename acc_t>
+void channels_last_columns(const SamplePlan<acc_t, int64_t>* plans, int64_t count, const scalar_t* input,
+                           int64_t pixel_stride, int64_t channels, scalar_t* columns, int64_t row_stride) {
+  constexpr int64_t kBlock = 8;
+  for (int64_t c0 = 0; c0 < channels; c0 += kBlock) {
+    const int64_t n = std::min(kBlock, channels - c0);
+    for (int64_t t = 0; t < count; ++t) {
+      acc_t sum[kBlock] = {};
+      for (int corner = 0; corner < 4; ++corner) {
+        const int64_t idx = plans[t].idx[corner];
+        if (idx < 0) continue;
+        const acc_t w = plans[t].w[corner];
+        const scalar_t* px = input + idx * pixel_stride + c0;
+        for (int64_t c = 0; c < n; ++c) sum[c] += w * static_cast<acc_t>(px[c]);
+      }
+      for (int64_t c = 0; c < n; ++c) columns[(c0 + c) * row_stride + t] = static_cast<scalar_t>(sum[c]);
+    }
+  }
+}
+
+// `input` is NCHW or channels_last (is.col = C, is.channel = 1).
 template <typename scalar_t>
-void im2col_kernel(const scalar_t* input, const scalar_t* offset, const scalar_t* mask, scalar_t* columns,
-                   int64_t batch, const ConvGeometry& geo) {
+void im2col_kernel(const scalar_t* input, const Strides& is, const scalar_t* offset, const Strides& os,
+                   const scalar_t* mask, const Strides& ms, scalar_t* columns, int64_t batch, const ConvGeometry& geo) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t K = geo.kernel_h * geo.kernel_w;
   const int64_t dg = geo.deformable_groups;
   const int64_t group_channels = geo.channels / dg;
-  const int64_t plane = geo.height * geo.width;
   const int64_t out_pixels = geo.out_h * geo.out_w;
   const int64_t tiles = (out_pixels + kTile - 1) / kTile;
-  at::parallel_for(0, batch * dg * K * tiles, 1, [&](int64_t begin, int64_t end) {
+  // Tile-major: all (group, tap) items of a pixel tile run back to back, so the tile's offsets and
+  // masks are read from cache whatever their layout (channels_last keeps a pixel's 3*dg*K
+  // predictions together: a (group, tap)-major order would stream them all from memory per tap).
+  at::parallel_for(0, batch * tiles * dg * K, 1, [&](int64_t begin, int64_t end) {
     SamplePlan<acc_t, int64_t> plans[kTile];
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t tile = item % tiles;
-      const int64_t k = (item / tiles) % K;
-      const int64_t g = (item / (tiles * K)) % dg;
-      const int64_t b = item / (tiles * K * dg);
+      const int64_t k = item % K;
+      const int64_t g = (item / K) % dg;
+      const int64_t tile = (item / (K * dg)) % tiles;
+      const int64_t b = item / (K * dg * tiles);
       const int64_t p0 = tile * kTile;
       const int64_t count = std::min(kTile, out_pixels - p0);
-      plan_tile<false, true>(geo, offset, mask, b, g, k, p0, count, plans, static_cast<acc_t*>(nullptr));
+      plan_tile<false, true>(geo, offset, os, mask, ms, b, g, k, p0, count, plans, static_cast<acc_t*>(nullptr));
+      if (is.col != 1) {
+        channels_last_columns(plans, count, input + b * is.image + g * group_channels * is.channel, is.col,
+                              group_channels, columns + column_row(b, g * group_channels, k, geo.channels, K) * out_pixels + p0,
+                              K * out_pixels);
+        continue;
+      }
       for (int64_t cg = 0; cg < group_channels; ++cg) {
         const int64_t c = g * group_channels + cg;
-        const scalar_t* in_plane = input + (b * geo.channels + c) * plane;
+        const scalar_t* in_plane = input + b * is.image + c * is.channel;
         scalar_t* col = columns + column_row(b, c, k, geo.channels, K) * out_pixels + p0;
         for (int64_t t = 0; t < count; ++t) {
           col[t] = static_cast<scalar_t>(plan_value(plans[t], in_plane));
@@ -102,6 +149,8 @@ void col2im_kernel(const scalar_t* grad_columns, const scalar_t* offset, const s
   const int64_t group_channels = geo.channels / dg;
   const int64_t plane = geo.height * geo.width;
   const int64_t out_pixels = geo.out_h * geo.out_w;
+  const Strides os = output_map_strides(2 * dg * K, geo);
+  const Strides ms = output_map_strides(dg * K, geo);
   // Split the channels of a group into blocks only when (image, group) pairs alone cannot keep
   // all threads busy: every block re-plans its samples.
   const int64_t pairs = batch * dg;
@@ -121,7 +170,7 @@ void col2im_kernel(const scalar_t* grad_columns, const scalar_t* offset, const s
       for (int64_t k = 0; k < K; ++k) {
         for (int64_t p0 = 0; p0 < out_pixels; p0 += kTile) {
           const int64_t count = std::min(kTile, out_pixels - p0);
-          plan_tile<false, true>(geo, offset, mask, b, g, k, p0, count, plans, static_cast<acc_t*>(nullptr));
+          plan_tile<false, true>(geo, offset, os, mask, ms, b, g, k, p0, count, plans, static_cast<acc_t*>(nullptr));
           for (int64_t c = c_begin; c < c_end; ++c) {
             scalar_t* grad_plane = grad_input + (b * geo.channels + c) * plane;
             const scalar_t* gcol = grad_columns + column_row(b, c, k, geo.channels, K) * out_pixels + p0;
@@ -152,6 +201,8 @@ void col2im_coord_kernel(const scalar_t* grad_columns, const scalar_t* input, co
   const int64_t group_channels = geo.channels / dg;
   const int64_t plane = geo.height * geo.width;
   const int64_t out_pixels = geo.out_h * geo.out_w;
+  const Strides os = output_map_strides(2 * dg * K, geo);
+  const Strides ms = output_map_strides(dg * K, geo);
   const int64_t tiles = (out_pixels + kTile - 1) / kTile;
   at::parallel_for(0, batch * dg * K * tiles, 1, [&](int64_t begin, int64_t end) {
     SamplePlan<acc_t, int64_t> plans[kTile];
@@ -166,7 +217,7 @@ void col2im_coord_kernel(const scalar_t* grad_columns, const scalar_t* input, co
       const int64_t b = item / (tiles * K * dg);
       const int64_t p0 = tile * kTile;
       const int64_t count = std::min(kTile, out_pixels - p0);
-      plan_tile<true, false>(geo, offset, mask, b, g, k, p0, count, plans, masks);
+      plan_tile<true, false>(geo, offset, os, mask, ms, b, g, k, p0, count, plans, masks);
       for (int64_t t = 0; t < count; ++t) {
         acc_mask[t] = acc_y[t] = acc_x[t] = acc_t(0);
       }
@@ -198,9 +249,9 @@ void col2im_coord_kernel(const scalar_t* grad_columns, const scalar_t* input, co
 void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& columns,
                 const ConvGeometry& geo) {
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "dcn_im2col_cpu", [&] {
-    im2col_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), offset.const_data_ptr<scalar_t>(),
-                            mask.const_data_ptr<scalar_t>(), columns.mutable_data_ptr<scalar_t>(), input.size(0),
-                            geo);
+    im2col_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), strides_of(input), offset.const_data_ptr<scalar_t>(),
+                            strides_of(offset), mask.const_data_ptr<scalar_t>(), strides_of(mask),
+                            columns.mutable_data_ptr<scalar_t>(), input.size(0), geo);
   });
 }
 
@@ -224,7 +275,7 @@ void col2im_coord_cpu(const at::Tensor& grad_columns, const at::Tensor& input, c
   });
 }
 
-constexpr Primitives kCpuPrimitives{im2col_cpu, col2im_cpu, col2im_coord_cpu};
+constexpr Primitives kCpuPrimitives{im2col_cpu, col2im_cpu, col2im_coord_cpu, /*strided_im2col=*/true};
 
 at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                        const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
@@ -233,6 +284,15 @@ at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& offset, const 
   check_cpu_dtype(input);
   return modulated_deform_conv_forward(kCpuPrimitives, input, offset, mask, weight, bias, stride_h, stride_w, pad_h,
                                        pad_w, dil_h, dil_w, groups, deformable_groups);
+}
+
+at::Tensor rows_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
+                    const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h,
+                    int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups,
+                    int64_t first_row) {
+  check_cpu_dtype(input);
+  return modulated_deform_conv_rows(kCpuPrimitives, input, offset, mask, weight, bias, stride_h, stride_w, pad_h,
+                                    pad_w, dil_h, dil_w, groups, deformable_groups, first_row);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
@@ -250,6 +310,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
 TORCH_LIBRARY_IMPL(dcn, CPU, m) {
   m.impl("modulated_deform_conv", &forward_cpu);
   m.impl("modulated_deform_conv_backward", &backward_cpu);
+  m.impl("modulated_deform_conv_rows", &rows_cpu);
 }
 
 }  // namespace dcn

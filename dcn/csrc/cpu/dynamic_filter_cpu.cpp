@@ -4,6 +4,10 @@
 // results are deterministic. A row is 9 shifted multiply-adds over the columns where the tap is
 // inside the image (valid_columns), contiguous loops the compiler vectorises; the row accumulates
 // in a small buffer of the accumulation type (float for bfloat16/half), nothing else is allocated.
+//
+// The forward also reads channels_last tensors in place (the layout in which oneDNN convolutions
+// are fastest and allocate least) and then writes a channels_last output: one task per image row,
+// per pixel the channels of its 9 neighbours (a zero row for taps outside the image).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -63,6 +67,36 @@ void forward_kernel(const scalar_t* __restrict x, const scalar_t* __restrict k, 
 }
 
 template <typename scalar_t>
+void forward_kernel_channels_last(const scalar_t* __restrict x, const scalar_t* __restrict k, scalar_t* __restrict out,
+                                  int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const std::vector<scalar_t> zeros(channels, scalar_t(0));
+  at::parallel_for(0, batch * height, row_grain(width * channels), [&](int64_t begin, int64_t end) {
+    const scalar_t* taps[kTaps];
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / height;
+      const int64_t h = r % height;
+      for (int64_t w = 0; w < width; ++w) {
+        for (int64_t t = 0; t < kTaps; ++t) {
+          const int64_t y = h + shift(t / 3, d);
+          const int64_t xx = w + shift(t % 3, d);
+          const bool inside = y >= 0 && y < height && xx >= 0 && xx < width;
+          taps[t] = inside ? x + ((b * height + y) * width + xx) * channels : zeros.data();
+        }
+        const int64_t pixel = (b * height + h) * width + w;
+        const scalar_t* __restrict kp = k + pixel * kTaps * channels;
+        scalar_t* __restrict o = out + pixel * channels;
+        for (int64_t c = 0; c < channels; ++c) {
+          acc_t sum = acc_t(0);
+          for (int64_t t = 0; t < kTaps; ++t) sum += static_cast<acc_t>(taps[t][c]) * static_cast<acc_t>(kp[c * kTaps + t]);
+          o[c] = static_cast<scalar_t>(sum);
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
 void grad_kernels_kernel(const scalar_t* __restrict g, const scalar_t* __restrict x, scalar_t* __restrict gk,
                          int64_t planes, int64_t height, int64_t width, int64_t d) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -113,6 +147,16 @@ void grad_input_kernel(const scalar_t* __restrict g, const scalar_t* __restrict 
 
 at::Tensor forward_cpu(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation) {
   check_dynamic_filter_args(x_, kernels_, dilation);
+  if (!x_.is_contiguous() && x_.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    const at::Tensor kernels = kernels_.contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor out = at::empty_like(x_, at::MemoryFormat::ChannelsLast);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x_.scalar_type(), "dynamic_filter_cpu", [&] {
+      forward_kernel_channels_last<scalar_t>(x_.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
+                                             out.mutable_data_ptr<scalar_t>(), x_.size(0), x_.size(1), x_.size(2),
+                                             x_.size(3), dilation);
+    });
+    return out;
+  }
   const at::Tensor x = x_.contiguous();
   const at::Tensor kernels = kernels_.contiguous();
   at::Tensor out = at::empty_like(x);
