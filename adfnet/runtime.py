@@ -1,20 +1,19 @@
 """Process-wide runtime settings for the command-line entry points (not for library users).
 
-ADFNet allocates and frees tensors of hundreds of MB per block. glibc serves each of them with a
-fresh ``mmap`` and returns it on ``free``, so every forward pass page-faults its whole working set
-again (about half of the wall time of a 512x768 inference on CPU, see benchmarks/adfnet_speed.py).
-:func:`tune_allocator` keeps freed memory in the heap for reuse instead. A caching allocator
+ADFNet allocates and frees tensors of tens to hundreds of MB per block. glibc serves each one above
+32 MiB with a fresh ``mmap`` and returns it on ``free``, so every forward pass page-faults those
+again. :func:`tune_allocator` keeps freed memory in the heap for reuse instead. A caching allocator
 preloaded by the user (tcmalloc, jemalloc) already does this; then nothing is changed.
 
 Why this setting (RGB ADFNet, fast formulation, 2 threads, benchmarks/adfnet_speed.py on an idle
-2-core machine; default glibc -> tuned): inference 512x768 7.07 s -> 5.17 s at 1.05 -> 0.97 GB of
-activations, 1024x1024 24.9 s -> 14.3 s at 1.97 -> 2.85 GB, 2048x2048 94 s -> 67 s at 7.2 -> 11.1 GB;
-training step batch 16 patch 128 16.9 s -> 11.1 s at 4.1 -> 5.1 GB (batch 4 patch 64: 0.76 s -> 1.27 s,
-slower). The speed is worth the memory up to about 1024x1024; larger images go through tiles in
-``adfnet-denoise`` anyway. Without the trim threshold (``mmap`` off alone) the retained heap grows with
-every distinct tensor size (+0.9 GB in inference, +3.8 GB in training were reported in issue 10); the 1 GB
-threshold caps the freed memory kept. Rerun benchmarks/adfnet_speed.py (its "tuned" table) on another
-machine.
+2-core machine; default glibc -> tuned, README "Speed and memory of the network"): inference 512x768
+5.66 s -> 4.58 s at 0.73 -> 0.72 GB of activations, 1024x1024 15.1 s -> 12.6 s at 1.25 -> 2.11 GB,
+2048x2048 70.3 s -> 59.7 s at 4.05 -> 9.20 GB; training step batch 16 patch 128 16.4 s -> 11.2 s at
+4.07 -> 5.20 GB. The speed is worth the memory up to about 1024x1024; larger images go through tiles
+in ``adfnet-denoise`` anyway. Without the trim threshold (``mmap`` off alone) the retained heap grows
+with every distinct tensor size (+0.9 GB in inference, +3.8 GB in training were reported in issue
+10); the 1 GB threshold caps the freed memory kept. Rerun benchmarks/adfnet_speed.py (its "tuned"
+table) on another machine.
 """
 
 from __future__ import annotations
