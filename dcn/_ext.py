@@ -48,6 +48,11 @@ def has_emulation() -> bool:
     return is_available() and _HAS_EMULATION
 
 
+def _arguments(stride, padding, dilation, groups, deformable_groups) -> tuple[int, ...]:
+    """The op schema's flat integer arguments."""
+    return (*stride, *padding, *dilation, groups, deformable_groups)
+
+
 def modulated_deform_conv(
     input: torch.Tensor,
     offset: torch.Tensor,
@@ -63,29 +68,19 @@ def modulated_deform_conv(
     """Modulated deformable convolution with the compiled kernels (differentiable)."""
     if _load_error is not None:
         raise RuntimeError(f"the dcn extension is not available ({_load_error}); build it with `sh make.sh`")
-    return torch.ops.dcn.modulated_deform_conv(
-        input, offset, mask, weight, bias, *stride, *padding, *dilation, groups, deformable_groups
-    )
+    params = _arguments(stride, padding, dilation, groups, deformable_groups)
+    return torch.ops.dcn.modulated_deform_conv(input, offset, mask, weight, bias, *params)
 
 
 def modulated_deform_conv_emulated(
-    input: torch.Tensor,
-    offset: torch.Tensor,
-    mask: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-    groups: int,
-    deformable_groups: int,
-) -> torch.Tensor:
-    """The CUDA kernels run on the CPU, one GPU thread after another (differentiable; slow)."""
+    input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups
+):
+    """The CUDA kernels run on the CPU, one GPU thread after another (differentiable; slow).
+    Arguments as :func:`modulated_deform_conv`."""
     if not has_emulation():
         raise RuntimeError(f"the emulated CUDA kernels are not available ({_load_error}); build with `sh make.sh`")
-    return torch.ops.dcn.modulated_deform_conv_emulated(
-        input, offset, mask, weight, bias, *stride, *padding, *dilation, groups, deformable_groups
-    )
+    params = _arguments(stride, padding, dilation, groups, deformable_groups)
+    return torch.ops.dcn.modulated_deform_conv_emulated(input, offset, mask, weight, bias, *params)
 
 
 def _forward_fake(input, offset, mask, weight, bias, *params):

@@ -32,6 +32,12 @@ def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels
     return F.conv2d(rows, conv.weight[channels], bias, (sh, sw), (0, pw), conv.dilation, conv.groups)
 
 
+def _predict(conv: nn.Conv2d, x: torch.Tensor, channels: slice) -> torch.Tensor:
+    """``channels`` of ``conv(x)``."""
+    bias = None if conv.bias is None else conv.bias[channels]
+    return F.conv2d(x, conv.weight[channels], bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int, out_h: int) -> int:
     """Output rows per strip for :func:`_forward_in_strips`, or 0 to run in one piece."""
     taps = layer.kernel_size[0] * layer.kernel_size[1]
@@ -216,11 +222,14 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
         rows = _strip_rows(self, input, out_w, out_h)
         if rows:
             return _forward_in_strips(self, input, features, out_h, rows)
-        out = self.conv_offset_mask(features)
-        n_offset = 2 * out.shape[1] // 3
-        # The sigmoid in place: a convolution's backward does not need its output, and a separate
-        # mask would be one more (dg * K)-channel map at full resolution.
-        offset, mask = out[:, :n_offset], out[:, n_offset:].sigmoid_()
+        # Offsets and masks from two convolutions (the predictor's two row blocks of weights), not
+        # as slices of one output: the backward of two slices (one of them changed in place by the
+        # sigmoid) would build two zero-filled full-size (3 * dg * K)-channel gradients and copy
+        # into them, about 1 GB per batch-16 step of 128x128. The sigmoid runs in place: a
+        # convolution's backward does not need its output.
+        n_offset = 2 * self.conv_offset_mask.out_channels // 3
+        offset = _predict(self.conv_offset_mask, features, slice(0, n_offset))
+        mask = _predict(self.conv_offset_mask, features, slice(n_offset, None)).sigmoid_()
         return modulated_deform_conv(
             input,
             offset,

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+import dcn
 from adfnet.cli.complexity import main
 from adfnet.complexity import count_macs, count_parameters
 from adfnet.models import build_model
@@ -58,13 +59,18 @@ def _hand_counted_conv_macs(net: torch.nn.Module, shape: tuple[int, ...]) -> int
 
     def hook(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
+        if isinstance(module, dcn.ModulatedDeformConvPack):  # its offset/mask predictor, run as two functional convs
+            predictor = module.conv_offset_mask
+            pixels = output.shape[0] * output.shape[2] * output.shape[3]
+            total += pixels * predictor.out_channels * predictor.in_channels * math.prod(predictor.kernel_size)
+            return
         taps = math.prod(module.kernel_size)
         if isinstance(module, torch.nn.ConvTranspose2d):
             total += inputs[0].numel() * module.out_channels // module.groups * taps
         else:
             total += output.numel() * module.in_channels // module.groups * taps
 
-    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d, dcn.ModulatedDeformConvPack)
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, convs)]
     with torch.device("meta"), use_formulation("reference"):  # the fast one folds the fusion convs into MFI
         net(torch.empty(shape))
