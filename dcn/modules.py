@@ -17,8 +17,9 @@ from .functional import modulated_deform_conv
 # (dcn::modulated_deform_conv_rows): the full map never exists. It has 3 * dg * kh * kw channels
 # (216 for ADFNet: 340 MB at 512x768, next to 50 MB for the 32-channel output), and oneDNN briefly
 # holds the output of an NCHW convolution twice. The strips are also sized so that the op's column
-# buffer (C * kh * kw rows) fits this budget, its default column budget: one GEMM per strip.
-PREDICTION_STRIP_BYTES = 32 << 20
+# buffer (C * kh * kw rows) fits this budget (below its own default): one GEMM per strip. 16 MiB
+# as adfnet.models.ops.STRIP_BYTES, for the same reasons.
+PREDICTION_STRIP_BYTES = 16 << 20
 
 
 def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels: slice = slice(None)) -> torch.Tensor:

@@ -222,8 +222,10 @@ def channels_last_inference(x: Tensor) -> bool:
 
 # Inference makes the (B, 9C, H, W) kernel tensor in strips of rows of about this size when the
 # whole tensor would be larger: at 512x768 it is 453 MB per 32-channel block, the largest tensor
-# of the network and 9x the size of the features it filters.
-STRIP_BYTES = 32 << 20
+# of the network and 9x the size of the features it filters. 16 MiB rather than 32: 0.1 GB less
+# peak memory at 256x384 at no measurable cost in time, and every strip stays below glibc's
+# largest mmap threshold (32 MiB), so that its memory is reused rather than faulted in afresh.
+STRIP_BYTES = 16 << 20
 
 
 def _in_strips(x: Tensor, kernel_bytes: int) -> bool:
