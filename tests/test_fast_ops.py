@@ -167,6 +167,21 @@ def test_fused_dynamic_filter_reads_channels_last_in_place(dilation, dtype):
     assert all(result == "SUCCESS" for result in fake.values())
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CL])
+def test_dynamic_filter_rows_are_the_rows_of_the_whole_filter(layout):
+    """dcn::dynamic_filter_rows (inference strips: kernels of some output rows, x whole) equals those
+    rows of the whole filter bit for bit, strips at the edges and of one row included, for
+    dilations larger than a strip; rows outside x are refused."""
+    x, k = (t.detach().contiguous(memory_format=layout) for t in _inputs(2, 3, 11, 6))
+    for d in (1, 3, 5):
+        whole = torch.ops.dcn.dynamic_filter(x, k, d)
+        for r0, r1 in [(0, 2), (2, 3), (3, 9), (9, 11)]:
+            strip = torch.ops.dcn.dynamic_filter_rows(x, k[:, :, r0:r1].contiguous(memory_format=layout), d, r0)
+            assert torch.equal(strip, whole[:, :, r0:r1])
+    with pytest.raises(RuntimeError, match="are not inside the 11 rows"):
+        torch.ops.dcn.dynamic_filter_rows(x, k[:, :, :3], 1, 9)
+
+
 def test_mfi_fusion_on_channels_last_parts():
     """mfi_fusion multiplies channels_last parts as (B, HW, C) matrices: the same result as on NCHW
     parts, returned channels_last."""

@@ -229,7 +229,7 @@ STRIP_BYTES = 16 << 20
 
 
 def _in_strips(x: Tensor, kernel_bytes: int) -> bool:
-    return kernel_bytes > STRIP_BYTES and _eager_inference(x)
+    return kernel_bytes > STRIP_BYTES and x.device.type == "cpu" and _eager_inference(x) and _fused_available()
 
 
 def generated_filter(
@@ -237,25 +237,26 @@ def generated_filter(
 ) -> list[Tensor]:
     """``[dynamic_filter(x, to_kernels(features), d) for d in dilations]``.
 
-    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). Without
-    gradients and in the fast formulation, a large kernel tensor is made one strip of rows at a
-    time: each strip's kernels are generated with the largest dilation's halo of rows above and
-    below, and applied to the same rows of ``x``; only the strip's own output rows are kept (the
-    halo's kernels only shape outputs that are dropped). Every output pixel sees the same inputs
-    and kernel values as in one piece, and the full kernel tensor never exists.
+    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). In CPU
+    inference in the fast formulation, a large kernel tensor is made one strip of rows at a time:
+    each strip's kernels are generated and applied to ``x`` for those output rows only
+    (``dcn::dynamic_filter_rows`` reads the rows around the strip from the whole ``x``). Every
+    output pixel sees the same inputs and kernel values as in one piece, and the full kernel
+    tensor never exists.
     """
     b, c, h, w = x.shape
     if not _in_strips(x, 9 * b * c * h * w * x.element_size()):
         kernels = to_kernels(features)
         return [dynamic_filter(x, kernels, d) for d in dilations]
-    halo = max(dilations)
-    rows = max(1, STRIP_BYTES // (9 * b * c * w * x.element_size()) - 2 * halo)  # the halo's kernels count too
+    rows = max(1, STRIP_BYTES // (9 * b * c * w * x.element_size()))
     outs: list[Tensor] = []
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
-        top, bottom = max(r0 - halo, 0), min(r1 + halo, h)
-        kernels = to_kernels(features[:, :, top:bottom])
-        strips = [dynamic_filter(x[:, :, top:bottom], kernels, d)[:, :, r0 - top : r1 - top] for d in dilations]
+        kernels = to_kernels(features[:, :, r0:r1])
+        if kernels.dtype != x.dtype:  # autocast: both in the wider dtype, as dynamic_filter does
+            dtype = torch.promote_types(x.dtype, kernels.dtype)
+            x, kernels = x.to(dtype), kernels.to(dtype)
+        strips = [torch.ops.dcn.dynamic_filter_rows(x, kernels, d, r0) for d in dilations]
         if not outs:
             outs = [torch.empty_like(x, dtype=s.dtype) for s in strips]
         for out, strip in zip(outs, strips, strict=True):

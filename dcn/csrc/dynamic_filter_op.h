@@ -10,11 +10,16 @@
 #define DF_BACKWARD_SCHEMA \
   "(Tensor grad, Tensor x, Tensor kernels, int dilation) -> (Tensor grad_x, Tensor grad_kernels)"
 
+// Inference strips: kernels (B, 9C, Hs, W) for the output rows [first_row, first_row + Hs) only,
+// x whole; returns those rows (CPU).
+#define DF_ROWS_SCHEMA "(Tensor x, Tensor kernels, int dilation, int first_row) -> Tensor"
+
 namespace dcn {
 
 // Checks x (B, C, H, W), kernels (B, 9C, H, W) on one device with one dtype, dilation >= 1 and,
-// when given, grad (B, C, H, W); raises a message naming the mismatch otherwise.
+// when given, grad (B, C, H, W); raises a message naming the mismatch otherwise. With
+// first_row >= 0 the kernels cover the rows [first_row, first_row + Hs) of x only.
 void check_dynamic_filter_args(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation,
-                               const at::Tensor* grad = nullptr);
+                               const at::Tensor* grad = nullptr, int64_t first_row = -1);
 
 }  // namespace dcn

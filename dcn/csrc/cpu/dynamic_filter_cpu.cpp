@@ -38,29 +38,36 @@ void for_each_row(int64_t planes, int64_t height, int64_t width, const Fn& fn) {
   });
 }
 
-template <typename scalar_t>
-void forward_kernel(const scalar_t* __restrict x, const scalar_t* __restrict k, scalar_t* __restrict out,
-                    int64_t planes, int64_t height, int64_t width, int64_t d) {
+// Row gather shared by the forward and the input gradient, which differ only in direction:
+//   forward (kTransposed = false): out(h, w) = sum_t src(h + dy_t, w + dx_t) * k_t(h, w), src = x;
+//   grad_x  (kTransposed = true):  out(h, w) = sum_t src(h - dy_t, w - dx_t) * k_t(h - dy_t, w - dx_t), src = g.
+// The output (and, in the forward, the kernels) may cover only the rows [first_row, first_row + out_rows)
+// of the `height` rows of src: inference strips.
+template <bool kTransposed, typename scalar_t>
+void gather_kernel(const scalar_t* __restrict src, const scalar_t* __restrict k, scalar_t* __restrict out,
+                   int64_t planes, int64_t height, int64_t width, int64_t d, int64_t first_row, int64_t out_rows) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t plane = height * width;
-  at::parallel_for(0, planes * height, row_grain(width), [&](int64_t begin, int64_t end) {
+  const int64_t out_plane = out_rows * width;
+  const int64_t sign = kTransposed ? -1 : 1;
+  at::parallel_for(0, planes * out_rows, row_grain(width), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(width);
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t bc = r / height;
-      const int64_t h = r % height;
+      const int64_t bc = r / out_rows;
+      const int64_t h = r % out_rows;
       std::fill(acc.begin(), acc.end(), acc_t(0));
       acc_t* __restrict a = acc.data();
       for (int64_t t = 0; t < kTaps; ++t) {
-        const int64_t y = h + shift(t / 3, d);
+        const int64_t y = first_row + h + sign * shift(t / 3, d);
         if (y < 0 || y >= height) continue;
-        const int64_t s = shift(t % 3, d);
+        const int64_t s = sign * shift(t % 3, d);
         int64_t w0, w1;
         valid_columns(s, width, &w0, &w1);
-        const scalar_t* __restrict xr = x + bc * plane + y * width + s;
-        const scalar_t* __restrict kr = k + (bc * kTaps + t) * plane + h * width;
-        for (int64_t w = w0; w < w1; ++w) a[w] += static_cast<acc_t>(xr[w]) * static_cast<acc_t>(kr[w]);
+        const scalar_t* __restrict sr = src + bc * plane + y * width + s;
+        const scalar_t* __restrict kr = k + (bc * kTaps + t) * out_plane + (kTransposed ? y * width + s : h * width);
+        for (int64_t w = w0; w < w1; ++w) a[w] += static_cast<acc_t>(sr[w]) * static_cast<acc_t>(kr[w]);
       }
-      scalar_t* __restrict o = out + bc * plane + h * width;
+      scalar_t* __restrict o = out + bc * out_plane + h * width;
       for (int64_t w = 0; w < width; ++w) o[w] = static_cast<scalar_t>(a[w]);
     }
   });
@@ -68,22 +75,23 @@ void forward_kernel(const scalar_t* __restrict x, const scalar_t* __restrict k, 
 
 template <typename scalar_t>
 void forward_kernel_channels_last(const scalar_t* __restrict x, const scalar_t* __restrict k, scalar_t* __restrict out,
-                                  int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t d) {
+                                  int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t d,
+                                  int64_t first_row, int64_t out_rows) {
   using acc_t = at::opmath_type<scalar_t>;
   const std::vector<scalar_t> zeros(channels, scalar_t(0));
-  at::parallel_for(0, batch * height, row_grain(width * channels), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch * out_rows, row_grain(width * channels), [&](int64_t begin, int64_t end) {
     const scalar_t* taps[kTaps];
     for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / height;
-      const int64_t h = r % height;
+      const int64_t b = r / out_rows;
+      const int64_t h = r % out_rows;
       for (int64_t w = 0; w < width; ++w) {
         for (int64_t t = 0; t < kTaps; ++t) {
-          const int64_t y = h + shift(t / 3, d);
+          const int64_t y = first_row + h + shift(t / 3, d);
           const int64_t xx = w + shift(t % 3, d);
           const bool inside = y >= 0 && y < height && xx >= 0 && xx < width;
           taps[t] = inside ? x + ((b * height + y) * width + xx) * channels : zeros.data();
         }
-        const int64_t pixel = (b * height + h) * width + w;
+        const int64_t pixel = (b * out_rows + h) * width + w;
         const scalar_t* __restrict kp = k + pixel * kTaps * channels;
         scalar_t* __restrict o = out + pixel * channels;
         for (int64_t c = 0; c < channels; ++c) {
@@ -116,55 +124,40 @@ void grad_kernels_kernel(const scalar_t* __restrict g, const scalar_t* __restric
   });
 }
 
-template <typename scalar_t>
-void grad_input_kernel(const scalar_t* __restrict g, const scalar_t* __restrict k, scalar_t* __restrict gx,
-                       int64_t planes, int64_t height, int64_t width, int64_t d) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = height * width;
-  at::parallel_for(0, planes * height, row_grain(width), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(width);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t bc = r / height;
-      const int64_t h = r % height;
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      acc_t* __restrict a = acc.data();
-      for (int64_t t = 0; t < kTaps; ++t) {
-        // Output (y, w - s) read this pixel through tap t.
-        const int64_t y = h - shift(t / 3, d);
-        if (y < 0 || y >= height) continue;
-        const int64_t s = -shift(t % 3, d);
-        int64_t w0, w1;
-        valid_columns(s, width, &w0, &w1);
-        const scalar_t* __restrict gr = g + bc * plane + y * width + s;
-        const scalar_t* __restrict kr = k + (bc * kTaps + t) * plane + y * width + s;
-        for (int64_t w = w0; w < w1; ++w) a[w] += static_cast<acc_t>(gr[w]) * static_cast<acc_t>(kr[w]);
-      }
-      scalar_t* __restrict o = gx + bc * plane + h * width;
-      for (int64_t w = 0; w < width; ++w) o[w] = static_cast<scalar_t>(a[w]);
-    }
-  });
-}
-
-at::Tensor forward_cpu(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation) {
-  check_dynamic_filter_args(x_, kernels_, dilation);
+// Output rows [first_row, first_row + kernels.size(2)) of the filter (all rows: first_row = 0 and
+// kernels as tall as x), written in x's layout when that is channels_last.
+at::Tensor filter_rows(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row) {
+  const int64_t rows = kernels_.size(2);
   if (!x_.is_contiguous() && x_.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     const at::Tensor kernels = kernels_.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor out = at::empty_like(x_, at::MemoryFormat::ChannelsLast);
+    at::Tensor out = at::empty({x_.size(0), x_.size(1), rows, x_.size(3)},
+                               x_.options().memory_format(at::MemoryFormat::ChannelsLast));
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x_.scalar_type(), "dynamic_filter_cpu", [&] {
       forward_kernel_channels_last<scalar_t>(x_.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
                                              out.mutable_data_ptr<scalar_t>(), x_.size(0), x_.size(1), x_.size(2),
-                                             x_.size(3), dilation);
+                                             x_.size(3), dilation, first_row, rows);
     });
     return out;
   }
   const at::Tensor x = x_.contiguous();
   const at::Tensor kernels = kernels_.contiguous();
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = at::empty({x.size(0), x.size(1), rows, x.size(3)}, x.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dynamic_filter_cpu", [&] {
-    forward_kernel<scalar_t>(x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
-                             out.mutable_data_ptr<scalar_t>(), x.size(0) * x.size(1), x.size(2), x.size(3), dilation);
+    gather_kernel<false, scalar_t>(x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
+                                   out.mutable_data_ptr<scalar_t>(), x.size(0) * x.size(1), x.size(2), x.size(3),
+                                   dilation, first_row, rows);
   });
   return out;
+}
+
+at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation) {
+  check_dynamic_filter_args(x, kernels, dilation);
+  return filter_rows(x, kernels, dilation, 0);
+}
+
+at::Tensor forward_rows_cpu(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation, int64_t first_row) {
+  check_dynamic_filter_args(x, kernels, dilation, nullptr, first_row);
+  return filter_rows(x, kernels, dilation, first_row);
 }
 
 std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_, const at::Tensor& x_,
@@ -177,8 +170,9 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_, const a
   at::Tensor grad_kernels = at::empty_like(kernels);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dynamic_filter_backward_cpu", [&] {
     const int64_t planes = x.size(0) * x.size(1);
-    grad_input_kernel<scalar_t>(grad.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
-                                grad_x.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation);
+    gather_kernel<true, scalar_t>(grad.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
+                                  grad_x.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation, 0,
+                                  x.size(2));
     grad_kernels_kernel<scalar_t>(grad.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
                                   grad_kernels.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation);
   });
@@ -190,6 +184,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_, const a
 TORCH_LIBRARY_IMPL(dcn, CPU, m) {
   m.impl("dynamic_filter", &forward_cpu);
   m.impl("dynamic_filter_backward", &backward_cpu);
+  m.impl("dynamic_filter_rows", &forward_rows_cpu);
 }
 
 }  // namespace dcn
