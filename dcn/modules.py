@@ -42,6 +42,7 @@ def _predict(conv: nn.Conv2d, x: torch.Tensor, channels: slice) -> torch.Tensor:
 def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int, out_h: int) -> int:
     """Output rows per strip for :func:`_forward_in_strips`, or 0 to run in one piece."""
     taps = layer.kernel_size[0] * layer.kernel_size[1]
+    # Per output row and tap: 3 * dg predicted channels, C column-buffer rows; the larger one sets the strip.
     row_bytes = input.shape[0] * out_w * input.element_size() * max(3 * layer.deformable_groups, layer.in_channels)
     if (
         out_h * row_bytes * taps <= PREDICTION_STRIP_BYTES
@@ -84,8 +85,9 @@ def _forward_in_strips(
             start,
         )
         if out is None:
-            layout = torch.channels_last if input.dim() == 4 and not strip.is_contiguous() else torch.contiguous_format
-            out = torch.empty(*strip.shape[:2], out_h, strip.shape[3], dtype=strip.dtype, memory_format=layout)
+            layout = torch.contiguous_format if strip.is_contiguous() else torch.channels_last  # the op's choice
+            size = (*strip.shape[:2], out_h, strip.shape[3])
+            out = torch.empty(size, dtype=strip.dtype, device=strip.device, memory_format=layout)
         out[:, :, start:stop] = strip
     return out
 
