@@ -83,14 +83,18 @@ def modulated_deform_conv_emulated(
     return torch.ops.dcn.modulated_deform_conv_emulated(input, offset, mask, weight, bias, *params)
 
 
+def is_channels_last(t: torch.Tensor) -> bool:
+    """True for a dense channels_last tensor that is not also NCHW-contiguous: the layout the CPU
+    kernels read in place and answer in."""
+    return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def _forward_fake(input, offset, mask, weight, bias, *params):
     # The CPU kernels write a channels_last output for a channels_last input when groups = 1.
-    channels_last = input.device.type == "cpu" and params[-2] == 1 and not input.is_contiguous()
-    channels_last = channels_last and input.is_contiguous(memory_format=torch.channels_last)
+    channels_last = input.device.type == "cpu" and params[-2] == 1 and is_channels_last(input)
+    size = (input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    return input.new_empty((input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])).contiguous(
-        memory_format=layout
-    )
+    return torch.empty(size, dtype=input.dtype, device=input.device, memory_format=layout)
 
 
 def _backward_fake(grad_output, input, offset, mask, weight, bias, *params):

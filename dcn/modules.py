@@ -25,18 +25,18 @@ PREDICTION_STRIP_BYTES = 16 << 20
 def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels: slice = slice(None)) -> torch.Tensor:
     """Output rows [start, stop) and ``channels`` of ``conv(x)`` from the input rows they need
     (zero rows past the edges)."""
-    kh, (sh, sw), (ph, pw), (dh, _) = conv.kernel_size[0], conv.stride, conv.padding, conv.dilation
+    kh, sh, (ph, pw), dh = conv.kernel_size[0], conv.stride[0], conv.padding, conv.dilation[0]
     first, last = start * sh - ph, (stop - 1) * sh - ph + dh * (kh - 1) + 1
     rows = x[:, :, max(first, 0) : min(last, x.shape[2])]
     rows = F.pad(rows, (0, 0, max(-first, 0), max(last - x.shape[2], 0)))
-    bias = None if conv.bias is None else conv.bias[channels]
-    return F.conv2d(rows, conv.weight[channels], bias, (sh, sw), (0, pw), conv.dilation, conv.groups)
+    return _predict(conv, rows, channels, padding=(0, pw))
 
 
-def _predict(conv: nn.Conv2d, x: torch.Tensor, channels: slice) -> torch.Tensor:
-    """``channels`` of ``conv(x)``."""
+def _predict(conv: nn.Conv2d, x: torch.Tensor, channels: slice, padding: tuple[int, int] | None = None) -> torch.Tensor:
+    """``channels`` of ``conv(x)`` (with ``padding`` instead of the conv's own, if given)."""
     bias = None if conv.bias is None else conv.bias[channels]
-    return F.conv2d(x, conv.weight[channels], bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    padding = conv.padding if padding is None else padding
+    return F.conv2d(x, conv.weight[channels], bias, conv.stride, padding, conv.dilation, conv.groups)
 
 
 def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int, out_h: int) -> int:

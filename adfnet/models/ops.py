@@ -142,7 +142,7 @@ def _register_fused(name: str = "dynamic_filter") -> None:
     @torch.library.register_fake(f"dcn::{name}")
     def _(x, kernels, dilation):
         # The CPU kernel writes channels_last for a channels_last x (see channels_last_inference).
-        channels_last = x.device.type == "cpu" and name == "dynamic_filter" and _is_channels_last(x)
+        channels_last = x.device.type == "cpu" and name == "dynamic_filter" and _ext.is_channels_last(x)
         return torch.empty_like(x, memory_format=torch.channels_last if channels_last else contiguous)
 
     @torch.library.register_fake(f"dcn::{name}_backward")
@@ -264,10 +264,6 @@ def generated_filter(
     return outs
 
 
-def _is_channels_last(x: Tensor) -> bool:
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 def _gate(mean: Tensor) -> Tensor:
     return 2 * torch.sigmoid(mean)
 
@@ -286,11 +282,11 @@ def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     # channels_last parts are (B, HW, C) matrices as they lie: reduced and multiplied in that form
     # (a reduction over W of the NCHW view of a channels_last map runs strided, 50x slower), the
     # GEMMs give (B, HW, O), a channels_last output, and nothing is reordered.
-    pixels_first = _is_channels_last(parts[0])
+    pixels_first = _ext.is_channels_last(parts[0])
     if pixels_first:
-        nhwc = [p.permute(0, 2, 3, 1) for p in parts]
-        row_sums = torch.cat([p.sum(2, dtype=acc) for p in nhwc], 2).transpose(1, 2)  # (B, C, H)
-        col_sums = torch.cat([p.sum(1, dtype=acc) for p in nhwc], 2).transpose(1, 2)  # (B, C, W)
+        parts = [p.permute(0, 2, 3, 1) for p in parts]  # (B, H, W, C) views, contiguous
+        row_sums = torch.cat([p.sum(2, dtype=acc) for p in parts], 2).transpose(1, 2)  # (B, C, H)
+        col_sums = torch.cat([p.sum(1, dtype=acc) for p in parts], 2).transpose(1, 2)  # (B, C, W)
     else:
         row_sums = torch.cat([p.sum(3, dtype=acc) for p in parts], 1)
         col_sums = torch.cat([p.sum(2, dtype=acc) for p in parts], 1)
@@ -304,12 +300,13 @@ def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     scaled = weight * a[:, None, :].to(weight.dtype)  # (B, O, C)
     out, start = None, 0
     for p in parts:
-        stop = start + p.shape[1]
+        channels_here = p.shape[3] if pixels_first else p.shape[1]
+        stop = start + channels_here
         lhs = scaled[:, :, start:stop].to(p.dtype)
         if pixels_first:
-            lhs, rhs = p.permute(0, 2, 3, 1).reshape(b, h * w, p.shape[1]), lhs.transpose(1, 2)
+            lhs, rhs = p.reshape(b, h * w, channels_here), lhs.transpose(1, 2)
         else:
-            rhs = p.reshape(b, p.shape[1], h * w)
+            rhs = p.reshape(b, channels_here, h * w)
         out = torch.bmm(lhs, rhs) if out is None else out.baddbmm_(lhs, rhs)
         start = stop
     out = out.view(b, h, w, -1).permute(0, 3, 1, 2) if pixels_first else out.view(b, -1, h, w)
