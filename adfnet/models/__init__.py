@@ -1,4 +1,4 @@
-"""ADFNet, SADNet, their building blocks and the Fig. 7 backbones (DnCNN, RDN); ``build_model`` makes them all."""
+"""ADFNet, SADNet, DBSN, their building blocks and the Fig. 7 backbones (DnCNN, RDN); ``build_model`` makes them all."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
+from .dbsn import DBSN, DilatedBSN, SigmaMuNet, SigmaNNet
 from .dncnn import DnCNN
 from .rdn import RDB, RDN
 from .sadnet import ContextBlock, ResBlock, RSABlock, SADNet
@@ -16,8 +17,10 @@ __all__ = [
     "AFG",
     "CB",
     "ContextBlock",
+    "DBSN",
     "DCB",
     "DConv",
+    "DilatedBSN",
     "DnCNN",
     "DynamicBranch",
     "MCB",
@@ -30,6 +33,8 @@ __all__ = [
     "ResBlock",
     "SADNet",
     "SEKG",
+    "SigmaMuNet",
+    "SigmaNNet",
     "add_model_arguments",
     "build_model",
     "canonical_name",
@@ -40,14 +45,15 @@ __all__ = [
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
-MODEL_NAMES = (*WIDTHS, "sadnet", "dncnn", "rdn")
+MODEL_NAMES = (*WIDTHS, "sadnet", "dncnn", "rdn", "dbsn")
 OPTIONS = {
     "adfnet": ("placement", "dcb", "mdcb", "mfi"),
     "sadnet": ("n_channel", "offset_channel"),
     "dncnn": ("depth", "channels", "dconv"),
     "rdn": ("blocks", "channels", "growth", "layers", "mdcb"),
+    "dbsn": tuple(p for p in inspect.signature(DBSN).parameters if p != "n_colors"),
 }
-CLASSES = {"adfnet": ADFNet, "sadnet": SADNet, "dncnn": DnCNN, "rdn": RDN}
+CLASSES = {"adfnet": ADFNet, "sadnet": SADNet, "dncnn": DnCNN, "rdn": RDN, "dbsn": DBSN}
 
 
 def canonical_name(name: str) -> str:
@@ -58,16 +64,17 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet | DnCNN | RDN:
+def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet | DnCNN | RDN | DBSN:
     """``"adfnet"``, ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*), ``"sadnet"``,
-    ``"dncnn"`` or ``"rdn"``.
+    ``"dncnn"``, ``"rdn"`` or ``"dbsn"``.
 
     ``n_colors`` is 1 (gray), 3 (colour, real noise) or 4 (packed Bayer raw: the four CFA planes at half
     resolution, see :mod:`adfnet.data.raw`). ``options`` are, for ADFNet, the Table 4 ablations
     ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet the widths
     ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`); for the Fig. 7 backbones
     ``depth``, ``channels``, ``dconv`` (:class:`DnCNN`) and ``blocks``, ``channels``, ``growth``, ``layers``,
-    ``mdcb`` (:class:`RDN`).
+    ``mdcb`` (:class:`RDN`); for ``"dbsn"`` (gray or colour only) the authors' configuration options documented
+    on :class:`DBSN` (default: their gray AWGN configuration for n_colors=1, colour MG for 3).
     The returned model's ``architecture`` (name, colours and every option) is recorded in the checkpoints
     written from it and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """
@@ -81,8 +88,10 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
         raise ValueError(f"unknown model option(s) {', '.join(unknown)} for {key}; valid options: {', '.join(valid)}")
     widths = (WIDTHS[key],) if family == "adfnet" else ()
     model = CLASSES[family](n_colors, *widths, **options)  # type: ignore[arg-type]
-    defaults = {k: inspect.signature(type(model)).parameters[k].default for k in valid}
-    model.architecture = {"model": key, "n_colors": n_colors, **defaults, **options}
+    recorded = getattr(model, "architecture_options", None)  # DBSN: defaults resolved by n_colors, no MAP settings
+    if recorded is None:
+        recorded = {**{k: inspect.signature(type(model)).parameters[k].default for k in valid}, **options}
+    model.architecture = {"model": key, "n_colors": n_colors, **recorded}
     return model
 
 
