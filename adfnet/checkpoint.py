@@ -10,10 +10,16 @@ in the state_dict's ``_metadata``, where PyTorch keeps per-module metadata: the 
 state_dict that any loader reads, and :func:`load_weights` compares the record with the model.
 Checkpoints without a record (the official ones) are taken to be of the full model
 (:data:`UNRECORDED_DEFAULTS`).
+
+DBSN's authors save one state_dict per net (``state_dict_dbsn``, ``state_dict_sigma_mu``,
+``state_dict_sigma_n``, beside optimizer states and their ``argparse`` options in training checkpoints);
+they are merged into :class:`~adfnet.models.DBSN`'s state_dict, and a configuration mismatch is named
+option by option from the shapes.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -23,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from adfnet.models import build_model
+from adfnet.models.dbsn import CHECKPOINT_PARTS, dbsn_options_from_state_dict
 
 _WRAPPERS = ("state_dict", "params", "model")  # official Real, BasicSR, our checkpoint_latest.pt
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
@@ -42,7 +49,8 @@ def load_weights(
 
     Accepts a path (a torch file or ``.safetensors``) or an already loaded object: a raw state_dict,
     ``{"state_dict": ...}`` (official real-noise checkpoints), ``{"params": ...}`` (BasicSR), our
-    ``checkpoint_latest.pt`` (``{"model": ...}``), with or without a ``module.`` prefix. On any mismatch
+    ``checkpoint_latest.pt`` (``{"model": ...}``), DBSN's ``{"state_dict_dbsn": ..., "state_dict_sigma_mu": ...,
+    "state_dict_sigma_n": ...}`` (other entries ignored), with or without a ``module.`` prefix. On any mismatch
     raises one ``ValueError`` naming the missing, unexpected and wrongly shaped keys and, when it can
     tell, which model the checkpoint belongs to; also when the checkpoint's architecture record (see the
     module docstring) differs from the model's. ``note`` (e.g. ``print``) is told when a checkpoint
@@ -126,7 +134,9 @@ def _read(path: str | os.PathLike) -> Mapping[str, object]:
     if shown.lower().endswith(".safetensors"):
         return _read_safetensors(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # DBSN's training checkpoints keep their argparse options (``args``): a plain attribute bag, safe to build
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         if "Weights only load failed" not in str(err):  # a damaged zip, a truncated file, not a torch file
             raise ValueError(
@@ -156,6 +166,9 @@ def _normalise(obj: Mapping[str, object]) -> dict[str, Tensor]:
     """The bare state_dict: unwrapped, prefixes stripped, thop entries dropped."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
+    parts = [k for k in CHECKPOINT_PARTS if isinstance(obj.get(k), Mapping)]
+    if parts:  # DBSN's layout: one state_dict per net
+        return {f"{CHECKPOINT_PARTS[p]}.{k}": v for p in parts for k, v in _normalise(obj[p]).items()}
     while True:
         inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
@@ -196,6 +209,7 @@ def _check(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     if not (missing or unexpected or shapes):
         return
     lines = [f"The checkpoint does not match the model ({type(model).__name__})."]
+    lines += _diagnose_dbsn(expected, state) if any(k.startswith("dbsn.") for k in expected) else []
     lines += _diagnose(expected, state)
     if missing and unexpected and all(".fe." in k for k in missing + unexpected):
         lines.append(
@@ -228,6 +242,23 @@ def _diagnose(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, Tenso
         notes.append(
             f"The checkpoint is {_variant(c_width)} (first width {c_width}), the model {_variant(m_width)} "
             f"(first width {m_width}): build the model with the checkpoint's name."
+        )
+    return notes
+
+
+def _diagnose_dbsn(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, Tensor]) -> list[str]:
+    """Which DBSN options (read from the shapes) differ, and which of the three nets the checkpoint lacks."""
+    notes = []
+    absent = [p for p, sub in CHECKPOINT_PARTS.items() if not any(k.startswith(f"{sub}.") for k in state)]
+    if absent and len(absent) < len(CHECKPOINT_PARTS):
+        notes.append(f"The checkpoint has no {', '.join(absent)} (a pre-training checkpoint of part of DBSN?).")
+    ours, theirs = dbsn_options_from_state_dict(expected), dbsn_options_from_state_dict(state)
+    differ = {k: v for k, v in theirs.items() if k in ours and ours[k] != v}
+    if differ:
+        pairs = "; ".join(f"{k}: checkpoint {v!r}, model {ours[k]!r}" for k, v in differ.items())
+        notes.append(
+            f"The checkpoint is a DBSN of another configuration ({pairs}): build the model with these options "
+            "(build_model('dbsn', n_colors=..., **options)), or use weights of this configuration."
         )
     return notes
 
