@@ -161,7 +161,7 @@ def test_missing_bm3d_is_a_clear_error(tmp_path, monkeypatch, capsys):
         (["--model", "bm3d", "--chop"], "--model bm3d runs whole images"),
         (["--model", "bm3d", "--weights", "x.pt"], "--model bm3d takes no --weights"),
         (["--model", "adfnet"], "--weights is required for --model adfnet"),
-        (["--model", "nlm", "--weights", "x.pt"], "choose one of adfnet, adfnet_l, sadnet, dncnn, rdn, bm3d"),
+        (["--model", "nlm", "--weights", "x.pt"], "choose one of adfnet, adfnet_l, sadnet, dncnn, rdn, dbsn, bm3d"),
         (["--model", "bm3d", "--seeds", "0"], "--seeds must be at least 1"),
     ],
 )
