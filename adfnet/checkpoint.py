@@ -216,6 +216,12 @@ def _check(model: nn.Module, state: Mapping[str, Tensor]) -> None:
             "The blocks differ: the checkpoint may come from another ablation variant "
             "(build_model options placement, dcb, mdcb)."
         )
+    if missing + unexpected and all(".cuca." in k or k.endswith(".act.weight") for k in missing + unexpected):
+        lines.append(
+            "The blocks differ in channel attention ('cuca') and PReLU ('act'): the checkpoint is of the other "
+            "wavelet network (MWRCANet has both, MWResNet neither): build the model with the checkpoint's name "
+            "('mwrcanet' or 'mwresnet')."
+        )
     for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrongly shaped keys", shapes)):
         if keys:
             listed = ", ".join(keys[:_MAX_LISTED])
@@ -230,6 +236,8 @@ def _diagnose(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, Tenso
         return ["It shares no key with the model: it is not a checkpoint of this network."]
     if "head.weight" not in expected or "head.weight" not in state:
         return []
+    if (2, 2) in (expected["head.weight"][2:], tuple(state["head.weight"].shape[2:])):
+        return []  # a wavelet network's head is the fixed Haar DWT: it tells neither width nor colours
     (m_width, m_colors), (c_width, c_colors) = expected["head.weight"][:2], tuple(state["head.weight"].shape[:2])
     notes = []
     if c_colors != m_colors:

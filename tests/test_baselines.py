@@ -25,6 +25,7 @@ from adfnet.data.noise import add_awgn
 from adfnet.evaluation import EvalOptions, evaluate_set
 from adfnet.evaluation.denoiser import ImageFunction
 from adfnet.evaluation.harness import merge_parts, write_report
+from adfnet.models import MODEL_NAMES
 from conftest import MCMASTER, ROOT, SET12, subprocess_env
 
 
@@ -161,7 +162,7 @@ def test_missing_bm3d_is_a_clear_error(tmp_path, monkeypatch, capsys):
         (["--model", "bm3d", "--chop"], "--model bm3d runs whole images"),
         (["--model", "bm3d", "--weights", "x.pt"], "--model bm3d takes no --weights"),
         (["--model", "adfnet"], "--weights is required for --model adfnet"),
-        (["--model", "nlm", "--weights", "x.pt"], "choose one of adfnet, adfnet_l, sadnet, dncnn, rdn, dbsn, bm3d"),
+        (["--model", "nlm", "--weights", "x.pt"], f"choose one of {', '.join(MODEL_NAMES)}, bm3d"),
         (["--model", "bm3d", "--seeds", "0"], "--seeds must be at least 1"),
     ],
 )

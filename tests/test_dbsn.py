@@ -18,16 +18,9 @@ from adfnet.models.dbsn_map import map_estimate, noise_covariances
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))
-from weights import golden_state_dict  # noqa: E402
+from weights import golden_weights  # noqa: E402
 
 PARTS = {"dbsn": "keys", "sigma_mu": "keys_sigma_mu", "sigma_n": "keys_sigma_n"}
-
-
-def golden_weights(net, g):
-    """golden/README.md: the generator's values, conv weights (tensors of more than one dimension) x weight_gain."""
-    return {
-        k: v * g["weight_gain"] if v.dim() > 1 else v for k, v in golden_state_dict(net.state_dict(), g["seed"]).items()
-    }
 
 
 @pytest.fixture(scope="module", params=["dbsn_gray_seed0", "dbsn_rgb_seed0"])

@@ -1,14 +1,18 @@
-"""ADFNet, SADNet, DBSN, their building blocks and the Fig. 7 backbones (DnCNN, RDN); ``build_model`` makes them all."""
+"""ADFNet, SADNet, DBSN, their building blocks, the Fig. 7 backbones (DnCNN, RDN) and the wavelet networks (MWCNN,
+MWRCANet, MWResNet); ``build_model`` makes them all."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+from functools import partial
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
 from .dbsn import DBSN, DilatedBSN, SigmaMuNet, SigmaNNet
 from .dncnn import DnCNN
+from .mwcnn import MWCNN
+from .mwrcanet import MWRCANet
 from .rdn import RDB, RDN
 from .sadnet import ContextBlock, ResBlock, RSABlock, SADNet
 
@@ -26,6 +30,8 @@ __all__ = [
     "MCB",
     "MDCB",
     "MFI",
+    "MWCNN",
+    "MWRCANet",
     "OffsetBlock",
     "RDB",
     "RDN",
@@ -45,15 +51,31 @@ __all__ = [
 ]
 
 WIDTHS = {"adfnet": (32, 64, 128, 256), "adfnet_l": (64, 128, 256, 512)}
-MODEL_NAMES = (*WIDTHS, "sadnet", "dncnn", "rdn", "dbsn")
+MODEL_NAMES = (*WIDTHS, "sadnet", "dncnn", "rdn", "dbsn", "mwrcanet", "mwresnet", "mwcnn")
+WAVELET_WIDTHS = ("filters_level1", "filters_level2", "filters_level3")
 OPTIONS = {
     "adfnet": ("placement", "dcb", "mdcb", "mfi"),
     "sadnet": ("n_channel", "offset_channel"),
     "dncnn": ("depth", "channels", "dconv"),
     "rdn": ("blocks", "channels", "growth", "layers", "mdcb"),
     "dbsn": tuple(p for p in inspect.signature(DBSN).parameters if p != "n_colors"),
+    "mwrcanet": (*WAVELET_WIDTHS, "n_rb"),
+    "mwresnet": (*WAVELET_WIDTHS, "n_rb"),
+    "mwcnn": WAVELET_WIDTHS,
 }
-CLASSES = {"adfnet": ADFNet, "sadnet": SADNet, "dncnn": DnCNN, "rdn": RDN, "dbsn": DBSN}
+# MWResNet is MWRCANet with plain residual blocks, 4 per group (see its docstring).
+CLASSES = {
+    "adfnet": ADFNet,
+    "sadnet": SADNet,
+    "dncnn": DnCNN,
+    "rdn": RDN,
+    "dbsn": DBSN,
+    "mwrcanet": MWRCANet,
+    "mwresnet": partial(MWRCANet, block="res", n_rb=4),
+    "mwcnn": MWCNN,
+}
+# The authors' layout where it is not colour: one plane (a Bayer mosaic for MWRCANet, gray for MWCNN).
+DEFAULT_COLORS = {"mwrcanet": 1, "mwresnet": 1, "mwcnn": 1}
 
 
 def canonical_name(name: str) -> str:
@@ -64,21 +86,27 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SADNet | DnCNN | RDN | DBSN:
+def build_model(
+    name: str, n_colors: int | None = None, **options: object
+) -> ADFNet | SADNet | DnCNN | RDN | DBSN | MWRCANet | MWCNN:
     """``"adfnet"``, ``"adfnet_l"`` (also ``"ADFNet-L"``, ``"adfnet*"``: the paper's ADFNet*), ``"sadnet"``,
-    ``"dncnn"``, ``"rdn"`` or ``"dbsn"``.
+    ``"dncnn"``, ``"rdn"``, ``"dbsn"``, ``"mwrcanet"``, ``"mwresnet"`` or ``"mwcnn"``.
 
     ``n_colors`` is 1 (gray), 3 (colour, real noise) or 4 (packed Bayer raw: the four CFA planes at half
-    resolution, see :mod:`adfnet.data.raw`). ``options`` are, for ADFNet, the Table 4 ablations
-    ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for SADNet the widths
-    ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`); for the Fig. 7 backbones
+    resolution, see :mod:`adfnet.data.raw`); by default 3, and 1 for the wavelet networks, their authors'
+    layout (for MWRCANet and MWResNet one Bayer plane, see :mod:`adfnet.models.wavelet`). ``options`` are, for
+    ADFNet, the Table 4 ablations ``placement``, ``dcb``, ``mdcb``, ``mfi`` (documented on :class:`ADFNet`); for
+    SADNet the widths ``n_channel`` and ``offset_channel`` (documented on :class:`SADNet`); for the Fig. 7 backbones
     ``depth``, ``channels``, ``dconv`` (:class:`DnCNN`) and ``blocks``, ``channels``, ``growth``, ``layers``,
     ``mdcb`` (:class:`RDN`); for ``"dbsn"`` (gray or colour only) the authors' configuration options documented
-    on :class:`DBSN` (default: their gray AWGN configuration for n_colors=1, colour MG for 3).
+    on :class:`DBSN` (default: their gray AWGN configuration for n_colors=1, colour MG for 3); for the wavelet
+    networks the widths ``filters_level1``, ``filters_level2``, ``filters_level3`` and, but for MWCNN, ``n_rb``
+    (:class:`MWRCANet`, :class:`MWCNN`).
     The returned model's ``architecture`` (name, colours and every option) is recorded in the checkpoints
     written from it and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """
     key = canonical_name(name)
+    n_colors = DEFAULT_COLORS.get(key, 3) if n_colors is None else n_colors
     if n_colors not in (1, 3, 4):
         raise ValueError(f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), got {n_colors!r}")
     family = "adfnet" if key in WIDTHS else key
@@ -90,7 +118,7 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     model = CLASSES[family](n_colors, *widths, **options)  # type: ignore[arg-type]
     recorded = getattr(model, "architecture_options", None)  # DBSN: defaults resolved by n_colors, no MAP settings
     if recorded is None:
-        recorded = {**{k: inspect.signature(type(model)).parameters[k].default for k in valid}, **options}
+        recorded = {**{k: inspect.signature(CLASSES[family]).parameters[k].default for k in valid}, **options}
     model.architecture = {"model": key, "n_colors": n_colors, **recorded}
     return model
 
