@@ -51,6 +51,9 @@ from adfnet.inference import PRECISIONS
 from adfnet.models import add_model_arguments, model_options
 from adfnet.runtime import tune_allocator
 
+# The largest --test_noiseL: four times the whole 0-255 range. The noisy input is made by the harness
+# from this sigma, so its values are not checked as an image's; a bound still catches typos (1e6).
+MAX_SIGMA = 1000.0
 BUNDLED_SETS = {1: DATASETS_ROOT / "testsets/Set12", 3: DATASETS_ROOT / "testsets/McMaster"}
 
 
@@ -77,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--test_noiseL",
         nargs="+",
-        type=finite_float(0),
+        type=finite_float(0, maximum=MAX_SIGMA, why=" (noise sigma on the 0-255 scale)"),
         default=[50.0],
-        help="noise level(s) sigma on 0-255 (finite, >= 0)",
+        help=f"noise level(s) sigma on 0-255, from 0 to {MAX_SIGMA:g}: noisy values then stray far outside "
+        "[0, 1], which the harness accepts (the input range check is for images); beyond that the image is "
+        "lost in the noise",
     )
     data.add_argument(
         "--noise",

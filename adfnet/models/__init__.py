@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import numbers
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
@@ -72,8 +73,13 @@ def build_model(name: str, n_colors: int = 3, **options: object) -> ADFNet | SAD
     written from it and checked when weights are loaded (``adfnet.checkpoint``): ``mfi`` changes no parameter.
     """
     key = canonical_name(name)
-    if n_colors not in (1, 3, 4):
-        raise ValueError(f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), got {n_colors!r}")
+    # an int: 3.0 == 3 and True == 1 would pass the membership test and fail deep inside torch
+    if isinstance(n_colors, bool) or not isinstance(n_colors, numbers.Integral) or n_colors not in (1, 3, 4):
+        raise ValueError(
+            f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), an int; got {n_colors!r} "
+            f"({type(n_colors).__name__})"
+        )
+    n_colors = int(n_colors)
     family = "adfnet" if key in WIDTHS else key
     valid = OPTIONS[family]
     unknown = sorted(set(options) - set(valid))
