@@ -154,7 +154,8 @@ def _decode_problem(path: Path, n_colors: int) -> str | None:
 def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[list[Path], list[str]]:
     """Decode every file once (``workers`` threads; the decoder releases the GIL): the files that give
     finite pixels, in order, and one line per file left out, naming it. Raise if none is left."""
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
         problems = list(
             tqdm(
                 pool.map(lambda f: _decode_problem(f, n_colors), files),
@@ -164,6 +165,8 @@ def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[l
                 leave=False,
             )
         )
+    finally:  # a Ctrl-C stops at once: the images not started are cancelled, not decoded first
+        pool.shutdown(wait=False, cancel_futures=True)
     good = [f for f, problem in zip(files, problems, strict=True) if problem is None]
     bad = [problem for problem in problems if problem is not None]
     if not good:
