@@ -173,4 +173,3 @@ def _ifd_entries(data: bytes, at: int, order: str) -> dict[int, bytes]:
     count = struct.unpack(order + "H", data[at : at + 2])[0]
     raw = (data[at + 2 + 12 * i : at + 14 + 12 * i] for i in range(count))
     return {struct.unpack(order + "H", entry[:2])[0]: entry for entry in raw}
-
