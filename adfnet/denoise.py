@@ -27,7 +27,7 @@ from adfnet.checkpoint import load_model as build_and_load
 from adfnet.checkpoint import read_state_dict
 from adfnet.data.io import IMAGE_EXTENSIONS
 from adfnet.data.metadata import PhotoInfo, add_metadata, read_photo_info
-from adfnet.fileio import DiskFullError, write_bytes
+from adfnet.fileio import DiskFullError, remove_stale_temporaries, write_bytes
 from adfnet.inference import (
     ADFNET_BYTES_PER_PIXEL,
     DEFAULT_OVERLAP,
@@ -44,8 +44,8 @@ from adfnet.models import MODEL_NAMES, WIDTHS, canonical_name
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 EXISTING = ("refuse", "overwrite", "skip")  # what to do with an output that is already there
 _JPEG = (".jpg", ".jpeg")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # the first bytes of a TIFF file
 # EXIF orientation -> (quarter turns counter-clockwise for np.rot90, flip left-right first)
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 _ORIENTATION = {2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False)}
 
 
@@ -319,6 +319,8 @@ def denoise_files(
     if found and existing == "refuse":
         refuse_existing(found, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(out_dir):  # left by a killed run: never an output
+        tqdm.write(f"note: removed {stale}, a partial file of a killed run")
     budget = None if tile is not None or chop else (max_memory, bytes_per_pixel)
     plans, failures = _plan(inputs, out_dir, fmt, tile, budget, found if existing == "skip" else [])
     total = sum(_calls(p, s, n_colors, chop, overlap) for p, _, s in plans)

@@ -464,8 +464,11 @@ def test_outputs_of_an_earlier_run_are_refused_overwritten_or_skipped(tmp_path, 
     err = capsys.readouterr().err
     assert "already holds 1 of the outputs (a.png): pass --overwrite" in err and "--skip_existing" in err
     assert sha(out / "a.png") == before and not (out / "b.png").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    partial = out / f".b.png.tmp{int(dead.stdout)}"  # what a killed run leaves
+    partial.write_bytes(b"half a PNG")
     assert main([*command, "--skip_existing"]) == 0
-    assert "1 of 2 image(s) denoised" in capsys.readouterr().out
+    assert "1 of 2 image(s) denoised" in capsys.readouterr().out and not partial.exists()
     assert sha(out / "a.png") == before and cv2.imread(str(out / "b.png"))[0, 0, 0] == 50
     assert main([*command, "--overwrite"]) == 0
     assert cv2.imread(str(out / "a.png"))[0, 0, 0] == 100

@@ -179,18 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    if args.noise_params is not None and args.noise is None:
-        parser.error("--noise_params needs --noise NAME")
-    try:
-        if args.noise == "awgn":
-            args.test_noiseL = args.noise_params or args.test_noiseL
-        args.noise_model = None if args.noise in (None, "awgn") else build_noise(args.noise, args.noise_params or ())
-    except ValueError as err:
-        parser.error(str(err))
-    if args.noise_model is not None:
-        if "{sigma}" in args.weights:
-            parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
-        args.test_noiseL = [math.nan]  # one run, named by the noise model
+    _noise_model(parser, args)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     if args.model in BASELINES:
@@ -201,6 +190,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     elif not args.weights:
         parser.error(f"--weights is required for --model {args.model}")
     return args
+
+
+def _noise_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``args.noise_model`` from ``--noise``/``--noise_params`` (None: AWGN at each ``--test_noiseL``)."""
+    if args.noise_params is not None and args.noise is None:
+        parser.error("--noise_params needs --noise NAME")
+    try:
+        if args.noise == "awgn":
+            args.test_noiseL = args.noise_params or args.test_noiseL
+            if max(args.test_noiseL) > MAX_SIGMA:
+                raise ValueError(f"--noise awgn --noise_params: sigma must be <= {MAX_SIGMA:g}, like --test_noiseL")
+        args.noise_model = None if args.noise in (None, "awgn") else build_noise(args.noise, args.noise_params or ())
+    except ValueError as err:
+        parser.error(str(err))
+    if args.noise_model is not None:
+        if args.weights and "{sigma}" in args.weights:
+            parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
+        args.test_noiseL = [math.nan]  # one run, named by the noise model
 
 
 def _seed_dirs(result_dir: str | Path, seeds: list[int]) -> list[Path]:
