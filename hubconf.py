@@ -1,6 +1,7 @@
 """torch.hub entry points: ``torch.hub.load(path_or_repo, "adfnet", weights=...)``.
 
-    model = torch.hub.load("path/to/ADFNet", "adfnet", source="local", weights="checkpoints/adfnet_real.pth")
+    model = torch.hub.load("path/to/ADFNet", "adfnet", source="local",
+                           weights="experiment/demo_gray_n25/model/model_best.pt")  # bash scripts/demo.sh
     model = torch.hub.load("path/to/ADFNet", "adfnet", source="local", n_colors=1)   # untrained gray network
 
 A weight file listed in ``checkpoints/SHA256SUMS`` is verified before loading; the model name and the
@@ -19,12 +20,20 @@ def adfnet(weights=None, n_colors=None, model=None, device="cpu", check_hash=Tru
     (``"adfnet"`` and 3 without weights). ``check_hash`` verifies a file listed in the manifest (``manifest``,
     default ``checkpoints/SHA256SUMS``) and refuses it on a mismatch.
     """
+    import os
+
     from adfnet import build_model
+    from adfnet.checkpoint import WEIGHTS_HINT
     from adfnet.denoise import load_model
     from adfnet.manifest import MANIFEST, verify
 
     if weights is None:
         return build_model(model or "adfnet", n_colors or 3).eval().to(device)
+    if not os.path.exists(weights):
+        raise FileNotFoundError(
+            f"weights={weights!r} does not exist (a path relative to the current folder, "
+            f"{os.getcwd()}); {WEIGHTS_HINT}; or pass weights=None for an untrained network"
+        )
     if check_hash:
         verify(weights, manifest or MANIFEST, required=False)
     net, _, _ = load_model(str(weights), model, n_colors, device)

@@ -31,6 +31,11 @@ from torch import Tensor, nn
 from adfnet.models import build_model
 from adfnet.models.dbsn import CHECKPOINT_PARTS, dbsn_options_from_state_dict
 
+# Where weights come from, for every "does not exist" of a weights file a new user meets.
+WEIGHTS_HINT = (
+    "no official weights are shipped: download them (checkpoints/README.md) or train your own "
+    "(bash scripts/demo.sh writes experiment/demo_gray_n25/model/model_best.pt)"
+)
 _WRAPPERS = ("state_dict", "params", "model")  # official Real, BasicSR, our checkpoint_latest.pt
 _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP, torch.compile
 _THOP_KEYS = ("total_ops", "total_params")  # buffers thop leaves behind after profiling

@@ -3,16 +3,17 @@
 No ground truth and no added noise: the inputs are the noisy photos. Any size runs in bounded memory
 (overlapping tiles blended smoothly, :func:`adfnet.inference.forward_tiled`), or with the official
 chop. Each output keeps what the input file was: format (JPEG becomes PNG unless ``--format`` says
-otherwise, to avoid a second lossy step), bit depth (8 or 16 bits), alpha (copied untouched) and the
-upright orientation (EXIF orientation is applied, so the output needs no tag). Inputs are never
-overwritten; a file that fails is reported and the others are still processed. The command line is
-:mod:`adfnet.cli.denoise`.
+otherwise, to avoid a second lossy step), bit depth (8 or 16 bits), alpha (copied untouched), the
+ICC profile, EXIF and resolution (:mod:`adfnet.data.metadata`) and the upright orientation (EXIF
+orientation is applied, and set to 1 in the output's EXIF). Inputs are never overwritten, nor are the
+outputs of an earlier run unless asked (``existing="overwrite"``; ``"skip"`` resumes an interrupted
+batch); outputs are written atomically (:mod:`adfnet.fileio`). A file that fails is reported and the
+others are still processed; a full disk stops the run. The command line is :mod:`adfnet.cli.denoise`.
 """
 
 from __future__ import annotations
 
 import glob
-import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +26,8 @@ from tqdm import tqdm
 from adfnet.checkpoint import load_model as build_and_load
 from adfnet.checkpoint import read_state_dict
 from adfnet.data.io import IMAGE_EXTENSIONS
+from adfnet.data.metadata import PhotoInfo, add_metadata, read_photo_info
+from adfnet.fileio import DiskFullError, remove_stale_temporaries, write_bytes
 from adfnet.inference import (
     ADFNET_BYTES_PER_PIXEL,
     DEFAULT_OVERLAP,
@@ -39,7 +42,9 @@ from adfnet.inference import (
 from adfnet.models import MODEL_NAMES, WIDTHS, canonical_name
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
+EXISTING = ("refuse", "overwrite", "skip")  # what to do with an output that is already there
 _JPEG = (".jpg", ".jpeg")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # the first bytes of a TIFF file
 # EXIF orientation -> (quarter turns counter-clockwise for np.rot90, flip left-right first)
 _ORIENTATION = {2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False)}
 
@@ -80,6 +85,20 @@ def output_path(src: Path, out_dir: Path, fmt: str | None) -> Path:
     return out_dir / (src.stem + ext)
 
 
+def existing_outputs(inputs: list[Path], out_dir: Path, fmt: str | None) -> list[Path]:
+    """The outputs of ``inputs`` that ``out_dir`` already holds (from an earlier run)."""
+    return [dst for dst in (output_path(src, out_dir, fmt) for src in inputs) if dst.exists()]
+
+
+def refuse_existing(existing: list[Path], out_dir: Path) -> None:
+    """The message for outputs that would be overwritten without ``--overwrite`` / ``--skip_existing``."""
+    names = ", ".join(p.name for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+    raise DenoiseError(
+        f"--out {out_dir} already holds {len(existing)} of the outputs ({names}): pass --overwrite to replace "
+        "them, or --skip_existing to keep them and denoise only the others (to resume an interrupted batch)"
+    )
+
+
 def check_output_dir(out_dir: Path, inputs: list[Path]) -> None:
     """Refuse an output folder that holds any input: outputs would overwrite or mix with inputs."""
     out = out_dir.resolve()
@@ -91,11 +110,12 @@ def check_output_dir(out_dir: Path, inputs: list[Path]) -> None:
 
 
 # --- image round trip -------------------------------------------------------------------------------
-def read_noisy(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
-    """``(colour (H, W, C) float32 in [0, 1] RGB or gray, alpha as stored or None, stored dtype)``.
+def read_noisy(path: Path, info: PhotoInfo | None = None) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
+    """``(colour (H, W, C) float32 in [0, 1] RGB or gray, alpha as stored or None, stored dtype)``, upright.
 
     Unlike :func:`adfnet.data.io.read_image` (which prepares test images for the metrics), this keeps
-    everything needed to write the result back as the same kind of file.
+    everything needed to write the result back as the same kind of file. ``info`` (its orientation is
+    applied) is read from the file when not given.
     """
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
@@ -107,7 +127,8 @@ def read_noisy(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
         img = img[..., None]
     if img.shape[2] not in (1, 2, 3, 4):
         raise ValueError(f"{img.shape[2]} channels are not supported (gray, RGB, with or without alpha)")
-    img = _apply_orientation(img, path)
+    if data[:4].tobytes() not in _TIFF_MAGIC:  # OpenCV's TIFF decoder turns the image upright itself
+        img = _apply_orientation(img, (info or read_photo_info(path)).orientation)
     alpha = img[..., -1:].copy() if img.shape[2] in (2, 4) else None
     colour = img[..., : 3 if img.shape[2] >= 3 else 1]
     if colour.shape[2] == 3:
@@ -116,23 +137,19 @@ def read_noisy(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.dtype]:
     return np.ascontiguousarray(colour, dtype=np.float32) / np.float32(scale), alpha, img.dtype
 
 
-def _apply_orientation(img: np.ndarray, path: Path) -> np.ndarray:
-    """Turn ``img`` upright by its EXIF orientation tag (OpenCV's unchanged decoding ignores it)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            tag = im.getexif().get(0x0112, 1)
-    except Exception:  # no EXIF reader for this file: nothing to apply
-        return img
+def _apply_orientation(img: np.ndarray, tag: int) -> np.ndarray:
+    """Turn ``img`` upright by its EXIF orientation ``tag`` (OpenCV's unchanged decoding ignores it)."""
     turns, flip = _ORIENTATION.get(tag, (0, False))
     if flip:
         img = img[:, ::-1]
     return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
 
 
-def write_like(path: Path, colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype) -> None:
-    """Write float ``colour`` in [0, 1] with ``dtype``'s depth and the original ``alpha``, atomically."""
+def write_like(
+    path: Path, colour: np.ndarray, alpha: np.ndarray | None, dtype: np.dtype, info: PhotoInfo | None = None
+) -> list[str]:
+    """Write float ``colour`` in [0, 1] with ``dtype``'s depth, the original ``alpha`` and ``info``'s ICC
+    profile, EXIF and resolution, atomically; returns what of ``info`` could not be kept."""
     if path.suffix.lower() in _JPEG and alpha is not None:
         raise ValueError("JPEG cannot store the alpha channel: use --format png or tif")
     if path.suffix.lower() in _JPEG and dtype == np.uint16:
@@ -147,9 +164,9 @@ def write_like(path: Path, colour: np.ndarray, alpha: np.ndarray | None, dtype: 
     ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(arr), params)
     if not ok:
         raise ValueError(f"cannot encode the result as {path.suffix}")
-    tmp = path.with_name(f".{path.name}.part")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)  # a killed run leaves no half-written output
+    data, lost = add_metadata(buf.tobytes(), path.suffix, info or PhotoInfo())
+    write_bytes(path, data)  # a killed run or a full disk leaves no half-written output
+    return lost
 
 
 # --- model ------------------------------------------------------------------------------------------
@@ -233,6 +250,37 @@ def choose_tile(h: int, w: int, channels: int, max_memory: int, bytes_per_pixel:
     return tile_for_memory(max_memory, bytes_per_pixel, image_bytes=5 * 4 * h * w * max(channels, 1))
 
 
+def _plan(
+    inputs: list[Path],
+    out_dir: Path,
+    fmt: str | None,
+    tile: int | None,
+    budget: tuple[int, float] | None,
+    skip: list[Path],
+) -> tuple[list[tuple[Path, Path, int | None]], dict[Path, str]]:
+    """``(input, output, tile)`` per input to run, and the inputs refused before any work (a clashing
+    output name, no tile that fits ``budget`` = (max_memory, bytes per pixel)); outputs in ``skip`` are kept."""
+    plans, failures, taken = [], {}, {}
+    for src in inputs:
+        dst = output_path(src, out_dir, fmt)
+        if dst in skip:
+            continue
+        if dst in taken:
+            failures[src] = f"its output {dst} would overwrite the output of {taken[dst]} (same name): rename one"
+            continue
+        taken[dst] = src
+        h, w, c = _image_size(src)
+        size = tile
+        if budget is not None and h:
+            try:
+                size = choose_tile(h, w, c, *budget)
+            except ValueError as err:
+                failures[src] = str(err)
+                continue
+        plans.append((src, dst, size))
+    return plans, failures
+
+
 def denoise_files(
     model,
     inputs: list[Path],
@@ -248,8 +296,13 @@ def denoise_files(
     fmt: str | None = None,
     device: str = "cpu",
     precision: str = "fp32",
+    existing: str = "refuse",
 ) -> dict[Path, str]:
     """Denoise every input into ``out_dir``; returns ``{input: error message}`` for the files that failed.
+
+    An output that ``out_dir`` already holds is refused (:class:`DenoiseError`, before any work),
+    replaced (``existing="overwrite"``) or kept and its input skipped (``existing="skip"``). A full
+    disk raises :class:`~adfnet.fileio.DiskFullError` (the outputs written before are complete).
 
     ``tile=None`` picks the largest tile that fits ``max_memory`` for each image (``bytes_per_pixel``
     is the model's forward-pass memory per pixel). One tqdm bar counts tiles over all images.
@@ -257,32 +310,26 @@ def denoise_files(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if existing not in EXISTING:
+        raise ValueError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     check_output_dir(out_dir, inputs)
     if tile is not None:
         check_tiling(tile, overlap)
+    found = existing_outputs(inputs, out_dir, fmt)
+    if found and existing == "refuse":
+        refuse_existing(found, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plans, failures, taken = [], {}, {}
-    for src in inputs:
-        dst = output_path(src, out_dir, fmt)
-        if dst in taken:
-            failures[src] = f"its output {dst} would overwrite the output of {taken[dst]} (same name): rename one"
-            continue
-        taken[dst] = src
-        h, w, c = _image_size(src)
-        size = tile
-        if size is None and not chop and h:
-            try:
-                size = choose_tile(h, w, c, max_memory, bytes_per_pixel)
-            except ValueError as err:
-                failures[src] = str(err)
-                continue
-        plans.append((src, dst, size))
+    for stale in remove_stale_temporaries(out_dir):  # left by a killed run: never an output
+        tqdm.write(f"note: removed {stale}, a partial file of a killed run")
+    budget = None if tile is not None or chop else (max_memory, bytes_per_pixel)
+    plans, failures = _plan(inputs, out_dir, fmt, tile, budget, found if existing == "skip" else [])
     total = sum(_calls(p, s, n_colors, chop, overlap) for p, _, s in plans)
     with tqdm(total=total, unit="tile", desc="denoising", dynamic_ncols=True) as bar:
         for src, dst, size in plans:
             bar.set_postfix_str(src.name)
             try:
-                colour, alpha, dtype = read_noisy(src)
+                info = read_photo_info(src)
+                colour, alpha, dtype = read_noisy(src, info)
                 h, w, c = colour.shape
                 if size is None and not chop:
                     size = choose_tile(h, w, c, max_memory, bytes_per_pixel)
@@ -293,7 +340,10 @@ def denoise_files(
                 with torch.no_grad():
                     y = _run_one(model, x, n_colors, mode, bar.update)
                 del x
-                write_like(dst, y[0].permute(1, 2, 0).cpu().numpy(), alpha, dtype)
+                for note in write_like(dst, y[0].permute(1, 2, 0).cpu().numpy(), alpha, dtype, info):
+                    tqdm.write(f"note: {src}: {note}")
+            except DiskFullError:
+                raise  # every later image would fail the same way
             except (OSError, ValueError, RuntimeError) as err:
                 failures[src] = str(err)
                 tqdm.write(f"FAILED {src}: {err}")

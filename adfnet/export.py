@@ -22,6 +22,7 @@ while tracing so that one operator (``torchvision::deform_conv2d``) stands for e
 from __future__ import annotations
 
 import functools
+import io
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 import dcn
+from adfnet.fileio import write_bytes
 
 OPSET = 19
 DCN_MODES = ("auto", "deformconv", "gridsample")
@@ -185,6 +187,8 @@ def export_onnx(model: nn.Module, path: str | Path, n_colors: int, dcn_mode: str
     """Write ``model`` as ONNX (opset 19, dynamic batch/height/width); returns the DCN mode used.
 
     Traced on a ``size`` x ``size`` input in eval mode; the graph accepts any H, W that are multiples of 8.
+    The graph is built in memory and written by :func:`adfnet.fileio.write_bytes` (a full disk is an
+    error, never a truncated model).
     """
     # dcn imports torchvision lazily; its import runs ops (torchvision::_cuda_version) that the tracer would
     # otherwise record into the graph when the first DCN call imports it mid-trace
@@ -195,23 +199,24 @@ def export_onnx(model: nn.Module, path: str | Path, n_colors: int, dcn_mode: str
     model = model.eval()
     example = torch.rand(1, n_colors, size, size)
     axes = {0: "batch", 2: "height", 3: "width"}
+    graph = io.BytesIO()
     with dcn.use_backend("torchvision"), warnings.catch_warnings(), torch.no_grad():
         # the TorchScript-based exporter is deprecated in favour of torch.export's, which needs onnxscript;
         # tracing warnings concern the H, W % 8 check, which the exported graph documents instead
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
+            model, (example,), graph, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
         )  # fmt: skip
-    _annotate(path, mode)
+    write_bytes(path, _annotate(graph.getvalue(), mode))
     return mode
 
 
-def _annotate(path: str | Path, mode: str) -> None:
+def _annotate(model: bytes, mode: str) -> bytes:
     import onnx
 
-    proto = onnx.load(str(path))
+    proto = onnx.load_model_from_string(model)
     notes = {
         "input": "float32 (N, C, H, W) in [0, 1], RGB or gray; H and W multiples of 8 (pad, then crop)",
         "output": "the denoised image, same shape, not clamped",
@@ -220,15 +225,15 @@ def _annotate(path: str | Path, mode: str) -> None:
     for key, value in notes.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(path))
+    return proto.SerializeToString()
 
 
 def export_safetensors(model: nn.Module, path: str | Path, name: str, n_colors: int) -> None:
     """The state_dict as ``.safetensors`` (official key names), with the model name in its metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"model": name, "n_colors": str(n_colors)})
+    write_bytes(path, save(state, metadata={"model": name, "n_colors": str(n_colors)}))
 
 
 def check_onnx(model: nn.Module, path: str | Path, x: torch.Tensor) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from adfnet.fileio import atomic_file
 from adfnet.metrics import psnr, quantize
 
 BACKGROUND = 255
@@ -124,12 +125,11 @@ def save_panel(path: str | Path, panel: np.ndarray, captions: Sequence[str] = ()
     so the numbers can be read back without reading the pixels."""
     from PIL import PngImagePlugin
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     if captions:
         info.add_text("Description", " | ".join(captions))
-    Image.fromarray(panel).save(path, pnginfo=info)
+    with atomic_file(path) as f:
+        Image.fromarray(panel).save(f, format="PNG", pnginfo=info)
 
 
 def require_matplotlib(what: str) -> None:
@@ -178,8 +178,8 @@ def psnr_sigma_plot(
             ax.set_title(title)
         fig.tight_layout()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        with atomic_file(path) as f:
+            fig.savefig(f, format=path.suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)
     return path

@@ -15,6 +15,8 @@ import re
 import sys
 from pathlib import Path
 
+from adfnet.fileio import write_text
+
 MANIFEST = Path(__file__).resolve().parents[1] / "checkpoints" / "SHA256SUMS"
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 
@@ -74,7 +76,7 @@ def add(path: str | Path, manifest: str | Path = MANIFEST) -> str:
         line for line in (manifest.read_text().splitlines() if manifest.is_file() else []) if line.startswith("#")
     ]
     body = [f"{digest}  {name}" for name, digest in sorted(entries.items())]
-    manifest.write_text("\n".join(header + body) + "\n")
+    write_text(manifest, "\n".join(header + body) + "\n")
     return entries[path.name]
 
 

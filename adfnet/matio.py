@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io as sio
 
+from adfnet.fileio import atomic_file
 from adfnet.imaging import quantize
 
 SIDD_SUBMISSION_KEY = "DenoisedBlocksSrgb"
@@ -83,6 +84,13 @@ def load_sidd_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
     return blocks
 
 
+def _savemat(path: str | Path, variables: dict) -> None:
+    """``scipy.io.savemat`` through the one writer (:mod:`adfnet.fileio`): a full disk is an error, not a
+    truncated file."""
+    with atomic_file(path) as f:
+        sio.savemat(f, variables)
+
+
 def save_sidd_submission(path: str | Path, blocks: np.ndarray) -> None:
     """Write ``N x K x H x W x 3`` uint8 blocks as ``SubmitSrgb.mat`` (``DenoisedBlocksSrgb``, N x K cell)."""
     blocks = np.asarray(blocks)
@@ -92,9 +100,7 @@ def save_sidd_submission(path: str | Path, blocks: np.ndarray) -> None:
     for i in range(blocks.shape[0]):
         for k in range(blocks.shape[1]):
             cell[i, k] = blocks[i, k]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.savemat(str(path), {SIDD_SUBMISSION_KEY: cell})
+    _savemat(path, {SIDD_SUBMISSION_KEY: cell})
 
 
 def load_single_array(path: str | Path, key: str | None = None) -> np.ndarray:
@@ -134,17 +140,13 @@ def save_sidd_raw_submission(
     for i in range(blocks.shape[0]):
         for k in range(blocks.shape[1]):
             cell[i, k] = blocks[i, k].astype(np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {SIDD_RAW_SUBMISSION_KEY: cell, "TimeMPRaw": float(time_mp), "OptionalData": dict(optional or {})}
-    sio.savemat(str(path), data)
+    _savemat(path, data)
 
 
 def save_dnd_crop(path: str | Path, img: np.ndarray) -> None:
     """Write one denoised DND crop (float32 ``H x W x 3`` in [0, 1], not quantised) as ``Idenoised_crop``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sio.savemat(str(path), {DND_CROP_KEY: np.asarray(img, dtype=np.float32)})
+    _savemat(path, {DND_CROP_KEY: np.asarray(img, dtype=np.float32)})
 
 
 def dnd_crop_name(image: int, crop: int) -> str:
@@ -180,7 +182,7 @@ def bundle_dnd_submission(
                 raise ValueError(f"{p} has no {DND_CROP_KEY!r} variable")
             cell[c] = data[DND_CROP_KEY]
         target = out_dir / f"{i:04d}.mat"
-        sio.savemat(str(target), {"Idenoised": cell, "israw": False, "eval_version": "1.0"})
+        _savemat(target, {"Idenoised": cell, "israw": False, "eval_version": "1.0"})
         written.append(target)
     if delete_crops:
         for row in paths:

@@ -121,6 +121,11 @@ def _check_channels(input, offset, mask, weight, bias, groups, deformable_groups
     taps = kh * kw
     if cin == 0:
         raise ValueError("modulated_deform_conv: input has 0 channels; a convolution needs at least one")
+    if cout == 0:
+        raise ValueError(
+            f"modulated_deform_conv: weight has 0 output channels (shape {tuple(weight.shape)}); a convolution "
+            "needs at least one"
+        )
     if cin_per_group * groups != cin:
         raise ValueError(
             f"modulated_deform_conv: weight has {cin_per_group} input channels per group, "

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a clean checkout, not necessarily installed
 
 import dcn  # noqa: E402
+from adfnet.fileio import write_text  # noqa: E402
 from dcn import _ext, reference  # noqa: E402
 
 # Tolerances relative to max|want| for each dtype (float64 reference computed on the rounded inputs).
@@ -412,7 +413,7 @@ def environment(target: Target) -> dict:
 def write_report(results: list[dict], env: dict, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "gpu_check_report.json", out / "gpu_check_report.md"
-    json_path.write_text(json.dumps({"environment": env, "results": results}, indent=2, default=str))
+    write_text(json_path, json.dumps({"environment": env, "results": results}, indent=2, default=str))
     lines = [
         "# GPU check",
         "",
@@ -429,7 +430,7 @@ def write_report(results: list[dict], env: dict, out: Path) -> tuple[Path, Path]
                 lines += ["```", value.rstrip(), "```"]
             else:
                 lines.append(f"- {key}: {value:.3g}" if isinstance(value, float) else f"- {key}: {value}")
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines) + "\n")
     return md_path, json_path
 
 

@@ -18,9 +18,9 @@ The world (weights, sets, a finished toy run, real-noise folders) is written onc
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import re
+import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -36,10 +36,12 @@ from torch import nn
 import dcn
 from adfnet import build_model, load_weights
 from adfnet.checkpoint import weights_with_architecture
+from adfnet.cli import denoise as denoise_cli
+from adfnet.cli import export as export_cli
 from adfnet.cli import real as real_cli
 from adfnet.cli import test as test_cli
 from adfnet.cli import train as train_cli
-from adfnet.engine import state as state_module
+from adfnet.data import datasets
 from adfnet.engine.trainer import Trainer
 from adfnet.evaluation import synthetic
 from adfnet.inference import denoise
@@ -109,6 +111,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _put(sets / "colour/bad.png", cv2.imread(str(MCMASTER / "1.tif"))[:32, :40])
     (sets / "empty").mkdir()
     (sets / "empty/readme.txt").write_text("no images here")
+    _put(root / "photos/a.png", _gray(slice(0, 40), slice(0, 48)))  # people's own photos (adfnet-denoise)
+    _put(root / "photos/b.png", _gray(slice(100, 140), slice(60, 108)))
+    _put(root / "den_done/a.png", good)  # the output of an earlier adfnet-denoise run
+    _put(root / "val_tiny/01.png", good[:1, :1])
+    for sub in ("clean", "noisy"):  # pickled Python objects where a Bayer mosaic belongs
+        (root / "raw_obj" / sub).mkdir(parents=True)
+        np.save(root / "raw_obj" / sub / "x.npy", np.array([{"not": "a mosaic"}], dtype=object), allow_pickle=True)
     _put(root / "R/sigma25/sigma25/a.png", good)  # the reported overwrite: results went into this set
     (root / "a_file").write_text("not a folder")
 
@@ -131,6 +140,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     for name in ("a", "b"):
         _put(root / f"sidd/lq/{name}.png", colour[:32, :32])
     _put(root / "sidd/hq/a.png", colour[:32, :32])  # b has no clean pair
+    for name in ("a", "b"):
+        _put(root / f"sidd_sizes/hq/{name}.png", colour[:32, :32])
+    _put(root / "sidd_sizes/lq/a.png", colour[:32, :32])
+    _put(root / "sidd_sizes/lq/b.png", colour[:24, :32])  # a pair of different sizes
     blocks = np.zeros((1, 1, 8, 8, 3), np.uint8)
     save_sidd_submission(root / "sidd_mat/SubmitSrgb.mat", blocks)
     save_sidd_submission(root / "sidd_mat/gt.mat", blocks)
@@ -169,8 +182,21 @@ TRAIN = (
 )
 NEW_RUN = ("--dir_experiment", "{out}/runs", "--save", "new")
 REAL = ("--cpu", "--weights", "{in}/weights/rgb.pt", "--result_dir", "{out}/res")
-COMMANDS = {"test": test_cli.main, "train": train_cli.main, "real": real_cli.main}
-PROCESSES = {"test": [str(ROOT / "test.py")], "train": [str(ROOT / "train.py")], "real": ["-m", "adfnet.cli.real"]}
+DENOISE = ("{in}/photos/a.png", "{in}/photos/b.png", "--weights", "{in}/weights/gray.pt", "--cpu")
+COMMANDS = {
+    "test": test_cli.main,
+    "train": train_cli.main,
+    "real": real_cli.main,
+    "denoise": denoise_cli.main,
+    "export": export_cli.main,
+}
+PROCESSES = {
+    "test": [str(ROOT / "test.py")],
+    "train": [str(ROOT / "train.py")],
+    "real": ["-m", "adfnet.cli.real"],
+    "denoise": ["-m", "adfnet.denoise"],
+    "export": ["-m", "adfnet.export"],
+}
 
 
 @dataclass(frozen=True)
@@ -183,6 +209,8 @@ class Case:
     produced: tuple[tuple[str, str], ...] = ()  # (file under out/, regex its text matches): good inputs processed
     patch: Callable[[pytest.MonkeyPatch], None] | None = None
     run_logs: bool = False  # resumes the finished run: its logs may grow
+    fsize: int | None = None  # a real process's file-size limit in bytes (RLIMIT_FSIZE, ``ulimit -f``)
+    absent: tuple[str, ...] = ()  # globs under out/ that must match nothing (no partial output)
 
 
 class _OutOfMemoryOnLargeImages(nn.Module):
@@ -203,15 +231,11 @@ def _memory_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(synthetic, "load_model", lambda *a, **k: _OutOfMemoryOnLargeImages(load(*a, **k)))
 
 
-def _disk_fills(monkeypatch: pytest.MonkeyPatch) -> None:
-    save = torch.save
+def _ctrl_c_while_checking_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(path: Path, n_colors: int) -> str | None:
+        raise KeyboardInterrupt
 
-    def full(obj: object, f) -> None:  # type: ignore[no-untyped-def]
-        if "checkpoint_latest" in f.name:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        save(obj, f)
-
-    monkeypatch.setattr(state_module.torch, "save", full)
+    monkeypatch.setattr(datasets, "_decode_problem", interrupted)
 
 
 def _ctrl_c_in_epoch_2(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,11 +259,33 @@ def _with_nan() -> torch.Tensor:
     return x
 
 
-def _dcn(offset_channels: int = 18, input_shape: tuple[int, ...] = (1, 4, 8, 8)) -> torch.Tensor:
+def _dcn(offset_channels: int = 18, input_shape: tuple[int, ...] = (1, 4, 8, 8), out_channels: int = 4) -> torch.Tensor:
     return dcn.modulated_deform_conv(
         torch.rand(input_shape), torch.rand(1, offset_channels, 8, 8), torch.rand(1, 9, 8, 8),
-        torch.rand(4, 4, 3, 3), None, 1, 1, 1, 1, 1,
+        torch.rand(out_channels, 4, 3, 3), None, 1, 1, 1, 1, 1,
     )  # fmt: skip
+
+
+def _dcn_on(backend: str) -> Callable[[World], object]:
+    def call(w: World) -> object:
+        with dcn.use_backend(backend):
+            return _dcn(out_channels=0)
+
+    return call
+
+
+def _dcn_op(name: str) -> Callable[[World], object]:
+    """The compiled op itself (``torch.ops.dcn.<name>``), past the Python checks."""
+
+    def call(w: World) -> object:
+        x, offset, mask = torch.rand(1, 4, 8, 8), torch.rand(1, 18, 8, 8), torch.rand(1, 9, 8, 8)
+        return getattr(torch.ops.dcn, name)(x, offset, mask, torch.rand(0, 4, 3, 3), None, 1, 1, 1, 1, 1, 1, 1, 1)
+
+    return call
+
+
+def _hub_missing_weights(w: World) -> object:
+    return torch.hub.load(str(ROOT), "adfnet", source="local", weights=str(w.inputs / "no.pt"))
 
 
 SET_OK = (("res/Set/sigma25/results.csv", r"^a\.png,25,.*\nb\.png,25,"),)
@@ -313,6 +359,15 @@ CASES = [
     Case("test-training-checkpoint-as-weights", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
         "{in}/runs/run/checkpoint_latest.pt"), 0,
         r"\nSet\s+25\s+2\s", SET_OK),
+    Case("test-noise-beyond-bound", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--test_noiseL", "1e6"), 2,
+        r"argument --test_noiseL: must be <= 1000 \(noise sigma on the 0-255 scale\), got '1e6'"),
+    Case("test-noise-400", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--test_noiseL", "400"), 0,
+        r"\nSet\s+400\s+2\s", (("res/Set/sigma400/results.csv", r"^a\.png,400,.*\nb\.png,400,"),)),
+    Case("test-save-images-over-file-size-limit", "process:test", (*TEST, "--input_dir", "{in}/sets/Set",
+        "--save_images"), 1,
+        r"error: a\.png would exceed the file-size limit of this process \(512 bytes, ulimit -f\).*a\.png was not "
+        r"written\. Raise the limit", (("res/Set/sigma25/results.csv", r"^image,sigma.*\na\.png,25,"),),
+        fsize=512, absent=("res/Set/sigma25/*.png",)),
     Case("test-colour-image-gray-model", "test", (*TEST, "--input_dir", "{in}/sets/colour"), 0,
         r"warning: bad\.png: colour image given to a gray model, converted to luma",
         (("res/colour/sigma25/results.csv", r"\nbad\.png,.*\ngood\.png,"),)),
@@ -351,10 +406,33 @@ CASES = [
     Case("train-diverges", "train", (*TRAIN, *NEW_RUN, "--lr", "1e6"), 1,
         r"training diverged in epoch 1: .*nothing was saved: start the run again",
         (("runs/new/log.txt", r"stopped: training diverged"),)),
-    Case("train-disk-full", "train", (*TRAIN, *NEW_RUN), 1,
-        r"no space left on the disk of .*runs/new .*checkpoint_latest\.pt was not written.*"
-        r"Free some space.*--resume -1", (("runs/new/model/model_latest.pt", ""),),
-        patch=_disk_fills),
+    Case("train-checkpoint-over-file-size-limit", "process:train", (*TRAIN, *NEW_RUN), 1,
+        r"checkpoint_latest\.pt would exceed the file-size limit of this process \(64 MB, ulimit -f\) on the disk "
+        r"of \S*runs/new \(mounted at .*it needs about 99 MB.*checkpoint_latest\.pt was not written\. Raise the "
+        r"limit .*then continue with --resume -1", (("runs/new/model/model_latest.pt", ""),),
+        fsize=64 * 2**20, absent=("runs/new/checkpoint_latest.pt",)),
+    Case("train-dir-experiment-is-a-file", "train", (*TRAIN, "--dir_experiment", "{in}/a_file", "--save", "new"), 1,
+        r"--dir_experiment \S*a_file is a file, not a folder: choose a folder"),
+    Case("train-dir-experiment-unwritable", "train", (*TRAIN, "--dir_experiment", "/proc/x", "--save", "new"), 1,
+        r"--dir_experiment /proc/x cannot be written .*choose a folder you can write to"),
+    Case("train-print-every-0", "train", (*TRAIN, *NEW_RUN, "--print_every", "0"), 2,
+        r"argument --print_every: must be >= 1, got '0'", absent=("runs/new",)),
+    Case("train-lr-decay-0", "train", (*TRAIN, *NEW_RUN, "--lr_decay", "0"), 2,
+        r"argument --lr_decay: must be >= 1, got '0'", absent=("runs/new",)),
+    Case("train-n-threads-negative", "train", (*TRAIN, *NEW_RUN, "--n_threads", "-1"), 2,
+        r"argument --n_threads: must be >= 0, got '-1'"),
+    Case("train-seed-negative", "train", (*TRAIN, *NEW_RUN, "--seed", "-1"), 2,
+        r"argument --seed: must be >= 0, got '-1'"),
+    Case("train-tiny-validation-image", "train", (*TRAIN, *NEW_RUN, "--data_val", "{in}/val_tiny"), 1,
+        r"validation image \S*val_tiny/01\.png is 1x1 px: too small \(ADFNet needs at least 8x8\); remove it",
+        absent=("runs/new",)),
+    Case("train-object-npy", "train", (*TRAIN, *NEW_RUN, "--raw", "--task", "paired", "--dir_data",
+        "{in}/raw_obj", "--data_val", "{in}/raw_obj"), 1,
+        r"raw_obj/(noisy|clean)/x\.npy: cannot read it as a Bayer mosaic \(.*\); save the mosaic as a plain "
+        r"float array", absent=("runs/new",)),
+    Case("train-ctrl-c-checking-images", "train", (*TRAIN, *NEW_RUN), 130,
+        r"interrupted \(Ctrl-C\) while checking the training images\. No epoch was completed, so nothing was "
+        r"saved", patch=_ctrl_c_while_checking_images, absent=("runs/new/checkpoint_latest.pt",)),
     Case("train-ctrl-c", "train", (*TRAIN, *NEW_RUN, "--epochs", "2"), 130,
         r"interrupted \(Ctrl-C\) in epoch 2\. Nothing after epoch 1 was saved.*"
         r"Continue with: python .* --save new --resume -1",
@@ -385,6 +463,23 @@ CASES = [
         "{in}/weights/rgb_official.pt"), 0,
         r"note: .*rgb_official\.pt carries no architecture record \(an official "
         r"checkpoint\?\): taken to be the full model", (("res/mat/0001_1.mat", ""),)),
+    Case("real-sidd-pair-sizes-differ", "real", ("sidd-val-png", *REAL, "--input_dir", "{in}/sidd_sizes"), 1,
+        r"error: \S*sidd_sizes/lq/b\.png: the pair differs in size \(hq 32x32, lq 24x32 px\): skipped",
+        (("res/results.csv", r"^image,.*\na\.png,[\d.]+,"),)),
+    # ---- adfnet-denoise and adfnet-export
+    Case("denoise-over-file-size-limit", "process:denoise", (*DENOISE, "--out", "{out}/den"), 1,
+        r"adfnet-denoise: error: a\.png would exceed the file-size limit of this process \(512 bytes, ulimit -f\) "
+        r"on the disk of \S*den \(mounted at .*it needs about .*a\.png was not written", fsize=512,
+        absent=("den/*",)),
+    Case("denoise-earlier-outputs", "denoise", (*DENOISE, "--out", "{in}/den_done"), 2,
+        r"--out \S*den_done already holds 1 of the outputs \(a\.png\): pass --overwrite to replace them, or "
+        r"--skip_existing to keep them"),
+    Case("export-onnx-onto-a-folder", "export", ("--weights", "{in}/weights/gray.pt", "--onnx", "{out}"), 2,
+        r"--onnx \S* is a folder: give a file path, e\.g\. \S*adfnet\.onnx"),
+    Case("export-safetensors-over-file-size-limit", "process:export", ("--weights", "{in}/weights/gray.pt",
+        "--safetensors", "{out}/w.safetensors"), 1,
+        r"adfnet-export: error: w\.safetensors would exceed the file-size limit of this process \(1 MB, ulimit "
+        r"-f\).*it needs about 33 MB.*w\.safetensors was not written", fsize=2**20, absent=("w.safetensors",)),
     # ---- real processes: no traceback at process level either
     Case("process-test-result-dir", "process:test", (*TEST, "--input_dir", "{in}/sets/Set", "--result_dir",
         "{in}/a_file"), 1, r"is a file, not a folder"),
@@ -414,13 +509,28 @@ CASES = [
     Case("api-build-model-name", "api", lambda w: build_model("adfnet_xl"), ValueError,
         r"unknown model 'adfnet_xl'; choose one of adfnet, adfnet_l"),
     Case("api-build-model-colours", "api", lambda w: build_model("adfnet", n_colors=2), ValueError,
-        r"n_colors must be 1 \(gray\), 3 \(colour\) or 4 \(packed raw\), got 2"),
+        r"n_colors must be 1 \(gray\), 3 \(colour\) or 4 \(packed raw\), an int; got 2"),
     Case("api-build-model-option", "api", lambda w: build_model("adfnet", mfl=False), ValueError,
         r"unknown model option\(s\) mfl for adfnet; valid options: .*mfi"),
     Case("api-dcn-offset-channels", "api", lambda w: _dcn(offset_channels=17), ValueError,
         r"offset has 17 channels, expected 2 \* deformable_groups \* kh \* kw"),
     Case("api-dcn-3d-input", "api", lambda w: _dcn(input_shape=(4, 8, 8)), ValueError,
         r"input must be 4-D, got shape \(4, 8, 8\)"),
+    *(Case(f"api-dcn-zero-out-channels-{backend}", "api", _dcn_on(backend), ValueError,
+        r"weight has 0 output channels \(shape \(0, 4, 3, 3\)\); a convolution needs at least one")
+      for backend in ("ext", "torchvision", "reference", "cuda_emulated")),
+    *(Case(f"api-dcn-op-zero-out-channels-{op}", "api", _dcn_op(op), ValueError,
+        r"dcn: weight has 0 output channels")
+      for op in ("modulated_deform_conv", "modulated_deform_conv_emulated")),
+    Case("api-denoise-empty-batch", "api", lambda w: denoise(w.net, torch.rand(0, 1, 16, 16)), ValueError,
+        r"denoise got an empty batch of shape \(0, 1, 16, 16\): give at least one image"),
+    Case("api-build-model-float-colours", "api", lambda w: build_model("adfnet", n_colors=3.0), ValueError,
+        r"n_colors must be 1 \(gray\), 3 \(colour\) or 4 \(packed raw\), an int; got 3\.0 \(float\)"),
+    Case("api-build-model-bool-colours", "api", lambda w: build_model("adfnet", n_colors=True), ValueError,
+        r"n_colors must be .* an int; got True \(bool\)"),
+    Case("api-hub-missing-weights", "api", _hub_missing_weights, FileNotFoundError,
+        r"weights='\S*no\.pt' does not exist .*download them \(checkpoints/README\.md\) or train your own \(bash "
+        r"scripts/demo\.sh writes experiment/demo_gray_n25/model/model_best\.pt\)"),
 ]
 # fmt: on
 
@@ -432,6 +542,11 @@ def _fill(args: tuple[str, ...], world: World, out: Path) -> list[str]:
 def _run_command(case: Case, argv: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     if case.tool.startswith("process:"):
         tool = case.tool.split(":", 1)[1]
+        limit = case.fsize
+
+        def set_limit() -> None:  # a real limit: writes past it fail with EFBIG (Python ignores SIGXFSZ)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
         done = subprocess.run(
             [sys.executable, *PROCESSES[tool], *argv],
             capture_output=True,
@@ -439,6 +554,7 @@ def _run_command(case: Case, argv: list[str], out: Path, capsys: pytest.CaptureF
             cwd=out,
             env=subprocess_env(),
             timeout=300,
+            preexec_fn=set_limit if limit is not None else None,
         )
         return done.returncode, done.stdout + done.stderr
     try:
@@ -478,6 +594,9 @@ def test_bad_input(
         if pattern:
             assert re.search(pattern, path.read_text(), re.S | re.M), path.read_text()[:2000]
     assert tree_checksums(world.inputs, case.run_logs) == before, "an input file or an earlier run changed"
+    for pattern in case.absent:
+        assert not list(out.glob(pattern)), f"{pattern}: a partial or unwanted output was left"
+    assert not [p for p in out.rglob(".*.tmp*")], "a temporary file was left"
 
 
 def test_the_table_covers_every_tool() -> None:

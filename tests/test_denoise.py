@@ -1,5 +1,6 @@
 """adfnet.denoise and the tiled inference it uses: people's own images, any size, kept as they were."""
 
+import functools
 import hashlib
 import re
 import subprocess
@@ -392,3 +393,86 @@ def test_export_console_script_writes_safetensors(tmp_path):
     again = read_state_dict(out)
     assert again.keys() == model.state_dict().keys()
     assert all(torch.equal(again[k], v) for k, v in model.state_dict().items())
+
+
+# --- what the photo carries: ICC profile, EXIF, resolution -------------------------------------------
+@functools.cache
+def _icc_profile() -> bytes:
+    """A real sRGB profile (Little CMS; it holds its creation time, so it is made once)."""
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif"])
+def test_icc_profile_exif_and_resolution_are_kept_upright(tmp_path, ext):
+    """A sideways photo (EXIF orientation 6) with an ICC profile, a camera name and 300 x 150 dpi: the output
+    is upright, its EXIF orientation 1, the camera name and the profile unchanged, x and y dpi swapped."""
+    y, x = np.mgrid[0:24, 0:40]
+    pixels = np.stack([x * 6, y * 10, 120 + 0 * x], axis=2).astype(np.uint8)  # smooth: JPEG stays close
+    im = Image.fromarray(pixels)
+    exif = im.getexif()
+    exif[0x0112], exif[0x010F] = 6, "TestCam"
+    src = tmp_path / "in" / f"photo{ext}"
+    src.parent.mkdir()
+    im.save(src, icc_profile=_icc_profile(), exif=exif, dpi=(300, 150), **({"quality": 95} if ext == ".jpg" else {}))
+    upright = np.rot90(pixels, -1)  # orientation 6: shown turned 90 degrees clockwise
+    out_ext = ".png" if ext == ".jpg" else ext
+    for fmt, suffix in ((None, out_ext), ("jpg", ".jpg")):
+        out = tmp_path / f"out_{fmt}"
+        assert denoise_files(Half(), [src], out, n_colors=3, tile=32, overlap=8, fmt=fmt) == {}
+        with Image.open(out / f"photo{suffix}") as got:
+            assert got.info.get("icc_profile") == _icc_profile()
+            assert got.getexif().get(0x010F) == "TestCam" and got.getexif().get(0x0112, 1) == 1
+            assert got.info["dpi"] == pytest.approx((150, 300), abs=0.05)  # PNG: integer pixels per metre
+            assert got.size == (24, 40)  # upright: 24 wide, 40 high
+            tolerance = 8 if suffix == ".jpg" or ext == ".jpg" else 1  # JPEG is lossy
+            assert np.abs(np.asarray(got).astype(int) - np.rint(upright / 2.0)).max() <= tolerance
+
+
+def test_16_bit_colour_tiff_keeps_its_icc_profile_and_resolution(tmp_path):
+    import tifffile
+
+    img = np.random.default_rng(4).integers(0, 65536, (20, 32, 3), dtype=np.uint16)
+    src = tmp_path / "in" / "deep.tif"
+    src.parent.mkdir()
+    tifffile.imwrite(src, img, photometric="rgb", iccprofile=_icc_profile(), resolution=(240, 240), resolutionunit=2)
+    assert denoise_files(Half(), [src], tmp_path / "out", n_colors=3, tile=32, overlap=8) == {}
+    out = tmp_path / "out" / "deep.tif"
+    with tifffile.TiffFile(out) as tif:  # the tags (OpenCV's LZW pixels need another codec in tifffile)
+        tags = tif.pages[0].tags
+        assert tags["InterColorProfile"].value == _icc_profile()
+        assert tags["XResolution"].value == (240, 1) and tags["ResolutionUnit"].value == 2
+    got = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert got.dtype == np.uint16 and np.abs(got.astype(int) - np.rint(img / 2.0)).max() <= 1
+
+
+def test_outputs_of_an_earlier_run_are_refused_overwritten_or_skipped(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, value in (("a.png", 200), ("b.png", 100)):
+        cv2.imwrite(str(folder / name), np.full((16, 16, 3), value, np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    cv2.imwrite(str(out / "a.png"), np.full((16, 16, 3), 7, np.uint8))  # an earlier run's output
+    before = sha(out / "a.png")
+    ckpt = tmp_path / "w.pt"
+    torch.save(build_model("adfnet", 3).state_dict(), ckpt)
+    monkeypatch.setattr("adfnet.checkpoint.build_model", lambda name, n_colors, **options: _Wrapped(name, n_colors))
+    command = [str(folder), "--weights", str(ckpt), "--out", str(out), "--tile", "16", "--overlap", "0"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "already holds 1 of the outputs (a.png): pass --overwrite" in err and "--skip_existing" in err
+    assert sha(out / "a.png") == before and not (out / "b.png").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    partial = out / f".b.png.tmp{int(dead.stdout)}"  # what a killed run leaves
+    partial.write_bytes(b"half a PNG")
+    assert main([*command, "--skip_existing"]) == 0
+    assert "1 of 2 image(s) denoised" in capsys.readouterr().out and not partial.exists()
+    assert sha(out / "a.png") == before and cv2.imread(str(out / "b.png"))[0, 0, 0] == 50
+    assert main([*command, "--overwrite"]) == 0
+    assert cv2.imread(str(out / "a.png"))[0, 0, 0] == 100
+    with pytest.raises(SystemExit):  # both at once: argparse refuses
+        main([*command, "--overwrite", "--skip_existing"])
+    with pytest.raises(ValueError, match="--overwrite"):  # the API refuses too
+        denoise_files(Half(), [folder / "a.png"], out, n_colors=3, tile=16, overlap=0)

@@ -68,3 +68,14 @@ def test_repository_manifest_is_well_formed():
         path = ROOT / "checkpoints" / name
         if path.is_file():
             assert verify(path)
+
+
+def test_readme_hub_example_names_the_file_the_demo_writes():
+    """A new user has no downloaded weights: the README's torch.hub line names what scripts/demo.sh trains."""
+    import re
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    (weights,) = re.findall(r'torch\.hub\.load\("\.", "adfnet", source="local", weights="([^"]+)"\)', readme)
+    run = re.search(r"^RUN=\$\{RUN:-(\w+)\}", (ROOT / "scripts/demo.sh").read_text(), re.M).group(1)
+    assert weights == f"experiment/{run}/model/model_best.pt"
+    assert '"experiment/$RUN/model/model_best.pt"' in (ROOT / "scripts/demo.sh").read_text()

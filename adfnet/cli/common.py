@@ -36,8 +36,9 @@ def join_negative_numbers(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def finite_float(minimum: float, strict: bool = False):
-    """An argparse type: a finite float ``>= minimum`` (``> minimum`` when ``strict``)."""
+def finite_float(minimum: float, strict: bool = False, maximum: float | None = None, why: str = ""):
+    """An argparse type: a finite float ``>= minimum`` (``> minimum`` when ``strict``), and ``<= maximum``
+    if given (``why`` says why, in the message)."""
 
     def parse(text: str) -> float:
         try:
@@ -49,6 +50,25 @@ def finite_float(minimum: float, strict: bool = False):
         if value < minimum or (strict and value == minimum):
             relation = ">" if strict else ">="
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}{why}, got {text!r}")
+        return value
+
+    return parse
+
+
+def int_at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer ``>= minimum`` (and ``<= maximum`` if given), named in the message."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {text!r}")
         return value
 
     return parse

@@ -3,7 +3,8 @@
     adfnet-denoise photos/ --weights checkpoints/adfnet_real.pth --out denoised/
 
 The work is :mod:`adfnet.denoise`'s; this module is the command line: flags, user mistakes as one-line
-messages (exit code 2), a failed file listed at the end (exit code 1, the others still processed).
+messages (exit code 2), a failed file listed at the end (exit code 1, the others still processed), a
+full disk or an unwritable output (exit code 1, the run stops; the outputs written are complete).
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ import re
 import sys
 from pathlib import Path
 
+from adfnet.checkpoint import WEIGHTS_HINT
 from adfnet.cli.common import add_runtime_arguments, check_writable_dir, dcn_backend, select_device
-from adfnet.denoise import FORMATS, DenoiseError, check_output_dir, collect_inputs, denoise_files, load_model
+from adfnet.denoise import (
+    FORMATS,
+    DenoiseError,
+    check_output_dir,
+    collect_inputs,
+    denoise_files,
+    existing_outputs,
+    load_model,
+    refuse_existing,
+)
+from adfnet.fileio import WriteError
 from adfnet.inference import ADFNET_BYTES_PER_PIXEL, DEFAULT_OVERLAP, PRECISIONS
 from adfnet.models import MODEL_NAMES, WIDTHS
 from adfnet.runtime import tune_allocator
-
-WEIGHTS_HINT = (
-    "no official weights are shipped: download them (checkpoints/README.md) or train your own "
-    "(bash scripts/demo.sh writes experiment/demo_gray_n25/model/model_best.pt)"
-)
 
 
 def parse_memory(text: str) -> int:
@@ -76,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="bf16: bfloat16 autocast, faster on CPUs with bf16 units, output within ~50 dB PSNR of fp32",
     )
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace outputs that --out already holds (default: refuse them)"
+    )
+    existing.add_argument(
+        "--skip_existing",
+        action="store_true",
+        help="keep outputs that --out already holds and denoise only the other inputs (resumes an interrupted "
+        "batch: outputs are written whole or not at all)",
+    )
     add_runtime_arguments(p)
     return p
 
@@ -87,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         # every user mistake is refused before the model loads
         inputs = collect_inputs(args.inputs)
         check_output_dir(args.out, inputs)
+        found = existing_outputs(inputs, args.out, args.format)
+        if found and not (args.overwrite or args.skip_existing):
+            refuse_existing(found, args.out)
+        existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse"
         device = select_device(args.cpu, args.device)
         if not Path(args.weights).exists():
             raise DenoiseError(f"--weights {args.weights} does not exist; {WEIGHTS_HINT}")
@@ -109,12 +130,18 @@ def main(argv: list[str] | None = None) -> int:
                 fmt=args.format,
                 device=device,
                 precision=args.precision,
+                existing=existing,
             )
+    except WriteError as err:  # a full disk or an unwritable output: not a mistake in the command
+        print(f"adfnet-denoise: error: {err}", file=sys.stderr)
+        return 1
     except (DenoiseError, FileNotFoundError, ValueError) as err:
         print(f"adfnet-denoise: error: {err}", file=sys.stderr)
         return 2
-    done = len(inputs) - len(failures)
-    print(f"{done} of {len(inputs)} image(s) denoised into {args.out}")
+    skipped = len(found) if args.skip_existing else 0
+    done = len(inputs) - len(failures) - skipped
+    kept = f" ({skipped} skipped: their outputs were there)" if skipped else ""
+    print(f"{done} of {len(inputs)} image(s) denoised into {args.out}{kept}")
     for src, message in failures.items():
         print(f"  failed: {src}: {message}", file=sys.stderr)
     return 1 if failures else 0

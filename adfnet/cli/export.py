@@ -3,7 +3,8 @@
     adfnet-export --weights W --onnx adfnet.onnx --check
     adfnet-export --weights W --safetensors adfnet.safetensors
 
-The work is :mod:`adfnet.export`'s; this module is the command line (user mistakes: a message, exit code 2).
+The work is :mod:`adfnet.export`'s; this module is the command line (user mistakes: a message, exit code 2;
+a full disk or an unwritable output: a message, exit code 1, no partial file).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from adfnet.cli.common import check_writable_dir
 from adfnet.denoise import DenoiseError, load_model
 from adfnet.export import DCN_MODES, OPSET, check_onnx, export_onnx, export_safetensors
+from adfnet.fileio import WriteError
 from adfnet.models import WIDTHS
 
 
@@ -44,9 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not outputs:
             raise DenoiseError("nothing to do: give --onnx PATH and/or --safetensors PATH")
+        # every output is checked before the model is loaded or traced (seconds of work)
+        if args.onnx and args.safetensors and args.onnx.resolve() == args.safetensors.resolve():
+            raise DenoiseError(f"--onnx and --safetensors are the same file {args.onnx}: give each its own path")
         for flag, path in outputs.items():
             if path.resolve() == Path(args.weights).resolve():
                 raise DenoiseError(f"{flag} {path} is the --weights file itself: choose another output path")
+            if path.is_dir():
+                raise DenoiseError(f"{flag} {path} is a folder: give a file path, e.g. {path / f'adfnet.{flag[2:]}'}")
             check_writable_dir(path.resolve().parent, f"the folder of {flag}")
         model, name, n_colors = load_model(args.weights, args.model, args.n_colors)
         if args.safetensors:
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.check:
                 err = check_onnx(model, args.onnx, torch.rand(1, n_colors, 64, 96))
                 print(f"onnxruntime vs PyTorch on a 64x96 input: max abs difference {err:.2e}")
+    except WriteError as err:  # a full disk or an unwritable output: not a mistake in the command
+        print(f"adfnet-export: error: {err}", file=sys.stderr)
+        return 1
     except (DenoiseError, FileNotFoundError, ValueError, ImportError) as err:
         print(f"adfnet-export: error: {err}", file=sys.stderr)
         return 2

@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -34,6 +33,7 @@ from adfnet.data.io import list_images
 from adfnet.engine.options import parse_options
 from adfnet.engine.trainer import Trainer
 from adfnet.evaluation.synthetic import EvalOptions, evaluate_set
+from adfnet.fileio import atomic_file, text_file, write_text
 
 # The trainer's schedule: EPOCHS epochs of iterations / EPOCHS each, the learning rate halved after epochs 2 and 3.
 EPOCHS = 4
@@ -235,9 +235,7 @@ def run_one(args: argparse.Namespace, config: Config, seed: int, sets: dict[str,
         "train_seconds": trained - start, "eval_seconds": time.perf_counter() - trained,
         "recipe": recipe(args, sets),
     }  # fmt: skip
-    tmp = score_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(score, indent=1))
-    os.replace(tmp, score_file)  # a run counts as done only once its whole score is on disk
+    write_text(score_file, json.dumps(score, indent=1))  # atomic: a run counts as done once its score is written
     return score
 
 
@@ -315,12 +313,13 @@ def plot(rows: list[dict], sigma: float, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 
 def write_runs_csv(scores: list[dict], sets: Sequence[str], path: Path) -> None:
-    with open(path, "w", newline="") as fh:
+    with text_file(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(["config", "backbone", "size", "channels", "variant", "seed", "set", "psnr", "ssim", "params"])
         for s in scores:
@@ -343,14 +342,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i, (config, seed) in enumerate(runs, start=1):
                 print(f"[{i}/{len(runs)}] {config.name} seed {seed}", flush=True)
                 scores.append(run_one(args, config, seed, sets))
-    except (OSError, ValueError, RuntimeError) as err:
+        rows = summarise(scores, list(sets))
+        write_runs_csv(scores, list(sets), out / "fig7_runs.csv")
+        text = table(rows, args)
+        write_text(out / "fig7_table.md", text)
+        plot(rows, args.sigma, out / "fig7.png")
+    except (OSError, ValueError, RuntimeError) as err:  # a full disk included (adfnet.fileio.WriteError)
         print(f"error: {err}", file=sys.stderr)
         return 1
-    rows = summarise(scores, list(sets))
-    write_runs_csv(scores, list(sets), out / "fig7_runs.csv")
-    text = table(rows, args)
-    (out / "fig7_table.md").write_text(text)
-    plot(rows, args.sigma, out / "fig7.png")
     print(text)
     print(f"wrote {out / 'fig7_table.md'}, {out / 'fig7_runs.csv'} and {out / 'fig7.png'}")
     return 0

@@ -20,6 +20,7 @@ import sys
 
 from adfnet.cli import dnd, sidd, sidd_raw
 from adfnet.cli.common import add_real_model_arguments, join_negative_numbers
+from adfnet.fileio import WriteError
 
 # tool name -> (module, its function names); each module has add_<name>_arguments and run_<name>
 TOOLS = {
@@ -57,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
     module, func = TOOLS[args.tool]
-    return getattr(module, f"run_{func}")(args)
+    try:
+        return getattr(module, f"run_{func}")(args)
+    except WriteError as err:  # a full disk or an unwritable output stops any tool with its one line
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

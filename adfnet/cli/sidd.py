@@ -97,8 +97,11 @@ def _denoise_pairs(args: argparse.Namespace, lq: list[Path], result_dir: Path) -
         model = load_real_model(args, device)
         for path in tqdm(lq, desc="SIDD val", unit="img"):
             try:
-                clean = read_image(hq_dir / path.name, 3)
-                out = denoise_uint8(model, quantize(read_image(path, 3)), device, args.chop, args.ensemble)
+                clean, noisy = read_image(hq_dir / path.name, 3), read_image(path, 3)
+                if clean.shape != noisy.shape:
+                    (h, w), (hn, wn) = clean.shape[:2], noisy.shape[:2]
+                    raise ValueError(f"the pair differs in size (hq {h}x{w}, lq {hn}x{wn} px): skipped, not scored")
+                out = denoise_uint8(model, quantize(noisy), device, args.chop, args.ensemble)
             except (OSError, ValueError, RuntimeError) as err:
                 tqdm.write(f"error: {path}: {err}")
                 failures += 1
@@ -114,7 +117,8 @@ def _denoise_pairs(args: argparse.Namespace, lq: list[Path], result_dir: Path) -
 def run_val_png(args: argparse.Namespace) -> int:
     """Denoise SIDD validation pairs stored as PNG folders (hq/ clean, lq/ noisy) and score them.
 
-    Pairs are matched by file name; writes results.csv. With --save_images: png/<name>.png and, when the
+    Pairs are matched by file name; a pair that cannot be read or differs in size is named and skipped,
+    the others are scored (exit code 1). Writes results.csv. With --save_images: png/<name>.png and, when the
     number of images equals the --grid product (40 x 32 for SIDD), mat/SubmitSrgb.mat with the blocks
     placed row-major in sorted-name order, as the official script did.
     """

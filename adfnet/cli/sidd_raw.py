@@ -25,6 +25,7 @@ from adfnet.cli.common import check_writable_dir, dcn_backend, select_device
 from adfnet.data.raw import CFA_PATTERNS
 from adfnet.evaluation.published import PUBLISHED_RAW
 from adfnet.evaluation.raw import denoise_raw_blocks, score_raw_blocks
+from adfnet.fileio import text_file
 from adfnet.matio import SIDD_RAW_SUBMISSION_KEY, load_sidd_raw_blocks, save_sidd_raw_submission
 from adfnet.models import model_options
 
@@ -83,7 +84,7 @@ def run_raw_val(args: argparse.Namespace) -> int:
     scores = score_raw_blocks(denoised, gt)
     noisy_scores = score_raw_blocks(noisy, gt)
     n, k = scores.shape
-    with open(result_dir / "results.csv", "w") as fh:
+    with text_file(result_dir / "results.csv") as fh:
         fh.write("block,psnr,noisy_psnr\n")
         for i in range(n):
             for j in range(k):

@@ -51,6 +51,9 @@ from adfnet.inference import PRECISIONS
 from adfnet.models import add_model_arguments, model_options
 from adfnet.runtime import tune_allocator
 
+# The largest --test_noiseL: four times the whole 0-255 range. The noisy input is made by the harness
+# from this sigma, so its values are not checked as an image's; a bound still catches typos (1e6).
+MAX_SIGMA = 1000.0
 BUNDLED_SETS = {1: DATASETS_ROOT / "testsets/Set12", 3: DATASETS_ROOT / "testsets/McMaster"}
 
 
@@ -77,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--test_noiseL",
         nargs="+",
-        type=finite_float(0),
+        type=finite_float(0, maximum=MAX_SIGMA, why=" (noise sigma on the 0-255 scale)"),
         default=[50.0],
-        help="noise level(s) sigma on 0-255 (finite, >= 0)",
+        help=f"noise level(s) sigma on 0-255, from 0 to {MAX_SIGMA:g}: noisy values then stray far outside "
+        "[0, 1], which the harness accepts (the input range check is for images); beyond that the image is "
+        "lost in the noise",
     )
     data.add_argument(
         "--noise",
@@ -174,18 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    if args.noise_params is not None and args.noise is None:
-        parser.error("--noise_params needs --noise NAME")
-    try:
-        if args.noise == "awgn":
-            args.test_noiseL = args.noise_params or args.test_noiseL
-        args.noise_model = None if args.noise in (None, "awgn") else build_noise(args.noise, args.noise_params or ())
-    except ValueError as err:
-        parser.error(str(err))
-    if args.noise_model is not None:
-        if "{sigma}" in args.weights:
-            parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
-        args.test_noiseL = [math.nan]  # one run, named by the noise model
+    _noise_model(parser, args)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     if args.model in BASELINES:
@@ -196,6 +190,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     elif not args.weights:
         parser.error(f"--weights is required for --model {args.model}")
     return args
+
+
+def _noise_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``args.noise_model`` from ``--noise``/``--noise_params`` (None: AWGN at each ``--test_noiseL``)."""
+    if args.noise_params is not None and args.noise is None:
+        parser.error("--noise_params needs --noise NAME")
+    try:
+        if args.noise == "awgn":
+            args.test_noiseL = args.noise_params or args.test_noiseL
+            if max(args.test_noiseL) > MAX_SIGMA:
+                raise ValueError(f"--noise awgn --noise_params: sigma must be <= {MAX_SIGMA:g}, like --test_noiseL")
+        args.noise_model = None if args.noise in (None, "awgn") else build_noise(args.noise, args.noise_params or ())
+    except ValueError as err:
+        parser.error(str(err))
+    if args.noise_model is not None:
+        if args.weights and "{sigma}" in args.weights:
+            parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
+        args.test_noiseL = [math.nan]  # one run, named by the noise model
 
 
 def _seed_dirs(result_dir: str | Path, seeds: list[int]) -> list[Path]:

@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from adfnet.cli.common import dcn_backend, select_device
+from adfnet.cli.common import check_writable_dir, dcn_backend, select_device
 from adfnet.engine.options import parse_options
 from adfnet.engine.state import CheckpointError
 from adfnet.engine.trainer import NonFiniteLossError, Trainer
@@ -38,6 +38,7 @@ def run(argv: list[str] | None = None) -> float:
     """Train (or ``--test_only`` validate); returns the best (or measured) validation PSNR. Errors raise."""
     args = parse_options(argv)
     _apply_device(args)
+    check_writable_dir(args.dir_experiment, "--dir_experiment")  # before a model is built or a folder made
     with dcn_backend(args.dcn_backend):
         trainer = Trainer(args)
         if args.test_only:
@@ -48,13 +49,17 @@ def run(argv: list[str] | None = None) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console entry point: exit code 0, or 1 with a one-line message for a user mistake."""
+    """The console entry point: exit code 0, 1 with a one-line message for a user mistake (a full disk
+    included), 130 after a Ctrl-C."""
     tune_allocator()
     try:
         run(argv)
     except (FileNotFoundError, ValueError, CheckpointError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before training started (fit() handles its own, with the resume command)
+        print("interrupted (Ctrl-C) before training started: nothing was trained or saved", file=sys.stderr)
+        return 130
     return 0
 
 

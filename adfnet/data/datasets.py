@@ -106,6 +106,21 @@ def probe_image(path: Path) -> ImageHeader:
         raise ImageReadError(f"cannot decode {path}: the file is corrupt or not a supported image") from err
 
 
+# The smallest validation image side: ADFNet downsamples three times (reflect padding needs a side >= 8).
+MIN_VAL_SIDE = 8
+
+
+def check_validation_sizes(files: Sequence[Path], minimum: int = MIN_VAL_SIDE) -> None:
+    """Refuse, before any training, a validation image smaller than ``minimum`` px, naming it (headers only)."""
+    for path in files:
+        header = probe_image(path)
+        if min(header.height, header.width) < minimum:
+            raise ValueError(
+                f"validation image {path} is {header.height}x{header.width} px: too small (ADFNet needs at least "
+                f"{minimum}x{minimum}); remove it from --data_val or pass another folder"
+            )
+
+
 def keep_large_enough(files: Sequence[Path], patch_size: int) -> dict[Path, ImageHeader]:
     """Headers of the images at least ``patch_size`` on both sides, in order: the others are dropped
     with one warning; raise if none is left."""
@@ -139,7 +154,8 @@ def _decode_problem(path: Path, n_colors: int) -> str | None:
 def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[list[Path], list[str]]:
     """Decode every file once (``workers`` threads; the decoder releases the GIL): the files that give
     finite pixels, in order, and one line per file left out, naming it. Raise if none is left."""
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max(1, workers))
+    try:
         problems = list(
             tqdm(
                 pool.map(lambda f: _decode_problem(f, n_colors), files),
@@ -149,6 +165,8 @@ def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[l
                 leave=False,
             )
         )
+    finally:  # a Ctrl-C stops at once: the images not started are cancelled, not decoded first
+        pool.shutdown(wait=False, cancel_futures=True)
     good = [f for f, problem in zip(files, problems, strict=True) if problem is None]
     bad = [problem for problem in problems if problem is not None]
     if not good:
@@ -274,6 +292,7 @@ class SyntheticNoiseVal(Dataset):
     Returns ``(noisy, clean, name)``."""
 
     def __init__(self, files: Sequence[Path], n_colors: int, noise: NoiseModel, seed: int) -> None:
+        check_validation_sizes(files)
         self.files, self.n_colors, self.noise, self.seed = list(files), n_colors, noise, seed
 
     def __len__(self) -> int:
@@ -338,6 +357,7 @@ class PairedVal(Dataset):
     def __init__(self, root: str | Path, n_val: int = 0) -> None:
         pairs = paired_files(root)
         self.pairs = pairs[:n_val] if n_val > 0 else pairs
+        check_validation_sizes([path for pair in self.pairs for path in pair])
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from adfnet.fileio import write_bytes
 from adfnet.imaging import image_to_tensor, quantize, tensor_to_image
 
 __all__ = [
@@ -141,7 +142,8 @@ def save_image(path: str | Path, img: np.ndarray) -> None:
     """Write an ``(H, W[, C])`` float [0, 1] (or uint8) RGB/gray image as 8-bit, rounded like the metrics.
 
     The format follows the file extension; JPEG is written at quality 100 (still lossy: prefer png).
-    Parent folders are created.
+    Parent folders are created; the file is written by :func:`adfnet.fileio.write_bytes` (a full disk
+    raises :class:`~adfnet.fileio.DiskFullError`, nothing partial is left).
     """
     path = Path(path)
     arr = quantize(img)
@@ -155,5 +157,4 @@ def save_image(path: str | Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(path.suffix or ".png", arr, params)
     if not ok:
         raise ValueError(f"cannot encode an image as {path.suffix!r} for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf.tofile(str(path))
+    write_bytes(path, buf.tobytes())

@@ -30,7 +30,7 @@ RAW_EXTENSIONS = (".npy", ".mat")
 
 def read_bayer(path: Path) -> np.ndarray:
     """One ``H x W`` float32 mosaic in [0, 1] from ``.npy`` or ``.mat`` (even sizes: an odd edge is cropped)."""
-    arr = np.load(path) if path.suffix.lower() == ".npy" else load_single_array(path)
+    arr = _load_npy(path) if path.suffix.lower() == ".npy" else load_single_array(path)
     if arr.ndim != 2:
         raise ValueError(f"{path}: a Bayer mosaic is a 2-D array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
@@ -41,6 +41,24 @@ def read_bayer(path: Path) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{path}: the mosaic holds NaN or infinite values")
     return np.ascontiguousarray(arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2], dtype=np.float32)
+
+
+def _load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """``np.load`` without pickles (an object array is refused, never run), errors naming the file."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(
+            f"{path}: cannot read it as a Bayer mosaic ({err}); save the mosaic as a plain float array: "
+            "np.save(path, mosaic.astype(np.float32))"
+        ) from None
+
+
+def check_npy_headers(pairs: list[tuple[Path, Path]]) -> None:
+    """Open every ``.npy`` of ``pairs`` memory-mapped (headers only) before training, so that a file that is
+    not a plain array (e.g. pickled objects) is named at the start, not in a data-loader worker."""
+    for path in (p for pair in pairs for p in pair if p.suffix.lower() == ".npy"):
+        _load_npy(path, mmap_mode="r")
 
 
 def raw_pair_files(root: str | Path) -> list[tuple[Path, Path]]:
@@ -93,6 +111,7 @@ class RawPairedTrain(Dataset):
             1,
         )
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
+        check_npy_headers(self.pairs)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -120,6 +139,7 @@ class RawPairedVal(Dataset):
         pairs = raw_pair_files(root)
         self.pairs, self.pattern = (pairs[:n_val] if n_val > 0 else pairs), pattern
         pack(torch.zeros(1, 1, 2, 2), pattern)
+        check_npy_headers(self.pairs)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -24,7 +24,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from adfnet.data.datasets import dihedral, keep_large_enough, random_crop, sample_rng, torch_generator
+from adfnet.data.datasets import (
+    MIN_VAL_SIDE,
+    check_validation_sizes,
+    dihedral,
+    keep_large_enough,
+    random_crop,
+    sample_rng,
+    torch_generator,
+)
 from adfnet.data.io import ImageWarning, image_to_tensor, read_image
 from adfnet.data.noise import NoiseModel, build_noise
 from adfnet.data.raw import mosaic, pack
@@ -179,6 +187,7 @@ class UnprocessedRawVal(Dataset):
     """
 
     def __init__(self, files: Sequence[Path], seed: int, noise: NoiseModel | None = None, pattern: str = "RGGB"):
+        check_validation_sizes(files, 2 * MIN_VAL_SIDE)  # packed to half size
         self.files, self.seed, self.pattern = list(files), seed, pattern
         self.noise = noise if noise is not None else build_noise("poisson_gaussian")
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here

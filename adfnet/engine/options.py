@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from adfnet.cli.common import add_runtime_arguments, finite_float, join_negative_numbers
+from adfnet.cli.common import add_runtime_arguments, finite_float, int_at_least, join_negative_numbers
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NOISE_NAMES, build_noise, noise_from_flags
 from adfnet.data.raw import CFA_PATTERNS
@@ -61,12 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hw.add_argument(
         "--n_threads",
-        type=int,
+        type=int_at_least(0),
         default=default_workers(),
         help="DataLoader worker processes (default: 4, or fewer on a machine with fewer CPUs: %(default)s "
         "here; the official default was 4 gray, 8 colour; the samples do not depend on it)",
     )
-    hw.add_argument("--seed", type=int, default=1, help="seeds the model init, crops, augmentation and noise")
+    hw.add_argument(
+        "--seed",
+        type=int_at_least(0, 2**32 - 1),
+        default=1,
+        help="seeds the model init, crops, augmentation and noise (0 to 2**32 - 1)",
+    )
     hw.add_argument(
         "--amp",
         choices=("none", "fp16", "bf16"),
@@ -154,7 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr", type=finite_float(0, strict=True), default=1e-4, help="initial learning rate (> 0)")
     opt.add_argument("--decay_type", default="step", help="step, step_a_b_... (milestones) or warmup_cosine")
     opt.add_argument(
-        "--lr_decay", type=int, default=None, help="StepLR period in epochs (default 220 gray, 200 colour)"
+        "--lr_decay",
+        type=int_at_least(1),
+        default=None,
+        help="StepLR period in epochs, >= 1 (default 220 gray, 200 colour)",
     )
     opt.add_argument("--gamma", type=float, default=0.5, help="LR factor at each decay")
     opt.add_argument("--lr_min", type=float, default=1e-6, help="final LR of warmup_cosine")
@@ -196,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--save_models", action="store_true", help="also keep model/model_<epoch>.pt every epoch")
     run.add_argument("--save_results", action="store_true", help="write the denoised validation images to results/")
-    run.add_argument("--print_every", type=int, default=100, help="iterations between loss lines in log.txt")
+    run.add_argument(
+        "--print_every", type=int_at_least(1), default=100, help="iterations between loss lines in log.txt (>= 1)"
+    )
     run.add_argument("--test_only", action="store_true", help="only validate (with --pre_train or --resume weights)")
     run.add_argument(
         "--chop",

@@ -1,21 +1,17 @@
-"""Crash-safe files: atomic writes, and the full training state used by ``--resume -1``.
+"""The full training state used by ``--resume -1``, and checkpoint writes that a Ctrl-C cannot tear.
 
-Every file is written to a temporary name in the same folder, flushed to disk, then renamed over the
-target with ``os.replace`` (atomic on POSIX and Windows). A run killed at any moment therefore leaves
-either the previous complete file or the new complete one, never a truncated one. A temporary file
-left by a killed process is removed when the next run starts (:func:`remove_stale_temporaries`); a
-full disk leaves the previous file intact and raises :class:`DiskFullError` saying how much space is
-missing where.
+Checkpoints go through the one writer, :mod:`adfnet.fileio`: a temporary file in the same folder,
+renamed over the target once complete, so a run killed at any moment leaves either the previous
+complete file or the new complete one; a full disk (or a file-size limit) leaves the previous file
+intact and raises :class:`~adfnet.fileio.DiskFullError` saying how much space is missing where.
+Temporary files of killed processes are removed when the next run starts
+(:func:`adfnet.fileio.remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import random
-import re
-import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -25,23 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from adfnet.fileio import atomic_file
+
 STATE_VERSION = 1
 STATE_KEYS = ("version", "epoch", "iteration", "model", "optimizer", "scheduler", "rng", "best", "history")
-
-
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+# How a run continues once space is freed: the end of a failed checkpoint write's message.
+RESUME_ADVICE = "then continue with --resume -1 (or move --dir_experiment to a larger disk)"
 
 
 class CheckpointError(RuntimeError):
-    """A training checkpoint exists but cannot be used (corrupt, truncated, wrong format), or cannot be written."""
-
-
-class DiskFullError(CheckpointError):
-    """A checkpoint could not be written for lack of space; the previous file is intact."""
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """A training checkpoint exists but cannot be used (corrupt, truncated, wrong format)."""
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -53,13 +42,6 @@ def _tensor_bytes(obj: Any) -> int:
     if isinstance(obj, (list, tuple)):
         return sum(_tensor_bytes(v) for v in obj)
     return 0
-
-
-def _mount_point(path: Path) -> Path:
-    path = path.resolve()
-    while not os.path.ismount(path) and path != path.parent:
-        path = path.parent
-    return path
 
 
 _held: list[int] | None = None  # the SIGINTs caught while a ctrl_c_deferred block runs (None: none runs)
@@ -91,66 +73,14 @@ def ctrl_c_deferred() -> Iterator[None]:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` via a temporary file and ``os.replace``; a Ctrl-C during the write is
+    """``torch.save`` to ``path`` through :func:`adfnet.fileio.atomic_file`; a Ctrl-C during the write is
     raised once the file is complete.
 
-    Raises :class:`DiskFullError` (the previous ``path`` untouched) when the disk is full.
+    Raises :class:`~adfnet.fileio.DiskFullError` (the previous ``path`` untouched) when the disk is full:
+    ``torch.save`` reports the failed write as a ``RuntimeError``, the writer knows it was the disk.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        with ctrl_c_deferred():
-            with open(tmp, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        tmp.unlink(missing_ok=True)  # frees the partial file before measuring what is left
-        need, free = _tensor_bytes(obj) / 2**20, shutil.disk_usage(path.parent).free / 2**20
-        kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
-        raise DiskFullError(
-            f"no space left on the disk of {path.parent} (mounted at {_mount_point(path.parent)}) while saving "
-            f"{path.name}: it needs about {need:,.0f} MB, {free:,.0f} MB are free; {kept}. Free some space (or "
-            "move --dir_experiment to a larger disk), then continue with --resume -1"
-        ) from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that killed processes left in ``folder`` and its subfolders (those of a
-    process still running are kept); returns the deleted paths."""
-    removed = []
-    for tmp in Path(folder).rglob(".*.tmp*"):
-        match = _TEMPORARY.match(tmp.name)
-        if match is None or not tmp.is_file() or _alive(int(match["pid"])):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # a file of ours that a failed save left behind
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    with ctrl_c_deferred(), atomic_file(path, _tensor_bytes(obj), RESUME_ADVICE) as f:
+        torch.save(obj, f)
 
 
 def rng_state() -> dict[str, Any]:

@@ -59,12 +59,12 @@ from adfnet.engine.state import (
     atomic_save,
     ctrl_c_deferred,
     load_training_state,
-    remove_stale_temporaries,
     rng_state,
     set_rng_state,
 )
 from adfnet.evaluation.raw import denoise_packed
 from adfnet.figures import comparison_panel
+from adfnet.fileio import append_text, atomic_file, remove_stale_temporaries
 from adfnet.inference import NonFiniteOutputError, denoise
 from adfnet.losses import build_loss
 from adfnet.metrics import psnr, psnr_raw
@@ -112,6 +112,7 @@ class Trainer:
         if args.batch_size % self.dist.world_size:
             raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {self.dist.world_size} processes")
         self.batch_size = args.batch_size // self.dist.world_size
+        self.val_set = self._build_val_set()  # checks the validation images before anything is written
         self.run_dir = Path(args.dir_experiment) / args.save
         self._notes: list[str] = []  # what the folder checks did, logged once the folder exists
         self._claim_run_folder()
@@ -153,7 +154,6 @@ class Trainer:
         self.val_panels: list[tuple[str, np.ndarray]] = []  # set by validate(): TensorBoard sample panels
         self._resume()
         self.model = self._wrap(self.net, use_cuda)
-        self.val_set = self._build_val_set()
         self.writer = self._open_writer()
 
     # ------------------------------------------------------------------ construction
@@ -288,8 +288,7 @@ class Trainer:
             return None
         from torch.utils.tensorboard import SummaryWriter  # slow import: only on the main process
 
-        with open(self.run_dir / "config.txt", "a") as f:
-            f.write(json.dumps(vars(self.args), indent=1, default=str) + "\n")
+        append_text(self.run_dir / "config.txt", json.dumps(vars(self.args), indent=1, default=str) + "\n")
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def log(self, message: str) -> None:
@@ -298,8 +297,7 @@ class Trainer:
             return
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}"
         tqdm.write(line)
-        with open(self.run_dir / "log.txt", "a") as f:
-            f.write(line + "\n")
+        append_text(self.run_dir / "log.txt", line + "\n")
 
     def _loader(self, epoch: int) -> DataLoader:
         """A loader whose shuffling depends only on (seed, epoch): resumed runs see the same batches."""
@@ -383,22 +381,26 @@ class Trainer:
         return mean_over_processes(total / max(count, 1), self.dist)
 
     def fit(self) -> dict[str, Any]:
-        """Train from ``start_epoch`` to ``--epochs``; returns the best validation result."""
+        """Train from ``start_epoch`` to ``--epochs``; returns the best validation result.
+
+        A Ctrl-C from the first check of the training images on stops cleanly (exit code 130).
+        """
         a = self.args
-        self.train_set = self._build_train_set()
-        if self.start_epoch > a.epochs:
-            self.log(
-                f"nothing to train: {self.run_dir} already completed epoch {self.start_epoch - 1} of --epochs "
-                f"{a.epochs}; pass a larger --epochs to continue it"
-            )
-            return self.best
-        self.log(
-            f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
-            f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}"
-        )
-        epoch = self.start_epoch
+        epoch, stage = self.start_epoch, "while checking the training images"
         try:
+            self.train_set = self._build_train_set()  # minutes on DIV2K: every image is decoded once
+            if self.start_epoch > a.epochs:
+                self.log(
+                    f"nothing to train: {self.run_dir} already completed epoch {self.start_epoch - 1} of --epochs "
+                    f"{a.epochs}; pass a larger --epochs to continue it"
+                )
+                return self.best
+            self.log(
+                f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
+                f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}"
+            )
             for epoch in range(self.start_epoch, a.epochs + 1):
+                stage = f"in epoch {epoch}"
                 start = time.time()
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss = self.train_epoch(epoch)
@@ -417,7 +419,7 @@ class Trainer:
             advice = f"{resume_command(self.run_dir.name, lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
             raise NonFiniteLossError(self._stopped(f"training diverged in epoch {epoch}: {err}", advice)) from None
         except KeyboardInterrupt:
-            self._stopped(f"interrupted (Ctrl-C) in epoch {epoch}", resume_command(self.run_dir.name))
+            self._stopped(f"interrupted (Ctrl-C) {stage}", resume_command(self.run_dir.name))
             raise SystemExit(130) from None
         finally:
             if self.writer is not None:
@@ -450,14 +452,17 @@ class Trainer:
                 if a.raw:  # raw: PSNR with peak 1 on unquantised data, CFA-aware ensemble (adfnet.evaluation.raw)
                     out = denoise_packed(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
                 else:
-                    out = denoise(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
+                    # the noisy input is ours, from a known noise model: no image-range check
+                    out = denoise(
+                        self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble, check_range=False
+                    )
             except NonFiniteOutputError:
                 raise NonFiniteLossError(f"the validation output of {name} is NaN/inf") from None
             if a.raw:
                 scores.append(psnr_raw(out[0], clean))
                 if save_dir is not None:
-                    save_dir.mkdir(parents=True, exist_ok=True)
-                    np.save(save_dir / f"{name}_{a.model}_raw_DN.npy", out[0].cpu().numpy())
+                    with atomic_file(save_dir / f"{name}_{a.model}_raw_DN.npy") as f:
+                        np.save(f, out[0].cpu().numpy())
                 continue
             scores.append(psnr(out, clean))
             if len(self.val_panels) < VAL_PANELS:

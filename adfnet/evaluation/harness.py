@@ -20,6 +20,8 @@ import re
 import sys
 from pathlib import Path
 
+from adfnet.fileio import write_text
+
 from .published import published_for, set_key
 from .results import sigma_label
 from .seeds import SeedSpread, read_seed_rows, spreads
@@ -267,8 +269,7 @@ Run from the repository root (each appends its runs under `results/harness/`; th
 """
         + FOOTER
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    write_text(output, text)
 
 
 HEADER = """\

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from adfnet.data.noise import NoiseModel, build_noise
+from adfnet.fileio import text_file
 
 from .baselines import BASELINES
 from .protocols import get_protocol
@@ -110,8 +111,7 @@ def write_summary_csv(
 ) -> None:
     """``summary.csv``: one row per set and sigma (our ``protocol``) with the published and reproduced numbers,
     each with its source and protocol."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with text_file(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(
             ["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim", "source"]
@@ -218,8 +218,7 @@ def format_real_scores(
 
 def write_score_csv(path: Path, names: Sequence[str], scores: Sequence[tuple[float, float, float]]) -> None:
     """Per-image ``image, psnr, ssim, ssim_matlab3d`` rows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with text_file(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(["image", "psnr", "ssim", "ssim_matlab3d"])
         for name, (p, s, s3) in zip(names, scores, strict=True):

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adfnet.fileio import text_file
+
 from .published import published_for
 from .results import SetResult, sigma_label
 
@@ -67,8 +69,7 @@ def seed_rows(model: str, n_colors: int, seed: int, results: Iterable[SetResult]
 
 
 def write_seed_rows(path: Path, rows: Sequence[Mapping[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with text_file(path) as fh:
         writer = csv.DictWriter(fh, SEED_FIELDS)
         writer.writeheader()
         writer.writerows(rows)

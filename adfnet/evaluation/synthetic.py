@@ -10,6 +10,7 @@ image is reported through ``log`` and skipped.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 import warnings
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from adfnet.checkpoint import load_model
 from adfnet.data.io import list_images, read_image, save_image
 from adfnet.data.noise import NoiseModel, build_noise
+from adfnet.fileio import DiskFullError, append_text, atomic_file, write_bytes, write_text
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE
@@ -112,7 +114,10 @@ def evaluate_set(
                 save_noisy(out_dir / "noisy" / path.stem, noisy, opts.save_noisy)
             noisy = noisy.to(opts.device)
             start = time.perf_counter()
-            out = denoise(model, noisy, chop=opts.chop, ensemble=opts.ensemble, precision=opts.precision)
+            # the noisy input is made here from a known sigma: no image-range check (sigma 400 is legal)
+            out = denoise(
+                model, noisy, chop=opts.chop, ensemble=opts.ensemble, precision=opts.precision, check_range=False
+            )
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
@@ -122,6 +127,8 @@ def evaluate_set(
                 save_image(out_dir / path.name, tensor_to_image(out))
             if opts.save_comparison:
                 save_comparison(comparison_path(out_dir, path.name), noisy, out, clean, type(model).__name__)
+        except DiskFullError:
+            raise  # every later image would fail the same way: the run stops with the message
         except (OSError, ValueError, RuntimeError) as err:
             message = f"error: {path}: {err}"
             result.errors.append(message)
@@ -136,13 +143,14 @@ def _write_rows(
 ) -> None:
     """``mode`` "w": a new results.csv with its header; "a": append ``rows``."""
     label = sigma_label(sigma) if noise.is_awgn else ""
-    with open(path, mode, newline="") as fh:
-        writer = csv.writer(fh)
-        if mode == "w":
-            writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"])
-        for row in rows:
-            cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"]
-            writer.writerow([*cells, noise.describe(), protocol])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    if mode == "w":
+        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"])
+    for row in rows:
+        cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"]
+        writer.writerow([*cells, noise.describe(), protocol])
+    (write_text if mode == "w" else append_text)(path, text.getvalue())
 
 
 def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
@@ -176,14 +184,16 @@ def save_noisy(stem: Path, noisy: torch.Tensor, fmt: str) -> None:
     """Write the exact noisy input of one image: ``npy`` keeps the unclipped float32 ``(H, W, C)`` values;
     ``png16`` clips to [0, 1] and stores ``round(65535 x)`` as a 16-bit PNG (lossy: clipping and rounding)."""
     img = noisy[0].permute(1, 2, 0).float().cpu().numpy()
-    stem.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npy":
-        np.save(stem.with_suffix(".npy"), img)
+        with atomic_file(stem.with_suffix(".npy")) as f:
+            np.save(f, img)
         return
     arr = np.round(np.clip(img, 0.0, 1.0) * 65535.0).astype(np.uint16)
     arr = arr[..., 0] if arr.shape[2] == 1 else np.ascontiguousarray(arr[..., ::-1])  # RGB -> BGR for OpenCV
-    if not cv2.imwrite(str(stem.with_suffix(".png")), arr):
-        raise ValueError(f"cannot write {stem.with_suffix('.png')}")
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise ValueError(f"cannot encode {stem.with_suffix('.png')}")
+    write_bytes(stem.with_suffix(".png"), buf.tobytes())
 
 
 def check_outputs_apart(

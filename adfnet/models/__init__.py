@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import inspect
 from functools import partial
+import numbers
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
@@ -107,8 +108,13 @@ def build_model(
     """
     key = canonical_name(name)
     n_colors = DEFAULT_COLORS.get(key, 3) if n_colors is None else n_colors
-    if n_colors not in (1, 3, 4):
-        raise ValueError(f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), got {n_colors!r}")
+    # an int: 3.0 == 3 and True == 1 would pass the membership test and fail deep inside torch
+    if isinstance(n_colors, bool) or not isinstance(n_colors, numbers.Integral) or n_colors not in (1, 3, 4):
+        raise ValueError(
+            f"n_colors must be 1 (gray), 3 (colour) or 4 (packed raw), an int; got {n_colors!r} "
+            f"({type(n_colors).__name__})"
+        )
+    n_colors = int(n_colors)
     family = "adfnet" if key in WIDTHS else key
     valid = OPTIONS[family]
     unknown = sorted(set(options) - set(valid))

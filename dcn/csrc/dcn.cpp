@@ -114,6 +114,7 @@ ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, 
               ") must be divisible by deformable_groups (", deformable_groups, ")");
 
   TORCH_CHECK_VALUE(channels > 0, "dcn: input has 0 channels; a convolution needs at least one");
+  TORCH_CHECK_VALUE(out_channels > 0, "dcn: weight has 0 output channels; a convolution needs at least one");
 
   const int64_t height = input.size(2);
   const int64_t width = input.size(3);
