@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from functools import partial
 import numbers
+from functools import partial
 
 from .adfnet import PLACEMENTS, ADFNet
 from .blocks import AFG, CB, DCB, MCB, MDCB, MFI, SEKG, DConv, DynamicBranch, OffsetBlock, dynamic_filter
