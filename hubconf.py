@@ -23,8 +23,7 @@ def adfnet(weights=None, n_colors=None, model=None, device="cpu", check_hash=Tru
     import os
 
     from adfnet import build_model
-    from adfnet.checkpoint import WEIGHTS_HINT
-    from adfnet.denoise import load_model
+    from adfnet.checkpoint import WEIGHTS_HINT, load_checkpoint
     from adfnet.manifest import MANIFEST, verify
 
     if weights is None:
@@ -36,7 +35,7 @@ def adfnet(weights=None, n_colors=None, model=None, device="cpu", check_hash=Tru
         )
     if check_hash:
         verify(weights, manifest or MANIFEST, required=False)
-    net, _, _ = load_model(str(weights), model, n_colors, device)
+    net, _ = load_checkpoint(weights, name=model, n_colors=n_colors, device=device)
     return net
 
 

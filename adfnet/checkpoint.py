@@ -1,11 +1,12 @@
-"""Strict loading of ADFNet weights, with errors that say what the checkpoint is.
+"""The one checkpoint loader: :func:`load_checkpoint` (the network a file holds, built and loaded) and
+:func:`load_weights` (weights into a network you built), strict, with errors that say what the checkpoint is.
 
 The official code loaded with ``strict=False``, so a checkpoint of the wrong model silently ran a
 random network; here any mismatch is an error.
 
 Some architecture options change no parameter (the Table 4 "without MFI" ablation: MFI has no
 weights), so a state_dict alone cannot tell them apart. Every checkpoint this package writes
-therefore carries the model's architecture record (``model.architecture``, set by ``build_model``)
+therefore carries the model's :class:`~adfnet.models.ModelSpec` record (``model.spec``, set by ``build_model``)
 in the state_dict's ``_metadata``, where PyTorch keeps per-module metadata: the file stays a plain
 state_dict that any loader reads, and :func:`load_weights` compares the record with the model.
 Checkpoints without a record (the official ones) are taken to be of the full model
@@ -28,7 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from adfnet.models import build_model
+from adfnet.errors import UserError
+from adfnet.models import MODEL_NAMES, WIDTHS, ModelSpec, canonical_name
 from adfnet.models.dbsn import CHECKPOINT_PARTS, dbsn_options_from_state_dict
 
 # Where weights come from, for every "does not exist" of a weights file a new user meets.
@@ -64,27 +66,48 @@ def load_weights(
     source = path_or_state_dict
     if isinstance(source, (str, os.PathLike)):
         source = _read(source)
+    return _load_into(model, source, _shown(path_or_state_dict), note)
+
+
+def _shown(path_or_state_dict: object) -> str:
+    """How a checkpoint is named in notes: its path, or "the checkpoint" for a loaded one."""
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        return os.fspath(path_or_state_dict)
+    return "the checkpoint"
+
+
+def _load_into(
+    model: nn.Module, source: Mapping[str, object], shown: str, note: Callable[[str], object] | None
+) -> nn.Module:
     record = checkpoint_architecture(source)
     state = _normalise(source)
     target = _unwrap_model(model)
-    _check_architecture(getattr(target, "architecture", None), record)
+    spec = _spec(target)
+    _check_architecture(spec.record() if spec else None, record)
     _check(target, state)
     target.load_state_dict(state, strict=True)
-    if note is not None and record is None and getattr(target, "architecture", None) is not None:
-        name = os.fspath(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "the checkpoint"
+    if note is not None and record is None and spec is not None:
         assumed = ", ".join(f"{k}={v!r}" for k, v in UNRECORDED_DEFAULTS.items())
-        note(f"{name} carries no architecture record (an official checkpoint?): taken to be the full model ({assumed})")
+        note(
+            f"{shown} carries no architecture record (an official checkpoint?): taken to be the full model ({assumed})"
+        )
     return model
 
 
 def weights_with_architecture(model: nn.Module) -> OrderedDict[str, Tensor]:
-    """``model.state_dict()`` carrying the model's architecture record (if it has one) for :func:`load_weights`."""
+    """``model.state_dict()`` carrying the model's spec record (if it has one) for :func:`load_weights`."""
     target = _unwrap_model(model)
     state = target.state_dict()
-    architecture = getattr(target, "architecture", None)
-    if architecture is not None:
-        state._metadata[ARCHITECTURE_KEY] = dict(architecture)  # type: ignore[attr-defined]
+    spec = _spec(target)
+    if spec is not None:
+        state._metadata[ARCHITECTURE_KEY] = spec.record()  # type: ignore[attr-defined]
     return state
+
+
+def _spec(model: nn.Module) -> ModelSpec | None:
+    """The spec of a network made by ``build_model`` (None for any other module: only its keys are checked)."""
+    spec = getattr(model, "spec", None)
+    return spec if isinstance(spec, ModelSpec) else None
 
 
 def checkpoint_architecture(obj: Mapping[str, object]) -> dict[str, object] | None:
@@ -284,18 +307,58 @@ def _variant(width: int) -> str:
     return {32: "ADFNet ('adfnet')", 64: "ADFNet-L ('adfnet_l')"}.get(width, f"a width-{width} model")
 
 
-def load_model(
-    name: str,
-    n_colors: int,
-    weights: str | os.PathLike | Mapping[str, object],
+def infer_model(state: Mapping[str, Tensor], model: str | None, n_colors: int | None) -> tuple[str, int]:
+    """``(name, n_colors)`` of an unrecorded checkpoint from its head conv (width: ADFNet or ADFNet-L; input
+    channels: colours), unless given; refuses to guess (:class:`~adfnet.errors.UserError`)."""
+    head = state.get("head.weight")
+    if head is None or head.dim() != 4:
+        if model and n_colors:
+            return model, n_colors
+        raise UserError("cannot tell the model from this checkpoint (no head.weight): pass --model and --n_colors")
+    width, colours = int(head.shape[0]), int(head.shape[1])
+    names = [name for name, widths in WIDTHS.items() if widths[0] == width]
+    name = model or (names[0] if len(names) == 1 else None)
+    if name is None:
+        raise UserError(f"the checkpoint's first width is {width}, which is none of {', '.join(MODEL_NAMES)}")
+    return name, n_colors or colours
+
+
+def checkpoint_spec(source: Mapping[str, object], name: str | None = None, n_colors: int | None = None) -> ModelSpec:
+    """The network a loaded checkpoint holds: its recorded spec, else what its head conv shows
+    (:func:`infer_model`; the options then take their defaults, as :data:`UNRECORDED_DEFAULTS` assumes).
+
+    A given ``name`` or ``n_colors`` (a command line's ``--model`` / ``--n_colors``) wins; if the checkpoint
+    holds another network, loading it says so.
+    """
+    name = canonical_name(name) if name else None
+    record = checkpoint_architecture(source)
+    if record is None:
+        return ModelSpec(*infer_model(_normalise(source), name, n_colors))
+    spec = ModelSpec.from_record(record)
+    if name is not None and name != spec.name:
+        return ModelSpec(name, n_colors or spec.n_colors)  # the defaults of the asked network: the check names both
+    return ModelSpec(spec.name, n_colors or spec.n_colors, spec.options)
+
+
+def load_checkpoint(
+    path: str | os.PathLike | Mapping[str, object],
+    spec: ModelSpec | None = None,
+    *,
+    name: str | None = None,
+    n_colors: int | None = None,
     device: torch.device | str = "cpu",
     note: Callable[[str], object] | None = None,
-    **options: object,
-) -> nn.Module:
-    """``build_model(name, n_colors, **options)`` with ``weights`` loaded strictly, on ``device``, in eval mode.
+) -> tuple[nn.Module, ModelSpec]:
+    """The network a checkpoint holds, its weights loaded strictly, on ``device``, in eval mode, and its spec.
 
-    ``note`` as in :func:`load_weights`.
+    ``spec`` is the network the caller asks for (a command line's flags): the checkpoint must be of it. Without
+    one the checkpoint says (:func:`checkpoint_spec`; ``name`` / ``n_colors`` given on a command line win). Any
+    layout :func:`load_weights` reads; ``note`` as there. Errors: ``FileNotFoundError``, ``ValueError`` naming
+    what the checkpoint is and what differs.
     """
-    model = build_model(name, n_colors=n_colors, **options)
-    load_weights(model, weights, note)
-    return model.to(device).eval()
+    source = _read(path) if isinstance(path, (str, os.PathLike)) else path
+    if spec is None:
+        spec = checkpoint_spec(source, name, n_colors)
+    model = spec.build()
+    _load_into(model, source, _shown(path), note)
+    return model.to(device).eval(), model.spec

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adfnet.checkpoint import load_model as build_and_load
-from adfnet.checkpoint import read_state_dict
 from adfnet.data.io import IMAGE_EXTENSIONS
 from adfnet.data.metadata import PhotoInfo, add_metadata, read_photo_info
+from adfnet.errors import UserError
 from adfnet.fileio import DiskFullError, remove_stale_temporaries, write_bytes
 from adfnet.inference import (
     ADFNET_BYTES_PER_PIXEL,
@@ -39,7 +38,6 @@ from adfnet.inference import (
     forward_tiled,
     tile_for_memory,
 )
-from adfnet.models import MODEL_NAMES, WIDTHS, canonical_name
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 EXISTING = ("refuse", "overwrite", "skip")  # what to do with an output that is already there
@@ -47,10 +45,6 @@ _JPEG = (".jpg", ".jpeg")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # the first bytes of a TIFF file
 # EXIF orientation -> (quarter turns counter-clockwise for np.rot90, flip left-right first)
 _ORIENTATION = {2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False)}
-
-
-class DenoiseError(ValueError):
-    """A user mistake in the command (reported without a traceback)."""
 
 
 # --- files ------------------------------------------------------------------------------------------
@@ -62,13 +56,13 @@ def collect_inputs(patterns: Iterable[str]) -> list[Path]:
         if path.is_dir():
             items = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not items:
-                raise DenoiseError(f"folder {pattern} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise UserError(f"folder {pattern} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         elif path.is_file():
             items = [path]
         else:
             items = sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
             if not items:
-                raise DenoiseError(f"{pattern}: no such file or folder, and no image matches it as a pattern")
+                raise UserError(f"{pattern}: no such file or folder, and no image matches it as a pattern")
         found += items
     seen: set[Path] = set()
     unique = []
@@ -93,7 +87,7 @@ def existing_outputs(inputs: list[Path], out_dir: Path, fmt: str | None) -> list
 def refuse_existing(existing: list[Path], out_dir: Path) -> None:
     """The message for outputs that would be overwritten without ``--overwrite`` / ``--skip_existing``."""
     names = ", ".join(p.name for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-    raise DenoiseError(
+    raise UserError(
         f"--out {out_dir} already holds {len(existing)} of the outputs ({names}): pass --overwrite to replace "
         "them, or --skip_existing to keep them and denoise only the others (to resume an interrupted batch)"
     )
@@ -104,7 +98,7 @@ def check_output_dir(out_dir: Path, inputs: list[Path]) -> None:
     out = out_dir.resolve()
     for src in inputs:
         if src.resolve().parent == out:
-            raise DenoiseError(
+            raise UserError(
                 f"--out {out_dir} is the folder of input {src}: choose another folder (inputs are never overwritten)"
             )
 
@@ -167,29 +161,6 @@ def write_like(
     data, lost = add_metadata(buf.tobytes(), path.suffix, info or PhotoInfo())
     write_bytes(path, data)  # a killed run or a full disk leaves no half-written output
     return lost
-
-
-# --- model ------------------------------------------------------------------------------------------
-def infer_model(state: dict[str, torch.Tensor], model: str | None, n_colors: int | None) -> tuple[str, int]:
-    """``(name, n_colors)`` from the checkpoint's head conv, unless given; refuses to guess."""
-    head = state.get("head.weight")
-    if head is None or head.dim() != 4:
-        if model and n_colors:
-            return model, n_colors
-        raise DenoiseError("cannot tell the model from this checkpoint (no head.weight): pass --model and --n_colors")
-    width, colours = int(head.shape[0]), int(head.shape[1])
-    names = [name for name, widths in WIDTHS.items() if widths[0] == width]
-    name = model or (names[0] if len(names) == 1 else None)
-    if name is None:
-        raise DenoiseError(f"the checkpoint's first width is {width}, which is none of {', '.join(MODEL_NAMES)}")
-    return name, n_colors or colours
-
-
-def load_model(weights: str, model: str | None = None, n_colors: int | None = None, device: str = "cpu"):
-    """Build the network the checkpoint belongs to and load it strictly."""
-    state = read_state_dict(weights)
-    name, colours = infer_model(state, canonical_name(model) if model else None, n_colors)
-    return build_and_load(name, colours, state, device), name, colours
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -300,7 +271,7 @@ def denoise_files(
 ) -> dict[Path, str]:
     """Denoise every input into ``out_dir``; returns ``{input: error message}`` for the files that failed.
 
-    An output that ``out_dir`` already holds is refused (:class:`DenoiseError`, before any work),
+    An output that ``out_dir`` already holds is refused (:class:`UserError`, before any work),
     replaced (``existing="overwrite"``) or kept and its input skipped (``existing="skip"``). A full
     disk raises :class:`~adfnet.fileio.DiskFullError` (the outputs written before are complete).
 

@@ -10,7 +10,7 @@ Windows). A failure removes the temporary file, leaves a previous file intact an
 :class:`WriteError` naming the file; a lack of space (``ENOSPC``, ``EDQUOT``, or ``EFBIG`` under a
 file-size limit, which Python reports as an error because it ignores ``SIGXFSZ``) raises
 :class:`DiskFullError` naming the disk, its mount point and the space needed and free. Both are
-``ValueError``s, which every command line prints as a one-line ``error: ...``.
+user errors (:class:`adfnet.errors.UserError`), which every command line prints as a one-line ``error: ...``.
 
 Appending (``log.txt``, a ``results.csv`` that grows per image so that a killed run keeps what it
 did) cannot be atomic; :func:`append_text` checks the same steps and on failure cuts the file back to
@@ -27,6 +27,8 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from adfnet.errors import UserError
 
 __all__ = [
     "DiskFullError",
@@ -46,7 +48,7 @@ _NO_SPACE = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded",
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
 
 
-class WriteError(ValueError):
+class WriteError(UserError):
     """A file could not be written; nothing partial is left and a previous file is intact."""
 
 

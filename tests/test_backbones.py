@@ -20,8 +20,9 @@ from torch import nn
 
 import dcn
 from adfnet.checkpoint import load_weights, weights_with_architecture
+from adfnet.cli.flags import model_options
 from adfnet.engine.options import parse_options
-from adfnet.models import MDCB, RDB, DConv, DnCNN, build_model, model_options
+from adfnet.models import MDCB, RDB, DConv, DnCNN, build_model
 from adfnet.models import blocks as adfnet_blocks
 from conftest import MCMASTER, ROOT, subprocess_env
 
@@ -203,8 +204,8 @@ def test_backbone_outputs_agree_across_dcn_backends():
 # ---------------------------------------------------------------- registration
 def test_build_model_records_the_architecture_and_checks_it_on_load():
     net = build_model("DnCNN", depth=5, channels=16, dconv=True)
-    assert net.architecture == {"model": "dncnn", "n_colors": 3, "depth": 5, "channels": 16, "dconv": True}
-    assert build_model("rdn").architecture == {
+    assert net.spec.record() == {"model": "dncnn", "n_colors": 3, "depth": 5, "channels": 16, "dconv": True}
+    assert build_model("rdn").spec.record() == {
         "model": "rdn", "n_colors": 3, "blocks": 6, "channels": 16, "growth": None, "layers": 4, "mdcb": False,
     }  # fmt: skip
     weights = weights_with_architecture(net)

@@ -227,8 +227,10 @@ class _OutOfMemoryOnLargeImages(nn.Module):
 
 
 def _memory_runs_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    load = synthetic.load_model
-    monkeypatch.setattr(synthetic, "load_model", lambda *a, **k: _OutOfMemoryOnLargeImages(load(*a, **k)))
+    load = synthetic.load_checkpoint
+    monkeypatch.setattr(
+        synthetic, "load_checkpoint", lambda *a, **k: (_OutOfMemoryOnLargeImages(load(*a, **k)[0]), None)
+    )
 
 
 def _ctrl_c_while_checking_images(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -223,14 +223,14 @@ def test_loss_names_and_colours_are_checked():
 def test_build_model_records_the_authors_configurations():
     gray = build_model("dbsn", n_colors=1)
     assert isinstance(gray, DBSN) and gray.noise_type == "gaussian" and gray.map_form == "test"
-    assert gray.architecture["sigma_mu_mid_ch"] == gray.architecture["sigma_n_mid_ch"] == 16  # gray_train_g.sh
-    assert "gamma" not in gray.architecture and "map_form" not in gray.architecture  # settings, not architecture
+    assert gray.spec.options["sigma_mu_mid_ch"] == gray.spec.options["sigma_n_mid_ch"] == 16  # gray_train_g.sh
+    assert "gamma" not in gray.spec.options and "map_form" not in gray.spec.options  # settings, not architecture
     colour = build_model("dbsn", n_colors=3)
-    assert colour.architecture["noise_type"] == "multivariate_gaussian" and colour.architecture["sigma_n_mid_ch"] == 32
+    assert colour.spec.options["noise_type"] == "multivariate_gaussian" and colour.spec.options["sigma_n_mid_ch"] == 32
     pg = build_model("dbsn", n_colors=1, noise_type="poisson_gaussian")  # gray_train_pg.sh: 32-wide sigma nets
-    assert pg.architecture["sigma_mu_mid_ch"] == 32 and pg.sigma_mu.conv[0].out_channels == 32
+    assert pg.spec.options["sigma_mu_mid_ch"] == 32 and pg.sigma_mu.conv[0].out_channels == 32
     small = build_model("dbsn", 1, mid_ch=8, br1_block_num=1, br2_block_num=2, br2_blindspot_conv_ks=7)
-    assert small.architecture["mid_ch"] == 8 and small.dbsn.br2.branch[0].kernel_size == (7, 7)
+    assert small.spec.options["mid_ch"] == 8 and small.dbsn.br2.branch[0].kernel_size == (7, 7)
     assert sum(".concat.weight" in k for k in small.dbsn.br2.state_dict()) == 2
 
 

@@ -15,8 +15,9 @@ from PIL import Image
 from torch import nn
 
 from adfnet import build_model
+from adfnet.checkpoint import infer_model
 from adfnet.cli.denoise import main
-from adfnet.denoise import denoise_files, infer_model, read_noisy
+from adfnet.denoise import denoise_files, read_noisy
 from adfnet.inference import _run_whole, count_tiles, forward_tiled, tile_starts
 from conftest import ROOT
 
@@ -213,7 +214,7 @@ def test_main_exit_code_is_1_when_a_file_fails(tmp_path, monkeypatch):
     (folder / "bad.png").write_bytes(b"junk")
     ckpt = tmp_path / "w.pt"
     torch.save(build_model("adfnet", 3).state_dict(), ckpt)
-    monkeypatch.setattr("adfnet.checkpoint.build_model", lambda name, n_colors, **options: _Wrapped(name, n_colors))
+    monkeypatch.setattr("adfnet.models.spec.build_model", lambda name, n_colors, **options: _Wrapped(name, n_colors))
     assert main([str(folder / "*.png"), "--weights", str(ckpt), "--out", str(tmp_path / "out")]) == 1
     assert (tmp_path / "out" / "ok.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
 
@@ -224,6 +225,7 @@ class _Wrapped(nn.Module):
     def __init__(self, name, n):
         super().__init__()
         self.net = build_model(name, n)
+        self.spec = self.net.spec
 
     def load_state_dict(self, state, strict=True, assign=False):
         return self.net.load_state_dict(state, strict, assign)
@@ -253,9 +255,9 @@ def test_memory_sizes_and_tile_choice():
 def test_model_and_colours_are_read_from_the_checkpoint():
     for name, n in [("adfnet", 1), ("adfnet", 3), ("adfnet_l", 3)]:
         assert infer_model(build_model(name, n).state_dict(), None, None) == (name, n)
-    from adfnet.denoise import DenoiseError
+    from adfnet.errors import UserError
 
-    with pytest.raises(DenoiseError, match="--model and --n_colors"):
+    with pytest.raises(UserError, match="--model and --n_colors"):
         infer_model({"x": torch.zeros(1)}, None, None)
 
 
@@ -458,7 +460,7 @@ def test_outputs_of_an_earlier_run_are_refused_overwritten_or_skipped(tmp_path, 
     before = sha(out / "a.png")
     ckpt = tmp_path / "w.pt"
     torch.save(build_model("adfnet", 3).state_dict(), ckpt)
-    monkeypatch.setattr("adfnet.checkpoint.build_model", lambda name, n_colors, **options: _Wrapped(name, n_colors))
+    monkeypatch.setattr("adfnet.models.spec.build_model", lambda name, n_colors, **options: _Wrapped(name, n_colors))
     command = [str(folder), "--weights", str(ckpt), "--out", str(out), "--tile", "16", "--overlap", "0"]
     assert main(command) == 2
     err = capsys.readouterr().err

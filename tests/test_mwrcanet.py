@@ -44,7 +44,7 @@ def test_keys_parameters_and_fixed_filters_are_the_authors(golden):
     assert fixed == g["fixed_keys"]
     assert all(torch.equal(model.state_dict()[k], haar_filters(torch.float32)) for k in fixed)
     assert g["input"].shape == (1, 1, 64, 96)  # the layout: one Bayer plane
-    assert model.architecture == {
+    assert model.spec.record() == {
         "model": "mwrcanet",
         "n_colors": 1,
         "filters_level1": 96,
@@ -113,7 +113,7 @@ def test_mwresnet_is_mwrcanet_without_channel_attention(golden):
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == plain
     block = model.middle.body[0]
     assert isinstance(block.act, torch.nn.ReLU) and block.cuca is None
-    assert build_model("mwresnet").architecture == {
+    assert build_model("mwresnet").spec.record() == {
         "model": "mwresnet",
         "n_colors": 1,
         "filters_level1": 96,

@@ -13,8 +13,9 @@ import torch
 
 import dcn
 from adfnet import load_weights
+from adfnet.cli.flags import add_model_arguments, model_options
 from adfnet.complexity import count_macs, count_parameters
-from adfnet.models import SADNet, add_model_arguments, build_model, model_options
+from adfnet.models import SADNet, build_model
 
 GOLDEN = Path(__file__).parent / "golden"
 sys.path.insert(0, str(GOLDEN))

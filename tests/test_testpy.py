@@ -154,8 +154,9 @@ def test_published_lookup():
 
 def test_ablation_flags_reach_the_builder():
     """train.py, test.py and adfnet.complexity share the model flags; each selects its Table 4 variant."""
+    from adfnet.cli.flags import model_options
     from adfnet.engine.options import parse_options
-    from adfnet.models import DCB, MCB, MFI, build_model, model_options
+    from adfnet.models import DCB, MCB, MFI, build_model
 
     argv = ["--placement", "everywhere", "--no_mdcb", "--no_mfi"]
     for args in (parse_options(argv), test_cli.parse_args([*argv, "--weights", "w.pt"])):

@@ -172,7 +172,7 @@ def test_mwcnn_keys_and_parameters_are_the_authors(mwcnn_golden):
     assert keys == [(k, tuple(shape)) for k, shape in g["keys"]]
     assert counts == g["param_counts"] == {"all": 16_145_924, "trainable": 16_145_892}
     assert [k for k, p in model.named_parameters() if not p.requires_grad] == g["fixed_keys"]
-    assert model.architecture == {
+    assert model.spec.record() == {
         "model": "mwcnn",
         "n_colors": 1,
         "filters_level1": 160,

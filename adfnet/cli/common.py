@@ -13,8 +13,7 @@ from pathlib import Path
 
 import torch
 
-from adfnet.checkpoint import load_model
-from adfnet.models import add_model_arguments, model_options
+from adfnet.cli.flags import add_model_arguments
 
 # A negative number argparse would otherwise take for an option (``--lr -1e-3``: it only knows ``-1``, ``-.5``).
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
@@ -147,6 +146,6 @@ def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
 
 
-def load_real_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
-    """The colour model a tool asked for with the :func:`add_real_model_arguments` flags."""
-    return load_model(args.model, 3, args.weights, device, lambda text: print(f"note: {text}"), **model_options(args))
+def print_note(text: str) -> None:
+    """How a command line shows a note (e.g. :func:`adfnet.checkpoint.load_checkpoint`'s) to its user."""
+    print(f"note: {text}")

@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from adfnet.cli.flags import add_model_arguments, model_options
 from adfnet.complexity import report
-from adfnet.models import ADFNet, add_model_arguments, model_options
+from adfnet.models import ADFNet
 
 
 def main(argv: Sequence[str] | None = None) -> int:

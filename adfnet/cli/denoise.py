@@ -14,18 +14,10 @@ import re
 import sys
 from pathlib import Path
 
-from adfnet.checkpoint import WEIGHTS_HINT
+from adfnet.checkpoint import WEIGHTS_HINT, load_checkpoint
 from adfnet.cli.common import add_runtime_arguments, check_writable_dir, dcn_backend, select_device
-from adfnet.denoise import (
-    FORMATS,
-    DenoiseError,
-    check_output_dir,
-    collect_inputs,
-    denoise_files,
-    existing_outputs,
-    load_model,
-    refuse_existing,
-)
+from adfnet.denoise import FORMATS, check_output_dir, collect_inputs, denoise_files, existing_outputs, refuse_existing
+from adfnet.errors import UserError
 from adfnet.fileio import WriteError
 from adfnet.inference import ADFNET_BYTES_PER_PIXEL, DEFAULT_OVERLAP, PRECISIONS
 from adfnet.models import MODEL_NAMES, WIDTHS
@@ -110,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse"
         device = select_device(args.cpu, args.device)
         if not Path(args.weights).exists():
-            raise DenoiseError(f"--weights {args.weights} does not exist; {WEIGHTS_HINT}")
+            raise UserError(f"--weights {args.weights} does not exist; {WEIGHTS_HINT}")
         check_writable_dir(args.out, "--out")
         with dcn_backend(args.dcn_backend):
-            model, name, n_colors = load_model(args.weights, args.model, args.n_colors, device)
+            model, spec = load_checkpoint(args.weights, name=args.model, n_colors=args.n_colors, device=device)
+            n_colors = spec.n_colors
             # forward-pass memory scales with the first width; SADNet is budgeted like ADFNet
-            bytes_per_pixel = ADFNET_BYTES_PER_PIXEL * WIDTHS.get(name, WIDTHS["adfnet"])[0] / WIDTHS["adfnet"][0]
+            bytes_per_pixel = ADFNET_BYTES_PER_PIXEL * WIDTHS.get(spec.name, WIDTHS["adfnet"])[0] / WIDTHS["adfnet"][0]
             failures = denoise_files(
                 model,
                 inputs,
@@ -135,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as err:  # a full disk or an unwritable output: not a mistake in the command
         print(f"adfnet-denoise: error: {err}", file=sys.stderr)
         return 1
-    except (DenoiseError, FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # a UserError, or a checkpoint of another network
         print(f"adfnet-denoise: error: {err}", file=sys.stderr)
         return 2
     skipped = len(found) if args.skip_existing else 0

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from adfnet.cli.common import check_writable_dir, dcn_backend, load_real_model, select_device
+from adfnet.checkpoint import load_checkpoint
+from adfnet.cli.common import check_writable_dir, dcn_backend, print_note, select_device
+from adfnet.cli.flags import model_spec
 from adfnet.data.io import list_images, read_image, save_image
 from adfnet.evaluation import denoise_uint8
 from adfnet.imaging import quantize
@@ -32,7 +34,7 @@ def _denoise_all(args: argparse.Namespace, files: list[Path], result_dir: Path) 
     device = select_device(args.cpu, args.device)
     failures = 0
     with dcn_backend(args.dcn_backend):
-        model = load_real_model(args, device)
+        model, _ = load_checkpoint(args.weights, model_spec(args, 3), device=device, note=print_note)
         for path in tqdm(files, desc="DND", unit="crop"):
             try:
                 out = denoise_uint8(model, quantize(read_image(path, 3)), device, args.chop, args.ensemble)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from adfnet.checkpoint import load_checkpoint
 from adfnet.cli.common import check_writable_dir
-from adfnet.denoise import DenoiseError, load_model
+from adfnet.errors import UserError
 from adfnet.export import DCN_MODES, OPSET, check_onnx, export_onnx, export_safetensors
 from adfnet.fileio import WriteError
 from adfnet.models import WIDTHS
@@ -45,19 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     outputs = {flag: path for flag, path in (("--onnx", args.onnx), ("--safetensors", args.safetensors)) if path}
     try:
         if not outputs:
-            raise DenoiseError("nothing to do: give --onnx PATH and/or --safetensors PATH")
+            raise UserError("nothing to do: give --onnx PATH and/or --safetensors PATH")
         # every output is checked before the model is loaded or traced (seconds of work)
         if args.onnx and args.safetensors and args.onnx.resolve() == args.safetensors.resolve():
-            raise DenoiseError(f"--onnx and --safetensors are the same file {args.onnx}: give each its own path")
+            raise UserError(f"--onnx and --safetensors are the same file {args.onnx}: give each its own path")
         for flag, path in outputs.items():
             if path.resolve() == Path(args.weights).resolve():
-                raise DenoiseError(f"{flag} {path} is the --weights file itself: choose another output path")
+                raise UserError(f"{flag} {path} is the --weights file itself: choose another output path")
             if path.is_dir():
-                raise DenoiseError(f"{flag} {path} is a folder: give a file path, e.g. {path / f'adfnet.{flag[2:]}'}")
+                raise UserError(f"{flag} {path} is a folder: give a file path, e.g. {path / f'adfnet.{flag[2:]}'}")
             check_writable_dir(path.resolve().parent, f"the folder of {flag}")
-        model, name, n_colors = load_model(args.weights, args.model, args.n_colors)
+        model, spec = load_checkpoint(args.weights, name=args.model, n_colors=args.n_colors)
+        n_colors = spec.n_colors
         if args.safetensors:
-            export_safetensors(model, args.safetensors, name, n_colors)
+            export_safetensors(model, args.safetensors, spec.name, n_colors)
             print(f"wrote {args.safetensors}")
         if args.onnx:
             mode = export_onnx(model, args.onnx, n_colors, args.dcn)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except WriteError as err:  # a full disk or an unwritable output: not a mistake in the command
         print(f"adfnet-export: error: {err}", file=sys.stderr)
         return 1
-    except (DenoiseError, FileNotFoundError, ValueError, ImportError) as err:
+    except (FileNotFoundError, ValueError, ImportError) as err:  # a UserError, a checkpoint of another network
         print(f"adfnet-export: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -190,8 +190,7 @@ def trainer_args(args: argparse.Namespace, config: Config, seed: int, run_dir: P
     if args.cpu:
         argv.append("--cpu")
     options = parse_options(argv)
-    for key, value in config.options.items():
-        setattr(options, key, value)
+    options.model_options = config.options
     return options
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from adfnet.cli.common import check_writable_dir, dcn_backend, load_real_model, select_device
+from adfnet.checkpoint import load_checkpoint
+from adfnet.cli.common import check_writable_dir, dcn_backend, print_note, select_device
+from adfnet.cli.flags import model_spec
 from adfnet.data.io import list_images, read_image, save_image
 from adfnet.evaluation import (
     PUBLISHED_REAL,
@@ -34,7 +36,7 @@ from adfnet.outputs import check_outputs_apart
 def _blocks(args: argparse.Namespace, noisy: np.ndarray) -> np.ndarray:
     device = select_device(args.cpu, args.device)
     with dcn_backend(args.dcn_backend):
-        model = load_real_model(args, device)
+        model, _ = load_checkpoint(args.weights, model_spec(args, 3), device=device, note=print_note)
         return denoise_blocks(model, noisy, device, args.chop, args.ensemble)
 
 
@@ -94,7 +96,7 @@ def _denoise_pairs(args: argparse.Namespace, lq: list[Path], result_dir: Path) -
     device = select_device(args.cpu, args.device)
     names, outputs, targets, failures = [], [], [], 0
     with dcn_backend(args.dcn_backend):
-        model = load_real_model(args, device)
+        model, _ = load_checkpoint(args.weights, model_spec(args, 3), device=device, note=print_note)
         for path in tqdm(lq, desc="SIDD val", unit="img"):
             try:
                 clean, noisy = read_image(hq_dir / path.name, 3), read_image(path, 3)

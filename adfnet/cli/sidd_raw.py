@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from adfnet.checkpoint import load_model
-from adfnet.cli.common import check_writable_dir, dcn_backend, select_device
+from adfnet.checkpoint import load_checkpoint
+from adfnet.cli.common import check_writable_dir, dcn_backend, print_note, select_device
+from adfnet.cli.flags import model_spec
 from adfnet.data.raw import CFA_PATTERNS
 from adfnet.evaluation.published import PUBLISHED_RAW
 from adfnet.evaluation.raw import denoise_raw_blocks, score_raw_blocks
 from adfnet.fileio import text_file
 from adfnet.matio import SIDD_RAW_SUBMISSION_KEY, load_sidd_raw_blocks, save_sidd_raw_submission
-from adfnet.models import model_options
 
 SUBMISSION = "SubmitRaw.mat"
 
@@ -47,7 +47,7 @@ def _add_common(parser: argparse.ArgumentParser, default_input: str, default_res
 def _denoise(args: argparse.Namespace, noisy: np.ndarray) -> tuple[np.ndarray, float]:
     device = select_device(args.cpu, args.device)
     with dcn_backend(args.dcn_backend):
-        model = load_model(args.model, 4, args.weights, device, **model_options(args))
+        model, _ = load_checkpoint(args.weights, model_spec(args, 4), device=device, note=print_note)
         return denoise_raw_blocks(model, noisy, device, args.cfa_pattern, args.chop, args.ensemble)
 
 

@@ -31,6 +31,7 @@ from adfnet.cli.common import (
     join_negative_numbers,
     select_device,
 )
+from adfnet.cli.flags import add_model_arguments, model_options
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NOISE_NAMES, build_noise
 from adfnet.evaluation import (
@@ -48,7 +49,6 @@ from adfnet.evaluation.baselines import BASELINES, check_available
 from adfnet.evaluation.seeds import format_spreads, seed_list, seed_rows, spreads, write_seed_rows
 from adfnet.figures import require_matplotlib
 from adfnet.inference import PRECISIONS
-from adfnet.models import add_model_arguments, model_options
 from adfnet.runtime import tune_allocator
 
 # The largest --test_noiseL: four times the whole 0-255 range. The noisy input is made by the harness

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from adfnet.errors import UserError
 from adfnet.fileio import write_bytes
 from adfnet.imaging import image_to_tensor, quantize, tensor_to_image
 
@@ -35,7 +36,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError):
     """A file exists but cannot be decoded as a supported image."""
 
 

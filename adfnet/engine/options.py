@@ -23,10 +23,11 @@ from typing import Any
 import yaml
 
 from adfnet.cli.common import add_runtime_arguments, finite_float, int_at_least, join_negative_numbers
+from adfnet.cli.flags import add_model_arguments
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NOISE_NAMES, build_noise, noise_from_flags
 from adfnet.data.raw import CFA_PATTERNS
-from adfnet.models import ADFNet, add_model_arguments
+from adfnet.models import ADFNet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from adfnet.errors import UserError
+
 CHECKPOINT = "checkpoint_latest.pt"
 
 # Settings fixed for the life of a run, with why; resuming with another value is refused.
@@ -45,7 +47,7 @@ FIXED_ON_RESUME = {
 }
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError):
     """The command would overwrite or misuse what a run folder holds."""
 
 

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from adfnet.checkpoint import load_weights, weights_with_architecture
+from adfnet.cli.flags import model_options
 from adfnet.data.datasets import (
     PairedTrain,
     PairedVal,
@@ -68,7 +69,7 @@ from adfnet.fileio import append_text, atomic_file, remove_stale_temporaries
 from adfnet.inference import NonFiniteOutputError, denoise
 from adfnet.losses import build_loss
 from adfnet.metrics import psnr, psnr_raw
-from adfnet.models import build_model, model_options
+from adfnet.models import build_model
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 VAL_PANELS = 2  # validation images shown as noisy | output | clean panels in TensorBoard
@@ -130,7 +131,8 @@ class Trainer:
             self.log(note)
         seed_everything(args.seed)
 
-        self.net = build_model(args.model, n_colors=args.n_colors, **model_options(args)).to(self.device)
+        options = {**model_options(args), **getattr(args, "model_options", {})}
+        self.net = build_model(args.model, n_colors=args.n_colors, **options).to(self.device)
         self.loss_fn = build_loss(args.loss)
         self.optimizer = self._build_optimizer()
         t_max = max(1, args.epochs - args.warmup_epochs)

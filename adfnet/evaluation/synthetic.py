@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adfnet.checkpoint import load_model
+from adfnet.checkpoint import load_checkpoint
 from adfnet.data.io import list_images, read_image, save_image
 from adfnet.data.noise import NoiseModel, build_noise
 from adfnet.fileio import DiskFullError, append_text, atomic_file, write_bytes, write_text
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE
+from adfnet.models import ModelSpec
 from adfnet.outputs import check_outputs_apart as check_apart
 
 from .baselines import BASELINES
@@ -262,14 +263,8 @@ def run_evaluation(
             if model_name in BASELINES:
                 model = BASELINES[model_name](opts.n_colors, sigma)
             else:
-                model = load_model(
-                    model_name,
-                    opts.n_colors,
-                    path,
-                    opts.device,
-                    lambda text: log(f"note: {text}"),
-                    **(model_options or {}),
-                )
+                spec = ModelSpec(model_name, opts.n_colors, model_options or {})
+                model, _ = load_checkpoint(path, spec, device=opts.device, note=lambda text: log(f"note: {text}"))
         except (OSError, ValueError, RuntimeError) as err:
             what = model_name if model_name in BASELINES else f"checkpoint {path}"
             message = f"error: cannot use {what} for sigma {sigma_label(sigma)}: {err}"
