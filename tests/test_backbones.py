@@ -7,6 +7,7 @@ DnCNN and RDN papers and the ADFNet block definitions (docs/PLUGIN.md, /work/sha
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -223,9 +224,9 @@ def test_build_model_records_the_architecture_and_checks_it_on_load():
 def test_train_options_pass_backbone_options_and_refuse_adfnet_ablations():
     args = parse_options(["--model", "dncnn", "--save", "x"])
     assert model_options(args) == {}
-    args.depth, args.dconv = 7, True
-    assert model_options(args) == {"depth": 7, "dconv": True}
-    assert isinstance(build_model(args.model, **model_options(args)), DnCNN)
+    config = dataclasses.replace(args, model_options={"depth": 7, "dconv": True})  # options without flags: data
+    assert config.spec.options == {"depth": 7, "dconv": True}
+    assert isinstance(config.spec.build(), DnCNN)
     with pytest.raises(ValueError, match="--no_mfi: ablation flags apply to ADFNet only, not to --model rdn"):
         model_options(parse_options(["--model", "rdn", "--no_mfi", "--save", "x"]))
 

@@ -338,7 +338,7 @@ def test_training_from_another_folder_finds_the_bundled_sets(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     trainer = Trainer(parse_options(["--n_colors", "1", "--n_val", "1", "--cpu", "--save", "run"]))  # default Set12
     assert trainer.val_set.files == [ROOT / "datasets/testsets/Set12/01.png"]  # type: ignore[attr-defined]
-    assert Path(trainer.args.dir_data) == ROOT / "datasets" and (tmp_path / "experiment/run/model").is_dir()
+    assert Path(trainer.config.dir_data) == ROOT / "datasets" and (tmp_path / "experiment/run/model").is_dir()
 
 
 def test_validation_points_and_mixup() -> None:

@@ -30,7 +30,8 @@ from pathlib import Path
 from adfnet.cli.common import add_runtime_arguments, dcn_backend
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.io import list_images
-from adfnet.engine.options import parse_options
+from adfnet.engine.config import TrainConfig
+from adfnet.engine.runs import CHECKPOINT
 from adfnet.engine.trainer import Trainer
 from adfnet.evaluation.synthetic import EvalOptions, evaluate_set
 from adfnet.fileio import atomic_file, text_file, write_text
@@ -176,22 +177,15 @@ def find_test_sets(args: argparse.Namespace) -> dict[str, list[Path]]:
     return found
 
 
-def trainer_args(args: argparse.Namespace, config: Config, seed: int, run_dir: Path) -> argparse.Namespace:
-    """The trainer's options for one run: the experiment's recipe, the backbone options as attributes."""
-    argv = [
-        "--model", config.backbone, "--n_colors", "3", "--noiseL", str(args.sigma), "--dir_data", args.train_data,
-        "--patch_size", str(args.patch_size), "--batch_size", str(args.batch_size), "--seed", str(seed),
-        "--epochs", str(EPOCHS), "--test_every", str(args.iterations // EPOCHS), "--lr", str(args.lr),
-        "--decay_type", SCHEDULE, "--gamma", "0.5", "--val_after_epoch", str(EPOCHS), "--n_threads", str(args.workers),
-        "--print_every", str(10**9), "--dir_experiment", str(run_dir.parent), "--save", run_dir.name,
-    ]  # fmt: skip
-    if (run_dir / "checkpoint_latest.pt").is_file():
-        argv += ["--resume", "-1"]
-    if args.cpu:
-        argv.append("--cpu")
-    options = parse_options(argv)
-    options.model_options = config.options
-    return options
+def train_config(args: argparse.Namespace, config: Config, seed: int, run_dir: Path) -> TrainConfig:
+    """The trainer's recipe for one run: the experiment's data, schedule and seed, the backbone's options."""
+    return TrainConfig(
+        model=config.backbone, model_options=config.options, n_colors=3, noiseL=args.sigma,
+        dir_data=args.train_data, patch_size=args.patch_size, batch_size=args.batch_size, seed=seed, epochs=EPOCHS,
+        test_every=args.iterations // EPOCHS, lr=args.lr, decay_type=SCHEDULE, gamma=0.5, val_after_epoch=EPOCHS,
+        n_threads=args.workers, print_every=10**9, dir_experiment=str(run_dir.parent), save=run_dir.name,
+        resume=-1 if (run_dir / CHECKPOINT).is_file() else 0, cpu=args.cpu,
+    )  # fmt: skip
 
 
 def recipe(args: argparse.Namespace, sets: dict[str, list[Path]]) -> dict[str, object]:
@@ -216,7 +210,7 @@ def run_one(args: argparse.Namespace, config: Config, seed: int, sets: dict[str,
             )
         return score
     start = time.perf_counter()
-    trainer = Trainer(trainer_args(args, config, seed, run_dir))
+    trainer = Trainer(train_config(args, config, seed, run_dir))
     trainer.fit()
     trained = time.perf_counter()
     model = trainer.net.eval()

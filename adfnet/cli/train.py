@@ -11,39 +11,40 @@ Continue a run where it stopped: add --resume -1. Per-task scripts: scripts/trai
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 
 import torch
 
 from adfnet.cli.common import check_writable_dir, dcn_backend, select_device
+from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import parse_options
 from adfnet.engine.state import CheckpointError
 from adfnet.engine.trainer import NonFiniteLossError, Trainer
 from adfnet.runtime import tune_allocator
 
 
-def _apply_device(args: argparse.Namespace) -> None:
+def _apply_device(config: TrainConfig) -> TrainConfig:
     """``--device`` in the trainer's terms: ``cpu`` means ``--cpu``; ``cuda:N`` makes N the current GPU."""
-    if not args.device:
-        return
-    device = select_device(args.cpu, args.device)
+    if not config.device:
+        return config
+    device = select_device(config.cpu, config.device)
     if device.type == "cpu":
-        args.cpu = True
-    elif device.index is not None:
+        return dataclasses.replace(config, cpu=True)
+    if device.index is not None:
         torch.cuda.set_device(device.index)
+    return config
 
 
 def run(argv: list[str] | None = None) -> float:
     """Train (or ``--test_only`` validate); returns the best (or measured) validation PSNR. Errors raise."""
-    args = parse_options(argv)
-    _apply_device(args)
-    check_writable_dir(args.dir_experiment, "--dir_experiment")  # before a model is built or a folder made
-    with dcn_backend(args.dcn_backend):
-        trainer = Trainer(args)
-        if args.test_only:
-            value = trainer.validate(trainer.run_dir / "results" if args.save_results else None)
-            trainer.log(f"{args.data_val}: PSNR {value:.3f} dB")
+    config = _apply_device(parse_options(argv))
+    check_writable_dir(config.dir_experiment, "--dir_experiment")  # before a model is built or a folder made
+    with dcn_backend(config.dcn_backend):
+        trainer = Trainer(config)
+        if config.test_only:
+            value = trainer.validate(trainer.run_dir / "results" if config.save_results else None)
+            trainer.log(f"{config.data_val}: PSNR {value:.3f} dB")
             return value
         return float(trainer.fit()["psnr"])
 

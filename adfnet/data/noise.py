@@ -210,12 +210,23 @@ class NoiseModel:
         return "_".join([self.name, *(f"{v:g}" for v in self.params)])
 
 
-def noise_from_flags(name: str | None, params: Sequence[float] | None, sigma: float) -> NoiseModel:
-    """The noise of ``--noise NAME --noise_params ...``; without ``--noise`` (or ``awgn`` without
-    parameters) AWGN at ``sigma`` (``--noiseL`` / ``--test_noiseL``), exactly the official noise."""
-    if name is None or (str(name).strip().lower() == "awgn" and not params):
-        return build_noise("awgn", (sigma,))
-    return build_noise(name, params or ())
+def noise_from_flags(
+    name: str | None, params: Sequence[float] | None, sigmas: Sequence[float], raw: bool = False
+) -> list[NoiseModel]:
+    """The noise models of ``--noise NAME --noise_params ...`` (train.py and test.py; the one place that decides).
+
+    Without ``--noise``: AWGN at each of ``sigmas`` (``--noiseL`` / ``--test_noiseL``), exactly the official
+    noise, or for ``raw`` data Brooks et al.'s ``poisson_gaussian``. ``awgn`` takes its sigmas from ``params``
+    when given, else from ``sigmas``; any other model is one model with ``params``. ``params`` without a
+    name, an unknown name or wrong parameters raise ``ValueError`` naming the flag.
+    """
+    if params is not None and name is None:
+        raise ValueError("--noise_params needs --noise NAME")
+    if name is None:
+        return [build_noise("poisson_gaussian")] if raw else [build_noise("awgn", (s,)) for s in sigmas]
+    if str(name).strip().lower() == "awgn":
+        return [build_noise("awgn", (s,)) for s in (params or sigmas)]
+    return [build_noise(name, params or ())]
 
 
 def build_noise(name: str, params: Sequence[float] = ()) -> NoiseModel:

@@ -1,22 +1,21 @@
-"""Command-line options of ``train.py``: the official flags with their meaning, plus a YAML config.
+"""Command-line options of ``train.py``: the official flags with their meaning, plus a YAML config; they make a
+:class:`~adfnet.engine.config.TrainConfig`.
 
-Defaults are the paper's full-scale recipes (the official command lines). Those that differ between the gray
-and colour recipes default to ``None`` and are filled in from ``--n_colors``: gray 950 epochs with
-x0.5 every 220, colour 1000 epochs with x0.5 every 200 (the official RGB ``--epochs`` default was
-800, but every official RGB script passed 1000).
+Defaults are the paper's full-scale recipes (the official command lines). Those that differ between the gray and
+colour recipes are filled in from ``--n_colors`` (:mod:`adfnet.engine.config`): gray 950 epochs with x0.5 every 220,
+colour 1000 epochs with x0.5 every 200 (the official RGB ``--epochs`` default was 800, but every official RGB
+script passed 1000).
 
 ``--config`` reads a recipe (``configs/<recipe>.yml``, one per paper recipe, ``configs/sidd.yml`` for real
-noise): its keys are these options' names, its values become the parser's defaults, so any flag given on
-the command line overrides the recipe (this is how the toy runs shrink one).
+noise): its keys are these options' names (and ``model_options``, the ``build_model`` options without a flag),
+its values become the parser's defaults, so any flag given on the command line overrides the recipe (this is
+how the toy runs shrink one).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,12 @@ import yaml
 from adfnet.cli.common import add_runtime_arguments, finite_float, int_at_least, join_negative_numbers
 from adfnet.cli.flags import add_model_arguments
 from adfnet.data.datasets import DATASETS_ROOT
-from adfnet.data.noise import NOISE_NAMES, build_noise, noise_from_flags
+from adfnet.data.noise import NOISE_NAMES
 from adfnet.data.raw import CFA_PATTERNS
+from adfnet.engine.config import TrainConfig, default_workers
 from adfnet.models import ADFNet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
-COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "McMaster"}
-TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
 
 
 def _bool(text: str) -> bool:
@@ -42,13 +38,6 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def default_workers() -> int:
-    """The official 4 DataLoader workers, but no more than the CPUs this process may use (beyond that
-    the DataLoader warns and the workers only compete). Samples do not depend on the worker count."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(4, cpus)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,20 +236,21 @@ def load_config(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
         cfg = yaml.safe_load(f) or {}
     if not isinstance(cfg, dict):
         raise ValueError(f"--config {path}: expected a mapping of option names to values, got {type(cfg).__name__}")
-    known = vars(parser.parse_args([]))
-    unknown = sorted(set(cfg) - set(known) | ({"config"} & set(cfg)))
+    known = set(TrainConfig.field_names())
+    unknown = sorted(set(cfg) - known)
     if unknown:
         raise ValueError(
             f"--config {path}: unknown option name(s) {', '.join(unknown)}; keys are train.py option "
             "names without the dashes, e.g. lr, batch_size, n_colors"
         )
     # strings go through each option's type as if typed on the command line (argparse converts string defaults);
-    # lists (noise_params: [40, 10]) stay lists, their numbers checked where they are used (build_noise)
-    return {k: v if isinstance(v, bool | list) or v is None else str(v) for k, v in cfg.items()}
+    # lists (noise_params: [40, 10]) and mappings (model_options) stay as they are, checked where they are used
+    return {k: v if isinstance(v, bool | list | dict) or v is None else str(v) for k, v in cfg.items()}
 
 
-def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse ``argv`` over the ``--config`` defaults, apply the gray/colour defaults, and check the values."""
+def parse_options(argv: list[str] | None = None) -> TrainConfig:
+    """Parse ``argv`` over the ``--config`` defaults into a checked :class:`TrainConfig` (argparse's exit code 2
+    and one-line message for a value it refuses)."""
     parser = build_parser()
     argv = join_negative_numbers(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
@@ -271,58 +261,8 @@ def parse_options(argv: list[str] | None = None) -> argparse.Namespace:
             parser.set_defaults(**load_config(parser, config))
         except (OSError, ValueError, yaml.YAMLError) as err:
             parser.error(str(err))
-    args = parser.parse_args(argv)
-    _fill_defaults(args)
-    _check(parser, args)
-    return args
-
-
-def _fill_defaults(args: argparse.Namespace) -> None:
-    if args.raw or args.n_colors == 4:
-        args.raw, args.n_colors = True, 4
-    for key, value in (GRAY_DEFAULTS if args.n_colors == 1 else COLOR_DEFAULTS).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    for key, value in TASK_DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.epochs == 0:
-        args.epochs = 10**8
-    if args.save == ".":
-        args.save = time.strftime("%Y-%m-%d-%H:%M:%S")
-    if args.test_every is None and args.data_train.upper() != "MIX":  # MIX: None = 2N samples (trainer)
-        args.test_every = 1000
-
-
-def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.epochs < 0:
-        parser.error(f"--epochs {args.epochs}: give the number of epochs to train (0 = practically endless)")
-    for name in ("batch_size", "patch_size", "test_every", "val_per_epoch"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if args.n_colors not in (1, 3, 4):
-        parser.error(f"n_colors must be 1, 3 or 4 (raw), got {args.n_colors}")
-    multiple = ADFNet.size_multiple * (2 if args.raw else 1)  # raw: the mosaic crop is packed to half its size
-    if args.patch_size % multiple:
-        parser.error(
-            f"--patch_size {args.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times"
-            + (", after packing the mosaic to half its size)" if args.raw else ")")
-        )
-    _check_noise(parser, args)
-    if not (isinstance(args.lr, float) and math.isfinite(args.lr) and args.lr > 0):
-        parser.error(f"--lr must be a positive number, got {args.lr!r}")
-
-
-def _check_noise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Build ``args.noise_model`` (the training and validation noise) from ``--noise``/``--noise_params``."""
-    if args.noise_params is not None and args.noise is None:
-        parser.error("--noise_params needs --noise NAME")
+    args = vars(parser.parse_args(argv))
     try:
-        if args.raw and args.noise is None:
-            args.noise_model = build_noise("poisson_gaussian")
-        else:
-            args.noise_model = noise_from_flags(args.noise, args.noise_params, args.noiseL)
+        return TrainConfig(**{k: args[k] for k in TrainConfig.field_names() if k in args})
     except ValueError as err:
         parser.error(str(err))
-    if args.noise_model.name == "mg" and args.n_colors != 3:
-        parser.error("--noise mg correlates the 3 colour channels: it needs --n_colors 3")

@@ -8,20 +8,24 @@ of rolling the run back, and ``--resume -1`` refuses settings that would silentl
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adfnet.errors import UserError
+
+if TYPE_CHECKING:
+    from adfnet.engine.config import TrainConfig
 
 CHECKPOINT = "checkpoint_latest.pt"
 
 # Settings fixed for the life of a run, with why; resuming with another value is refused.
 FIXED_ON_RESUME = {
-    **dict.fromkeys(("model", "n_colors", "placement", "no_dcb", "no_mdcb", "no_mfi"), "the architecture"),
+    **dict.fromkeys(
+        ("model", "n_colors", "placement", "no_dcb", "no_mdcb", "no_mfi", "model_options"), "the architecture"
+    ),
     **dict.fromkeys(("optimizer", "momentum", "beta1", "beta2", "epsilon", "weight_decay"), "the saved optimiser"),
     **dict.fromkeys(("decay_type", "lr_decay", "gamma", "warmup_epochs", "lr_min"), "the saved schedule"),
     **dict.fromkeys(
@@ -89,14 +93,15 @@ def branch_folder(run_dir: Path, epoch: int) -> Path:
     return candidate
 
 
-def run_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The options of a run as plain values (stored in every checkpoint, compared on resume)."""
-    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in vars(args).items()}
+def run_config(config: TrainConfig) -> dict[str, Any]:
+    """The options of a run as plain values under their flag names (stored in every checkpoint, compared on
+    resume; checkpoints written before :class:`TrainConfig` hold the same names)."""
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in vars(config).items()}
 
 
-def resume_conflicts(saved: dict[str, Any], args: argparse.Namespace) -> list[str]:
-    """The settings of ``args`` that a resumed run cannot take, one description each ([] if none)."""
-    current = run_config(args)
+def resume_conflicts(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The settings of ``config`` that a resumed run cannot take, one description each ([] if none)."""
+    current = run_config(config)
     conflicts = [
         f"--{k}: the run used {saved[k]}, now {current[k]} ({why})"
         for k, why in FIXED_ON_RESUME.items()

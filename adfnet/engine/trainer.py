@@ -14,7 +14,6 @@ the stop, like Ctrl-C, is logged with where the last complete checkpoint is and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -31,7 +30,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from adfnet.checkpoint import load_weights, weights_with_architecture
-from adfnet.cli.flags import model_options
 from adfnet.data.datasets import (
     PairedTrain,
     PairedVal,
@@ -43,6 +41,7 @@ from adfnet.data.datasets import (
 from adfnet.data.io import save_image, tensor_to_image
 from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
 from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
+from adfnet.engine.config import TrainConfig
 from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
 from adfnet.engine.runs import (
     CHECKPOINT,
@@ -69,7 +68,6 @@ from adfnet.fileio import append_text, atomic_file, remove_stale_temporaries
 from adfnet.inference import NonFiniteOutputError, denoise
 from adfnet.losses import build_loss
 from adfnet.metrics import psnr, psnr_raw
-from adfnet.models import build_model
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 VAL_PANELS = 2  # validation images shown as noisy | output | clean panels in TensorBoard
@@ -101,20 +99,28 @@ def validation_points(iterations: int, per_epoch: int) -> set[int]:
 
 
 class Trainer:
-    """Builds everything from the parsed options; :meth:`fit` trains, :meth:`validate` evaluates."""
+    """Builds everything from a :class:`~adfnet.engine.config.TrainConfig`; :meth:`fit` trains, :meth:`validate`
+    evaluates.
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        use_cuda = torch.cuda.is_available() and not args.cpu
+    What a recipe with other networks, losses or targets changes is one small method each, for a subclass to
+    override: :meth:`build_network`, :meth:`build_loss`, :meth:`build_optimizer` (parameter groups),
+    :meth:`build_scheduler`, :meth:`compute_loss` (what is compared with what), the datasets.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        use_cuda = torch.cuda.is_available() and not config.cpu
         self.dist: DistInfo = init_distributed(use_cuda)
         self.device = torch.device(
             f"cuda:{self.dist.local_rank}" if use_cuda and self.dist.enabled else "cuda" if use_cuda else "cpu"
         )
-        if args.batch_size % self.dist.world_size:
-            raise ValueError(f"--batch_size {args.batch_size} is not divisible by the {self.dist.world_size} processes")
-        self.batch_size = args.batch_size // self.dist.world_size
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"--batch_size {config.batch_size} is not divisible by the {self.dist.world_size} processes"
+            )
+        self.batch_size = config.batch_size // self.dist.world_size
         self.val_set = self._build_val_set()  # checks the validation images before anything is written
-        self.run_dir = Path(args.dir_experiment) / args.save
+        self.run_dir = Path(config.dir_experiment) / config.save
         self._notes: list[str] = []  # what the folder checks did, logged once the folder exists
         self._claim_run_folder()
         self.model_dir = self.run_dir / "model"
@@ -129,17 +135,13 @@ class Trainer:
         barrier(self.dist)
         for note in self._notes:
             self.log(note)
-        seed_everything(args.seed)
+        seed_everything(config.seed)
 
-        options = {**model_options(args), **getattr(args, "model_options", {})}
-        self.net = build_model(args.model, n_colors=args.n_colors, **options).to(self.device)
-        self.loss_fn = build_loss(args.loss)
-        self.optimizer = self._build_optimizer()
-        t_max = max(1, args.epochs - args.warmup_epochs)
-        self.scheduler = build_scheduler(
-            self.optimizer, args.decay_type, args.lr_decay, args.gamma, args.warmup_epochs, t_max, args.lr_min
-        )
-        self.amp_dtype = AMP_DTYPES.get(args.amp)
+        self.net = self.build_network().to(self.device)
+        self.loss_fn = self.build_loss()
+        self.optimizer = self.build_optimizer()
+        self.scheduler = self.build_scheduler()
+        self.amp_dtype = AMP_DTYPES.get(config.amp)
         if self.amp_dtype == torch.float16 and not use_cuda:  # CPU autocast is meant for bf16
             warnings.warn(
                 "--amp fp16 is for CUDA; on the CPU use --amp bf16. Training in fp32", UserWarning, stacklevel=2
@@ -159,17 +161,29 @@ class Trainer:
         self.writer = self._open_writer()
 
     # ------------------------------------------------------------------ construction
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        a, params = self.args, self.net.parameters()
+    def build_network(self) -> nn.Module:
+        """The network to train, untrained (its spec goes into every checkpoint)."""
+        return self.config.spec.build()
+
+    def build_loss(self) -> nn.Module:
+        return build_loss(self.config.loss)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        a, params = self.config, self.net.parameters()
         if a.optimizer == "SGD":
             return torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
         if a.optimizer == "RMSprop":
             return torch.optim.RMSprop(params, lr=a.lr, eps=a.epsilon, weight_decay=a.weight_decay)
         return torch.optim.Adam(params, lr=a.lr, betas=(a.beta1, a.beta2), eps=a.epsilon, weight_decay=a.weight_decay)
 
+    def build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
+        a = self.config
+        t_max = max(1, a.epochs - a.warmup_epochs)
+        return build_scheduler(self.optimizer, a.decay_type, a.lr_decay, a.gamma, a.warmup_epochs, t_max, a.lr_min)
+
     def _claim_run_folder(self) -> None:
         """Never overwrite a run: refuse a used folder (unless --overwrite); --resume N branches."""
-        a = self.args
+        a = self.config
         if a.test_only or a.resume == -1:
             return
         if a.resume > 0:
@@ -197,7 +211,7 @@ class Trainer:
             )
 
     def _resume(self) -> None:
-        a = self.args
+        a = self.config
         if a.resume == -1:
             path = self.run_dir / CHECKPOINT
             state = load_training_state(path)
@@ -252,12 +266,12 @@ class Trainer:
     def _wrap(self, net: nn.Module, use_cuda: bool) -> nn.Module:
         if self.dist.enabled:
             return DistributedDataParallel(net, device_ids=[self.device.index] if use_cuda else None)
-        if use_cuda and self.args.n_GPUs > 1:
-            return DataParallel(net, device_ids=list(range(min(self.args.n_GPUs, torch.cuda.device_count()))))
+        if use_cuda and self.config.n_GPUs > 1:
+            return DataParallel(net, device_ids=list(range(min(self.config.n_GPUs, torch.cuda.device_count()))))
         return net
 
     def _build_train_set(self) -> Dataset:
-        a = self.args
+        a = self.config
         workers = max(1, a.n_threads)
         if a.task == "paired":
             if a.raw:
@@ -277,7 +291,7 @@ class Trainer:
         return dataset
 
     def _build_val_set(self) -> Dataset:
-        a = self.args
+        a = self.config
         if a.task == "paired":
             return RawPairedVal(a.data_val, a.cfa_pattern, a.n_val) if a.raw else PairedVal(a.data_val, a.n_val)
         files = validation_files(a.data_val, a.n_val)
@@ -286,11 +300,11 @@ class Trainer:
         return SyntheticNoiseVal(files, a.n_colors, a.noise_model, a.val_seed)
 
     def _open_writer(self) -> Any:
-        if not self.dist.is_main or self.args.test_only:
+        if not self.dist.is_main or self.config.test_only:
             return None
         from torch.utils.tensorboard import SummaryWriter  # slow import: only on the main process
 
-        append_text(self.run_dir / "config.txt", json.dumps(vars(self.args), indent=1, default=str) + "\n")
+        append_text(self.run_dir / "config.txt", json.dumps(vars(self.config), indent=1, default=str) + "\n")
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def log(self, message: str) -> None:
@@ -306,35 +320,30 @@ class Trainer:
         self.train_set.set_epoch(epoch)  # type: ignore[attr-defined]
         common = {
             "batch_size": self.batch_size,
-            "num_workers": self.args.n_threads,
+            "num_workers": self.config.n_threads,
             "pin_memory": self.device.type == "cuda",
             "drop_last": False,
         }
         if self.dist.enabled:
             sampler = DistributedSampler(
-                self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.args.seed
+                self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.config.seed
             )
             sampler.set_epoch(epoch)
             return DataLoader(self.train_set, sampler=sampler, **common)
-        gen = torch.Generator().manual_seed(self.args.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         return DataLoader(self.train_set, shuffle=True, generator=gen, **common)
 
     # ------------------------------------------------------------------ training
     def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> float | None:
         """One optimiser step; returns the loss, or None if it was non-finite and the batch was skipped."""
         noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
-        amp = self.amp_dtype is not None
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
-            output = self.model(noisy)
-        if self.args.clamp_output:
-            output = output.clamp(0.0, 1.0)
-        loss = self.loss_fn(output, clean)
+        loss = self.compute_loss(noisy, clean)
         if not all_finite(loss, self.dist):
             self.nonfinite += 1
             message = f"non-finite loss at iteration {self.iteration + 1}: batch skipped ({self.nonfinite} in a row)"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             self.log(f"warning: {message}")
-            if self.nonfinite >= self.args.max_nonfinite:
+            if self.nonfinite >= self.config.max_nonfinite:
                 raise NonFiniteLossError(f"{self.nonfinite} non-finite losses in a row")
             return None
         self.nonfinite = 0
@@ -348,9 +357,19 @@ class Trainer:
             )
         return float(loss.detach())
 
+    def compute_loss(self, noisy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch: the network's output (under ``--amp``; clamped with ``--clamp_output``) against
+        the clean target."""
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
+            output = self.model(noisy)
+        if self.config.clamp_output:
+            output = output.clamp(0.0, 1.0)
+        return self.loss_fn(output, clean)
+
     def train_epoch(self, epoch: int) -> float:
         """Train one epoch (validating at the planned points); returns the mean loss over processes."""
-        a = self.args
+        a = self.config
         loader = self._loader(epoch)
         points = validation_points(len(loader), a.val_per_epoch) if epoch > a.val_after_epoch else set()
         rng = np.random.default_rng([a.seed, epoch, self.dist.rank, 7])  # MixUp draws
@@ -387,7 +406,7 @@ class Trainer:
 
         A Ctrl-C from the first check of the training images on stops cleanly (exit code 130).
         """
-        a = self.args
+        a = self.config
         epoch, stage = self.start_epoch, "while checking the training images"
         try:
             self.train_set = self._build_train_set()  # minutes on DIV2K: every image is decoded once
@@ -445,7 +464,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self, save_dir: Path | None = None) -> float:
         """Mean PSNR (test protocol: clamped output, 8-bit, all pixels) over the validation set."""
-        a = self.args
+        a = self.config
         self.net.eval()
         scores = []
         self.val_panels = []  # (name, noisy | output | clean panel) of the first VAL_PANELS images
@@ -476,7 +495,7 @@ class Trainer:
 
     def _validate_and_keep_best(self, epoch: int) -> None:
         if self.dist.is_main:
-            value = self.validate(self.run_dir / "results" if self.args.save_results else None)
+            value = self.validate(self.run_dir / "results" if self.config.save_results else None)
             self.psnr_log[epoch] = value
             if self.writer is not None:
                 self.writer.add_scalar("val/psnr", value, self.iteration)
@@ -499,7 +518,7 @@ class Trainer:
         if self.dist.is_main:
             weights = weights_with_architecture(self.net)
             atomic_save(weights, self.model_dir / "model_latest.pt")
-            if self.args.save_models:
+            if self.config.save_models:
                 atomic_save(weights, self.model_dir / f"model_{epoch}.pt")
             state = {
                 "version": STATE_VERSION,
@@ -512,7 +531,7 @@ class Trainer:
                 "rng": rng_state(),
                 "best": self.best,
                 "history": self.history,
-                "config": run_config(self.args),
+                "config": run_config(self.config),
             }
             atomic_save(state, self.run_dir / CHECKPOINT)
         barrier(self.dist)

@@ -1,0 +1,178 @@
+"""What a training run is, as data: :class:`TrainConfig`, the one thing :class:`~adfnet.engine.trainer.Trainer` takes.
+
+Its fields are train.py's options under their flag names (a YAML recipe's keys, the settings a checkpoint
+records and ``--resume -1`` compares), typed, with train.py's defaults; ``model_options`` adds the ``build_model``
+options that have no flag (a backbone's depth, DBSN's configuration). The command line
+(:mod:`adfnet.engine.options`) builds one from the flags; an experiment builds one directly
+(``TrainConfig(model="dncnn", model_options={"depth": 10}, ...)``).
+
+The defaults that differ between the gray and the colour recipes are ``None`` and filled in from ``n_colors``
+(gray 950 epochs, x0.5 every 220; colour 1000 epochs, x0.5 every 200); the values are checked when the config
+is made (``ValueError`` naming the flag), and the noise model is resolved once (``noise_model``). A config is
+frozen: change one with ``dataclasses.replace``, which keeps the defaults already filled in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+from adfnet.data.datasets import DATASETS_ROOT
+from adfnet.data.noise import NoiseModel, noise_from_flags
+from adfnet.models import ADFNet, ModelSpec
+from adfnet.models.spec import ablation_options
+
+GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
+COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "McMaster"}
+TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
+ENDLESS_EPOCHS = 10**8  # --epochs 0
+
+
+def default_workers() -> int:
+    """The official 4 DataLoader workers, but no more than the CPUs this process may use (beyond that
+    the DataLoader warns and the workers only compete). Samples do not depend on the worker count."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(4, cpus)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: train.py's options (their meaning: ``adfnet-train --help``), checked and resolved."""
+
+    # hardware
+    n_GPUs: int = 1
+    n_threads: int = field(default_factory=default_workers)
+    seed: int = 1
+    amp: str = "none"
+    # data
+    task: str = "synthetic"
+    data_train: str = "DIV2K"
+    dir_data: str = str(DATASETS_ROOT)
+    data_val: str | None = None
+    n_val: int = 0
+    val_seed: int | None = None
+    n_colors: int = 3
+    noiseL: float = 50
+    noise: str | None = None
+    noise_params: list[float] | None = None
+    raw: bool = False
+    cfa_pattern: str = "RGGB"
+    clip_noisy: bool = False
+    patch_size: int = 128
+    # model
+    model: str = "adfnet"
+    placement: str = "decoder"
+    no_dcb: bool = False
+    no_mdcb: bool = False
+    no_mfi: bool = False
+    model_options: Mapping[str, object] = field(default_factory=dict)
+    pre_train: str = "."
+    # optimisation
+    batch_size: int = 16
+    epochs: int | None = None
+    test_every: int | None = None
+    lr: float = 1e-4
+    decay_type: str = "step"
+    lr_decay: int | None = None
+    gamma: float = 0.5
+    lr_min: float = 1e-6
+    warmup_epochs: int = 3
+    optimizer: str = "ADAM"
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    weight_decay: float = 0.0
+    loss: str = "1*MSE"
+    max_nonfinite: int = 20
+    val_per_epoch: int | None = None
+    val_after_epoch: int | None = None
+    mixup_after_epoch: int | None = None
+    clamp_output: bool | None = None
+    # run folder, checkpoints, validation
+    save: str = "."
+    dir_experiment: str = "experiment"
+    resume: int = 0
+    overwrite: bool = False
+    save_models: bool = False
+    save_results: bool = False
+    print_every: int = 100
+    test_only: bool = False
+    chop: bool = False
+    ensemble: bool = False
+    # runtime
+    cpu: bool = False
+    device: str | None = None
+    dcn_backend: str | None = None
+    # resolved from noise / noise_params / noiseL / raw
+    noise_model: NoiseModel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._fill_defaults()
+        self._check()
+        noises = noise_from_flags(self.noise, self.noise_params, [self.noiseL], raw=self.raw)
+        if len(noises) != 1:
+            raise ValueError(f"--noise awgn --noise_params: a run trains on one sigma, got {len(noises)}")
+        noise = noises[0]
+        if noise.name == "mg" and self.n_colors != 3:
+            raise ValueError("--noise mg correlates the 3 colour channels: it needs --n_colors 3")
+        object.__setattr__(self, "noise_model", noise)
+
+    def _set(self, **values: object) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def _fill_defaults(self) -> None:
+        if self.raw or self.n_colors == 4:
+            self._set(raw=True, n_colors=4)
+        for key, value in {**(GRAY_DEFAULTS if self.n_colors == 1 else COLOR_DEFAULTS), **TASK_DEFAULTS}.items():
+            if getattr(self, key) is None:
+                self._set(**{key: value})
+        if self.epochs == 0:
+            self._set(epochs=ENDLESS_EPOCHS)
+        if self.save == ".":
+            self._set(save=time.strftime("%Y-%m-%d-%H:%M:%S"))
+        if self.test_every is None and self.data_train.upper() != "MIX":  # MIX: None = 2N samples (trainer)
+            self._set(test_every=1000)
+        if self.noise_params is not None:
+            self._set(noise_params=list(self.noise_params))
+        self._set(model_options=dict(self.model_options))
+
+    def _check(self) -> None:
+        """The ranges train.py's flags check, for a config made without them (an experiment, a recipe)."""
+        if self.epochs < 0:
+            raise ValueError(f"--epochs {self.epochs}: give the number of epochs to train (0 = practically endless)")
+        for name in ("batch_size", "patch_size", "test_every", "val_per_epoch", "print_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1")
+        if self.lr_decay < 1 or self.n_threads < 0 or not 0 <= self.seed < 2**32:
+            raise ValueError(
+                f"--lr_decay must be >= 1, --n_threads >= 0 and --seed from 0 to 2**32 - 1; got {self.lr_decay}, "
+                f"{self.n_threads} and {self.seed}"
+            )
+        if self.n_colors not in (1, 3, 4):
+            raise ValueError(f"n_colors must be 1, 3 or 4 (raw), got {self.n_colors}")
+        multiple = ADFNet.size_multiple * (2 if self.raw else 1)  # raw: the mosaic crop is packed to half its size
+        if self.patch_size % multiple:
+            raise ValueError(
+                f"--patch_size {self.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times"
+                + (", after packing the mosaic to half its size)" if self.raw else ")")
+            )
+        if not (isinstance(self.lr, float | int) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.noiseL, float | int) and math.isfinite(self.noiseL) and self.noiseL >= 0):
+            raise ValueError(f"--noiseL must be a finite number >= 0, got {self.noiseL!r}")
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The network to train: ``model``, ``n_colors``, ADFNet's ablation flags and ``model_options``."""
+        ablations = ablation_options(self.model, self.placement, self.no_dcb, self.no_mdcb, self.no_mfi)
+        return ModelSpec(self.model, self.n_colors, {**ablations, **self.model_options})
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The options a config takes (a recipe's keys)."""
+        return tuple(f.name for f in fields(cls) if f.init)
