@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from adfnet.cli import test as testpy
-from adfnet.data.noise import add_awgn
+from adfnet.data.noise import add_awgn, build_noise
 from adfnet.evaluation import EvalOptions, evaluate_set
 from adfnet.evaluation.denoiser import ImageFunction
 from adfnet.evaluation.harness import merge_parts, write_report
@@ -129,7 +129,7 @@ def test_identity_callable_scores_the_noisy_image(tmp_path, numpy_in):
         ImageFunction(identity, numpy=numpy_in),
         [tmp_path / "crop" / "img.png"],
         "crop",
-        40,
+        build_noise("awgn", (40,)),
         tmp_path / "out",
         EvalOptions(n_colors=3),
     )
@@ -141,7 +141,8 @@ def test_identity_callable_scores_the_noisy_image(tmp_path, numpy_in):
 def test_callable_of_wrong_size_is_an_error_not_a_score(tmp_path):
     _crop(SET12 / "03.png", tmp_path / "crop" / "img.png")
     fn = ImageFunction(lambda x: x[1:], name="shrinker")
-    result = evaluate_set(fn, [tmp_path / "crop" / "img.png"], "crop", 15, tmp_path / "out", EvalOptions(n_colors=1))
+    awgn15, opts = build_noise("awgn", (15,)), EvalOptions(n_colors=1)
+    result = evaluate_set(fn, [tmp_path / "crop" / "img.png"], "crop", awgn15, tmp_path / "out", opts)
     assert result.rows == []
     assert "shrinker returned an image of shape (39, 48, 1) for an input of shape (40, 48, 1)" in result.errors[0]
 

@@ -47,7 +47,7 @@ def test_evaluate_set_awgn_is_the_official_noise_and_saved_exactly(tmp_path, sma
     """No --noise: the official AWGN (add_awgn, reseeded per image); --save_noisy npy holds it bit for bit."""
     files = sorted(small_sets["rgb"].iterdir())
     opts = EvalOptions(n_colors=3, save_noisy="npy")
-    result = evaluate_set(identity, files, "CBSD68", 25.0, tmp_path / "out", opts)
+    result = evaluate_set(identity, files, "CBSD68", build_noise("awgn", (25.0,)), tmp_path / "out", opts)
     for path in files:
         clean = image_to_tensor(read_image(path, 3))
         expected = add_awgn(clean, 25.0, seed=20)[0].permute(1, 2, 0).numpy()
@@ -56,16 +56,16 @@ def test_evaluate_set_awgn_is_the_official_noise_and_saved_exactly(tmp_path, sma
         assert saved.min() < 0 or saved.max() > 1  # unclipped
     rows = read_rows(tmp_path / "out" / "results.csv")
     assert [r["noise"] for r in rows] == ["awgn(sigma=25)"] * 2 and [r["sigma"] for r in rows] == ["25", "25"]
-    assert result.noise_name == "awgn"
+    assert result.noise.name == "awgn"
 
 
 def test_test_noise_is_per_image_not_per_order(tmp_path, small_sets):
     """hg test noise of an image is the same whatever images come before it (fresh seed per image)."""
     files = sorted(small_sets["gray"].iterdir())
     hg = build_noise("hg", (40, 10))
-    opts = EvalOptions(n_colors=1, noise=hg, save_noisy="npy", seed=7)
-    evaluate_set(identity, files, "BSD68", float("nan"), tmp_path / "both", opts)
-    evaluate_set(identity, files[::-1][:1], "BSD68", float("nan"), tmp_path / "last", opts)
+    opts = EvalOptions(n_colors=1, save_noisy="npy", seed=7)
+    evaluate_set(identity, files, "BSD68", hg, tmp_path / "both", opts)
+    evaluate_set(identity, files[::-1][:1], "BSD68", hg, tmp_path / "last", opts)
     last = files[-1].stem
     a, b = (np.load(tmp_path / d / "noisy" / f"{last}.npy") for d in ("both", "last"))
     assert np.array_equal(a, b)
@@ -82,7 +82,7 @@ def test_save_noisy_png16_encoding(tmp_path, small_sets):
     """png16: clipped to [0, 1], round(65535 x), RGB stored as a colour PNG."""
     path = sorted(small_sets["rgb"].iterdir())[0]
     opts = EvalOptions(n_colors=3, save_noisy="png16")
-    evaluate_set(identity, [path], "CBSD68", 50.0, tmp_path, opts)
+    evaluate_set(identity, [path], "CBSD68", build_noise("awgn", (50.0,)), tmp_path, opts)
     stored = cv2.imread(str(tmp_path / "noisy" / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
     noisy = add_awgn(image_to_tensor(read_image(path, 3)), 50.0, seed=20)[0].permute(1, 2, 0).numpy()
     assert stored.dtype == np.uint16

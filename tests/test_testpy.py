@@ -11,6 +11,7 @@ from torch import nn
 
 from adfnet.cli import test as test_cli
 from adfnet.data.io import read_image
+from adfnet.data.noise import build_noise
 from adfnet.evaluation import PUBLISHED_ABLATIONS, EvalOptions, evaluate_set, published_for, set_key
 from adfnet.imaging import image_to_tensor
 from adfnet.inference import denoise
@@ -134,7 +135,7 @@ def test_evaluate_set_follows_the_official_recipe(tmp_path, chop, ensemble):
     cv2.imwrite(str(folder / "x.tif"), cv2.imread(str(src))[:61, :90])
     model = LocalNet().eval()
     opts = EvalOptions(n_colors=3, chop=chop, ensemble=ensemble, save_images=True)
-    result = evaluate_set(model, [folder / "x.tif"], "in", 30.0, tmp_path / "out", opts)
+    result = evaluate_set(model, [folder / "x.tif"], "in", build_noise("awgn", (30.0,)), tmp_path / "out", opts)
     clean = image_to_tensor(read_image(folder / "x.tif", 3))
     torch.manual_seed(20)  # the official RGB test: reseed, CPU FloatTensor noise
     noisy = clean + torch.FloatTensor(1, 3, 61, 90).normal_(0, 30 / 255)
@@ -181,7 +182,8 @@ def test_evaluate_set_gray_chops_unpadded(tmp_path):
     folder.mkdir()
     cv2.imwrite(str(folder / "g.png"), cv2.imread(str(ROOT / "datasets/testsets/Set12/01.png"), 0)[:61, :90])
     model = PositionStamp()
-    result = evaluate_set(model, [folder / "g.png"], "in", 25.0, tmp_path / "out", EvalOptions(n_colors=1, chop=True))
+    awgn25, opts = build_noise("awgn", (25.0,)), EvalOptions(n_colors=1, chop=True)
+    result = evaluate_set(model, [folder / "g.png"], "in", awgn25, tmp_path / "out", opts)
     clean = image_to_tensor(read_image(folder / "g.png", 1))
     torch.manual_seed(1)
     noisy = clean + torch.FloatTensor(1, 1, 61, 90).normal_(0, 25 / 255)

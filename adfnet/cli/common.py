@@ -13,8 +13,6 @@ from pathlib import Path
 
 import torch
 
-from adfnet.cli.flags import add_model_arguments
-
 # A negative number argparse would otherwise take for an option (``--lr -1e-3``: it only knows ``-1``, ``-.5``).
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
@@ -128,22 +126,6 @@ def check_writable_dir(path: str | Path, flag: str) -> Path:
     if not os.access(path, os.W_OK):
         raise ValueError(f"{flag} {path} is not writable: choose a folder you can write to")
     return path
-
-
-def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """What every denoising tool shares: model, weights, chop, ensemble, and the runtime flags."""
-    group = parser.add_argument_group("model")
-    add_model_arguments(group)
-    group.add_argument(
-        "--weights", default="checkpoints/adfnet_real.pth", help="checkpoint (.pth/.pt, official or ours)"
-    )
-    group.add_argument("--ensemble", "--self_ensemble", dest="ensemble", action="store_true", help="x8 self-ensemble")
-    group.add_argument(
-        "--chop",
-        action="store_true",
-        help="4-quadrant chop (the official real scripts chopped whenever --ensemble was given)",
-    )
-    add_runtime_arguments(parser)
 
 
 def print_note(text: str) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from adfnet.cli.common import add_runtime_arguments, dcn_backend
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.io import list_images
+from adfnet.data.noise import build_noise
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.runs import CHECKPOINT
 from adfnet.engine.trainer import Trainer
@@ -215,9 +216,10 @@ def run_one(args: argparse.Namespace, config: Config, seed: int, sets: dict[str,
     trained = time.perf_counter()
     model = trainer.net.eval()
     opts = EvalOptions(n_colors=3, device=trainer.device)
+    noise = build_noise("awgn", (args.sigma,))
     psnr, ssim = {}, {}
     for name, files in sets.items():
-        result = evaluate_set(model, files, name, args.sigma, run_dir / "eval" / name / f"sigma{args.sigma:g}", opts)
+        result = evaluate_set(model, files, name, noise, run_dir / "eval" / name / noise.folder_name(), opts)
         if result.errors:
             raise RuntimeError(f"{config.name} seed {seed}: {result.errors[0]}")
         psnr[name], ssim[name] = result.mean_psnr, result.mean_ssim

@@ -1,10 +1,14 @@
-"""The flags that say which network runs: ``--model`` and the Table 4 ablation flags, shared by train.py, test.py,
-``adfnet-complexity`` and the real-noise tools, and what they select (:class:`~adfnet.models.ModelSpec`)."""
+"""The flags that say what runs on what, defined once for every command line that has them: the network
+(``--model`` and the Table 4 ablation flags: train.py, test.py, ``adfnet-complexity``, the real-noise tools)
+and the synthetic noise (train.py and test.py), and what they select (:class:`~adfnet.models.ModelSpec`; the
+noise models: :func:`adfnet.data.noise.noise_from_flags`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from adfnet.cli.common import add_runtime_arguments, finite_float
+from adfnet.data.noise import NOISE_NAMES
 from adfnet.models import PLACEMENTS, ModelSpec, canonical_name
 from adfnet.models.spec import ablation_options
 
@@ -51,3 +55,40 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
 def model_spec(args: argparse.Namespace, n_colors: int) -> ModelSpec:
     """The network the flags ask for, with ``n_colors`` colours (the tool's, or its ``--n_colors``)."""
     return ModelSpec(args.model, n_colors, model_options(args))
+
+
+def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every denoising tool shares: model, weights, chop, ensemble, and the runtime flags."""
+    group = parser.add_argument_group("model")
+    add_model_arguments(group)
+    group.add_argument(
+        "--weights", default="checkpoints/adfnet_real.pth", help="checkpoint (.pth/.pt, official or ours)"
+    )
+    group.add_argument("--ensemble", "--self_ensemble", dest="ensemble", action="store_true", help="x8 self-ensemble")
+    group.add_argument(
+        "--chop",
+        action="store_true",
+        help="4-quadrant chop (the official real scripts chopped whenever --ensemble was given)",
+    )
+    add_runtime_arguments(parser)
+
+
+def add_noise_arguments(group: argparse._ActionsContainer, sigma_flag: str, default: str) -> None:
+    """``--noise NAME`` and ``--noise_params`` beside the command's AWGN level ``sigma_flag`` (``--noiseL``,
+    ``--test_noiseL``); ``default`` says what runs without ``--noise``. What they mean and the checks of their
+    combination are :func:`adfnet.data.noise.noise_from_flags`'s."""
+    group.add_argument(
+        "--noise",
+        type=str.lower,
+        choices=NOISE_NAMES,
+        default=None,
+        help=f"synthetic noise model (default: {default}); awgn with --noise_params SIGMA equals {sigma_flag} "
+        "SIGMA; parameters on the 0-255 scale in --noise_params (docs/EVALUATION.md, docs/TRAINING.md)",
+    )
+    group.add_argument(
+        "--noise_params",
+        nargs="+",
+        type=finite_float(0),
+        default=None,
+        help="parameters of --noise, e.g. --noise hg --noise_params 40 10 (mg: L, default 75)",
+    )

@@ -19,7 +19,8 @@ import argparse
 import sys
 
 from adfnet.cli import dnd, sidd, sidd_raw
-from adfnet.cli.common import add_real_model_arguments, join_negative_numbers
+from adfnet.cli.common import join_negative_numbers
+from adfnet.cli.flags import add_real_model_arguments
 from adfnet.fileio import WriteError
 
 # tool name -> (module, its function names); each module has add_<name>_arguments and run_<name>

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 from pathlib import Path
 
@@ -31,15 +30,14 @@ from adfnet.cli.common import (
     join_negative_numbers,
     select_device,
 )
-from adfnet.cli.flags import add_model_arguments, model_options
+from adfnet.cli.flags import add_model_arguments, add_noise_arguments, model_options
 from adfnet.data.datasets import DATASETS_ROOT
-from adfnet.data.noise import NOISE_NAMES, build_noise
+from adfnet.data.noise import noise_from_flags
 from adfnet.evaluation import (
     DEFAULT_SEEDS,
     PROTOCOLS,
     EvalOptions,
     Evaluation,
-    check_outputs_apart,
     format_run,
     psnr_plots,
     run_evaluation,
@@ -47,8 +45,10 @@ from adfnet.evaluation import (
 )
 from adfnet.evaluation.baselines import BASELINES, check_available
 from adfnet.evaluation.seeds import format_spreads, seed_list, seed_rows, spreads, write_seed_rows
+from adfnet.evaluation.synthetic import planned_outputs
 from adfnet.figures import require_matplotlib
 from adfnet.inference import PRECISIONS
+from adfnet.outputs import check_outputs_apart
 from adfnet.runtime import tune_allocator
 
 # The largest --test_noiseL: four times the whole 0-255 range. The noisy input is made by the harness
@@ -86,21 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "[0, 1], which the harness accepts (the input range check is for images); beyond that the image is "
         "lost in the noise",
     )
-    data.add_argument(
-        "--noise",
-        type=str.lower,
-        choices=NOISE_NAMES,
-        default=None,
-        help="noise model (default: AWGN at each --test_noiseL, the official protocol); awgn with "
-        "--noise_params SIGMA equals --test_noiseL SIGMA; see docs/EVALUATION.md",
-    )
-    data.add_argument(
-        "--noise_params",
-        nargs="+",
-        type=finite_float(0),
-        default=None,
-        help="parameters of --noise on the 0-255 scale, e.g. --noise hg --noise_params 40 10 (mg: L, default 75)",
-    )
+    add_noise_arguments(data, "--test_noiseL", "AWGN at each --test_noiseL, the official protocol")
     data.add_argument(
         "--seed",
         type=int,
@@ -179,7 +165,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    _noise_model(parser, args)
+    _noises(parser, args)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     if args.model in BASELINES:
@@ -192,22 +178,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _noise_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``args.noise_model`` from ``--noise``/``--noise_params`` (None: AWGN at each ``--test_noiseL``)."""
-    if args.noise_params is not None and args.noise is None:
-        parser.error("--noise_params needs --noise NAME")
+def _noises(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``args.noises``: the noise models of the run (:func:`adfnet.data.noise.noise_from_flags`)."""
     try:
-        if args.noise == "awgn":
-            args.test_noiseL = args.noise_params or args.test_noiseL
-            if max(args.test_noiseL) > MAX_SIGMA:
-                raise ValueError(f"--noise awgn --noise_params: sigma must be <= {MAX_SIGMA:g}, like --test_noiseL")
-        args.noise_model = None if args.noise in (None, "awgn") else build_noise(args.noise, args.noise_params or ())
+        args.noises = noise_from_flags(args.noise, args.noise_params, args.test_noiseL)
     except ValueError as err:
         parser.error(str(err))
-    if args.noise_model is not None:
-        if args.weights and "{sigma}" in args.weights:
-            parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
-        args.test_noiseL = [math.nan]  # one run, named by the noise model
+    awgn = all(noise.is_awgn for noise in args.noises)
+    if awgn and max(noise.sigma for noise in args.noises) > MAX_SIGMA:
+        parser.error(f"--noise awgn --noise_params: sigma must be <= {MAX_SIGMA:g}, like --test_noiseL")
+    if not awgn and args.weights and "{sigma}" in args.weights:
+        parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
+    if not awgn and args.model in BASELINES:
+        parser.error(f"--model {args.model} is given the true AWGN sigma: use --test_noiseL, not --noise {args.noise}")
 
 
 def _seed_dirs(result_dir: str | Path, seeds: list[int]) -> list[Path]:
@@ -218,7 +201,7 @@ def _seed_dirs(result_dir: str | Path, seeds: list[int]) -> list[Path]:
 def _run_seed(args, input_dirs, opts: EvalOptions, folder: Path, options, n_seeds: int) -> Evaluation:
     """One evaluation at noise seed ``opts.seed`` into ``folder``: run, print, summary.csv, plots."""
     with dcn_backend(args.dcn_backend):
-        run = run_evaluation(args.model, args.weights or "", input_dirs, args.test_noiseL, folder, opts, options)
+        run = run_evaluation(args.model, args.weights or "", input_dirs, args.noises, folder, opts, options)
     if n_seeds > 1:
         print(f"\n=== noise seed {opts.seed} ===")
     print(format_run(run, args.model, opts, folder, options), flush=True)
@@ -242,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         first_seed = DEFAULT_SEEDS[args.n_colors] if args.seed is None else args.seed
         seeds = seed_list(first_seed, args.seeds)
         for folder in _seed_dirs(args.result_dir, seeds):
-            check_outputs_apart(input_dirs, args.test_noiseL, folder, args.noise_model)
+            check_outputs_apart(planned_outputs(input_dirs, args.noises, folder), input_dirs)
         if args.plot:
             require_matplotlib("--plot")
         result_dir = check_writable_dir(args.result_dir, "--result_dir")
@@ -255,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
             save_images=args.save_images,
             save_comparison=args.save_comparison,
             limit=args.limit,
-            noise=args.noise_model,
             save_noisy=args.save_noisy,
             protocol=args.protocol,
             precision=args.precision,

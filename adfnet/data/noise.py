@@ -202,12 +202,28 @@ class NoiseModel:
     def is_awgn(self) -> bool:
         return self.name == "awgn"
 
+    @property
+    def sigma(self) -> float:
+        """AWGN's sigma (0-255 scale), by which the official layout, the tables and the published numbers are
+        keyed; other models have none (``ValueError``: ask :attr:`is_awgn` first)."""
+        if not self.is_awgn:
+            raise ValueError(f"{self.describe()} has no single sigma")
+        return self.params[0]
+
+    def label(self) -> str:
+        """How a run names its noise: ``sigma 25`` for AWGN, else :meth:`describe`."""
+        return f"sigma {sigma_label(self.sigma)}" if self.is_awgn else self.describe()
+
     def folder_name(self) -> str:
         """The per-noise output folder: ``sigma25`` for AWGN (the official layout), else e.g. ``hg_40_10``."""
         if self.is_awgn:
-            sigma = self.params[0]
-            return f"sigma{int(sigma) if float(sigma).is_integer() else sigma}"
+            return f"sigma{sigma_label(self.sigma)}"
         return "_".join([self.name, *(f"{v:g}" for v in self.params)])
+
+
+def sigma_label(sigma: float) -> str:
+    """``50.0`` -> ``"50"``, ``12.5`` -> ``"12.5"`` (folder names, tables and the ``{sigma}`` placeholder)."""
+    return str(int(sigma)) if float(sigma).is_integer() else str(sigma)
 
 
 def noise_from_flags(

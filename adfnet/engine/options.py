@@ -22,9 +22,8 @@ from typing import Any
 import yaml
 
 from adfnet.cli.common import add_runtime_arguments, finite_float, int_at_least, join_negative_numbers
-from adfnet.cli.flags import add_model_arguments
+from adfnet.cli.flags import add_model_arguments, add_noise_arguments
 from adfnet.data.datasets import DATASETS_ROOT
-from adfnet.data.noise import NOISE_NAMES
 from adfnet.data.raw import CFA_PATTERNS
 from adfnet.engine.config import TrainConfig, default_workers
 from adfnet.models import ADFNet
@@ -101,20 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--n_colors", type=int, choices=(1, 3, 4), default=3, help="1 = gray, 3 = colour, 4 = packed Bayer raw (--raw)"
     )
     data.add_argument("--noiseL", type=finite_float(0), default=50, help="AWGN sigma on the 0-255 scale")
-    data.add_argument(
-        "--noise",
-        type=str.lower,
-        choices=NOISE_NAMES,
-        default=None,
-        help="synthetic noise model (default: AWGN at --noiseL; with --raw: poisson_gaussian with Brooks et "
-        "al.'s random shot/read levels); parameters in --noise_params (docs/TRAINING.md)",
-    )
-    data.add_argument(
-        "--noise_params",
-        nargs="+",
-        type=finite_float(0),
-        default=None,
-        help="parameters of --noise, e.g. --noise hg --noise_params 40 10",
+    add_noise_arguments(
+        data, "--noiseL", "AWGN at --noiseL; with --raw: poisson_gaussian with Brooks et al.'s random shot/read levels"
     )
     data.add_argument(
         "--raw",

@@ -32,7 +32,7 @@ from .report import (
     write_summary_csv,
 )
 from .results import Evaluation, ImageScore, SetResult, sigma_label
-from .synthetic import DEFAULT_SEEDS, EvalOptions, check_outputs_apart, evaluate_set, run_evaluation, set_folders
+from .synthetic import DEFAULT_SEEDS, EvalOptions, evaluate_set, planned_outputs, run_evaluation, set_folders
 
 __all__ = [
     "ADFNET_OPTIONS",
@@ -48,7 +48,6 @@ __all__ = [
     "Protocol",
     "Published",
     "SetResult",
-    "check_outputs_apart",
     "comparison_caveats",
     "denoise_blocks",
     "denoise_uint8",
@@ -58,6 +57,7 @@ __all__ = [
     "format_set_table",
     "format_summary",
     "get_protocol",
+    "planned_outputs",
     "psnr_plots",
     "published_for",
     "published_real_for",

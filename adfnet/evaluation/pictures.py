@@ -1,7 +1,7 @@
 """The pictures of an evaluation: a comparison panel per image, a PSNR-per-sigma plot per test set.
 
 Both go under the run's own output folders (``<result_dir>/<set>/sigma<N>/comparison/`` and
-``<result_dir>/<set>/psnr_per_sigma.png``), which :func:`.synthetic.check_outputs_apart` has already
+``<result_dir>/<set>/psnr_per_sigma.png``), which :func:`adfnet.outputs.check_outputs_apart` has already
 proved to lie outside every input set. The drawing itself is :mod:`adfnet.figures`'.
 """
 
@@ -40,8 +40,8 @@ def psnr_plots(
     """One plot per set of its mean PSNR at each sigma, beside the published numbers where there are any."""
     ours: dict[str, dict[float, float]] = {}
     for result in run.results:
-        if result.rows:
-            ours.setdefault(result.set_name, {})[result.sigma] = result.mean_psnr
+        if result.rows and result.noise.is_awgn:  # the axis is AWGN's sigma
+            ours.setdefault(result.set_name, {})[result.noise.sigma] = result.mean_psnr
     label = f"{model} (first images only: --limit)" if run.limited else model
     paths = []
     for set_name, points in ours.items():

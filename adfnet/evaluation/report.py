@@ -7,13 +7,13 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from adfnet.data.noise import NoiseModel, build_noise
+from adfnet.data.noise import sigma_label
 from adfnet.fileio import text_file
 
 from .baselines import BASELINES
 from .protocols import get_protocol
 from .published import Published, is_adfnet, published_for, reference_for, reproduced_for
-from .results import Evaluation, SetResult, sigma_label
+from .results import Evaluation, SetResult
 from .synthetic import EvalOptions
 
 
@@ -21,14 +21,21 @@ def _diff(ours: float, theirs: float | None, digits: int) -> str:
     return "" if theirs is None or math.isnan(ours) else f"{ours - theirs:+.{digits}f}"
 
 
-def result_noise(result: SetResult) -> NoiseModel:
-    """The noise model a result was measured with."""
-    return build_noise(result.noise_name, result.noise_params or (result.sigma,))
+def _published(
+    result: SetResult, model: str, n_colors: int, options: Mapping[str, object] | None
+) -> tuple[Published | None, Published | None]:
+    """The published and the reproduced number of ``model`` for this result (AWGN: keyed by sigma)."""
+    if not result.noise.is_awgn:
+        return None, None
+    sigma = result.noise.sigma
+    return published_for(model, n_colors, result.set_name, sigma, options), reproduced_for(
+        model, n_colors, result.set_name, sigma
+    )
 
 
 def _noise_reference(result: SetResult, n_colors: int) -> Published | None:
-    noise = result_noise(result)
-    return reference_for(n_colors, result.set_name, noise.name, noise.params)
+    """Another method's number for the same set and noise model (DBSN's N2C column)."""
+    return reference_for(n_colors, result.set_name, result.noise.name, result.noise.params)
 
 
 def format_set_table(
@@ -42,8 +49,7 @@ def format_set_table(
     (and independently reproduced) numbers with the differences, and ``reference``: another method's
     supervised number for the same setting (DBSN's N2C column)."""
     width = max([len(r.image) for r in result.rows] + [10])
-    noise = result_noise(result)
-    title = f"sigma {sigma_label(result.sigma)}" if noise.is_awgn else f"noise {noise.describe()}"
+    title = result.noise.label() if result.noise.is_awgn else f"noise {result.noise.describe()}"
     lines = [
         f"{result.set_name}  {title}  ({protocol} protocol)",
         f"  {'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}",
@@ -80,23 +86,23 @@ def format_summary(
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        pub = published_for(model, n_colors, r.set_name, r.sigma, options) or _noise_reference(r, n_colors)
+        pub, rep = _published(r, model, n_colors, options)
+        pub = pub or _noise_reference(r, n_colors)
         pub_p = f"{pub.psnr:9.3f}" if pub else f"{'-':>9}"
         pub_s = f"{pub.ssim:8.4f}" if pub and pub.ssim is not None else f"{'-':>8}"
         lines.append(
             f"{r.set_name:<12} {_sigma_cell(r):>5} {len(r.rows):>6} {r.mean_psnr:8.3f} {r.mean_ssim:7.4f} "
             f"{pub_p} {pub_s} {_diff(r.mean_psnr, pub.psnr if pub else None, 3):>7} "
-            f"{_diff(r.mean_ssim, pub.ssim if pub else None, 4):>8}  {_sources(pub, model, n_colors, r)}"
+            f"{_diff(r.mean_ssim, pub.ssim if pub else None, 4):>8}  {_sources(pub, rep)}"
         )
     return "\n".join(lines)
 
 
 def _sigma_cell(result: SetResult) -> str:
-    return sigma_label(result.sigma) if result.noise_name == "awgn" else "-"
+    return sigma_label(result.noise.sigma) if result.noise.is_awgn else "-"
 
 
-def _sources(pub: Published | None, model: str, n_colors: int, result: SetResult) -> str:
-    rep = reproduced_for(model, n_colors, result.set_name, result.sigma)
+def _sources(pub: Published | None, rep: Published | None) -> str:
     text = pub.label if pub else ""
     return text + (f" | reproduced {rep.psnr:.2f} ({rep.label})" if rep else "")
 
@@ -118,12 +124,12 @@ def write_summary_csv(
             + ["noise", "protocol", "published_protocol", "reproduced_psnr", "reproduced_source"]
         )
         for r in results:
-            pub = published_for(model, n_colors, r.set_name, r.sigma, options) or _noise_reference(r, n_colors)
-            rep = reproduced_for(model, n_colors, r.set_name, r.sigma)
+            pub, rep = _published(r, model, n_colors, options)
+            pub = pub or _noise_reference(r, n_colors)
             writer.writerow(
                 [
                     r.set_name,
-                    "" if r.noise_name != "awgn" else sigma_label(r.sigma),
+                    sigma_label(r.noise.sigma) if r.noise.is_awgn else "",
                     len(r.rows),
                     len(r.errors),
                     f"{r.mean_psnr:.6f}",
@@ -131,7 +137,7 @@ def write_summary_csv(
                     pub.psnr if pub else "",
                     pub.ssim if pub and pub.ssim is not None else "",
                     pub.source if pub else "",
-                    result_noise(r).describe(),
+                    r.noise.describe(),
                     protocol,
                     (pub.protocol or "not stated") if pub else "",
                     rep.psnr if rep else "",
@@ -170,13 +176,7 @@ def format_run(
     run: Evaluation, model: str, opts: EvalOptions, result_dir: Path, options: Mapping[str, object] | None = None
 ) -> str:
     """The whole report of a synthetic run: a table per set and sigma, the summary and the caveats."""
-    refs = [
-        (
-            published_for(model, opts.n_colors, r.set_name, r.sigma, options),
-            reproduced_for(model, opts.n_colors, r.set_name, r.sigma),
-        )
-        for r in run.results
-    ]
+    refs = [_published(r, model, opts.n_colors, options) for r in run.results]
     blocks = [
         format_set_table(r, pub, rep, opts.protocol, _noise_reference(r, opts.n_colors))
         for r, (pub, rep) in zip(run.results, refs, strict=True)
@@ -185,8 +185,7 @@ def format_run(
         variant = "" if is_adfnet(options) else f", options {dict(options or {})}"
         blocks.append(
             f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, {get_protocol(opts.protocol).summary}; "
-            f"chop {opts.chop}, ensemble {opts.ensemble}, "
-            f"noise {opts.noise.describe() if opts.noise else 'awgn (official seed)'}):\n"
+            f"chop {opts.chop}, ensemble {opts.ensemble}, noise {_noises(run.results)}):\n"
             + format_summary(run.results, model, opts.n_colors, options)
         )
         used = [ref.protocol or "not stated" for pair in refs for ref in pair if ref is not None]
@@ -197,6 +196,13 @@ def format_run(
             blocks.append("note: not like-for-like with the published numbers: " + "; ".join(caveats))
         blocks.append(f"results in {result_dir}")
     return "\n".join(blocks)
+
+
+def _noises(results: Sequence[SetResult]) -> str:
+    """The run's noise: ``awgn (official seed)`` when every result is AWGN, else the models described."""
+    if all(r.noise.is_awgn for r in results):
+        return "awgn (official seed)"
+    return ", ".join(dict.fromkeys(r.noise.describe() for r in results))
 
 
 def format_real_scores(

@@ -1,4 +1,4 @@
-"""Result records of an evaluation: one :class:`SetResult` per set and sigma, one :class:`Evaluation` per run."""
+"""Result records of an evaluation: one :class:`SetResult` per set and noise, one :class:`Evaluation` per run."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from adfnet.data.noise import NoiseModel, sigma_label
 
-def sigma_label(sigma: float) -> str:
-    """``50.0`` -> ``"50"``, ``12.5`` -> ``"12.5"`` (folder names and placeholders)."""
-    return str(int(sigma)) if float(sigma).is_integer() else str(sigma)
+__all__ = ["Evaluation", "ImageScore", "SetResult", "sigma_label"]
 
 
 class ImageScore(NamedTuple):
@@ -21,14 +20,12 @@ class ImageScore(NamedTuple):
 
 @dataclass
 class SetResult:
-    """Per-image scores of one set at one sigma, plus what went wrong."""
+    """Per-image scores of one set under one noise model, plus what went wrong."""
 
     set_name: str
-    sigma: float  # AWGN sigma; NaN for another noise model (then noise_name / noise_params say which)
+    noise: NoiseModel
     rows: list[ImageScore] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    noise_name: str = "awgn"
-    noise_params: tuple[float, ...] = ()  # () for AWGN: (sigma,)
 
     @property
     def mean_psnr(self) -> float:

@@ -3,7 +3,7 @@
 A published mean comes from one noise draw we cannot reproduce (MATLAB's for BM3D, other code's
 for others). Re-running the same protocol with N seeds gives the standard deviation of the set mean
 over draws; a difference of a few standard deviations is noise, a larger one is a protocol error.
-``seeds.csv`` holds one row per set, sigma and seed, so runs of different seeds (in parallel, or
+``seeds.csv`` holds one row per set, noise and seed, so runs of different seeds (in parallel, or
 killed and resumed with the missing seeds) are combined by reading all their files.
 """
 
@@ -16,12 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adfnet.data.noise import NoiseModel, build_noise, sigma_label
 from adfnet.fileio import text_file
 
 from .published import published_for
-from .results import SetResult, sigma_label
+from .results import SetResult
 
-SEED_FIELDS = ["model", "n_colors", "set", "sigma", "seed", "images", "failed", "psnr", "ssim"]
+# "sigma" is AWGN's (empty for another model); "noise" and "noise_params" name any model (files without them: AWGN)
+SEED_FIELDS = ["model", "n_colors", "set", "sigma", "seed", "images", "failed", "psnr", "ssim", "noise", "noise_params"]
 
 
 def seed_list(first: int, count: int) -> list[int]:
@@ -31,14 +33,19 @@ def seed_list(first: int, count: int) -> list[int]:
 
 @dataclass
 class SeedSpread:
-    """One set and sigma of one model over several seeds: the per-seed set means."""
+    """One set and noise of one model over several seeds: the per-seed set means."""
 
     model: str
     n_colors: int
     set_name: str
-    sigma: float
+    noise: NoiseModel
     images: int
     psnrs: dict[int, float]  # seed -> mean PSNR of the set
+
+    @property
+    def sigma(self) -> float:
+        """The AWGN sigma (the published numbers' key; see :attr:`NoiseModel.sigma`)."""
+        return self.noise.sigma
 
     @property
     def mean(self) -> float:
@@ -57,12 +64,14 @@ def seed_rows(model: str, n_colors: int, seed: int, results: Iterable[SetResult]
             "model": model,
             "n_colors": str(n_colors),
             "set": r.set_name,
-            "sigma": sigma_label(r.sigma),
+            "sigma": sigma_label(r.noise.sigma) if r.noise.is_awgn else "",
             "seed": str(seed),
             "images": str(len(r.rows)),
             "failed": str(len(r.errors)),
             "psnr": f"{r.mean_psnr:.6f}",
             "ssim": f"{r.mean_ssim:.6f}",
+            "noise": r.noise.name,
+            "noise_params": " ".join(f"{v:g}" for v in r.noise.params),
         }
         for r in results
     ]
@@ -83,17 +92,24 @@ def read_seed_rows(paths: Iterable[Path]) -> list[dict[str, str]]:
     return rows
 
 
+def row_noise(row: Mapping[str, str]) -> NoiseModel:
+    """The noise model of a ``seeds.csv`` row (AWGN at its sigma when the row names none)."""
+    if not row.get("noise") or row["noise"] == "awgn":
+        return build_noise("awgn", (float(row["sigma"]),))
+    return build_noise(row["noise"], [float(v) for v in row.get("noise_params", "").split()])
+
+
 def spreads(rows: Iterable[Mapping[str, str]]) -> list[SeedSpread]:
-    """Group ``seeds.csv`` rows by model, task, set and sigma (first-seen order).
+    """Group ``seeds.csv`` rows by model, task, set and noise (first-seen order).
 
     Rows with failed images are left out (their mean is over fewer images); runs over different image
     counts (a ``--limit`` subset and the full set) are different groups.
     """
-    groups: dict[tuple[str, int, str, float, int], SeedSpread] = {}
+    groups: dict[tuple[str, int, str, NoiseModel, int], SeedSpread] = {}
     for row in rows:
         if int(row["failed"]) or not int(row["images"]):
             continue
-        key = (row["model"], int(row["n_colors"]), row["set"], float(row["sigma"]), int(row["images"]))
+        key = (row["model"], int(row["n_colors"]), row["set"], row_noise(row), int(row["images"]))
         groups.setdefault(key, SeedSpread(*key, {})).psnrs[int(row["seed"])] = float(row["psnr"])
     return list(groups.values())
 
@@ -109,11 +125,15 @@ def format_spreads(items: Sequence[SeedSpread], options: Mapping[str, object] | 
     )
     lines = [header, "-" * len(header)]
     for s in items:
-        pub = published_for(s.model, s.n_colors, s.set_name, s.sigma, options)
+        pub = published_for(s.model, s.n_colors, s.set_name, s.sigma, options) if s.noise.is_awgn else None
         diff = s.mean - pub.psnr if pub else math.nan
         lines.append(
-            f"{s.set_name:<12} {sigma_label(s.sigma):>5} {s.images:>6} {len(s.psnrs):>5} {s.mean:8.3f} {s.std:6.3f} "
+            f"{s.set_name:<12} {_sigma_cell(s.noise):>5} {s.images:>6} {len(s.psnrs):>5} {s.mean:8.3f} {s.std:6.3f} "
             f"{min(s.psnrs.values()):8.3f} {max(s.psnrs.values()):8.3f} "
             + (f"{pub.psnr:6.2f} {diff:+7.3f} {diff / s.std:+8.1f}" if pub else f"{'-':>6} {'':>7} {'':>8}")
         )
     return "\n".join(lines)
+
+
+def _sigma_cell(noise: NoiseModel) -> str:
+    return sigma_label(noise.sigma) if noise.is_awgn else noise.folder_name()

@@ -1,10 +1,10 @@
-"""Synthetic-noise evaluation: every test set at every sigma, scored, returned as result records.
+"""Synthetic-noise evaluation: every test set under every noise model, scored, returned as result records.
 
 Every image is read (RGB, or gray for gray models), noised with the official per-image reseed,
 denoised by :func:`adfnet.inference.denoise` (which keeps each task's official chop order) and scored
-with :mod:`adfnet.metrics`. ``<result_dir>/<set>/sigma<N>/results.csv`` (and, with ``save_images``, the
-denoised images) are written as the run goes; printing is the caller's (see :mod:`.report`). A bad
-image is reported through ``log`` and skipped.
+with :mod:`adfnet.metrics`. ``<result_dir>/<set>/<noise>/results.csv`` (``<noise>``: ``sigma<N>`` for
+AWGN, the official layout) and, with ``save_images``, the denoised images are written as the run goes;
+printing is the caller's (see :mod:`.report`). A bad image is reported through ``log`` and skipped.
 """
 
 from __future__ import annotations
@@ -25,19 +25,19 @@ from tqdm import tqdm
 
 from adfnet.checkpoint import load_checkpoint
 from adfnet.data.io import list_images, read_image, save_image
-from adfnet.data.noise import NoiseModel, build_noise
+from adfnet.data.noise import NoiseModel, sigma_label
 from adfnet.fileio import DiskFullError, append_text, atomic_file, write_bytes, write_text
 from adfnet.imaging import image_to_tensor, tensor_to_image
 from adfnet.inference import denoise
 from adfnet.metrics import WINDOW_SIZE
 from adfnet.models import ModelSpec
-from adfnet.outputs import check_outputs_apart as check_apart
+from adfnet.outputs import check_outputs_apart
 
 from .baselines import BASELINES
 from .denoiser import Denoiser
 from .pictures import comparison_path, save_comparison
 from .protocols import get_protocol
-from .results import Evaluation, ImageScore, SetResult, sigma_label
+from .results import Evaluation, ImageScore, SetResult
 
 # Official test-noise seeds (gray test script: 1, colour: 20), reseeded before every image.
 DEFAULT_SEEDS = {1: 1, 3: 20}
@@ -56,7 +56,6 @@ class EvalOptions:
     ensemble: bool = False
     save_images: bool = False
     limit: int | None = None  # only the first N images of each set
-    noise: NoiseModel | None = None  # None: AWGN at each sigma (the official test noise)
     save_noisy: str | None = None  # "npy" (exact, unclipped float32) or "png16" (clipped to [0, 1], 16 bits)
     protocol: str = "adfnet"  # how inputs are made and outputs scored (adfnet.evaluation.protocols)
     save_comparison: bool = False  # a noisy | ours | clean panel per image (.pictures)
@@ -86,13 +85,13 @@ def evaluate_set(
     model: Denoiser,
     files: Sequence[Path],
     set_name: str,
-    sigma: float,
+    noise: NoiseModel,
     out_dir: Path,
     opts: EvalOptions,
     notes: set[str] | None = None,
     log: Log = tqdm.write,
 ) -> SetResult:
-    """Evaluate one set at one sigma; writes ``out_dir/results.csv`` (and images); bad images are skipped.
+    """Evaluate one set under ``noise``; writes ``out_dir/results.csv`` (and images); bad images are skipped.
 
     ``model`` is any :data:`~.denoiser.Denoiser`: a torch model or an :class:`~.denoiser.ImageFunction`.
     The noisy input and the scores follow ``opts.protocol`` (:mod:`.protocols`); results.csv names it and
@@ -100,14 +99,12 @@ def evaluate_set(
     keeps what it did.
     """
     notes = set() if notes is None else notes
-    noise = opts.noise if opts.noise is not None else build_noise("awgn", (sigma,))
     protocol = get_protocol(opts.protocol)
-    result = SetResult(set_name, sigma, noise_name=noise.name, noise_params=() if noise.is_awgn else noise.params)
+    result = SetResult(set_name, noise)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
-    _write_rows(csv_path, sigma, noise, protocol.name, [], "w")
-    what = f"sigma {sigma_label(sigma)}" if noise.is_awgn else noise.describe()
-    for path in tqdm(files, desc=f"{set_name} {what}", unit="img", leave=False):
+    _write_rows(csv_path, noise, protocol.name, [], "w")
+    for path in tqdm(files, desc=f"{set_name} {noise.label()}", unit="img", leave=False):
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
             clean, noisy = protocol.inputs(clean, noise(clean, seed=opts.noise_seed))
@@ -123,7 +120,7 @@ def evaluate_set(
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
             result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds))
-            _write_rows(csv_path, sigma, noise, protocol.name, result.rows[-1:], "a")
+            _write_rows(csv_path, noise, protocol.name, result.rows[-1:], "a")
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
             if opts.save_comparison:
@@ -139,11 +136,9 @@ def evaluate_set(
     return result
 
 
-def _write_rows(
-    path: Path, sigma: float, noise: NoiseModel, protocol: str, rows: Sequence[ImageScore], mode: str
-) -> None:
+def _write_rows(path: Path, noise: NoiseModel, protocol: str, rows: Sequence[ImageScore], mode: str) -> None:
     """``mode`` "w": a new results.csv with its header; "a": append ``rows``."""
-    label = sigma_label(sigma) if noise.is_awgn else ""
+    label = sigma_label(noise.sigma) if noise.is_awgn else ""
     text = io.StringIO()
     writer = csv.writer(text)
     if mode == "w":
@@ -176,9 +171,9 @@ def set_folders(input_dirs: Sequence[str | Path]) -> list[tuple[str, Path]]:
     return out
 
 
-def output_dir(result_dir: Path, set_name: str, sigma: float, noise: NoiseModel | None = None) -> Path:
-    """Where one set and sigma (or ``noise`` model) writes ``results.csv`` and its denoised images."""
-    return result_dir / set_name / (f"sigma{sigma_label(sigma)}" if noise is None else noise.folder_name())
+def output_dir(result_dir: Path, set_name: str, noise: NoiseModel) -> Path:
+    """Where one set under one noise model writes ``results.csv`` and its denoised images."""
+    return result_dir / set_name / noise.folder_name()
 
 
 def save_noisy(stem: Path, noisy: torch.Tensor, fmt: str) -> None:
@@ -197,24 +192,17 @@ def save_noisy(stem: Path, noisy: torch.Tensor, fmt: str) -> None:
     write_bytes(stem.with_suffix(".png"), buf.tobytes())
 
 
-def check_outputs_apart(
-    input_dirs: Sequence[str | Path],
-    sigmas: Sequence[float],
-    result_dir: str | Path,
-    noise: NoiseModel | None = None,
-) -> None:
-    """Refuse a run whose outputs could land on its inputs (``ValueError`` before any work).
-
-    Every output folder ``<result_dir>/<set>/sigma<N>`` must lie outside every input set: otherwise a
-    saved image could replace an input (and a later sigma would score against it) and results.csv
-    would be written into a test set (the check: :func:`adfnet.outputs.check_outputs_apart`).
-    """
-    outputs = {
-        f"the {set_name} sigma {sigma_label(sigma)} outputs": output_dir(Path(result_dir), set_name, sigma, noise)
+def planned_outputs(
+    input_dirs: Sequence[str | Path], noises: Sequence[NoiseModel], result_dir: str | Path
+) -> dict[str, Path]:
+    """Every output folder of a run, ``<result_dir>/<set>/<noise>``, named: what
+    :func:`adfnet.outputs.check_outputs_apart` checks against the input sets before any work (a saved image
+    could replace an input, and a later noise level would score against it)."""
+    return {
+        f"the {set_name} {noise.label()} outputs": output_dir(Path(result_dir), set_name, noise)
         for set_name, _ in set_folders(input_dirs)
-        for sigma in sigmas
+        for noise in noises
     }
-    check_apart(outputs, input_dirs)
 
 
 def _list_sets(input_dirs: Sequence[str | Path], opts: EvalOptions, run: Evaluation, log: Log) -> list:
@@ -238,41 +226,41 @@ def run_evaluation(
     model_name: str,
     weights: str,
     input_dirs: Sequence[str | Path],
-    sigmas: Sequence[float],
+    noises: Sequence[NoiseModel],
     result_dir: str | Path,
     opts: EvalOptions,
     model_options: dict[str, object] | None = None,
     log: Log = tqdm.write,
 ) -> Evaluation:
-    """Evaluate every set at every sigma and return the records (nothing is printed but ``log`` messages).
+    """Evaluate every set under every noise model and return the records (nothing is printed but ``log`` messages).
 
     ``weights`` may contain ``{sigma}`` (e.g. ``checkpoints/adfnet_rgb_n{sigma}.pt``) since the
-    official models are trained per noise level; a checkpoint that cannot be used skips its sigma.
+    official models are trained per noise level (AWGN); a checkpoint that cannot be used skips its noise.
     ``model_options`` are ``build_model`` options (the Table 4 ablations). A ``model_name`` of
     :data:`~.baselines.BASELINES` (``bm3d``) is built per sigma instead and ``weights`` is unused. Raises ``ValueError``
     before any work when two input folders have the same name or an output could land on an input.
     """
     result_dir = Path(result_dir)
-    check_outputs_apart(input_dirs, sigmas, result_dir, opts.noise)
+    check_outputs_apart(planned_outputs(input_dirs, noises, result_dir), input_dirs)
     run = Evaluation()
     sets = _list_sets(input_dirs, opts, run, log)
     notes: set[str] = set()
-    for sigma in sigmas:
-        path = weights.replace("{sigma}", sigma_label(sigma))
+    for noise in noises:
+        path = weights.replace("{sigma}", sigma_label(noise.sigma)) if "{sigma}" in weights else weights
         try:
             if model_name in BASELINES:
-                model = BASELINES[model_name](opts.n_colors, sigma)
+                model = BASELINES[model_name](opts.n_colors, noise.sigma)
             else:
                 spec = ModelSpec(model_name, opts.n_colors, model_options or {})
                 model, _ = load_checkpoint(path, spec, device=opts.device, note=lambda text: log(f"note: {text}"))
         except (OSError, ValueError, RuntimeError) as err:
             what = model_name if model_name in BASELINES else f"checkpoint {path}"
-            message = f"error: cannot use {what} for sigma {sigma_label(sigma)}: {err}"
+            message = f"error: cannot use {what} for {noise.label()}: {err}"
             run.errors.append(message)
             log(message)
             continue
         for set_name, files in sets:
-            out_dir = output_dir(result_dir, set_name, sigma, opts.noise)
-            run.results.append(evaluate_set(model, files, set_name, sigma, out_dir, opts, notes, log))
+            out_dir = output_dir(result_dir, set_name, noise)
+            run.results.append(evaluate_set(model, files, set_name, noise, out_dir, opts, notes, log))
         del model
     return run
