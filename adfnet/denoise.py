@@ -1,8 +1,8 @@
 """Denoise your own images: ``adfnet-denoise INPUT... --weights W --out DIR`` (or ``python -m adfnet.denoise``).
 
 No ground truth and no added noise: the inputs are the noisy photos. Any size runs in bounded memory
-(overlapping tiles blended smoothly, :func:`adfnet.inference.forward_tiled`), or with the official
-chop. Each output keeps what the input file was: format (JPEG becomes PNG unless ``--format`` says
+(overlapping tiles blended smoothly), or with the official chop: :func:`adfnet.inference.denoise` either way.
+Each output keeps what the input file was: format (JPEG becomes PNG unless ``--format`` says
 otherwise, to avoid a second lossy step), bit depth (8 or 16 bits), alpha (copied untouched), the
 ICC profile, EXIF and resolution (:mod:`adfnet.data.metadata`) and the upright orientation (EXIF
 orientation is applied, and set to 1 in the output's EXIF). Inputs are never overwritten, nor are the
@@ -13,6 +13,7 @@ others are still processed; a full disk stops the run. The command line is :mod:
 
 from __future__ import annotations
 
+import functools
 import glob
 import sys
 from collections.abc import Callable, Iterable
@@ -35,7 +36,7 @@ from adfnet.inference import (
     count_tiles,
     default_chop_min_size,
     denoise,
-    forward_tiled,
+    size_multiple,
     tile_for_memory,
 )
 
@@ -164,37 +165,35 @@ def write_like(
 
 
 # --- the loop ---------------------------------------------------------------------------------------
-def _run_one(model, x: torch.Tensor, n_colors: int, mode: dict, progress: Callable[[int], object]) -> torch.Tensor:
-    """Denoise ``(1, C, H, W)``: gray models filter each channel of a colour image separately, RGB
+def _per_colour(x: torch.Tensor, n_colors: int, run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``run`` on ``(1, C, H, W)``: gray models filter each channel of a colour image separately, RGB
     models see a gray image replicated to 3 channels and return their mean."""
     c = x.shape[1]
     if n_colors == 1 and c == 3:
-        return torch.cat([_run_one(model, x[:, i : i + 1], 1, mode, progress) for i in range(3)], 1)
+        return torch.cat([run(x[:, i : i + 1]) for i in range(3)], 1)
     if n_colors == 3 and c == 1:
-        return _run_one(model, x.expand(-1, 3, -1, -1), 3, mode, progress).mean(1, keepdim=True)
-    if mode["chop"]:
-        y = denoise(
-            model,
-            x,
-            chop=True,
-            ensemble=mode["ensemble"],
-            min_size=default_chop_min_size(n_colors),
-            precision=mode["precision"],
-        )
-        progress(1)
-        return y
-    net = model if mode["precision"] == "fp32" else _bf16(model)
-    return forward_tiled(net, x, mode["tile"], mode["overlap"], mode["ensemble"], progress).clamp(0.0, 1.0)
+        return run(x.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
+    return run(x)
 
 
-def _bf16(model) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``model`` under bfloat16 autocast returning float32, so that the tiles are blended in float32."""
+def _runner(
+    model, n_colors: int, tile: int | None, settings: dict, progress: Callable[[int], object]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One image's :func:`adfnet.inference.denoise`: the official chop (one progress step per call) or ``tile``
+    px tiles (a step per tile); ``settings`` are ``ensemble``, ``precision`` and ``overlap``."""
+    ensemble, precision = settings["ensemble"], settings["precision"]
+    if tile is None:
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return model(x).float()
+        def chopped(x: torch.Tensor) -> torch.Tensor:
+            y = denoise(model, x, "chop", ensemble, precision, min_size=default_chop_min_size(n_colors))
+            progress(1)
+            return y
 
-    return forward
+        return chopped
+    return functools.partial(
+        denoise, model, tiling="tiles", ensemble=ensemble, precision=precision, tile=tile,
+        overlap=settings["overlap"], progress=progress,
+    )  # fmt: skip
 
 
 def _image_size(path: Path) -> tuple[int, int, int]:
@@ -209,10 +208,10 @@ def _image_size(path: Path) -> tuple[int, int, int]:
         return 0, 0, 0
 
 
-def _calls(path: Path, tile: int | None, n_colors: int, chop: bool, overlap: int) -> int:
-    """Model calls for one image (a gray model filters each channel of a colour image)."""
+def _calls(path: Path, tile: int | None, n_colors: int, chop: bool, overlap: int, multiple: int) -> int:
+    """Progress steps for one image (a gray model filters each channel of a colour image)."""
     h, w, c = _image_size(path)
-    per_channel = 1 if chop or not tile else count_tiles(h, w, tile, overlap)
+    per_channel = 1 if chop or not tile else count_tiles(h, w, tile, overlap, multiple)
     return per_channel * (3 if n_colors == 1 and c == 3 else 1)
 
 
@@ -281,11 +280,12 @@ def denoise_files(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    multiple = size_multiple(model)
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
     check_output_dir(out_dir, inputs)
     if tile is not None:
-        check_tiling(tile, overlap)
+        check_tiling(tile, overlap, multiple)
     found = existing_outputs(inputs, out_dir, fmt)
     if found and existing == "refuse":
         refuse_existing(found, out_dir)
@@ -294,7 +294,8 @@ def denoise_files(
         tqdm.write(f"note: removed {stale}, a partial file of a killed run")
     budget = None if tile is not None or chop else (max_memory, bytes_per_pixel)
     plans, failures = _plan(inputs, out_dir, fmt, tile, budget, found if existing == "skip" else [])
-    total = sum(_calls(p, s, n_colors, chop, overlap) for p, _, s in plans)
+    total = sum(_calls(p, s, n_colors, chop, overlap, multiple) for p, _, s in plans)
+    settings = {"ensemble": ensemble, "precision": precision, "overlap": overlap}
     with tqdm(total=total, unit="tile", desc="denoising", dynamic_ncols=True) as bar:
         for src, dst, size in plans:
             bar.set_postfix_str(src.name)
@@ -304,12 +305,9 @@ def denoise_files(
                 h, w, c = colour.shape
                 if size is None and not chop:
                     size = choose_tile(h, w, c, max_memory, bytes_per_pixel)
-                if min(h, w) < 8:
-                    raise ValueError(f"image of {h}x{w} px is too small (at least 8x8)")
                 x = torch.from_numpy(colour.transpose(2, 0, 1)).unsqueeze(0).to(device)
-                mode = {"chop": chop, "ensemble": ensemble, "tile": size, "overlap": overlap, "precision": precision}
                 with torch.no_grad():
-                    y = _run_one(model, x, n_colors, mode, bar.update)
+                    y = _per_colour(x, n_colors, _runner(model, n_colors, None if chop else size, settings, bar.update))
                 del x
                 for note in write_like(dst, y[0].permute(1, 2, 0).cpu().numpy(), alpha, dtype, info):
                     tqdm.write(f"note: {src}: {note}")

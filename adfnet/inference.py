@@ -1,15 +1,20 @@
-"""The one forward path (test.py, training validation, real-noise scripts and the demo use it).
+"""The one inference entry, :func:`denoise` (test.py, training validation, the real-noise tools, adfnet-denoise).
 
-ADFNet downsamples three times, so H and W must be multiples of 8 inside the network. Two official
-protocols exist and :func:`denoise` serves both: the colour test reflect-padded bottom/right first and
-then ran the model (plain, chopped, x8 self-ensemble or both) before cropping back; the gray test
-chopped the unpadded image, whose quadrants are multiples of 8 by construction. Chop is the official
-quadrant algorithm; because ADFNet's MFI pools over whole rows, columns and channels, chopped output
-is close to, not equal to, the full-image output, and where the quadrant windows sit matters.
+``denoise(model, x, tiling, ensemble, precision)`` runs a network on an image of any size in one of three ways:
 
-:func:`denoise` checks what it is given (a finite image in [0, 1]; numpy and uint8 inputs are
-converted) and what it returns: a non-finite output from a finite input means broken weights and
-raises :class:`NonFiniteOutputError` rather than being clamped into a plausible-looking image.
+* ``"whole"``: reflect-padded bottom/right to the network's size multiple (ADFNet downsamples three times: 8),
+  run, cropped back;
+* ``"chop"``: the official quadrant algorithm (:func:`forward_chop`), in each task's official order: the colour
+  test reflect-padded first, the gray test chopped the unpadded image, whose quadrants are multiples of 8 by
+  construction. Because ADFNet's MFI pools over whole rows, columns and channels, chopped output is close to,
+  not equal to, the whole-image output, and where the quadrant windows sit matters;
+* ``"tiles"``: overlapping tiles blended smoothly in bounded memory (:func:`forward_tiled`), for people's own
+  images.
+
+Every way gets the same checks and the same precision: the input must be a finite image in [0, 1] (numpy and
+uint8 inputs are converted), ``precision="bf16"`` runs the network under bfloat16 autocast with its outputs
+blended in the input's dtype, and a non-finite output from a finite input means broken weights and raises
+:class:`NonFiniteOutputError` rather than being clamped into a plausible-looking image.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ CHOP_MIN_SIZE_RGB = 4_000_000
 CHOP_MIN_SIZE_REAL = 400_000
 # Float input beyond these is not a [0, 1] image (AWGN of sigma 75 stays well inside): most likely 0-255.
 INPUT_RANGE = (-2.0, 3.0)
+TILINGS = ("whole", "chop", "tiles")
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 64
 
 
 class NonFiniteOutputError(ValueError):
@@ -41,10 +50,7 @@ class NonFiniteOutputError(ValueError):
 
 
 class ImageTooLargeError(ValueError):
-    """Not enough memory to run the image in one piece (use ``chop=True``)."""
-
-
-PRECISIONS = ("fp32", "bf16")
+    """Not enough memory to run the image in one piece (use ``tiling="chop"`` or ``"tiles"``)."""
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -88,9 +94,9 @@ def size_multiple(model: Forward) -> int:
     return int(getattr(inner, "size_multiple", MULTIPLE))
 
 
-def _run_whole(model: Forward, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
-    """Run on the whole input, padded to the model's size multiple and cropped back."""
-    padded, (h, w) = pad_to_multiple(x, size_multiple(model))
+def _run_whole(model: Forward, x: torch.Tensor, ensemble: bool, multiple: int | None = None) -> torch.Tensor:
+    """Run on the whole input, padded to ``multiple`` (default: the model's size multiple) and cropped back."""
+    padded, (h, w) = pad_to_multiple(x, size_multiple(model) if multiple is None else multiple)
     y = self_ensemble(model, padded) if ensemble else model(padded)
     return y[..., :h, :w]
 
@@ -101,7 +107,7 @@ def forward_chop(
     min_size: int,
     overlap: int = CHOP_OVERLAP,
     ensemble: bool = False,
-    progress: tqdm | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> torch.Tensor:
     """The official ``forward_chop``: 4 overlapping quadrants, no blending, recursion above ``min_size``.
 
@@ -111,8 +117,8 @@ def forward_chop(
     of context towards the centre. A quadrant with ``h * w >= min_size`` is chopped again; the others
     are run (with :func:`self_ensemble` when ``ensemble``) one at a time to bound memory. An input too
     small to split (a quadrant would not be smaller than it; the official code crashed there) is run
-    whole, reflect-padded to a multiple of 8 if needed. ``progress`` (a tqdm bar) advances by one per
-    tile run (:func:`chop_tiles` of them).
+    whole, reflect-padded to a multiple of 8 if needed. ``progress(1)`` is called after each tile run
+    (:func:`chop_tiles` of them).
     """
     if overlap < 0 or overlap % MULTIPLE:
         raise ValueError(f"overlap must be a non-negative multiple of {MULTIPLE}, got {overlap}")
@@ -120,9 +126,9 @@ def forward_chop(
     h2, w2 = h // 2, w // 2
     hs, ws = _quadrant(h, w, overlap)
     if hs >= h or ws >= w:
-        out = _run_whole(model, x, ensemble)
+        out = _run_whole(model, x, ensemble, MULTIPLE)
         if progress is not None:
-            progress.update()
+            progress(1)
         return out
 
     patches = [x[..., :hs, :ws], x[..., :hs, w - ws :], x[..., h - hs :, :ws], x[..., h - hs :, w - ws :]]
@@ -131,7 +137,7 @@ def forward_chop(
         for p in patches:
             outs.append(self_ensemble(model, p) if ensemble else model(p))
             if progress is not None:
-                progress.update()
+                progress(1)
     else:
         outs = [forward_chop(model, p, min_size, overlap, ensemble, progress) for p in patches]
 
@@ -215,16 +221,46 @@ def _out_of_memory(err: RuntimeError) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
+def _in_precision(model: Forward, precision: str) -> Forward:
+    """``model`` as it runs at ``precision``: bf16 under bfloat16 autocast (the DCN stays in float32), its
+    output back in the input's dtype, so that chopped quadrants and blended tiles are put together at it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return model
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return model(x).to(x.dtype)
+
+    return forward
+
+
+def _progress(total: int, progress: bool | Callable[[int], object] | None) -> tuple[Callable[[int], object], tqdm]:
+    """A tile counter: the caller's ``progress`` callable, or a bar of ``total`` tiles (None: when more than 4)."""
+    bar = tqdm(
+        total=total,
+        desc="tiles",
+        unit="tile",
+        leave=False,
+        disable=callable(progress) or not (total > 4 if progress is None else progress),
+    )
+    return (progress if callable(progress) else bar.update), bar
+
+
 @torch.no_grad()
 def denoise(
     model: Forward,
     noisy: torch.Tensor | np.ndarray,
-    chop: bool = False,
+    tiling: str = "whole",
     ensemble: bool = False,
+    precision: str = "fp32",
+    *,
     min_size: int | None = None,
     pad_before_chop: bool | None = None,
-    progress: bool | None = None,
-    precision: str = "fp32",
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    progress: bool | Callable[[int], object] | None = None,
     check_range: bool = True,
 ) -> torch.Tensor | np.ndarray:
     """Denoise a ``(B, C, H, W)`` batch in [0, 1], clamped to [0, 1], at the input size.
@@ -233,61 +269,48 @@ def denoise(
     a uint8 tensor (divided by 255), or a numpy image ``(H, W[, C])`` uint8 or float in [0, 1], which is
     run on the model's device and returned as a float32 ``(H, W, C)`` numpy array in [0, 1]. NaN/inf
     input raises ``ValueError``; NaN/inf output raises :class:`NonFiniteOutputError`; an image too large
-    for memory without ``chop`` raises :class:`ImageTooLargeError`.
+    for memory in one piece raises :class:`ImageTooLargeError`.
 
-    ``chop`` uses :func:`forward_chop` (``min_size`` defaults to the official per-task threshold,
-    :func:`default_chop_min_size`); ``ensemble`` adds the x8 self-ensemble (per quadrant when
-    chopping, as the official code did). ``pad_before_chop`` picks the protocol when chopping: True
-    reflect-pads to a multiple of 8 first (official colour test), False chops the image as it is
-    (official gray test), which places the bottom/right quadrant windows differently; the default
-    ``None`` takes the official order of the task from the channel count
-    (:func:`official_pad_before_chop`), so test.py and training validation chop alike. Without
-    ``chop`` the image is padded, run and cropped back; unlike the official colour test,
-    ``ensemble`` without ``chop`` ensembles the whole image. ``progress`` shows a bar of the chop
-    tiles (default: when there are more than 4). The model's train/eval mode is left to the caller.
-    ``precision="bf16"`` runs under bfloat16 autocast (the DCN stays in float32) and returns float32;
-    its output is within about 50 dB PSNR of float32 (benchmarks/bf16_psnr.py).
+    ``tiling`` (:data:`TILINGS`, see the module docstring): ``"whole"`` pads to the model's size multiple, runs
+    and crops back; ``"chop"`` is :func:`forward_chop` (``min_size`` defaults to the official per-task
+    threshold, :func:`default_chop_min_size`; ``pad_before_chop`` True reflect-pads to a multiple of 8 first,
+    the official colour test, False chops the image as it is, the official gray test, which places the
+    bottom/right quadrant windows differently; the default ``None`` takes the task's official order from the
+    channel count, :func:`official_pad_before_chop`, so test.py and training validation chop alike);
+    ``"tiles"`` is :func:`forward_tiled` with ``tile`` and ``overlap``. ``ensemble`` adds the x8 self-ensemble
+    (of the whole image, of each quadrant as the official code did, of each tile). ``progress`` counts the
+    tiles of chop and tiles: a callable is called with 1 after each, True/False shows a bar or not (default:
+    when there are more than 4). The model's train/eval mode is left to the caller.
+    ``precision="bf16"`` runs under bfloat16 autocast (the DCN stays in float32); its output is within about
+    50 dB PSNR of float32 (benchmarks/bf16_psnr.py).
 
     ``check_range=False`` skips the [0, 1] range check, which is there to catch 0-255 images given
     by mistake: a caller that made the noisy input itself from a known sigma (the test harness, the
     training validation) may pass any finite values (sigma 400 strays far outside [0, 1]).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if tiling not in TILINGS:
+        raise ValueError(f"tiling must be one of {', '.join(TILINGS)}, got {tiling!r}")
+    forward = _in_precision(model, precision)
     noisy, from_numpy = _as_batch(noisy, model)
-    if precision == "bf16":
-        with torch.autocast(noisy.device.type, dtype=torch.bfloat16):
-            y = denoise(model, noisy, chop, ensemble, min_size, pad_before_chop, progress, "fp32", check_range)
-            y = y.to(noisy.dtype)
-        return tensor_to_image(y) if from_numpy else y
     h, w = noisy.shape[-2:]
     if h < MULTIPLE or w < MULTIPLE:
         raise ValueError(f"image of {h}x{w} px is too small: ADFNet needs at least {MULTIPLE}x{MULTIPLE}")
     _check_input(noisy, check_range)
-    if not chop:
-        try:
-            y = _run_whole(model, noisy, ensemble)
-        except RuntimeError as err:
-            if not _out_of_memory(err):
-                raise
-            raise ImageTooLargeError(
-                f"not enough memory to denoise a {h}x{w} image in one piece ({str(err).splitlines()[0][:200]}): "
-                "run it in tiles with chop=True (test.py --chop)"
-            ) from None
-    else:
+    if tiling == "whole":
+        y = _whole(forward, noisy, ensemble, size_multiple(model))
+    elif tiling == "chop":
         size = default_chop_min_size(noisy.shape[1]) if min_size is None else min_size
         if pad_before_chop is None:
             pad_before_chop = official_pad_before_chop(noisy.shape[1])
         x, (h, w) = pad_to_multiple(noisy) if pad_before_chop else (noisy, (h, w))
-        tiles = chop_tiles(*x.shape[-2:], size)
-        with tqdm(
-            total=tiles,
-            desc="tiles",
-            unit="tile",
-            leave=False,
-            disable=not (tiles > 4 if progress is None else progress),
-        ) as bar:
-            y = forward_chop(model, x, size, ensemble=ensemble, progress=bar)[..., :h, :w]
+        step, bar = _progress(chop_tiles(*x.shape[-2:], size), progress)
+        with bar:
+            y = forward_chop(forward, x, size, ensemble=ensemble, progress=step)[..., :h, :w]
+    else:
+        multiple = size_multiple(model)
+        step, bar = _progress(count_tiles(h, w, tile, overlap, multiple), progress)
+        with bar:
+            y = forward_tiled(forward, noisy, tile, overlap, ensemble, step, multiple)
     if not bool(torch.isfinite(y).all()):
         raise NonFiniteOutputError(
             "the model returned NaN/inf for a finite input: its weights are broken (a diverged training run?); "
@@ -297,31 +320,44 @@ def denoise(
     return tensor_to_image(y) if from_numpy else y
 
 
+def _whole(forward: Forward, noisy: torch.Tensor, ensemble: bool, multiple: int) -> torch.Tensor:
+    """:func:`_run_whole`, with running out of memory said as what to do about it."""
+    try:
+        return _run_whole(forward, noisy, ensemble, multiple)
+    except RuntimeError as err:
+        if not _out_of_memory(err):
+            raise
+        h, w = noisy.shape[-2:]
+        raise ImageTooLargeError(
+            f"not enough memory to denoise a {h}x{w} image in one piece ({str(err).splitlines()[0][:200]}): "
+            "run it in pieces with tiling='chop' (test.py --chop) or tiling='tiles' (adfnet-denoise)"
+        ) from None
+
+
 # --- Tiled inference (bounded memory, any image size) ----------------------------------------------
 # The chop above is the official protocol; tiling is for people's own images. Tiles are blended with
-# weights that are 0 within TILE_MARGIN of a tile's cut edges, so every output pixel comes only from
+# weights that are 0 within ``overlap // 4`` of a tile's cut edges, so every output pixel comes only from
 # tiles that saw at least that much context around it: for a model whose receptive-field radius is at
 # most ``overlap // 4`` the tiled output equals the full-image output bit for bit. ADFNet's MFI pools
 # over whole rows, columns and channels, so for it tiling is close to, not equal to, the full image.
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
 # Peak memory of one ADFNet float32 forward pass per input pixel, measured on the CPU (no grad) at
 # n1 = 32 for tiles of 256 to 768 px and rounded up; it scales with the first width (ADFNet-L: x2).
 ADFNET_BYTES_PER_PIXEL = 8_000
 
 
-def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets (multiples of 8) of tiles of ``tile`` px covering ``size`` px (a multiple of 8).
+def tile_starts(size: int, tile: int, overlap: int, multiple: int = MULTIPLE) -> list[int]:
+    """Start offsets (multiples of ``multiple``) of tiles of ``tile`` px covering ``size`` px (a multiple of it).
 
     Neighbours share at least ``overlap`` px; the starts are spread evenly, the first at 0 and the last
-    at ``size - tile``. Multiples of 8 keep every tile on the full image's stride-2 grid, so a tile sees
-    exactly what the full image would around the pixels it contributes.
+    at ``size - tile``. Starts on the network's size multiple (ADFNet: 8) keep every tile on the full
+    image's grid of strided convolutions, so a tile sees exactly what the full image would around the
+    pixels it contributes.
     """
     if size <= tile:
         return [0]
-    units, step_max = (size - tile) // MULTIPLE, (tile - overlap) // MULTIPLE
+    units, step_max = (size - tile) // multiple, (tile - overlap) // multiple
     steps = -(-units // step_max)  # ceil
-    return [MULTIPLE * (k * units // steps) for k in range(steps + 1)]
+    return [multiple * (k * units // steps) for k in range(steps + 1)]
 
 
 def _edge_weight(length: int, cut_before: bool, cut_after: bool, overlap: int) -> torch.Tensor:
@@ -341,18 +377,18 @@ def _edge_weight(length: int, cut_before: bool, cut_after: bool, overlap: int) -
     return (0.5 - 0.5 * torch.cos(torch.pi * t)).float()
 
 
-def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:
+def count_tiles(h: int, w: int, tile: int, overlap: int, multiple: int = MULTIPLE) -> int:
     """How many model calls :func:`forward_tiled` makes for an ``h`` x ``w`` image (for progress bars)."""
-    ph, pw = h + (-h) % MULTIPLE, w + (-w) % MULTIPLE
-    return len(tile_starts(ph, tile, overlap)) * len(tile_starts(pw, tile, overlap))
+    ph, pw = h + (-h) % multiple, w + (-w) % multiple
+    return len(tile_starts(ph, tile, overlap, multiple)) * len(tile_starts(pw, tile, overlap, multiple))
 
 
-def check_tiling(tile: int, overlap: int) -> None:
+def check_tiling(tile: int, overlap: int, multiple: int = MULTIPLE) -> None:
     """Raise a ``ValueError`` saying what to change when ``tile``/``overlap`` cannot be used."""
-    if tile < 2 * MULTIPLE or tile % MULTIPLE:
-        raise ValueError(f"--tile must be a multiple of {MULTIPLE} and at least {2 * MULTIPLE}, got {tile}")
-    if overlap < 0 or overlap % MULTIPLE:
-        raise ValueError(f"--overlap must be a non-negative multiple of {MULTIPLE}, got {overlap}")
+    if tile < 2 * multiple or tile % multiple:
+        raise ValueError(f"--tile must be a multiple of {multiple} and at least {2 * multiple}, got {tile}")
+    if overlap < 0 or overlap % multiple:
+        raise ValueError(f"--overlap must be a non-negative multiple of {multiple}, got {overlap}")
     if 2 * overlap > tile:
         raise ValueError(f"--overlap {overlap} is more than half of --tile {tile}: use a larger tile or less overlap")
 
@@ -365,20 +401,24 @@ def forward_tiled(
     overlap: int = DEFAULT_OVERLAP,
     ensemble: bool = False,
     progress: Callable[[int], object] | None = None,
+    multiple: int | None = None,
 ) -> torch.Tensor:
     """Run ``model`` on overlapping ``tile`` x ``tile`` windows of ``x`` and blend them smoothly.
 
-    ``x`` is reflect-padded to a multiple of 8 (as the full-image path does), cut into the tiles of
+    ``x`` is reflect-padded to ``multiple`` (default: the model's size multiple; as the whole-image path
+    does), cut into the tiles of
     :func:`tile_starts` (an image side not larger than ``tile`` is one tile), each tile run alone (with
     :func:`self_ensemble` when ``ensemble``) and accumulated as a running weighted mean with the
     :func:`_edge_weight` windows. The running mean leaves a pixel bit-identical when all tiles that
     cover it agree, which is what makes tiling exact for local models. Memory is the model's on one
-    tile plus three image-sized buffers. ``progress(1)`` is called after each tile. Not clamped.
+    tile plus three image-sized buffers. ``progress(1)`` is called after each tile. Not clamped, not
+    checked: :func:`denoise` is the entry that does both.
     """
-    check_tiling(tile, overlap)
-    padded, (h, w) = pad_to_multiple(x)
+    multiple = size_multiple(model) if multiple is None else multiple
+    check_tiling(tile, overlap, multiple)
+    padded, (h, w) = pad_to_multiple(x, multiple)
     ph, pw = padded.shape[-2:]
-    ys, xs = tile_starts(ph, tile, overlap), tile_starts(pw, tile, overlap)
+    ys, xs = tile_starts(ph, tile, overlap, multiple), tile_starts(pw, tile, overlap, multiple)
     th, tw = min(tile, ph), min(tile, pw)
     out = weight_sum = None
     for y0 in ys:
@@ -403,7 +443,8 @@ def forward_tiled(
 
 
 def tile_for_memory(budget_bytes: float, bytes_per_pixel: float, image_bytes: float = 0.0) -> int:
-    """The largest tile side (a multiple of 8, at most 2048) whose forward pass fits in ``budget_bytes``.
+    """The largest tile side (a multiple of 8, which suits every network here; at most 2048) whose forward pass
+    fits in ``budget_bytes``.
 
     ``bytes_per_pixel`` is the model's peak memory per input pixel (e.g. :data:`ADFNET_BYTES_PER_PIXEL`
     scaled by width); ``image_bytes`` is what the caller holds anyway (input and output buffers).

@@ -76,7 +76,7 @@ def test_out_of_memory_suggests_chop() -> None:
     def huge(x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: ...")
 
-    with pytest.raises(ImageTooLargeError, match=r"a 3000x4000 image in one piece.*chop=True \(test.py --chop\)"):
+    with pytest.raises(ImageTooLargeError, match=r"a 3000x4000 image in one piece.*tiling='chop' \(test.py --chop\)"):
         denoise(huge, torch.zeros(1, 1, 3000, 4000))
     with pytest.raises(RuntimeError, match="other"):  # any other error is not disguised
         denoise(lambda x: (_ for _ in ()).throw(RuntimeError("other")), torch.zeros(1, 1, 16, 16))
@@ -100,14 +100,14 @@ def test_chop_tile_count_and_progress(h: int, w: int, min_size: int) -> None:
 
     bar = Bar()
     x = torch.rand(1, 1, h, w)
-    assert torch.equal(forward_chop(identity, x, min_size, progress=bar), x)  # type: ignore[arg-type]
+    assert torch.equal(forward_chop(identity, x, min_size, progress=bar.update), x)  # type: ignore[arg-type]
     assert chop_tiles(h, w, min_size) == len(calls) == bar.n
     if (h, w) == (3000, 4000):
         assert len(calls) == 64  # the 400 s image: 64 tiles, now a progress bar
 
 
 def test_chop_progress_bar_is_shown_for_many_tiles(capsys: pytest.CaptureFixture[str]) -> None:
-    denoise(lambda x: x.clamp(0, 1), torch.rand(1, 1, 200, 200), chop=True, min_size=1000)
+    denoise(lambda x: x.clamp(0, 1), torch.rand(1, 1, 200, 200), "chop", min_size=1000)
     assert f"tiles:   0%|          | 0/{chop_tiles(200, 200, 1000)}" in capsys.readouterr().err
-    denoise(lambda x: x.clamp(0, 1), torch.rand(1, 1, 64, 64), chop=True, min_size=10**6)
+    denoise(lambda x: x.clamp(0, 1), torch.rand(1, 1, 64, 64), "chop", min_size=10**6)
     assert "tiles" not in capsys.readouterr().err  # 4 tiles: no bar

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from adfnet.inference import denoise, forward_chop, pad_to_multiple, self_ensemble
+from adfnet.inference import NonFiniteOutputError, denoise, forward_chop, pad_to_multiple, self_ensemble
 
 
 def local_net(channels: int = 3) -> nn.Module:
@@ -135,10 +135,10 @@ def test_denoise_modes():
         plain = denoise(model, noisy)
         assert plain.shape == noisy.shape and plain.min() >= 0 and plain.max() <= 1
         assert torch.allclose(plain, expected, atol=1e-6)
-        assert torch.allclose(denoise(model, noisy, chop=True, min_size=500), plain, atol=1e-6)
+        assert torch.allclose(denoise(model, noisy, "chop", min_size=500), plain, atol=1e-6)
         ens = denoise(model, noisy, ensemble=True)
         assert torch.allclose(ens, self_ensemble(model, padded)[..., :61, :75].clamp(0, 1), atol=1e-6)
-        assert torch.allclose(denoise(model, noisy, chop=True, ensemble=True, min_size=500), ens, atol=1e-6)
+        assert torch.allclose(denoise(model, noisy, "chop", ensemble=True, min_size=500), ens, atol=1e-6)
     with pytest.raises(ValueError, match="too small"):
         denoise(model, torch.rand(1, 3, 7, 30))
 
@@ -175,10 +175,10 @@ class PositionStamp(nn.Module):
 def test_both_chop_protocols_equal_the_full_output_for_a_local_model(shape, min_size, ensemble):
     model, noisy = Multiple8(), torch.rand(shape) * 0.8 + 0.1
     with torch.no_grad():
-        padded = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size, pad_before_chop=True)  # colour
+        padded = denoise(model, noisy, "chop", ensemble=ensemble, min_size=min_size, pad_before_chop=True)  # colour
         assert torch.allclose(padded, denoise(model, noisy, ensemble=ensemble), atol=1e-6)
         # gray protocol: equals the model on the unpadded image, which Multiple8 itself would refuse
-        gray = denoise(model, noisy, chop=True, ensemble=ensemble, min_size=min_size, pad_before_chop=False)
+        gray = denoise(model, noisy, "chop", ensemble=ensemble, min_size=min_size, pad_before_chop=False)
         full = self_ensemble(model.net, noisy) if ensemble else model.net(noisy)
         assert torch.allclose(gray, full.clamp(0, 1), atol=1e-6)
 
@@ -200,8 +200,8 @@ def test_gray_protocol_chops_the_unpadded_image_like_the_official_test():
     expected[..., 160:, :240] = q[2][..., 23:, :240]
     expected[..., 160:, 240:] = q[3][..., 23:, 23:]
     with torch.no_grad():
-        gray = denoise(model, noisy, chop=True, min_size=400_000, pad_before_chop=False)
-        padded_first = denoise(model, noisy, chop=True, min_size=400_000, pad_before_chop=True)
+        gray = denoise(model, noisy, "chop", min_size=400_000, pad_before_chop=False)
+        padded_first = denoise(model, noisy, "chop", min_size=400_000, pad_before_chop=True)
     assert torch.equal(gray, expected.clamp(0, 1))
     assert not torch.allclose(padded_first, gray, atol=1e-4)  # padding to 328x488 moves the windows
 
@@ -211,8 +211,8 @@ def test_gray_protocol_pads_only_what_it_cannot_chop():
     rec = Recorder()
     noisy = torch.rand(1, 1, 20, 61)  # too short to split: run whole, padded to 24x64
     with torch.no_grad():
-        assert torch.allclose(denoise(model, noisy, chop=True, pad_before_chop=False), denoise(model, noisy))
-        denoise(rec, noisy, chop=True, pad_before_chop=False)
+        assert torch.allclose(denoise(model, noisy, "chop", pad_before_chop=False), denoise(model, noisy))
+        denoise(rec, noisy, "chop", pad_before_chop=False)
     assert rec.sizes == [(24, 64)]
 
 
@@ -222,8 +222,26 @@ def test_chop_order_defaults_to_the_official_order_of_the_task():
     with torch.no_grad():
         for channels, official in ((1, False), (3, True)):
             noisy = torch.rand(1, channels, 121, 139)
-            default = denoise(model, noisy, chop=True, min_size=5_000)
-            assert torch.equal(default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=official))
-            assert not torch.equal(
-                default, denoise(model, noisy, chop=True, min_size=5_000, pad_before_chop=not official)
-            )
+            default = denoise(model, noisy, "chop", min_size=5_000)
+            assert torch.equal(default, denoise(model, noisy, "chop", min_size=5_000, pad_before_chop=official))
+            assert not torch.equal(default, denoise(model, noisy, "chop", min_size=5_000, pad_before_chop=not official))
+
+
+def test_tiles_take_the_model_multiple_and_the_same_checks_as_the_other_tilings(one_thread):
+    """One entry: tiles pad and start on the model's own size multiple (here 1, not 8), and get the NaN check
+    and the bf16 precision that whole and chop get."""
+    net = local_net()  # radius 3 <= overlap // 4: tiling is exact
+    net.size_multiple = 1
+    x = torch.rand(1, 3, 37, 45)
+    with torch.no_grad():
+        whole = net(x).clamp(0, 1)  # multiple 1: no padding (reflect-padded to 40 x 48, the borders would differ)
+    assert torch.equal(denoise(net, x, "tiles", tile=24, overlap=12), whole)
+    broken = nn.Conv2d(3, 3, 1)
+    nn.init.constant_(broken.weight, float("nan"))
+    for tiling in ("whole", "chop", "tiles"):
+        with pytest.raises(NonFiniteOutputError):
+            denoise(broken, x, tiling, tile=24, overlap=8)
+    bf16 = denoise(net, x, "tiles", precision="bf16", tile=24, overlap=12)
+    assert bf16.dtype == torch.float32 and 0 < (bf16 - whole).abs().max() < 0.05  # ran in bfloat16, blended in fp32
+    with pytest.raises(ValueError, match="tiling must be one of whole, chop, tiles"):
+        denoise(net, x, "quadrants")

@@ -127,7 +127,7 @@ def test_testpy_sadnet_chop_save_images_under_both_protocols(tmp_path, authors_c
     else:
         assert saved.shape == (61, 90, 3)
     x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1)))[None]
-    output = denoise(model, x, chop=True)[0].permute(1, 2, 0).numpy()
+    output = denoise(model, x, "chop")[0].permute(1, 2, 0).numpy()
     if protocol == "sadnet":
         mse = np.mean((output - clean) ** 2, dtype=np.float64)
         assert float(row["psnr"]) == pytest.approx(10 * np.log10(1 / mse), abs=1e-5)

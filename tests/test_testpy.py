@@ -139,7 +139,7 @@ def test_evaluate_set_follows_the_official_recipe(tmp_path, chop, ensemble):
     clean = image_to_tensor(read_image(folder / "x.tif", 3))
     torch.manual_seed(20)  # the official RGB test: reseed, CPU FloatTensor noise
     noisy = clean + torch.FloatTensor(1, 3, 61, 90).normal_(0, 30 / 255)
-    out = denoise(model, noisy, chop=chop, ensemble=ensemble)
+    out = denoise(model, noisy, "chop" if chop else "whole", ensemble)
     ((name, p, s, _),) = result.rows
     assert name == "x.tif" and p == pytest.approx(psnr(out, clean), abs=1e-9) and s == pytest.approx(ssim(out, clean))
     assert (tmp_path / "out" / "x.tif").is_file() and (tmp_path / "out" / "results.csv").is_file()
@@ -187,8 +187,8 @@ def test_evaluate_set_gray_chops_unpadded(tmp_path):
     clean = image_to_tensor(read_image(folder / "g.png", 1))
     torch.manual_seed(1)
     noisy = clean + torch.FloatTensor(1, 1, 61, 90).normal_(0, 25 / 255)
-    unpadded = psnr(denoise(model, noisy, chop=True, pad_before_chop=False), clean)
-    padded_first = psnr(denoise(model, noisy, chop=True, pad_before_chop=True), clean)
+    unpadded = psnr(denoise(model, noisy, "chop", pad_before_chop=False), clean)
+    padded_first = psnr(denoise(model, noisy, "chop", pad_before_chop=True), clean)
     assert unpadded != pytest.approx(padded_first, abs=1e-3)
     assert result.rows[0][1] == pytest.approx(unpadded, abs=1e-9)
 

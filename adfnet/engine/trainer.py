@@ -474,9 +474,8 @@ class Trainer:
                     out = denoise_packed(self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble)
                 else:
                     # the noisy input is ours, from a known noise model: no image-range check
-                    out = denoise(
-                        self.net, noisy[None].to(self.device), chop=a.chop, ensemble=a.ensemble, check_range=False
-                    )
+                    tiling = "chop" if a.chop else "whole"
+                    out = denoise(self.net, noisy[None].to(self.device), tiling, a.ensemble, check_range=False)
             except NonFiniteOutputError:
                 raise NonFiniteLossError(f"the validation output of {name} is NaN/inf") from None
             if a.raw:

@@ -29,7 +29,7 @@ def denoise_packed(model: Model, packed: torch.Tensor, chop: bool = False, ensem
         raise ValueError(f"packed raw must be a (B, 4, h, w) tensor, got shape {tuple(packed.shape)}")
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return denoise(model, x, chop=chop)
+        return denoise(model, x, "chop" if chop else "whole")
 
     with torch.no_grad():
         return cfa_self_ensemble(run, packed) if ensemble else run(packed)

@@ -19,7 +19,8 @@ def denoise_uint8(
     model: Model, img: np.ndarray, device: torch.device, chop: bool = False, ensemble: bool = False
 ) -> np.ndarray:
     """Denoise one ``H x W x 3`` uint8 real-noise image; returns the float32 ``H x W x 3`` output in [0, 1]."""
-    out = denoise(model, image_to_tensor(img).to(device), chop=chop, ensemble=ensemble, min_size=CHOP_MIN_SIZE_REAL)
+    x = image_to_tensor(img).to(device)
+    out = denoise(model, x, "chop" if chop else "whole", ensemble, min_size=CHOP_MIN_SIZE_REAL)
     return tensor_to_image(out)
 
 

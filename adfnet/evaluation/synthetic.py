@@ -113,9 +113,8 @@ def evaluate_set(
             noisy = noisy.to(opts.device)
             start = time.perf_counter()
             # the noisy input is made here from a known sigma: no image-range check (sigma 400 is legal)
-            out = denoise(
-                model, noisy, chop=opts.chop, ensemble=opts.ensemble, precision=opts.precision, check_range=False
-            )
+            tiling = "chop" if opts.chop else "whole"
+            out = denoise(model, noisy, tiling, opts.ensemble, opts.precision, check_range=False)
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
