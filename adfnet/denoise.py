@@ -39,6 +39,7 @@ from adfnet.inference import (
     size_multiple,
     tile_for_memory,
 )
+from adfnet.outputs import check_not_input_folder
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 EXISTING = ("refuse", "overwrite", "skip")  # what to do with an output that is already there
@@ -92,16 +93,6 @@ def refuse_existing(existing: list[Path], out_dir: Path) -> None:
         f"--out {out_dir} already holds {len(existing)} of the outputs ({names}): pass --overwrite to replace "
         "them, or --skip_existing to keep them and denoise only the others (to resume an interrupted batch)"
     )
-
-
-def check_output_dir(out_dir: Path, inputs: list[Path]) -> None:
-    """Refuse an output folder that holds any input: outputs would overwrite or mix with inputs."""
-    out = out_dir.resolve()
-    for src in inputs:
-        if src.resolve().parent == out:
-            raise UserError(
-                f"--out {out_dir} is the folder of input {src}: choose another folder (inputs are never overwritten)"
-            )
 
 
 # --- image round trip -------------------------------------------------------------------------------
@@ -283,7 +274,7 @@ def denoise_files(
     multiple = size_multiple(model)
     if existing not in EXISTING:
         raise ValueError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
-    check_output_dir(out_dir, inputs)
+    check_not_input_folder(out_dir, inputs)
     if tile is not None:
         check_tiling(tile, overlap, multiple)
     found = existing_outputs(inputs, out_dir, fmt)

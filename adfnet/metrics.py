@@ -12,6 +12,7 @@ SADNet's own protocol scores unquantised floats instead: :func:`psnr_float` and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from adfnet.imaging import quantize
 
 WINDOW_SIZE = 11
 WINDOW_SIGMA = 1.5
-C1 = (0.01 * 255) ** 2
+C1 = (0.01 * 255) ** 2  # SSIM's stabilisers for 8-bit images (data range 255)
 C2 = (0.03 * 255) ** 2
 
 
@@ -63,6 +64,18 @@ def _gaussian_window() -> np.ndarray:
     return g @ g.T
 
 
+def _ssim_mean(x: np.ndarray, y: np.ndarray, filt: Callable[[np.ndarray], np.ndarray], c1: float, c2: float) -> float:
+    """The SSIM formula (Wang et al. 2004), averaged over its map: local means, variances and covariance
+    from ``filt`` (the Gaussian window, in whichever flavour), stabilised by ``c1`` and ``c2``."""
+    mu_x, mu_y = filt(x), filt(y)
+    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    var_x = filt(x * x) - mu_x2
+    var_y = filt(y * y) - mu_y2
+    cov = filt(x * y) - mu_xy
+    ssim_map = ((2 * mu_xy + c1) * (2 * cov + c2)) / ((mu_x2 + mu_y2 + c1) * (var_x + var_y + c2))
+    return float(ssim_map.mean())
+
+
 def _ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
     win = _gaussian_window()
     b = WINDOW_SIZE // 2
@@ -71,13 +84,7 @@ def _ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
         # full-size filtering then a crop of b px = the 'valid' region (border mode is irrelevant)
         return cv2.filter2D(a, -1, win)[b:-b, b:-b]
 
-    mu_x, mu_y = filt(x), filt(y)
-    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x = filt(x * x) - mu_x2
-    var_y = filt(y * y) - mu_y2
-    cov = filt(x * y) - mu_xy
-    ssim_map = ((2 * mu_xy + C1) * (2 * cov + C2)) / ((mu_x2 + mu_y2 + C1) * (var_x + var_y + C2))
-    return float(ssim_map.mean())
+    return _ssim_mean(x, y, filt, C1, C2)
 
 
 def ssim(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
@@ -133,14 +140,7 @@ def _ssim_volume(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
             a = correlate1d(a, g, axis=axis, mode="nearest")
         return a
 
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = filt(x), filt(y)
-    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x = filt(x * x) - mu_x2
-    var_y = filt(y * y) - mu_y2
-    cov = filt(x * y) - mu_xy
-    ssim_map = ((2 * mu_xy + c1) * (2 * cov + c2)) / ((mu_x2 + mu_y2 + c1) * (var_x + var_y + c2))
-    return float(ssim_map.mean())
+    return _ssim_mean(x, y, filt, (0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
 
 
 def ssim_matlab3d(output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:

@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     text = header + "\n" + table(rows, results, gemm["gflops"], args.allocators)
     print("\n" + text)
     if args.out:
-        args.out.write_text(text + "\n")
+        from adfnet.fileio import write_text  # the one writer (a full disk is an error, not a short file)
+
+        write_text(args.out, text + "\n")
 
 
 def _torch_version() -> str:

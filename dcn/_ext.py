@@ -1,9 +1,12 @@
-"""The compiled DCNv2 backend: loads `dcn._C` and registers fake kernels and autograd for its ops.
+"""The compiled ops: loads `dcn._C` and registers fake kernels and autograd for its ops (the one home of
+their Python registration).
 
-Two op pairs: `dcn::modulated_deform_conv` (+ `_backward`), with CPU and (when compiled) CUDA
-kernels, and `dcn::modulated_deform_conv_emulated` (+ `_backward`), the CUDA kernels compiled for
-the CPU (the `cuda_emulated` backend). Importing this module never fails; when the extension is
-not built, `is_available()` is False and `load_error()` says why.
+The DCN: `dcn::modulated_deform_conv` (+ `_backward`), with CPU and (when compiled) CUDA kernels, and
+`dcn::modulated_deform_conv_emulated` (+ `_backward`), the CUDA kernels compiled for the CPU (the
+`cuda_emulated` backend). ADFNet's dynamic filter: `dcn::dynamic_filter` (+ `_backward`; CPU, CUDA) and
+`dcn::dynamic_filter_emulated` (+ `_backward`); `adfnet.models.ops` wraps them in its `adfnet::dynamic_filter`.
+Importing this module never fails; when the extension is not built, `is_available()` is False and
+`load_error()` says why.
 """
 
 from __future__ import annotations
@@ -83,6 +86,16 @@ def modulated_deform_conv_emulated(
     return torch.ops.dcn.modulated_deform_conv_emulated(input, offset, mask, weight, bias, *params)
 
 
+def has_dynamic_filter() -> bool:
+    """True when the extension holds the dynamic-filter kernels (`dcn::dynamic_filter`)."""
+    return is_available() and torch._C._dispatch_has_kernel("dcn::dynamic_filter")
+
+
+def has_dynamic_filter_emulation() -> bool:
+    """True when the extension holds the dynamic-filter CUDA kernels compiled for the CPU."""
+    return is_available() and torch._C._dispatch_has_kernel_for_dispatch_key("dcn::dynamic_filter_emulated", "CPU")
+
+
 def is_channels_last(t: torch.Tensor) -> bool:
     """True for a dense channels_last tensor that is not also NCHW-contiguous: the layout the CPU
     kernels read in place and answer in."""
@@ -146,8 +159,60 @@ def _register() -> None:
             torch.library.register_autocast(op, device, torch.float32)
 
 
+def _register_dynamic_filter(name: str = "dynamic_filter") -> None:
+    """Fake kernels (shapes only, for opcheck and compile) and autograd of the compiled ops
+    ``dcn::<name>`` and ``dcn::<name>_backward``.
+
+    Both gradients are bilinear in (grad, x, kernels), so the backward op differentiates into the
+    two ops again: gradgrad = f(ggx, k) + f(x, ggk) and backward(grad, ggx, ggk) gives the
+    gradients of x and kernels (f the filter, ggx/ggk the incoming gradients). The same is
+    registered for ``dynamic_filter_emulated`` (the CUDA kernels run on the CPU), so that its
+    tests go through autograd, gradgradcheck and opcheck like the CPU op's.
+    """
+    contiguous = torch.contiguous_format
+    forward_op = getattr(torch.ops.dcn, name)
+    backward_op = getattr(torch.ops.dcn, f"{name}_backward")
+
+    @torch.library.register_fake(f"dcn::{name}")
+    def _(x, kernels, dilation):
+        # The CPU kernel writes channels_last for a channels_last x (adfnet.models.ops.channels_last_inference).
+        channels_last = x.device.type == "cpu" and name == "dynamic_filter" and is_channels_last(x)
+        return torch.empty_like(x, memory_format=torch.channels_last if channels_last else contiguous)
+
+    @torch.library.register_fake(f"dcn::{name}_backward")
+    def _(grad, x, kernels, dilation):
+        return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
+
+    def setup_forward(ctx, inputs, output):
+        x, kernels, ctx.dilation = inputs
+        ctx.save_for_backward(x, kernels)
+
+    def backward_forward(ctx, grad):
+        x, kernels = ctx.saved_tensors
+        return *backward_op(grad, x, kernels, ctx.dilation), None
+
+    def setup_backward(ctx, inputs, output):
+        grad, x, kernels, ctx.dilation = inputs
+        ctx.save_for_backward(grad, x, kernels)
+
+    def backward_backward(ctx, ggx, ggk):
+        grad, x, kernels = ctx.saved_tensors
+        d = ctx.dilation
+        ggx = torch.zeros_like(x) if ggx is None else ggx
+        ggk = torch.zeros_like(kernels) if ggk is None else ggk
+        grad_grad = forward_op(ggx, kernels, d) + forward_op(x, ggk, d)
+        return grad_grad, *backward_op(grad, ggx, ggk, d), None
+
+    torch.library.register_autograd(f"dcn::{name}", backward_forward, setup_context=setup_forward)
+    torch.library.register_autograd(f"dcn::{name}_backward", backward_backward, setup_context=setup_backward)
+
+
 if _load_error is None:
     try:
         _register()
     except AttributeError as exc:  # torch.library before 2.5 lacks some of these registration functions
         _load_error = f"torch {torch.__version__} is too old for the dcn extension (needs >= 2.5): {exc}"
+if has_dynamic_filter():
+    _register_dynamic_filter()
+if has_dynamic_filter_emulation():
+    _register_dynamic_filter("dynamic_filter_emulated")

@@ -11,15 +11,7 @@ from torch.nn.modules.utils import _pair
 
 from . import _backend
 from .functional import modulated_deform_conv
-
-# Without gradients, on the compiled CPU backend, a DCN whose offset/mask prediction is larger than
-# this runs in strips of output rows, each strip's prediction made and consumed at once
-# (dcn::modulated_deform_conv_rows): the full map never exists. It has 3 * dg * kh * kw channels
-# (216 for ADFNet: 340 MB at 512x768, next to 50 MB for the 32-channel output), and oneDNN briefly
-# holds the output of an NCHW convolution twice. The strips are also sized so that the op's column
-# buffer (C * kh * kw rows) fits this budget (below its own default): one GEMM per strip. 16 MiB
-# as adfnet.models.ops.STRIP_BYTES, for the same reasons.
-PREDICTION_STRIP_BYTES = 16 << 20
+from .strips import eager_inference, strip_rows
 
 
 def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels: slice = slice(None)) -> torch.Tensor:
@@ -40,20 +32,20 @@ def _predict(conv: nn.Conv2d, x: torch.Tensor, channels: slice, padding: tuple[i
 
 
 def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int, out_h: int) -> int:
-    """Output rows per strip for :func:`_forward_in_strips`, or 0 to run in one piece."""
+    """Output rows per strip for :func:`_forward_in_strips`, or 0 to run in one piece (:mod:`dcn.strips`).
+
+    On the compiled CPU backend, the offset/mask prediction (3 * dg * kh * kw channels, oneDNN briefly holding
+    an NCHW convolution's output twice) is made and consumed strip by strip (``dcn::modulated_deform_conv_rows``).
+    A strip is also small enough that the op's column buffer (C * kh * kw rows) fits the same budget: one GEMM
+    per strip.
+    """
     taps = layer.kernel_size[0] * layer.kernel_size[1]
     # Per output row and tap: 3 * dg predicted channels, C column-buffer rows; the larger one sets the strip.
     row_bytes = input.shape[0] * out_w * input.element_size() * max(3 * layer.deformable_groups, layer.in_channels)
-    if (
-        out_h * row_bytes * taps <= PREDICTION_STRIP_BYTES
-        or torch.is_grad_enabled()
-        or input.device.type != "cpu"
-        or torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
-        or _backend.resolve(input).name != "ext"
-    ):
-        return 0
-    return max(1, PREDICTION_STRIP_BYTES // (row_bytes * taps))
+    rows = strip_rows(out_h, row_bytes * taps)
+    if rows and input.device.type == "cpu" and eager_inference(input) and _backend.resolve(input).name == "ext":
+        return rows
+    return 0
 
 
 def _forward_in_strips(

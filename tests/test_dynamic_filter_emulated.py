@@ -13,9 +13,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adfnet.models.ops import _dynamic_filter_backward_reference, _emulation_available, dynamic_filter_reference
+from adfnet.models.ops import _dynamic_filter_backward_reference, dynamic_filter_reference
+from dcn import _ext
 
-if not _emulation_available():  # the project ships the extension: not having it is a failure, never a skip
+if not _ext.has_dynamic_filter_emulation():  # the project ships the extension: not having it is a failure, never a skip
     raise ImportError(
         "the dcn extension is not built or lacks dcn::dynamic_filter_emulated: run `sh make.sh` "
         "(to test the fallbacks alone: --ignore=tests/test_dynamic_filter_emulated.py)"
@@ -85,7 +86,7 @@ def test_equals_cpu_fused_op(dilation, mode):
 
 
 def test_autograd_gradcheck_and_gradgradcheck():
-    """The emulated pair has the CPU pair's autograd (adfnet.models.ops._register_fused)."""
+    """The emulated pair has the CPU pair's autograd (dcn._ext._register_dynamic_filter)."""
     x, k, _ = _inputs(1, 2, 4, 5)
     for d in (1, 2):
 

@@ -116,6 +116,7 @@ def test_inference_strips_equal_one_piece(monkeypatch, strip_bytes):
     are made in strips of rows once they exceed a size; forced tiny here, every strip boundary,
     halo (dilations up to 5 > strip height) and image edge must give the one-piece output."""
     import dcn.modules
+    import dcn.strips
     from adfnet.models import ops
 
     torch.manual_seed(0)
@@ -129,13 +130,12 @@ def test_inference_strips_equal_one_piece(monkeypatch, strip_bytes):
     monkeypatch.setattr(dcn.modules, "_conv_rows", lambda *a: calls.append(a[2:]) or conv_rows(*a))
     with torch.no_grad():
         whole = model(x)
-        monkeypatch.setattr(ops, "STRIP_BYTES", strip_bytes)
-        monkeypatch.setattr(dcn.modules, "PREDICTION_STRIP_BYTES", strip_bytes)
+        monkeypatch.setattr(dcn.strips, "STRIP_BYTES", strip_bytes)
         strips = model(x)
     assert len(calls) > 7, "the prediction was not made in strips"
     torch.testing.assert_close(strips, whole, rtol=0, atol=1e-12)
     with monkeypatch.context() as m:  # a filter strip covers some rows only: check one directly
-        m.setattr(ops, "STRIP_BYTES", strip_bytes)
+        m.setattr(dcn.strips, "STRIP_BYTES", strip_bytes)
         xr, feats = torch.randn(2, 4, 11, 6, dtype=torch.float64), torch.randn(2, 5, 11, 6, dtype=torch.float64)
         to_kernels = torch.nn.Conv2d(5, 36, 1).double()
         with torch.no_grad():
@@ -204,7 +204,7 @@ def test_cpu_inference_runs_channels_last_and_equals_nchw(monkeypatch):
     with the strips forced tiny too. Autograd, the reference formulation and the torchvision
     backend stay NCHW."""
     import dcn
-    import dcn.modules
+    import dcn.strips
     from adfnet.models import adfnet as adfnet_module
     from adfnet.models import ops
 
@@ -225,8 +225,7 @@ def test_cpu_inference_runs_channels_last_and_equals_nchw(monkeypatch):
         assert ops.channels_last_inference(x)
         cl = model(x)
         assert not any(layouts[1:]), "a convolution ran on an NCHW tensor"
-        monkeypatch.setattr(ops, "STRIP_BYTES", 3000)
-        monkeypatch.setattr(dcn.modules, "PREDICTION_STRIP_BYTES", 3000)
+        monkeypatch.setattr(dcn.strips, "STRIP_BYTES", 3000)
         cl_strips = model(x)
         monkeypatch.setattr(adfnet_module, "channels_last_inference", lambda x: False)
         nchw = model(x)

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from adfnet.checkpoint import WEIGHTS_HINT, load_checkpoint
 from adfnet.cli.common import add_runtime_arguments, check_writable_dir, dcn_backend, select_device
-from adfnet.denoise import FORMATS, check_output_dir, collect_inputs, denoise_files, existing_outputs, refuse_existing
+from adfnet.denoise import FORMATS, collect_inputs, denoise_files, existing_outputs, refuse_existing
 from adfnet.errors import UserError
 from adfnet.fileio import WriteError
 from adfnet.inference import ADFNET_BYTES_PER_PIXEL, DEFAULT_OVERLAP, PRECISIONS
 from adfnet.models import MODEL_NAMES, WIDTHS
+from adfnet.outputs import check_not_input_folder
 from adfnet.runtime import tune_allocator
 
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # every user mistake is refused before the model loads
         inputs = collect_inputs(args.inputs)
-        check_output_dir(args.out, inputs)
+        check_not_input_folder(args.out, inputs)
         found = existing_outputs(inputs, args.out, args.format)
         if found and not (args.overwrite or args.skip_existing):
             refuse_existing(found, args.out)

@@ -67,6 +67,23 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+class TrainingSet(Dataset):
+    """What every training set shares: ``length`` samples per epoch, the epoch the trainer sets before each
+    (:meth:`set_epoch`), and sample ``index``'s generator of ``(seed, epoch, index)`` (:meth:`rng`)."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length, self.seed, self.epoch = length, seed, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rng(self, index: int) -> np.random.Generator:
+        return sample_rng(self.seed, self.epoch, index)
+
+
 def torch_generator(rng: np.random.Generator) -> torch.Generator:
     """A CPU torch generator seeded from ``rng`` (for :func:`add_awgn`)."""
     return torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
@@ -230,7 +247,7 @@ def validation_files(data_val: str, n_val: int = 0, root: str | Path = DATASETS_
     return files[:n_val] if n_val > 0 else files
 
 
-class SyntheticNoiseTrain(Dataset):
+class SyntheticNoiseTrain(TrainingSet):
     """Random ``patch_size`` crops of clean images, 8 dihedral augmentations, fresh ``noise`` (a
     :class:`~adfnet.data.noise.NoiseModel`, AWGN at ``--noiseL`` by default: ``noise_from_flags``),
     unclipped unless ``clip_noisy`` (SADNet's release clipped the noisy input to [0, 1]).
@@ -264,18 +281,12 @@ class SyntheticNoiseTrain(Dataset):
                     UserWarning,
                     stacklevel=2,
                 )
+        super().__init__(length, seed)
         self.n_colors, self.patch_size, self.noise = n_colors, patch_size, noise
-        self.length, self.seed, self.epoch = length, seed, 1
         self.clip_noisy = clip_noisy
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = sample_rng(self.seed, self.epoch, index)
+        rng = self.rng(index)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ImageWarning)  # gray-to-colour replication, summarised above
             img = read_image(self.files[index % len(self.files)], self.n_colors)
@@ -321,7 +332,7 @@ def paired_files(root: str | Path) -> list[tuple[Path, Path]]:
     return [(lq[name], hq[name]) for name in sorted(hq)]
 
 
-class PairedTrain(Dataset):
+class PairedTrain(TrainingSet):
     """Random aligned crops of (noisy, clean) pairs with the same dihedral transform on both."""
 
     def __init__(self, root: str | Path, patch_size: int, seed: int = 1234, workers: int = 1) -> None:
@@ -331,16 +342,11 @@ class PairedTrain(Dataset):
         good, self.left_out = decodable([f for pair in pairs for f in pair], 3, workers)
         usable = set(good)
         self.pairs = [p for p in pairs if p[0] in usable and p[1] in usable]
-        self.patch_size, self.seed, self.epoch = patch_size, seed, 1
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.pairs)
+        super().__init__(len(self.pairs), seed)
+        self.patch_size = patch_size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = sample_rng(self.seed, self.epoch, index)
+        rng = self.rng(index)
         lq_path, hq_path = self.pairs[index]
         noisy, clean = read_image(lq_path, 3), read_image(hq_path, 3)
         if noisy.shape != clean.shape:

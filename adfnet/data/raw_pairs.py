@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from adfnet.data.datasets import random_crop, sample_rng
+from adfnet.data.datasets import TrainingSet, random_crop
 from adfnet.data.raw import cfa_forward, pack
 from adfnet.matio import load_single_array
 
@@ -92,7 +92,7 @@ def _read_pair(noisy_path: Path, clean_path: Path) -> tuple[np.ndarray, np.ndarr
     return noisy, clean
 
 
-class RawPairedTrain(Dataset):
+class RawPairedTrain(TrainingSet):
     """Random ``patch_size`` (mosaic pixels, even) crops of real raw pairs, packed ``(4, P/2, P/2)``.
 
     Crops start on even rows and columns, so the pattern is kept; the augmentation is one of the 8
@@ -103,24 +103,14 @@ class RawPairedTrain(Dataset):
     def __init__(self, root: str | Path, patch_size: int, seed: int = 1, pattern: str = "RGGB") -> None:
         if patch_size < 2 or patch_size % 2:
             raise ValueError(f"raw training patches need an even --patch_size, got {patch_size}")
-        self.pairs, self.patch_size, self.seed, self.pattern, self.epoch = (
-            raw_pair_files(root),
-            patch_size,
-            seed,
-            pattern,
-            1,
-        )
+        self.pairs = raw_pair_files(root)
+        super().__init__(len(self.pairs), seed)
+        self.patch_size, self.pattern = patch_size, pattern
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
         check_npy_headers(self.pairs)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = sample_rng(self.seed, self.epoch, index)
+        rng = self.rng(index)
         noisy, clean = _read_pair(*self.pairs[index])
         if min(clean.shape) < self.patch_size:
             raise ValueError(f"{self.pairs[index][1]}: {clean.shape} is smaller than --patch_size {self.patch_size}")

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from adfnet.data.datasets import (
     MIN_VAL_SIDE,
+    TrainingSet,
     check_validation_sizes,
     dihedral,
     keep_large_enough,
@@ -133,14 +134,14 @@ def process(linear: torch.Tensor, camera: Camera) -> torch.Tensor:
     return smoothstep(gamma_compression(x))
 
 
-class UnprocessedRawTrain(Dataset):
+class UnprocessedRawTrain(TrainingSet):
     """Raw training pairs from clean sRGB images: ``(noisy, clean)`` packed ``(4, P/2, P/2)`` float32.
 
     Each sample: a random ``patch_size`` crop (even), one of the 8 dihedral transforms (of the sRGB
     crop, before the mosaic, so the CFA pattern is untouched), a random camera, :func:`unprocess`, a
     ``pattern`` mosaic packed as R, Gr, Gb, B, and ``noise`` (default ``poisson_gaussian`` with Brooks
     et al.'s random shot/read levels). Every random choice comes from
-    :func:`adfnet.data.datasets.sample_rng` ``(seed, epoch, index)``, like the other training sets: samples
+    ``(seed, epoch, index)`` (:class:`adfnet.data.datasets.TrainingSet`), like the other training sets: samples
     do not depend on worker count or order, and each epoch is fresh. Gray images are replicated to RGB.
     """
 
@@ -159,17 +160,12 @@ class UnprocessedRawTrain(Dataset):
             )
         self.files = list(keep_large_enough(files, patch_size))
         self.noise = noise if noise is not None else build_noise("poisson_gaussian")
-        self.patch_size, self.length, self.seed, self.pattern, self.epoch = patch_size, length, seed, pattern, 1
+        super().__init__(length, seed)
+        self.patch_size, self.pattern = patch_size, pattern
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = sample_rng(self.seed, self.epoch, index)
+        rng = self.rng(index)
         img = _read_rgb(self.files[index % len(self.files)])
         top, left = random_crop(img, self.patch_size, rng)
         patch = dihedral(img[top : top + self.patch_size, left : left + self.patch_size], int(rng.integers(8)))

@@ -28,6 +28,7 @@ from torch import Tensor
 
 import dcn
 from dcn import _ext
+from dcn.strips import eager_inference, strip_rows
 
 __all__ = [
     "FORMULATIONS",
@@ -68,7 +69,7 @@ def use_formulation(name: str) -> Iterator[str]:
 
 
 def _fused_available() -> bool:
-    return _ext.is_available() and torch._C._dispatch_has_kernel("dcn::dynamic_filter")
+    return _ext.has_dynamic_filter()
 
 
 def _use_fused() -> bool:
@@ -125,65 +126,6 @@ def _backward(ctx, grad: Tensor):
 _dynamic_filter_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _register_fused(name: str = "dynamic_filter") -> None:
-    """Fake kernels (shapes only, for opcheck and compile) and autograd of the compiled ops
-    ``dcn::<name>`` and ``dcn::<name>_backward``.
-
-    Both gradients are bilinear in (grad, x, kernels), so the backward op differentiates into the
-    two ops again: gradgrad = f(ggx, k) + f(x, ggk) and backward(grad, ggx, ggk) gives the
-    gradients of x and kernels (f the filter, ggx/ggk the incoming gradients). The same is
-    registered for ``dynamic_filter_emulated`` (the CUDA kernels run on the CPU), so that its
-    tests go through autograd, gradgradcheck and opcheck like the CPU op's.
-    """
-    contiguous = torch.contiguous_format
-    forward_op = getattr(torch.ops.dcn, name)
-    backward_op = getattr(torch.ops.dcn, f"{name}_backward")
-
-    @torch.library.register_fake(f"dcn::{name}")
-    def _(x, kernels, dilation):
-        # The CPU kernel writes channels_last for a channels_last x (see channels_last_inference).
-        channels_last = x.device.type == "cpu" and name == "dynamic_filter" and _ext.is_channels_last(x)
-        return torch.empty_like(x, memory_format=torch.channels_last if channels_last else contiguous)
-
-    @torch.library.register_fake(f"dcn::{name}_backward")
-    def _(grad, x, kernels, dilation):
-        return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
-
-    def setup_forward(ctx, inputs, output):
-        x, kernels, ctx.dilation = inputs
-        ctx.save_for_backward(x, kernels)
-
-    def backward_forward(ctx, grad):
-        x, kernels = ctx.saved_tensors
-        return *backward_op(grad, x, kernels, ctx.dilation), None
-
-    def setup_backward(ctx, inputs, output):
-        grad, x, kernels, ctx.dilation = inputs
-        ctx.save_for_backward(grad, x, kernels)
-
-    def backward_backward(ctx, ggx, ggk):
-        grad, x, kernels = ctx.saved_tensors
-        d = ctx.dilation
-        ggx = torch.zeros_like(x) if ggx is None else ggx
-        ggk = torch.zeros_like(kernels) if ggk is None else ggk
-        grad_grad = forward_op(ggx, kernels, d) + forward_op(x, ggk, d)
-        return grad_grad, *backward_op(grad, ggx, ggk, d), None
-
-    torch.library.register_autograd(f"dcn::{name}", backward_forward, setup_context=setup_forward)
-    torch.library.register_autograd(f"dcn::{name}_backward", backward_backward, setup_context=setup_backward)
-
-
-def _emulation_available() -> bool:
-    """True when ``dcn._C`` holds the dynamic-filter CUDA kernels compiled for the CPU."""
-    return _ext.is_available() and torch._C._dispatch_has_kernel_for_dispatch_key("dcn::dynamic_filter_emulated", "CPU")
-
-
-if _fused_available():
-    _register_fused()
-if _emulation_available():
-    _register_fused("dynamic_filter_emulated")
-
-
 def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     """Per-pixel, per-channel 3x3 filtering of ``x`` (B, C, H, W) with zero padding.
 
@@ -199,13 +141,7 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
 
 
 def _eager_inference(x: Tensor) -> bool:
-    return (
-        not torch.is_grad_enabled()
-        and get_formulation() == "fast"
-        and x.device.type != "meta"
-        and not torch.jit.is_tracing()  # ONNX export traces the plain formulation
-        and not torch.compiler.is_compiling()
-    )
+    return get_formulation() == "fast" and x.device.type != "meta" and eager_inference(x)
 
 
 def channels_last_inference(x: Tensor) -> bool:
@@ -220,35 +156,24 @@ def channels_last_inference(x: Tensor) -> bool:
     return x.device.type == "cpu" and _eager_inference(x) and _fused_available() and dcn.get_backend() == "ext"
 
 
-# Inference makes the (B, 9C, H, W) kernel tensor in strips of rows of about this size when the
-# whole tensor would be larger: at 512x768 it is 453 MB per 32-channel block, the largest tensor
-# of the network and 9x the size of the features it filters. 16 MiB rather than 32: 0.1 GB less
-# peak memory at 256x384 at no measurable cost in time, and every strip stays below glibc's
-# largest mmap threshold (32 MiB), so that its memory is reused rather than faulted in afresh.
-STRIP_BYTES = 16 << 20
-
-
-def _in_strips(x: Tensor, kernel_bytes: int) -> bool:
-    return kernel_bytes > STRIP_BYTES and x.device.type == "cpu" and _eager_inference(x) and _fused_available()
-
-
 def generated_filter(
     x: Tensor, features: Tensor, to_kernels: Callable[[Tensor], Tensor], dilations: Sequence[int]
 ) -> list[Tensor]:
     """``[dynamic_filter(x, to_kernels(features), d) for d in dilations]``.
 
     ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). In CPU
-    inference in the fast formulation, a large kernel tensor is made one strip of rows at a time:
+    inference in the fast formulation, a large kernel tensor (9x the size of the features it filters) is made
+    one strip of rows at a time (:mod:`dcn.strips`):
     each strip's kernels are generated and applied to ``x`` for those output rows only
     (``dcn::dynamic_filter_rows`` reads the rows around the strip from the whole ``x``). Every
     output pixel sees the same inputs and kernel values as in one piece, and the full kernel
     tensor never exists.
     """
     b, c, h, w = x.shape
-    if not _in_strips(x, 9 * b * c * h * w * x.element_size()):
+    rows = strip_rows(h, 9 * b * c * w * x.element_size())
+    if not (rows and x.device.type == "cpu" and _eager_inference(x) and _fused_available()):
         kernels = to_kernels(features)
         return [dynamic_filter(x, kernels, d) for d in dilations]
-    rows = max(1, STRIP_BYTES // (9 * b * c * w * x.element_size()))
     outs: list[Tensor] = []
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
