@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check, for the first machine with a GPU: from a clean checkout, build the DCN extension
-# for the visible GPUs' architectures, then run scripts/gpu_check.py (parity in float64/float32/
-# float16/bfloat16, layouts, deterministic mode, 64-bit indexing, a second GPU, ADFNet's golden
-# outputs, an AMP training step, speed against torchvision, inference time). It writes
-# gpu_check_report.md and gpu_check_report.json (in --out, default .) and exits non-zero if any
-# check failed.
+# The GPU check, for a machine with a CUDA device: from a clean checkout, build the DCN extension for the
+# visible GPUs' architectures, run every test marked as a GPU check (`pytest -m cuda`: the op's parity in
+# every dtype and layout, deterministic mode, 64-bit indexing, a second GPU, the golden outputs, an AMP
+# training step), time the op and ADFNet (benchmarks/gpu_speed.py), and write gpu_check_report.md (in
+# --out, default .). Exits non-zero if a check failed or could not run.
 #
-#   scripts/gpu_check.sh [--dry-run] [--out DIR] [--only CHECK ...]
+#   scripts/gpu_check.sh [--dry-run] [--out DIR] [PYTEST_ARGS ...]
 #
-# --dry-run skips the build (the extension must be built, e.g. `sh make.sh`) and runs every check
-# on the CPU with the CUDA kernels compiled for the CPU standing in for the GPU; the test suite
-# runs it so that the script itself is tested without a GPU.
+# PYTEST_ARGS choose the tests (default: tests/, every test marked cuda), e.g. tests/test_golden.py or -k amp.
+# --dry-run skips the build and runs on the CPU: every GPU check is reported as skipped ("needs a CUDA
+# device") and the timings are the CPU's at toy sizes; the test suite runs it to test this script.
 #   PYTHON   interpreter (default .venv/bin/python if present, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +18,17 @@ if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 
-dry_run=0
-for arg in "$@"; do
-    [ "$arg" = "--dry-run" ] && dry_run=1
+dry_run=0 out=. selection=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) dry_run=1 ;;
+        --out) out=$2; shift ;;
+        *) selection+=("$1") ;;
+    esac
+    shift
 done
+[ ${#selection[@]} -gt 0 ] || selection=(tests)
+mkdir -p "$out"
 
 if [ "$dry_run" = 0 ]; then
     # One arch per distinct visible GPU, e.g. "8.6;9.0", plus PTX for anything newer.
@@ -32,6 +38,16 @@ caps = sorted({'%d.%d' % torch.cuda.get_device_capability(i) for i in range(torc
 print(';'.join(caps) + '+PTX')")
     echo "gpu_check: building the dcn extension for TORCH_CUDA_ARCH_LIST=$archs"
     FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$archs" PYTHON="$PYTHON" sh make.sh
+    timing=(--device cuda)
+else
+    timing=(--device cpu --quick)
 fi
 
-exec "$PYTHON" scripts/gpu_check.py "$@"
+tests_status=0 timings_status=0
+"$PYTHON" -m pytest -m cuda -rs -p no:cacheprovider --junitxml="$out/gpu_check_tests.xml" "${selection[@]}" ||
+    tests_status=$?
+"$PYTHON" benchmarks/gpu_speed.py "${timing[@]}" --out "$out/gpu_check_timings.md" || timings_status=$?
+report=(--tests "$out/gpu_check_tests.xml" --pytest-status "$tests_status" --timings "$out/gpu_check_timings.md")
+report+=(--timings-status "$timings_status" --out "$out/gpu_check_report.md")
+[ "$dry_run" = 0 ] || report+=(--dry-run)
+exec "$PYTHON" scripts/gpu_report.py "${report[@]}"

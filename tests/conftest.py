@@ -53,6 +53,16 @@ def console_script(name: str) -> Path:
     return script
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The GPU checks (marked ``cuda``) are skipped, with the reason, where no CUDA device is visible."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (a GPU check: scripts/gpu_check.sh)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One intra-op thread: toy runs are latency-bound, and 2 threads on a busy 2-core machine crawl."""

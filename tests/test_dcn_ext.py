@@ -477,10 +477,11 @@ def test_input_smaller_than_kernel_is_a_value_error(name):
 LOW_PRECISION_TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 4e-2}
 
 
-def assert_low_precision_matches_float64(fn, dtype, device="cpu"):
+def assert_low_precision_matches_float64(fn, dtype, device="cpu", case=None):
     """Output and all gradients in ``dtype`` against float64 computed on the *rounded* inputs (rounding
-    first moves no sample across a bilinear kink), within a tolerance relative to max|want|."""
-    tensors, params = make_case(n=2, dg=2, offset_scale=1.0)
+    first moves no sample across a bilinear kink), within a tolerance relative to max|want|; ``case``:
+    :func:`make_case`'s options (default two images, two deformable groups, offsets of about 1 px)."""
+    tensors, params = make_case(**(case or {"n": 2, "dg": 2, "offset_scale": 1.0}))
     rounded = [t.detach().to(dtype) for t in tensors]
     exact = [t.double().requires_grad_() for t in rounded]
     want_out, want_grads = forward_and_grads(reference.modulated_deform_conv, exact, params, grad_dtype=dtype)
@@ -556,7 +557,9 @@ def test_reports_kernels():
         assert cuda_kernels, "built with FORCE_CUDA=1 but no CUDA kernel is registered"
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# The GPU checks (scripts/gpu_check.sh runs every test marked so and writes the report); without a CUDA device
+# tests/conftest.py skips them, saying so.
+cuda = pytest.mark.cuda
 
 
 @cuda
@@ -571,10 +574,110 @@ def test_cuda_matches_cpu(name):
         torch.testing.assert_close(got.cpu(), want, **TOL64)
 
 
+LOW_PRECISION_CASES = {
+    "basic": {"n": 2, "dg": 2, "offset_scale": 1.0},
+    "anisotropic": GRID["anisotropic"],
+    "groups2_dg2": {"groups": 2, "dg": 2},
+    "zero_offsets": GRID["zero_offsets"],
+    "far_outside": GRID["far_outside"],
+}
+
+
 @cuda
+@pytest.mark.parametrize("name", list(LOW_PRECISION_CASES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_low_precision(dtype):
-    assert_low_precision_matches_float64(_ext.modulated_deform_conv, dtype, device="cuda")
+def test_cuda_low_precision(dtype, name):
+    """Cases of the parity grid in every dtype the CUDA kernels take (float64: test_cuda_matches_cpu)."""
+    assert_low_precision_matches_float64(
+        _ext.modulated_deform_conv, dtype, device="cuda", case=LOW_PRECISION_CASES[name]
+    )
+
+
+@cuda
+@pytest.mark.parametrize("layout", ["channels_last", "non_contiguous"])
+def test_cuda_layouts(layout):
+    """Inputs in channels_last or with permuted strides give the reference's output and gradients."""
+    tensors, params = make_case(n=2, c=8, dg=2, device="cuda")
+    if layout == "channels_last":
+        change = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
+    else:
+        change = lambda t: t.transpose(-1, -2).contiguous().transpose(-1, -2)  # noqa: E731
+    moved = [change(t.detach()).requires_grad_() if t.dim() == 4 else t for t in tensors]
+    assert_matches_reference(moved, params)
+
+
+@cuda
+def test_cuda_deterministic_mode_keeps_inference_on_the_kernels():
+    """Deterministic mode: inference (no atomics) stays on the CUDA kernels and repeats bit for bit; a
+    backward that needs grad_input (atomics) goes to the reference."""
+    import dcn
+
+    tensors, params = make_case(n=2, c=8, dg=2, device="cuda")
+    torch.use_deterministic_algorithms(True)
+    try:
+        with dcn.use_backend("ext"):
+            x = tensors[0]
+            assert dcn._backend.resolve(x).name == "ext"
+            assert dcn._backend.resolve(x, dcn._backend.Grads(input=True)).name == "reference"
+            first, second = (forward_and_grads(dcn.modulated_deform_conv, tensors, params) for _ in range(2))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(first[0], second[0]) and all(map(torch.equal, first[1], second[1]))
+
+
+def _one_hot_case(channels: int, size: int, kernel: int) -> tuple[float, float]:
+    """Float16 CUDA run whose weight selects the last input channel: the output and that channel's input
+    gradient equal the reference's DCN of the last channel alone, although every flat index is large.
+    Returns the two errors relative to max|want|."""
+    gen = torch.Generator().manual_seed(2)
+    taps = kernel * kernel
+    x = torch.empty(1, channels, size, size, dtype=torch.float16, device="cuda").uniform_(-1, 1).requires_grad_()
+    offset = (torch.randn(1, 2 * taps, size, size, generator=gen) * 1.5).half().cuda()
+    mask = torch.rand(1, taps, size, size, generator=gen).half().cuda()
+    weight = torch.zeros(1, channels, kernel, kernel, dtype=torch.float16, device="cuda")
+    weight[0, -1] = torch.randn(kernel, kernel, generator=gen).half()
+    params = ((1, 1), (kernel // 2,) * 2, (1, 1), 1, 1)
+    out = _ext.modulated_deform_conv(x, offset, mask, weight, None, *params)
+    (grad,) = torch.autograd.grad(out, x, torch.ones_like(out))
+    last = x.detach()[:, -1:].double().cpu().requires_grad_()
+    want = reference.modulated_deform_conv(
+        last, offset.double().cpu(), mask.double().cpu(), weight[:, -1:].double().cpu(), None, *params
+    )
+    (want_grad,) = torch.autograd.grad(want, last, torch.ones_like(want))
+    errors = []
+    for got, ref in ((out, want), (grad[:, -1:], want_grad)):
+        errors.append(((got.double().cpu() - ref).abs().max() / ref.abs().max()).item())
+    return errors[0], errors[1]
+
+
+@cuda
+@pytest.mark.skipif(
+    torch.cuda.is_available() and torch.cuda.get_device_properties(0).total_memory < 24 * 2**30,
+    reason="needs a CUDA device with 24 GiB",
+)
+def test_cuda_64bit_indexing():
+    """A > 2^31-element input (4 GiB in float16) and a > 2^31-element column buffer take the 64-bit path
+    (the CPU tests force it on small shapes with DCN_CUDA_INDEX64)."""
+    out_err, grad_err = _one_hot_case(32769, 256, 1)
+    assert 32769 * 256 * 256 > 2**31 and max(out_err, grad_err) <= LOW_PRECISION_TOL[torch.float16]
+    torch.cuda.empty_cache()
+    out_err, grad_err = _one_hot_case(4096, 256, 3)
+    assert 4096 * 9 * 256 * 256 > 2**31 and max(out_err, grad_err) <= LOW_PRECISION_TOL[torch.float16]
+
+
+@cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_cuda_second_device():
+    """Tensors on cuda:1 while cuda:0 is current: the kernels run there and the results stay there."""
+    tensors, params = make_case(n=2, c=8, dg=2)
+    torch.cuda.set_device(0)
+    moved = [t.detach().to("cuda:1").requires_grad_() if t is not None else None for t in tensors]
+    out, grads = forward_and_grads(_ext.modulated_deform_conv, moved, params)
+    assert out.device == torch.device("cuda:1") and all(g.device == out.device for g in grads)
+    want, want_grads = forward_and_grads(reference.modulated_deform_conv, tensors, params)
+    torch.testing.assert_close(out.cpu(), want, **TOL64)
+    for got, ref in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(got.cpu(), ref, **TOL64)
 
 
 @cuda

@@ -44,3 +44,18 @@ def test_output_matches_official(golden, backend, dtype, key, tol):
     model.float()
     assert out.dtype == dtype
     assert (out - g[key].to(dtype)).abs().max().item() <= tol
+
+
+@pytest.mark.cuda
+def test_output_matches_official_on_cuda(golden):
+    """The CUDA kernels in the whole networks (TF32 off: float32 products, as the golden files)."""
+    g, model, _ = golden
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with dcn.use_backend("ext"), torch.no_grad():
+            out = model.cuda()(g["input"].cuda()).cpu()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        model.cpu()
+    assert (out - g["output"]).abs().max().item() <= 1e-4
