@@ -64,4 +64,4 @@ if [ -z "${REPORT_ONLY:-}" ]; then
         cat "$OUT/$tag"*.log
     done
 fi
-"$PY" -m adfnet.evaluation.harness "$OUT" --data_root "$ROOT" --output "$DOC"
+"$PY" -m experiments.harness "$OUT" --data_root "$ROOT" --output "$DOC"

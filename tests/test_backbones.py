@@ -1,7 +1,7 @@
 """The Fig. 7 backbones (DnCNN + DConv, RDN + MDCB), docs/PLUGIN.md's example and ``scripts/fig7.sh --quick``.
 
 Parameter counts are checked against hand counts written out below from the layer lists of the
-DnCNN and RDN papers and the ADFNet block definitions (docs/PLUGIN.md, /work/shared/spec/ADFNET.md).
+DnCNN and RDN papers and the ADFNet block definitions (docs/PLUGIN.md, and the specification it quotes).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every user mistake gets a clear message, never a traceback, and never costs an input (issue 16).
+"""Every user mistake gets a clear message, never a traceback, and never costs an input.
 
 One table of bad inputs across test.py, train.py, the real-noise tools (``adfnet-real <tool>``) and the
 Python API. Each row is run as a user would (command lines in-process through their ``main(argv)``, a few

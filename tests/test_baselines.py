@@ -24,9 +24,9 @@ from adfnet.cli import test as testpy
 from adfnet.data.noise import add_awgn, build_noise
 from adfnet.evaluation import EvalOptions, evaluate_set
 from adfnet.evaluation.denoiser import ImageFunction
-from adfnet.evaluation.harness import merge_parts, write_report
 from adfnet.models import MODEL_NAMES
 from conftest import MCMASTER, ROOT, SET12, subprocess_env
+from experiments.harness import merge_parts, write_report
 
 
 def _crop(src: Path, dst: Path, size: tuple[int, int] = (40, 48)) -> np.ndarray:

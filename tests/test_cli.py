@@ -349,7 +349,8 @@ def test_negative_learning_rates_parse_and_are_refused(value: str, needle: str, 
 
 
 def test_outputs_that_would_land_on_inputs_are_refused(tmp_path: Path, weights: dict[str, Path], capsys) -> None:
-    """The reported case: --input_dir R/sigma25/sigma25 --result_dir R --test_noiseL 25 50 --save_images."""
+    """Outputs that would land inside the input set:
+    --input_dir R/sigma25/sigma25 --result_dir R --test_noiseL 25 50 --save_images."""
     root = tmp_path / "R"
     inputs = root / "sigma25" / "sigma25"
     inputs.mkdir(parents=True)

@@ -365,7 +365,7 @@ def test_readme_denoise_command_runs_on_the_demo_weights(tmp_path):
 
 
 def test_missing_weights_say_where_weights_come_from(tmp_path):
-    """``python -m adfnet.denoise`` (the module form the issue asks for) without weights: a message, no traceback."""
+    """``python -m adfnet.denoise`` (the module form) without weights: a message, no traceback."""
     from conftest import subprocess_env
 
     done = subprocess.run(

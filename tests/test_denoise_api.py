@@ -103,7 +103,7 @@ def test_chop_tile_count_and_progress(h: int, w: int, min_size: int) -> None:
     assert torch.equal(forward_chop(identity, x, min_size, progress=bar.update), x)  # type: ignore[arg-type]
     assert chop_tiles(h, w, min_size) == len(calls) == bar.n
     if (h, w) == (3000, 4000):
-        assert len(calls) == 64  # the 400 s image: 64 tiles, now a progress bar
+        assert len(calls) == 64  # a 12-megapixel photo chopped: 64 tiles, shown by a progress bar
 
 
 def test_chop_progress_bar_is_shown_for_many_tiles(capsys: pytest.CaptureFixture[str]) -> None:

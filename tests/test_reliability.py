@@ -1,4 +1,4 @@
-"""Training never loses a run, never keeps non-finite weights, and says what happened (issue 16)."""
+"""Training never loses a run, never keeps non-finite weights, and says what happened."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_finished_run_and_negative_epochs_say_so(finished_run: Path, tmp_path: P
 
 
 def test_checkpoints_record_the_architecture(finished_run: Path) -> None:
-    """What the issue found: full-model weights loaded 'strictly' into a --no_mfi model."""
+    """Full-model weights must not load 'strictly' into a --no_mfi model (MFI has no weights to tell them apart)."""
     for name in ("model/model_best.pt", "model/model_latest.pt", "checkpoint_latest.pt"):
         path = finished_run / "run" / name
         load_weights(build_model("adfnet", 1), path)  # our checkpoint_latest.pt is unwrapped, too

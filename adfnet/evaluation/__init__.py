@@ -2,9 +2,10 @@
 
 Import direction: ``published``, ``protocols``, ``results`` and ``denoiser`` depend on nothing here;
 ``baselines`` on ``denoiser``; ``pictures`` on ``published`` and ``results``; ``synthetic`` on ``protocols``,
-``results``, ``pictures``, ``denoiser`` and ``baselines``; ``report`` on all of these; ``seeds`` and
-``harness`` (docs/HARNESS.md) on ``published`` and ``results``; ``real`` only on the ground floor. The
-command lines in :mod:`adfnet.cli` print what these return.
+``results``, ``pictures``, ``denoiser`` and ``baselines``; ``report`` on all of these; ``seeds`` on ``published``
+and ``results``; ``real`` and ``raw`` only on the ground floor and ``inference``. The command lines in
+:mod:`adfnet.cli` print what these return; the harness validation report (docs/HARNESS.md) is written by
+``experiments/harness.py`` from them.
 """
 
 from .pictures import psnr_plots

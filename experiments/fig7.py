@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 
 from adfnet.cli.common import add_runtime_arguments, dcn_backend
 from adfnet.data.datasets import DATASETS_ROOT
@@ -37,6 +38,7 @@ from adfnet.engine.trainer import Trainer
 from adfnet.evaluation.synthetic import EvalOptions, evaluate_set
 from adfnet.fileio import atomic_file, text_file, write_text
 
+TABLE = Path(__file__).with_name("fig7_table.md")  # the table's caption and header
 # The trainer's schedule: EPOCHS epochs of iterations / EPOCHS each, the learning rate halved after epochs 2 and 3.
 EPOCHS = 4
 SCHEDULE = "step_2_3"
@@ -97,7 +99,7 @@ class Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m adfnet.cli.fig7", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.fig7", description=__doc__.split("\n")[0])
     p.add_argument("--backbones", nargs="+", choices=("dncnn", "rdn"), help="default: dncnn (--quick: both)")
     p.add_argument("--depths", type=int, nargs="+", help=f"DnCNN depths (default {DEFAULTS['depths']})")
     p.add_argument("--channels", type=int, nargs="+", help=f"DnCNN widths (default {DEFAULTS['channels']})")
@@ -259,23 +261,19 @@ def summarise(scores: list[dict], sets: Sequence[str]) -> list[dict]:
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
-    """The Markdown table (PSNR dB, mean +- sample std over seeds)."""
-    lines = [
-        f"Colour AWGN sigma {args.sigma:g}; {args.iterations} iterations of {args.batch_size} x "
-        f"{args.patch_size}x{args.patch_size} patches per run, Adam lr {args.lr:g}, seeds {args.seeds}; "
-        f"training images {args.train_data}. PSNR in dB, mean +- std over seeds; gain = enhanced - baseline "
-        "with the same seed." + (f" Only the first {args.limit} image(s) of each set (--limit)." if args.limit else ""),
-        "",
-        "| backbone | depth / blocks | channels | set | baseline | enhanced | gain |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    """The Markdown table (PSNR dB, mean +- sample std over seeds) under its caption (:data:`TABLE`)."""
+    lines = []
     for r in rows:
         cells = [f"{m:.3f} +- {s:.3f}" for m, s in (r["baseline"], r["enhanced"], r["gain"])]
         plugin = "+ DConv" if r["backbone"] == "dncnn" else "+ 3 MDCB"
         lines.append(
             f"| {r['backbone']} ({plugin}) | {r['size']} | {r['channels']} | {r['set']} | " + " | ".join(cells) + " |"
         )
-    return "\n".join(lines) + "\n"
+    return Template(TABLE.read_text()).substitute(
+        sigma=f"{args.sigma:g}", iterations=args.iterations, batch_size=args.batch_size, patch=args.patch_size,
+        lr=f"{args.lr:g}", seeds=args.seeds, train_data=args.train_data, rows="\n".join(lines),
+        limit=f" Only the first {args.limit} image(s) of each set (--limit)." if args.limit else "",
+    )  # fmt: skip
 
 
 def plot(rows: list[dict], sigma: float, path: Path) -> None:

@@ -1,6 +1,6 @@
 """Write docs/HARNESS.md from the baseline runs of scripts/validate_harness.sh (ours vs published, seed spread).
 
-    python -m adfnet.evaluation.harness results/harness --data_root /path/to/testsets --output docs/HARNESS.md
+    python -m experiments.harness results/harness --data_root <testsets> --output docs/HARNESS.md
 
 Every ``seeds.csv`` under the runs folder is read (one row per set, sigma and seed), so runs made
 separately or in parallel are combined. A set mean is compared with its published number; the
@@ -8,8 +8,8 @@ spread of the mean over noise seeds says whether the difference is noise. The sp
 on the runs with several seeds, which may be on a subset (``LIMIT``): the official per-image reseed
 gives every image of a size the same noise field, so per-image fluctuations are correlated and a
 subset's spread is the conservative (upper) estimate of the full set's. The verdict is mechanical
-(within ``TOLERANCE`` spreads or not); the explanation of a larger gap is written in
-:data:`FINDINGS` and shown with the table.
+(within ``TOLERANCE`` spreads or not); what the measurements showed beyond it, and the rest of the
+report's prose, is the Markdown template :data:`TEMPLATE` (``experiments/harness_report.md``), filled in here.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ import math
 import re
 import sys
 from pathlib import Path
+from string import Template
 
+from adfnet.data.noise import sigma_label
+from adfnet.evaluation.published import published_for, set_key
+from adfnet.evaluation.seeds import SeedSpread, read_seed_rows, spreads
 from adfnet.fileio import write_text
 
-from .published import published_for, set_key
-from .results import sigma_label
-from .seeds import SeedSpread, read_seed_rows, spreads
+TEMPLATE = Path(__file__).with_name("harness_report.md")
 
 TOLERANCE = 3.0  # a difference within 3 std of the seed spread is noise
-# The cases issue 14 requires measured (n_colors, set, sigma); one without a run is named in the conclusion.
+# The cases the validation must have measured (n_colors, set, sigma); one without a run is named in the conclusion.
 REQUIRED = [(1, "BSD68", 25.0), (3, "CBSD68", 50.0)]
 METHOD = {1: "BM3D", 3: "CBM3D"}
 _TAG = re.compile(
@@ -35,43 +37,6 @@ _TAG = re.compile(
 )
 
 # What the measurements showed, beyond the table (kept next to the code that writes the report).
-FINDINGS = """\
-## Findings
-
-- **The protocol matches the published one step by step.** DnCNN's test code (`Demo_Test_model_64_25_Res_Bnorm_Adam.m`
-  in cszn/DnCNN) makes each noisy image as `single(label + sigma/255*randn(size(label)))` after `randn('seed',0)`:
-  float, neither clipped nor quantised, reseeded per image; and scores `im2uint8(label)` against
-  `im2uint8(output)` with no border. Ours: `add_awgn` (float32, unclipped, unquantised, reseeded per image),
-  the denoised image clamped to [0, 1] and rounded to 8 bits, PSNR over all pixels against the 8-bit clean
-  image. What cannot match is the noise draw (MATLAB's `randn` vs torch's generator) and the BM3D code.
-- **BM3D BSD68 sigma 25: ours 28.620 vs the published 28.57 (+0.050 dB).** The seed spread measured on 4
-  images x 5 seeds is 0.029 dB, so +0.050 dB is 1.7 std of it: within. The full set's own spread is
-  smaller, between 0.029 / sqrt(17) = 0.007 dB (images fluctuating independently) and 0.029 dB (fully
-  correlated: the per-image reseed gives every BSD68 image the same noise field); at the low end +0.050 dB
-  would be 7 std. So the noise draw explains the difference only if the images' fluctuations are strongly
-  correlated; the other candidate is the BM3D code: the published rows come from the authors' MATLAB BM3D
-  (the 2007 algorithm), the `bm3d` 4.x package implements the 2020 revision (Makinen, Azzari, Foi: exact
-  transform-domain variances, block matching corrected by `gamma`, thresholds chosen automatically,
-  `tau_match` 3000), which may well be a few hundredths of a dB better; not measurable here (no MATLAB).
-  A full-set multi-seed run (`SEEDS=5 PARTS=2`, about 5 x 680 s of CPU) would separate the two; not done.
-- **A protocol error would look different (measured).** Clipping the noisy input to [0, 1] and quantising it
-  to 8 bits, the one step where published protocols often differ, moves BM3D on BSD68 test001/test002 at
-  sigma 25 from 25.430 / 29.642 dB to 25.255 / 28.195 dB: -0.81 dB on their mean, in the other direction
-  and 16 times larger than our +0.05 dB (measured with an `ImageFunction` that quantises before calling
-  BM3D; not part of the scripted runs).
-- **CBM3D CBSD68 sigma 50: ours 27.431 vs the published 27.38 (+0.051 dB).** The seed spread measured on
-  8 images x 5 seeds is 0.029 dB, so +0.051 dB is 1.8 std: within. CBM3D took 19 s per CBSD68 image per
-  process on the idle 2-core machine (two processes, `PARTS=2`: 11 minutes for the set, then 6 minutes
-  for the 5-seed subset).
-- **Both checks land +0.05 dB above the published number**, gray and colour. That is within the seed
-  spread each time, but the same sign twice fits the BM3D-code explanation above (the 2020 revision in
-  `bm3d` 4.x a little better than the 2007 MATLAB code the tables used) at least as well as the noise draw.
-  A protocol error would not look like this: it would move gray and colour differently and by tenths of a
-  dB (the measured clipping case above).
-- **Reproducibility.** The BSD68 runs used the package's default threading ("auto"), under which two runs
-  differ by up to ~1e-4 per pixel (well under 0.001 dB on a set mean). The harness now pins BM3D to one
-  thread, which is bit-reproducible (the tests compare with the package exactly); the CBSD68 runs did.
-"""
 
 
 def _command(run_dir: Path, data_root: str, sigmas: list[str]) -> str:
@@ -232,108 +197,20 @@ def write_report(runs: Path, data_root: str, output: Path) -> None:
         + ("" if k == full[name, n] else " (a subset: the first `LIMIT` images of each part, in sorted order)")
         for name, n, k in sets
     )
-    text = (
-        HEADER.format(data_root=data_root)
-        + f"""
-## Ours vs published
-
-{table}
-
-"ours" is the mean over the full-set runs' seeds (the official seed 1 gray / 20 colour first). The published
-numbers were measured on another noise draw (MATLAB's `randn`), which no seed of ours reproduces: a difference
-of a few standard deviations of the seed spread is that draw, not the protocol. The spread is measured on the
-runs with several seeds (column "spread measured on"); where that is a subset, it is the conservative estimate
-of the full set's (see "How to read the spread").
-
-**Conclusion.** {conclusion(items, outside, unchecked)}
-
-{FINDINGS}
-## Seed spread
-
-{spread_table(items)}
-
-## Data used
-
-Test sets from `{data_root}` (the repository bundles only `Set12` and `McMaster`, in `datasets/testsets`; BSD68,
-CBSD68 and Kodak24 are downloads, see `datasets/README.md`):
-
-{data}
-
-## Commands
-
-Run from the repository root (each appends its runs under `results/harness/`; the report is rebuilt from all):
-
-```
-{chr(10).join(commands)}
-```
-"""
-        + FOOTER
-    )
+    fields = {
+        "table": table,
+        "conclusion": conclusion(items, outside, unchecked),
+        "spread_table": spread_table(items),
+        "data_root": data_root,
+        "data": data,
+        "commands": "\n".join(commands),
+    }
+    text = Template(TEMPLATE.read_text()).substitute(fields)
     write_text(output, text)
 
 
-HEADER = """\
-# Harness validation: BM3D / CBM3D through our protocol vs their published numbers
-
-Written by `scripts/validate_harness.sh` (`python -m adfnet.evaluation.harness`): edit the code, not this file.
-
-Without the official weights no ADFNet number printed by `adfnet-test` can be checked against the paper. The
-classical baselines close that gap: `adfnet-test --model bm3d` runs BM3D (gray, `bm3d.bm3d`) or CBM3D (colour,
-`bm3d.bm3d_rgb`, opponent colour space; package `bm3d` 4.x, default profile) given the true sigma, through
-exactly what ADFNet goes through: the same image reading, the same noise (`adfnet.data.noise.add_awgn`, float,
-unclipped and unquantised, reseeded per image with the official seed), `adfnet.inference.denoise` (clamp to
-[0, 1]; no padding, a per-image function has size multiple 1), the same metrics (8-bit PSNR/SSIM of
-`adfnet.metrics`), tables, `results.csv` and `summary.csv`. Their published numbers (DnCNN's BM3D rows, the
-CBM3D rows of the colour tables repeated by SADNet and ADFNet) were computed on noise made the same way
-(`x + sigma/255 * randn`, no clipping or quantisation of the noisy input; 8-bit output against the 8-bit
-clean image).
-"""
-
-FOOTER = """
-## How to read the spread
-
-`adfnet-test --seeds N` repeats a run with the seeds s, s+1, ..., s+N-1 and reports the mean and the sample
-standard deviation of each set's mean PSNR over them (`seeds.csv`: one row per set, sigma and seed). The
-official protocol reseeds before every image, so all images of one size get the same noise field; their
-PSNR fluctuations are therefore correlated and the spread of a set mean shrinks by less than sqrt(images).
-A subset's spread is thus between 1 and sqrt(full/subset) times the full set's: used as the full set's,
-it makes the verdict lenient by at most that factor (shown in "spread measured on").
-
-## Adding a baseline (this run is the template)
-
-1. A function that denoises one image: `fn(noisy) -> denoised`, noisy in [0, 1] (float32, unclipped),
-   `(H, W, C)` numpy (or a `(1, C, H, W)` tensor with `ImageFunction(fn, numpy=False)`), the output of the same
-   size. Wrapped in `adfnet.evaluation.denoiser.ImageFunction`, it goes through `evaluate_set` exactly as a
-   network does (a function that needs sizes of multiple N sets `size_multiple=N` and is reflect-padded like
-   ADFNet):
-
-   ```python
-   from pathlib import Path
-   from adfnet.data.io import list_images
-   from adfnet.evaluation import EvalOptions, evaluate_set
-   from adfnet.evaluation.denoiser import ImageFunction
-
-   files = list_images(Path("datasets/testsets/Set12"))
-   result = evaluate_set(
-       ImageFunction(my_fn, name="mine"), files, "Set12", 25, Path("results/mine"), EvalOptions(n_colors=1)
-   )
-   print(result.mean_psnr)  # results/mine/results.csv has the per-image scores
-   ```
-
-2. For the command line: a factory `(n_colors, sigma) -> ImageFunction` in `BASELINES`
-   (`adfnet/evaluation/baselines.py`; import optional packages inside it and raise `ValueError` naming the
-   package to install), which makes `adfnet-test --model NAME` work with every flag (`--seeds`, `--limit`,
-   `--save_images`, several sets and sigmas), and the optional package in the `baselines` extra of
-   `pyproject.toml`.
-3. Its published numbers in `PUBLISHED` (`adfnet/evaluation/published.py`) under `(NAME, n_colors, set key,
-   sigma)` with the source, so every table shows ours - published.
-4. A case in `scripts/validate_harness.sh` (`CASES="n_colors:set:sigmas"`, several `SEEDS`), and the report
-   is rebuilt with the new rows.
-"""
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m adfnet.evaluation.harness", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m experiments.harness", description=__doc__.split("\n")[0])
     p.add_argument("runs", type=Path, help="the OUT folder of scripts/validate_harness.sh (results/harness)")
     p.add_argument("--data_root", required=True, help="the test-set root the runs used (named in the report)")
     p.add_argument("--output", type=Path, default=Path("docs/HARNESS.md"))
