@@ -5,15 +5,12 @@ ADFNet allocates and frees tensors of tens to hundreds of MB per block. glibc se
 again. :func:`tune_allocator` keeps freed memory in the heap for reuse instead. A caching allocator
 preloaded by the user (tcmalloc, jemalloc) already does this; then nothing is changed.
 
-Why this setting (RGB ADFNet, fast formulation, 2 threads, benchmarks/adfnet_speed.py on an idle
-2-core machine; default glibc -> tuned, README "Speed and memory of the network"): inference 512x768
-5.66 s -> 4.58 s at 0.73 -> 0.72 GB of activations, 1024x1024 15.1 s -> 12.6 s at 1.25 -> 2.11 GB,
-2048x2048 70.3 s -> 59.7 s at 4.05 -> 9.20 GB; training step batch 16 patch 128 16.4 s -> 11.2 s at
-4.07 -> 5.20 GB. The speed is worth the memory up to about 1024x1024; larger images go through tiles
-in ``adfnet-denoise`` anyway. Without the trim threshold (``mmap`` off alone) the retained heap grows
-with every distinct tensor size (+0.9 GB in inference, +3.8 GB in training were reported in issue
-10); the 1 GB threshold caps the freed memory kept. Rerun benchmarks/adfnet_speed.py (its "tuned"
-table) on another machine.
+Why this setting: page faults, not arithmetic, are then what a forward pass saves, so inference and
+training get faster at the price of the heap keeping freed memory; the price grows with the image,
+and the largest images go through tiles in ``adfnet-denoise`` anyway. Without the trim threshold
+(``mmap`` off alone) the retained heap grows with every distinct tensor size; the 1 GB threshold caps
+the freed memory kept. benchmarks/adfnet_speed.py measures both allocators side by side (its "default"
+and "tuned" tables): rerun it on another machine.
 """
 
 from __future__ import annotations

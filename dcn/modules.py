@@ -220,7 +220,7 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
         # Offsets and masks from two convolutions (the predictor's two row blocks of weights), not
         # as slices of one output: the backward of two slices (one of them changed in place by the
         # sigmoid) would build two zero-filled full-size (3 * dg * K)-channel gradients and copy
-        # into them, about 1 GB per batch-16 step of 128x128. The sigmoid runs in place: a
+        # into them, each as large as the whole prediction. The sigmoid runs in place: a
         # convolution's backward does not need its output.
         n_offset = 2 * self.conv_offset_mask.out_channels // 3
         offset = _predict(self.conv_offset_mask, features, slice(0, n_offset))

@@ -1,5 +1,7 @@
 """SIDD/DND tools: .mat round trips with the real structure, built from the bundled SIDD sample pairs."""
 
+import sys
+
 import numpy as np
 import pytest
 import scipy.io as sio
@@ -38,7 +40,7 @@ class _Tool:
 
     def __init__(self, name):
         self.name = TOOLS[name]
-        self.module = real.TOOLS[self.name][0]
+        self.module = sys.modules[real.TOOLS[self.name][1].__module__]  # where the tool loads its model
 
     def main(self, argv):
         return real.main([self.name, *argv])

@@ -23,16 +23,16 @@ from adfnet.cli.common import join_negative_numbers
 from adfnet.cli.flags import add_real_model_arguments
 from adfnet.fileio import WriteError
 
-# tool name -> (module, its function names); each module has add_<name>_arguments and run_<name>
+# tool name -> (the function adding its flags, the function running it)
 TOOLS = {
-    "sidd-val-mat": (sidd, "val_mat"),
-    "sidd-val-png": (sidd, "val_png"),
-    "sidd-benchmark": (sidd, "benchmark"),
-    "score-sidd": (sidd, "score"),
-    "dnd": (dnd, "denoise"),
-    "bundle-dnd": (dnd, "bundle"),
-    "sidd-raw-val": (sidd_raw, "raw_val"),
-    "sidd-raw-benchmark": (sidd_raw, "raw_benchmark"),
+    "sidd-val-mat": (sidd.add_val_mat_arguments, sidd.run_val_mat),
+    "sidd-val-png": (sidd.add_val_png_arguments, sidd.run_val_png),
+    "sidd-benchmark": (sidd.add_benchmark_arguments, sidd.run_benchmark),
+    "score-sidd": (sidd.add_score_arguments, sidd.run_score),
+    "dnd": (dnd.add_denoise_arguments, dnd.run_denoise),
+    "bundle-dnd": (dnd.add_bundle_arguments, dnd.run_bundle),
+    "sidd-raw-val": (sidd_raw.add_raw_val_arguments, sidd_raw.run_raw_val),
+    "sidd-raw-benchmark": (sidd_raw.add_raw_benchmark_arguments, sidd_raw.run_raw_benchmark),
 }
 DENOISERS = ("sidd-val-mat", "sidd-val-png", "sidd-benchmark", "dnd", "sidd-raw-val", "sidd-raw-benchmark")
 
@@ -42,15 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adfnet-real", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     tools = parser.add_subparsers(dest="tool", required=True, metavar="<tool>")
-    for name, (module, func) in TOOLS.items():
-        doc = getattr(module, f"run_{func}").__doc__
+    for name, (add_arguments, run) in TOOLS.items():
+        doc = run.__doc__
         sub = tools.add_parser(
             name,
             help=doc.splitlines()[0].replace("%", "%%"),
             description=doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        getattr(module, f"add_{func}_arguments")(sub)
+        add_arguments(sub)
         if name in DENOISERS:
             add_real_model_arguments(sub)
     return parser
@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(join_negative_numbers(sys.argv[1:] if argv is None else argv))
-    module, func = TOOLS[args.tool]
+    run = TOOLS[args.tool][1]
     try:
-        return getattr(module, f"run_{func}")(args)
+        return run(args)
     except WriteError as err:  # a full disk or an unwritable output stops any tool with its one line
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -149,9 +149,8 @@ def channels_last_inference(x: Tensor) -> bool:
     compiled ops, which read and write channels_last in place.
 
     oneDNN convolutions are faster in channels_last and allocate less: an NCHW one reorders its
-    input and output through blocked copies (a 32-channel 3x3 conv at 512x768, 2 threads: 102 ms
-    and 151 MB of fresh pages in NCHW, 57 ms and 50 MB in channels_last). Training stays NCHW (the
-    backward kernels read NCHW).
+    input and output through blocked copies (benchmarks/adfnet_speed.py measures the difference).
+    Training stays NCHW (the backward kernels read NCHW).
     """
     return x.device.type == "cpu" and _eager_inference(x) and _fused_available() and dcn.get_backend() == "ext"
 
