@@ -66,14 +66,7 @@ def load_sidd_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
     rounded to uint8 by :func:`adfnet.imaging.quantize`, the rounding of every other 8-bit score,
     so every flavour compares on the same 8-bit scale.
     """
-    variables = _variables(_loadmat(path))
-    if key is None:
-        if len(variables) != 1:
-            raise ValueError(f"{path} holds {sorted(variables)}; say which one with a key")
-        key = next(iter(variables))
-    if key not in variables:
-        raise ValueError(f"{path} has no variable {key!r} (it holds {sorted(variables)})")
-    value = variables[key]
+    key, value = _variable(path, key)
     blocks = _cell_to_array(value) if value.dtype == object else np.asarray(value)
     if blocks.ndim != 5 or blocks.shape[-1] != 3:
         raise ValueError(f"{path}:{key} should be N x K x H x W x 3, got shape {blocks.shape}")
@@ -105,6 +98,11 @@ def save_sidd_submission(path: str | Path, blocks: np.ndarray) -> None:
 
 def load_single_array(path: str | Path, key: str | None = None) -> np.ndarray:
     """The variable ``key`` (default: the only one) of a MATLAB v7 ``.mat`` file, as stored."""
+    return _variable(path, key)[1]
+
+
+def _variable(path: str | Path, key: str | None) -> tuple[str, np.ndarray]:
+    """``(name, value)`` of the variable ``key`` (default: the only one) of a ``.mat`` file."""
     variables = _variables(_loadmat(path))
     if key is None:
         if len(variables) != 1:
@@ -112,12 +110,12 @@ def load_single_array(path: str | Path, key: str | None = None) -> np.ndarray:
         key = next(iter(variables))
     if key not in variables:
         raise ValueError(f"{path} has no variable {key!r} (it holds {sorted(variables)})")
-    return variables[key]
+    return key, variables[key]
 
 
 def load_sidd_raw_blocks(path: str | Path, key: str | None = None) -> np.ndarray:
     """SIDD raw blocks as an ``N x K x H x W`` float32 array in [0, 1] (numeric or cell form, like the sRGB ones)."""
-    value = load_single_array(path, key)
+    key, value = _variable(path, key)
     blocks = _cell_to_array(value) if value.dtype == object else np.asarray(value)
     if blocks.ndim != 4:
         raise ValueError(f"{path}: SIDD raw blocks should be N x K x H x W Bayer mosaics, got shape {blocks.shape}")

@@ -26,7 +26,12 @@ DEFORMABLE_GROUPS = 8
 REQUIRED_SPEEDUP = 2.0
 
 
-def _inputs(shape: tuple[int, int, int, int], seed: int = 0) -> list[torch.Tensor]:
+def op_inputs(
+    shape: tuple[int, int, int, int],
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> list[torch.Tensor]:
     """input, offset, mask, weight, bias of one ADFNet-like layer, all requiring grad."""
     n, c, h, w = shape
     gen = torch.Generator().manual_seed(seed)
@@ -38,7 +43,7 @@ def _inputs(shape: tuple[int, int, int, int], seed: int = 0) -> list[torch.Tenso
         torch.randn(c, c, 3, 3, generator=gen) / (3 * c**0.5),
         torch.randn(c, generator=gen),
     ]
-    return [t.requires_grad_() for t in tensors]
+    return [t.to(device, dtype).requires_grad_() for t in tensors]
 
 
 def _run_ext(x, offset, mask, weight, bias) -> torch.Tensor:
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'shape (N,C,H,W)':<20} {'ext fwd+bwd':>12} {'torchvision':>12} {'speed-up':>9}")
     ok = True
     for shape in SHAPES:
-        tensors = _inputs(shape)
+        tensors = op_inputs(shape)
         t_ext = time_fwd_bwd(_run_ext, tensors, args.repeats)
         t_tv = time_fwd_bwd(_run_torchvision, tensors, args.repeats)
         ratio = t_tv / t_ext

@@ -22,12 +22,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dcn_speed import DEFORMABLE_GROUPS, op_inputs  # noqa: E402 (this folder: the same layer as the CPU timing)
+
 import dcn  # noqa: E402
 from adfnet.fileio import write_text  # noqa: E402
 from adfnet.models import build_model  # noqa: E402
 from dcn import _ext  # noqa: E402
 
-OP_SHAPES = [(1, 64, 128, 128), (4, 64, 64, 64), (1, 128, 64, 64)]  # 3x3, 8 deformable groups
+OP_SHAPES = [(1, 64, 128, 128), (4, 64, 64, 64), (1, 128, 64, 64)]  # 3x3 layers of ADFNet's widths
 IMAGE_SIZES = [(256, 256), (512, 768)]
 PAPER_SECONDS_PER_IMAGE = 0.027  # ADFNet on a 2080 Ti (paper, Table 2)
 
@@ -50,21 +52,6 @@ def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> f
     return best
 
 
-def _op_inputs(shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
-    """input, offset, mask, weight, bias of one ADFNet-like DCN layer, requiring grad."""
-    n, c, h, w = shape
-    gen = torch.Generator().manual_seed(0)
-    taps, dg = 9, 8
-    tensors = [
-        torch.randn(n, c, h, w, generator=gen),
-        torch.randn(n, 2 * dg * taps, h, w, generator=gen) * 2.0,
-        torch.rand(n, dg * taps, h, w, generator=gen),
-        torch.randn(c, c, 3, 3, generator=gen) / (3 * c**0.5),
-        torch.randn(c, generator=gen),
-    ]
-    return [t.to(device, dtype).requires_grad_() for t in tensors]
-
-
 def op_rows(device: torch.device, shapes: list, dtypes: list, repeats: int) -> list[str]:
     """Markdown rows: per shape and dtype, forward and forward + backward of ours and torchvision's (ms)."""
     from torchvision.ops import deform_conv2d
@@ -72,8 +59,8 @@ def op_rows(device: torch.device, shapes: list, dtypes: list, repeats: int) -> l
     rows = []
     for shape in shapes:
         for dtype in dtypes:
-            x, offset, mask, weight, bias = on = _op_inputs(shape, dtype, device)
-            ours = functools.partial(_ext.modulated_deform_conv, *on, (1, 1), (1, 1), (1, 1), 1, 8)
+            x, offset, mask, weight, bias = on = op_inputs(shape, dtype, device)
+            ours = functools.partial(_ext.modulated_deform_conv, *on, (1, 1), (1, 1), (1, 1), 1, DEFORMABLE_GROUPS)
             theirs = functools.partial(deform_conv2d, x, offset, weight, bias, 1, 1, 1, mask)
             cells = []
             for fn in (ours, theirs):

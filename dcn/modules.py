@@ -225,15 +225,4 @@ class ModulatedDeformConvPack(ModulatedDeformConv):
         n_offset = 2 * self.conv_offset_mask.out_channels // 3
         offset = _predict(self.conv_offset_mask, features, slice(0, n_offset))
         mask = _predict(self.conv_offset_mask, features, slice(n_offset, None)).sigmoid_()
-        return modulated_deform_conv(
-            input,
-            offset,
-            mask,
-            self.weight,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.deformable_groups,
-        )
+        return super().forward(input, offset, mask)
