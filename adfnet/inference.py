@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from adfnet.data.io import image_to_tensor, tensor_to_image
+from adfnet.imaging import image_to_tensor, tensor_to_image
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
