@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from adfnet import build_model, load_weights
-from adfnet.checkpoint import checkpoint_architecture, weights_with_architecture
-from adfnet.models import ADFNet
+from adfnet.checkpoint import checkpoint_architecture, load_checkpoint, weights_with_architecture
+from adfnet.models import ADFNet, ModelSpec
 
 
 def small(n_colors=3):
@@ -153,3 +153,24 @@ def test_truncated_file_and_folder_messages(source, tmp_path):
     assert "weights_only=False" not in str(err.value)
     with pytest.raises(ValueError, match=r"is a folder, not a checkpoint file: pass the \.pt file itself \(it holds"):
         load_weights(small(), tmp_path)
+
+
+def test_load_checkpoint_builds_the_network_the_checkpoint_holds(tmp_path):
+    """One loader: without a spec it builds what the checkpoint records (an ablation included) or, for an
+    unrecorded (official) checkpoint, what its head conv shows; with one, the checkpoint must be of it."""
+    net = build_model("adfnet", 1, mfi=False).eval()
+    torch.save(weights_with_architecture(net), tmp_path / "no_mfi.pt")
+    model, spec = load_checkpoint(tmp_path / "no_mfi.pt")
+    assert spec == net.spec and spec.options["mfi"] is False and not model.training
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+    with pytest.raises(ValueError, match="mfi: checkpoint False, model True"):
+        load_checkpoint(tmp_path / "no_mfi.pt", ModelSpec("adfnet", 1))
+    torch.save(build_model("adfnet", 3).state_dict(), tmp_path / "official.pt")
+    notes = []
+    _, spec = load_checkpoint(tmp_path / "official.pt", note=notes.append)
+    assert (spec.name, spec.n_colors, spec.options["mfi"]) == ("adfnet", 3, True)
+    assert "carries no architecture record" in notes[0]
+    with pytest.raises(ValueError, match="n_colors=3"):  # a colour checkpoint asked for as gray
+        load_checkpoint(tmp_path / "official.pt", n_colors=1)

@@ -4,6 +4,7 @@ user mistakes test.py / train.py must refuse with a clear message (never a trace
 from __future__ import annotations
 
 import hashlib
+import re
 import runpy
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import torch
 import yaml
 
 from adfnet.cli import test as test_cli
+from adfnet.data.noise import build_noise
+from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import CONFIGS, parse_options
 from adfnet.models import build_model
 from conftest import MCMASTER, ROOT, SET12, console_script, subprocess_env
@@ -308,6 +311,26 @@ def test_config_is_defaults_explicit_flags_win(tmp_path: Path, capsys) -> None:
         assert run_file(ROOT / "train.py", *argv) == 2
         captured = capsys.readouterr()
         assert needle in captured.err and "Traceback" not in captured.out + captured.err
+
+
+def test_a_train_config_is_data_with_the_defaults_and_checks_of_train_py() -> None:
+    """What the trainer takes, made without the command line (an experiment, a recipe of another network):
+    train.py's defaults, the gray/colour ones filled in, and train.py's checks with their messages."""
+    assert vars(TrainConfig(save="x")) == vars(parse_options(["--save", "x"]))
+    gray = TrainConfig(model="ADFNet", n_colors=1, no_mfi=True, save="x")
+    assert (gray.epochs, gray.lr_decay, gray.val_seed, gray.data_val) == (950, 220, 1, "Set12")
+    assert gray.spec.record() == {"model": "adfnet", "n_colors": 1, "placement": "decoder", "dcb": True, "mdcb": True,
+                                  "mfi": False}  # fmt: skip
+    assert gray.noise_model == build_noise("awgn", (50,))
+    for options, message in (
+        ({"patch_size": 20}, "--patch_size 20 must be a multiple of 8"),
+        ({"lr": 0.0}, "--lr must be a positive number"),
+        ({"noise_params": [3.0]}, "--noise_params needs --noise NAME"),
+        ({"noise": "awgn", "noise_params": [15.0, 25.0]}, "trains on one sigma"),
+        ({"model": "unet"}, "unknown model 'unet'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            TrainConfig(save="x", **options)
 
 
 def test_train_gets_the_shared_runtime_flags() -> None:

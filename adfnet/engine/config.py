@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NoiseModel, noise_from_flags
-from adfnet.models import ADFNet, ModelSpec
+from adfnet.models import ADFNet, ModelSpec, canonical_name
 from adfnet.models.spec import ablation_options
 
 GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
@@ -126,6 +126,7 @@ class TrainConfig:
             object.__setattr__(self, key, value)
 
     def _fill_defaults(self) -> None:
+        self._set(model=canonical_name(self.model))
         if self.raw or self.n_colors == 4:
             self._set(raw=True, n_colors=4)
         for key, value in {**(GRAY_DEFAULTS if self.n_colors == 1 else COLOR_DEFAULTS), **TASK_DEFAULTS}.items():

@@ -78,6 +78,9 @@ class ModelSpec:
     n_colors: int
     options: Mapping[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", canonical_name(self.name))  # one spelling: "ADFNet-L" is "adfnet_l"
+
     def build(self) -> nn.Module:
         """The network, untrained (``build_model(name, n_colors, **options)``)."""
         return build_model(self.name, self.n_colors, **self.options)
@@ -88,7 +91,7 @@ class ModelSpec:
     @classmethod
     def from_record(cls, record: Mapping[str, object]) -> ModelSpec:
         options = {k: v for k, v in record.items() if k not in ("model", "n_colors")}
-        return cls(canonical_name(str(record["model"])), int(record["n_colors"]), options)  # type: ignore[call-overload]
+        return cls(str(record["model"]), int(record["n_colors"]), options)  # type: ignore[call-overload]
 
 
 def ablation_options(
