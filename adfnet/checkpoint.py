@@ -307,35 +307,67 @@ def _variant(width: int) -> str:
     return {32: "ADFNet ('adfnet')", 64: "ADFNet-L ('adfnet_l')"}.get(width, f"a width-{width} model")
 
 
-def infer_model(state: Mapping[str, Tensor], model: str | None, n_colors: int | None) -> tuple[str, int]:
-    """``(name, n_colors)`` of an unrecorded checkpoint from its head conv (width: ADFNet or ADFNet-L; input
-    channels: colours), unless given; refuses to guess (:class:`~adfnet.errors.UserError`)."""
-    head = state.get("head.weight")
-    if head is None or head.dim() != 4:
-        if model and n_colors:
-            return model, n_colors
-        raise UserError("cannot tell the model from this checkpoint (no head.weight): pass --model and --n_colors")
-    width, colours = int(head.shape[0]), int(head.shape[1])
-    names = [name for name, widths in WIDTHS.items() if widths[0] == width]
-    name = model or (names[0] if len(names) == 1 else None)
-    if name is None:
-        raise UserError(f"the checkpoint's first width is {width}, which is none of {', '.join(MODEL_NAMES)}")
-    return name, n_colors or colours
+def infer_model(state: Mapping[str, Tensor], model: str | None = None, n_colors: int | None = None) -> ModelSpec:
+    """The network of an unrecorded checkpoint (an official one) from its keys and shapes, unless given
+    (``model``, ``n_colors``: a command line's ``--model`` / ``--n_colors``); refuses to guess
+    (:class:`~adfnet.errors.UserError`).
+
+    ADFNet and ADFNet-L by the width of their head conv, SADNet, MWCNN, MWRCANet and MWResNet (channel attention
+    or not) by their first layers, DBSN by its three nets with every option their shapes show. Options the
+    shapes cannot show take their defaults: a DBSN for Poisson-Gaussian noise has the shapes of the Gaussian
+    one, and MWRCANet's one-plane Bayer input (``n_colors=1``) those of the packed raw one (4): ask for those.
+    """
+    found = _recognise(state)
+    if model and (found is None or canonical_name(model) != found[0]):
+        if n_colors:
+            return ModelSpec(model, n_colors)
+        found = None if found is None else (canonical_name(model), found[1], {})
+    if found is None:
+        raise UserError("cannot tell the model from this checkpoint: pass --model and --n_colors")
+    name, colours, options = found
+    return ModelSpec(name, n_colors or colours, options)
+
+
+def _recognise(state: Mapping[str, Tensor]) -> tuple[str, int, dict[str, object]] | None:
+    """``(name, n_colors, options)`` that a state_dict's keys and shapes show, or None."""
+
+    def shape(key: str) -> tuple[int, ...] | None:
+        value = state.get(key)
+        return tuple(value.shape) if isinstance(value, Tensor) else None
+
+    if shape("dbsn.dbsn_head.0.weight"):
+        options = {k: v for k, v in dbsn_options_from_state_dict(state).items() if v is not None}
+        if options.get("noise_type") != "multivariate_gaussian":
+            options["noise_type"] = "gaussian"  # or poisson_gaussian: the same shapes
+        return "dbsn", int(options.pop("n_colors")), options
+    if shape("res1.conv0.weight"):
+        return "sadnet", shape("res1.conv0.weight")[1], {}
+    if shape("level1_prev.block.0.weight"):
+        return "mwcnn", shape("level1_prev.block.0.weight")[1] // 4, {}
+    head = shape("head.weight")
+    if head is None or len(head) != 4:
+        return None
+    if head[2:] == (2, 2):  # the fixed Haar DWT of the wavelet networks: their first conv tells the colours
+        name = "mwrcanet" if any(".cuca." in k for k in state) else "mwresnet"
+        return name, 3 if shape("down1.0.weight")[1] == 12 else 1, {}
+    names = [name for name, widths in WIDTHS.items() if widths[0] == head[0]]
+    if len(names) != 1:
+        raise UserError(f"the checkpoint's first width is {head[0]}, which is none of {', '.join(MODEL_NAMES)}")
+    return names[0], head[1], {}
 
 
 def checkpoint_spec(source: Mapping[str, object], name: str | None = None, n_colors: int | None = None) -> ModelSpec:
-    """The network a loaded checkpoint holds: its recorded spec, else what its head conv shows
-    (:func:`infer_model`; the options then take their defaults, as :data:`UNRECORDED_DEFAULTS` assumes).
+    """The network a loaded checkpoint holds: its recorded spec, else what its keys and shapes show
+    (:func:`infer_model`; options no shape shows take their defaults, as :data:`UNRECORDED_DEFAULTS` assumes).
 
     A given ``name`` or ``n_colors`` (a command line's ``--model`` / ``--n_colors``) wins; if the checkpoint
     holds another network, loading it says so.
     """
-    name = canonical_name(name) if name else None
     record = checkpoint_architecture(source)
     if record is None:
-        return ModelSpec(*infer_model(_normalise(source), name, n_colors))
+        return infer_model(_normalise(source), name, n_colors)
     spec = ModelSpec.from_record(record)
-    if name is not None and name != spec.name:
+    if name is not None and canonical_name(name) != spec.name:
         return ModelSpec(name, n_colors or spec.n_colors)  # the defaults of the asked network: the check names both
     return ModelSpec(spec.name, n_colors or spec.n_colors, spec.options)
 

@@ -9,6 +9,7 @@ from torch import nn
 from adfnet import build_model, load_weights
 from adfnet.checkpoint import checkpoint_architecture, load_checkpoint, weights_with_architecture
 from adfnet.models import ADFNet, ModelSpec
+from adfnet.models.dbsn import CHECKPOINT_PARTS
 
 
 def small(n_colors=3):
@@ -174,3 +175,16 @@ def test_load_checkpoint_builds_the_network_the_checkpoint_holds(tmp_path):
     assert "carries no architecture record" in notes[0]
     with pytest.raises(ValueError, match="n_colors=3"):  # a colour checkpoint asked for as gray
         load_checkpoint(tmp_path / "official.pt", n_colors=1)
+
+
+def test_unrecorded_checkpoints_of_every_network_are_recognised(tmp_path):
+    """The authors' checkpoints carry no record: each network is told by its keys and shapes (DBSN's three-part
+    layout with its configuration read from the shapes), so load_checkpoint needs no --model for them."""
+    cases = [("sadnet", 1, {}), ("mwcnn", 3, {}), ("mwresnet", 1, {}), ("dbsn", 1, {"mid_ch": 8})]
+    for name, n_colors, options in cases:
+        net = build_model(name, n_colors, **options)
+        state = net.state_dict()
+        if name == "dbsn":  # the authors' layout: one state_dict per net
+            state = {part: getattr(net, sub).state_dict() for part, sub in CHECKPOINT_PARTS.items()}
+        torch.save(state, tmp_path / f"{name}.pth")
+        assert load_checkpoint(tmp_path / f"{name}.pth")[1] == net.spec, name

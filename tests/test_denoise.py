@@ -254,7 +254,8 @@ def test_memory_sizes_and_tile_choice():
 
 def test_model_and_colours_are_read_from_the_checkpoint():
     for name, n in [("adfnet", 1), ("adfnet", 3), ("adfnet_l", 3)]:
-        assert infer_model(build_model(name, n).state_dict(), None, None) == (name, n)
+        spec = infer_model(build_model(name, n).state_dict(), None, None)
+        assert (spec.name, spec.n_colors) == (name, n)
     from adfnet.errors import UserError
 
     with pytest.raises(UserError, match="--model and --n_colors"):

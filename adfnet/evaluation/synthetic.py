@@ -245,8 +245,10 @@ def run_evaluation(
     sets = _list_sets(input_dirs, opts, run, log)
     notes: set[str] = set()
     for noise in noises:
-        path = weights.replace("{sigma}", sigma_label(noise.sigma)) if "{sigma}" in weights else weights
+        path = weights
         try:
+            if "{sigma}" in weights:  # per noise level: AWGN only (noise.sigma says so otherwise)
+                path = weights.replace("{sigma}", sigma_label(noise.sigma))
             if model_name in BASELINES:
                 model = BASELINES[model_name](opts.n_colors, noise.sigma)
             else:
