@@ -18,7 +18,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet -r requirements.txt
 
 # What the build compiles and how long it takes (measured with MAX_JOBS=2 on a 2-core machine shared with
-# other jobs: 1.0 min without nvcc; 5.7 min with it, 2.7 min of CPU time).
+# other jobs: 1.0 and 2.9 min without nvcc, 1.6 min of CPU time; 5.7 min with it, 2.7 min of CPU time).
 with_nvcc=$("$VENV/bin/python" -c "import os, torch
 off = os.environ.get('DCN_WITH_CUDA') == '0'
 print(int(not off and (os.environ.get('FORCE_CUDA') == '1' or torch.cuda.is_available())))")
@@ -26,7 +26,7 @@ echo "Compiling the DCN extension dcn/_C: the C++ CPU kernels and the CUDA kerne
 if [ "$with_nvcc" = 1 ]; then
     echo "(the cuda_emulated backend), plus the CUDA kernels with nvcc: 3 to 6 minutes on 2 cores..."
 else
-    echo "(the cuda_emulated backend): about 1 minute on 2 cores..."
+    echo "(the cuda_emulated backend): 1 to 3 minutes on 2 cores..."
 fi
 start=$(date +%s)
 # --no-build-isolation: build against the torch installed above, never a freshly downloaded one.

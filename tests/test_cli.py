@@ -104,7 +104,7 @@ def test_adfnet_test_entry_point_evaluates(tmp_path: Path, weights: dict[str, Pa
     assert by_entry.returncode == 0, by_entry.stderr
     assert test_cli.main([*argv, "--result_dir", str(tmp_path / "b")]) == 0
     a, b = ((tmp_path / d / "Set12/sigma25/results.csv").read_text().splitlines() for d in ("a", "b"))
-    assert a[0] == b[0] == "image,sigma,psnr,ssim,seconds,noise,protocol"
+    assert a[0] == b[0] == "image,sigma,psnr,ssim,seconds,noise,protocol,noisy_psnr,noisy_ssim"
     assert a[1].split(",")[:4] == b[1].split(",")[:4]  # same scores, whichever way it was started
 
 

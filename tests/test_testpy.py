@@ -321,7 +321,7 @@ def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, cap
     run = tmp_path / "res" / "mixed" / "sigma30"
     with open(run / "results.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == ["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"]
+    assert header == ["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol", "noisy_psnr", "noisy_ssim"]
     rows = _read_csv(run / "results.csv")
     assert [r["image"] for r in rows] == ["a_rgb.png", "b_16bit.png", "c_gray.png"]
     for row in rows:
