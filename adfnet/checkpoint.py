@@ -122,10 +122,16 @@ def _check_architecture(model: Mapping[str, object] | None, checkpoint: Mapping[
     )
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+def read_state_dict(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
     """The bare state_dict stored in ``path`` (``.pt``/``.pth`` of any layout :func:`load_weights` reads,
-    or ``.safetensors``), without a model: for tools that pick the model from the checkpoint."""
-    return _normalise(_read(path))
+    or ``.safetensors``), without a model: for tools that pick the model from the checkpoint. It keeps
+    the architecture record (:func:`checkpoint_architecture` reads it, :func:`load_weights` checks it)."""
+    source = _read(path)
+    state = OrderedDict(_normalise(source))
+    record = checkpoint_architecture(source)
+    if record is not None:
+        state._metadata = {ARCHITECTURE_KEY: record}  # type: ignore[attr-defined]
+    return state
 
 
 def _read(path: str | os.PathLike) -> Mapping[str, object]:

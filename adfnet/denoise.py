@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import glob
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import cv2
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from adfnet.checkpoint import checkpoint_architecture, read_state_dict
 from adfnet.checkpoint import load_model as build_and_load
-from adfnet.checkpoint import read_state_dict
 from adfnet.data.io import IMAGE_EXTENSIONS
 from adfnet.data.metadata import PhotoInfo, add_metadata, read_photo_info
 from adfnet.fileio import DiskFullError, remove_stale_temporaries, write_bytes
@@ -170,12 +170,33 @@ def write_like(
 
 
 # --- model ------------------------------------------------------------------------------------------
-def infer_model(state: dict[str, torch.Tensor], model: str | None, n_colors: int | None) -> tuple[str, int]:
-    """``(name, n_colors)`` from the checkpoint's head conv, unless given; refuses to guess."""
+def infer_model(
+    state: Mapping[str, torch.Tensor],
+    model: str | None,
+    n_colors: int | None,
+    default: tuple[str, int] | None = None,
+) -> tuple[str, int]:
+    """``(name, n_colors)`` of the network ``state`` belongs to: its architecture record (every checkpoint
+    this package writes has one), else its head conv (official ADFNet checkpoints). ``model`` and ``n_colors``
+    are what the user gave (None: not given): they must agree with a record, and win over the head conv
+    (a mismatch then fails the strict loading, which names it). When the checkpoint tells nothing (no
+    record, no head conv: e.g. an official SADNet checkpoint), the given values, completed by ``default``,
+    are used; without a ``default`` that is an error asking for both flags."""
+    record = checkpoint_architecture(state) or {}
+    if record.get("model") in MODEL_NAMES and isinstance(record.get("n_colors"), int):
+        for flag, given, key in (("--model", model, "model"), ("--n_colors", n_colors, "n_colors")):
+            if given is not None and given != record[key]:
+                raise DenoiseError(
+                    f"{flag} {given} contradicts the checkpoint's architecture record ({key}={record[key]!r}): "
+                    f"leave {flag} out (it is read from the checkpoint) or use weights of that model"
+                )
+        return str(record["model"]), int(record["n_colors"])
     head = state.get("head.weight")
     if head is None or head.dim() != 4:
         if model and n_colors:
             return model, n_colors
+        if default is not None:
+            return model or default[0], n_colors or default[1]
         raise DenoiseError("cannot tell the model from this checkpoint (no head.weight): pass --model and --n_colors")
     width, colours = int(head.shape[0]), int(head.shape[1])
     names = [name for name, widths in WIDTHS.items() if widths[0] == width]
@@ -186,10 +207,13 @@ def infer_model(state: dict[str, torch.Tensor], model: str | None, n_colors: int
 
 
 def load_model(weights: str, model: str | None = None, n_colors: int | None = None, device: str = "cpu"):
-    """Build the network the checkpoint belongs to and load it strictly."""
+    """Build the network the checkpoint belongs to (:func:`infer_model`; the ablation options of its
+    architecture record too) and load it strictly."""
     state = read_state_dict(weights)
     name, colours = infer_model(state, canonical_name(model) if model else None, n_colors)
-    return build_and_load(name, colours, state, device), name, colours
+    record = checkpoint_architecture(state) or {}
+    options = {k: v for k, v in record.items() if k not in ("model", "n_colors")} if record.get("model") == name else {}
+    return build_and_load(name, colours, state, device, **options), name, colours
 
 
 # --- the loop ---------------------------------------------------------------------------------------

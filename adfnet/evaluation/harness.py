@@ -1,6 +1,6 @@
 """Write docs/HARNESS.md from the baseline runs of scripts/validate_harness.sh (ours vs published, seed spread).
 
-    python -m adfnet.evaluation.harness results/harness --data_root /path/to/testsets --output docs/HARNESS.md
+    .venv/bin/python -m adfnet.evaluation.harness results/harness --data_root /path/to/testsets --output docs/HARNESS.md
 
 Every ``seeds.csv`` under the runs folder is read (one row per set, sigma and seed), so runs made
 separately or in parallel are combined. A set mean is compared with its published number; the
@@ -275,10 +275,11 @@ Run from the repository root (each appends its runs under `results/harness/`; th
 HEADER = """\
 # Harness validation: BM3D / CBM3D through our protocol vs their published numbers
 
-Written by `scripts/validate_harness.sh` (`python -m adfnet.evaluation.harness`): edit the code, not this file.
+Written by `scripts/validate_harness.sh` (`.venv/bin/python -m adfnet.evaluation.harness`): edit the code,
+not this file.
 
 Without the official weights no ADFNet number printed by `adfnet-test` can be checked against the paper. The
-classical baselines close that gap: `adfnet-test --model bm3d` runs BM3D (gray, `bm3d.bm3d`) or CBM3D (colour,
+classical baselines close that gap: `.venv/bin/adfnet-test --model bm3d` runs BM3D (gray, `bm3d.bm3d`) or CBM3D (colour,
 `bm3d.bm3d_rgb`, opponent colour space; package `bm3d` 4.x, default profile) given the true sigma, through
 exactly what ADFNet goes through: the same image reading, the same noise (`adfnet.data.noise.add_awgn`, float,
 unclipped and unquantised, reseeded per image with the official seed), `adfnet.inference.denoise` (clamp to
@@ -292,7 +293,7 @@ clean image).
 FOOTER = """
 ## How to read the spread
 
-`adfnet-test --seeds N` repeats a run with the seeds s, s+1, ..., s+N-1 and reports the mean and the sample
+`.venv/bin/adfnet-test --seeds N` repeats a run with the seeds s, s+1, ..., s+N-1 and reports the mean and the sample
 standard deviation of each set's mean PSNR over them (`seeds.csv`: one row per set, sigma and seed). The
 official protocol reseeds before every image, so all images of one size get the same noise field; their
 PSNR fluctuations are therefore correlated and the spread of a set mean shrinks by less than sqrt(images).
@@ -322,7 +323,7 @@ it makes the verdict lenient by at most that factor (shown in "spread measured o
 
 2. For the command line: a factory `(n_colors, sigma) -> ImageFunction` in `BASELINES`
    (`adfnet/evaluation/baselines.py`; import optional packages inside it and raise `ValueError` naming the
-   package to install), which makes `adfnet-test --model NAME` work with every flag (`--seeds`, `--limit`,
+   package to install), which makes `.venv/bin/adfnet-test --model NAME` work with every flag (`--seeds`, `--limit`,
    `--save_images`, several sets and sigmas), and the optional package in the `baselines` extra of
    `pyproject.toml`.
 3. Its published numbers in `PUBLISHED` (`adfnet/evaluation/published.py`) under `(NAME, n_colors, set key,
