@@ -145,10 +145,16 @@ def _check_architecture(model: Mapping[str, object] | None, checkpoint: Mapping[
     )
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
+def read_state_dict(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
     """The bare state_dict stored in ``path`` (``.pt``/``.pth`` of any layout :func:`load_weights` reads,
-    or ``.safetensors``), without a model: for tools that pick the model from the checkpoint."""
-    return _normalise(_read(path))
+    or ``.safetensors``), without a model: for tools that pick the model from the checkpoint. It keeps
+    the architecture record (:func:`checkpoint_architecture` reads it, :func:`load_weights` checks it)."""
+    source = _read(path)
+    state = OrderedDict(_normalise(source))
+    record = checkpoint_architecture(source)
+    if record is not None:
+        state._metadata = {ARCHITECTURE_KEY: record}  # type: ignore[attr-defined]
+    return state
 
 
 def _read(path: str | os.PathLike) -> Mapping[str, object]:
@@ -307,23 +313,48 @@ def _variant(width: int) -> str:
     return {32: "ADFNet ('adfnet')", 64: "ADFNet-L ('adfnet_l')"}.get(width, f"a width-{width} model")
 
 
-def infer_model(state: Mapping[str, Tensor], model: str | None = None, n_colors: int | None = None) -> ModelSpec:
-    """The network of an unrecorded checkpoint (an official one) from its keys and shapes, unless given
-    (``model``, ``n_colors``: a command line's ``--model`` / ``--n_colors``); refuses to guess
-    (:class:`~adfnet.errors.UserError`).
+def infer_model(
+    source: Mapping[str, object],
+    model: str | None = None,
+    n_colors: int | None = None,
+    default: tuple[str, int] | None = None,
+) -> ModelSpec:
+    """The network a loaded checkpoint (any layout :func:`load_weights` reads) holds.
 
-    ADFNet and ADFNet-L by the width of their head conv, SADNet, MWCNN, MWRCANet and MWResNet (channel attention
-    or not) by their first layers, DBSN by its three nets with every option their shapes show. Options the
-    shapes cannot show take their defaults: a DBSN for Poisson-Gaussian noise has the shapes of the Gaussian
-    one, and MWRCANet's one-plane Bayer input (``n_colors=1``) those of the packed raw one (4): ask for those.
+    Its architecture record, where it has one (every checkpoint this package writes), options included;
+    ``model`` and ``n_colors`` (what a user gave: ``--model`` / ``--n_colors``; None: not given) must agree
+    with it (:class:`~adfnet.errors.UserError` naming the flag). Else its keys and shapes: ADFNet and ADFNet-L
+    by the width of their head conv, SADNet, MWCNN, MWRCANet and MWResNet (channel attention or not) by their
+    first layers, DBSN by its three nets with every option their shapes show; options no shape shows take
+    their defaults (:data:`UNRECORDED_DEFAULTS`; a DBSN for Poisson-Gaussian noise has the shapes of the
+    Gaussian one, MWRCANet's one-plane Bayer input, ``n_colors=1``, those of the packed raw one: ask for
+    those). Given values win over the shapes (a mismatch then fails the strict loading, which names it).
+    A checkpoint that shows nothing takes the given values completed by ``default``; without one, that is
+    an error asking for both flags.
     """
-    found = _recognise(state)
-    if model and (found is None or canonical_name(model) != found[0]):
-        if n_colors:
+    model = canonical_name(model) if model else None
+    record = checkpoint_architecture(source)
+    if record is not None:
+        spec = ModelSpec.from_record(record)
+        for flag, given, key, value in (
+            ("--model", model, "model", spec.name),
+            ("--n_colors", n_colors, "n_colors", spec.n_colors),
+        ):
+            if given is not None and given != value:
+                raise UserError(
+                    f"{flag} {given} contradicts the checkpoint's architecture record ({key}={value!r}): "
+                    f"leave {flag} out (it is read from the checkpoint) or use weights of that model"
+                )
+        return spec
+    found = _recognise(_normalise(source))
+    if found is None or (model and model != found[0]):
+        if model and n_colors:
             return ModelSpec(model, n_colors)
-        found = None if found is None else (canonical_name(model), found[1], {})
-    if found is None:
-        raise UserError("cannot tell the model from this checkpoint: pass --model and --n_colors")
+        if found is None and default is not None:
+            return ModelSpec(model or default[0], n_colors or default[1])
+        if found is None:
+            raise UserError("cannot tell the model from this checkpoint: pass --model and --n_colors")
+        found = (model, found[1], {})
     name, colours, options = found
     return ModelSpec(name, n_colors or colours, options)
 
@@ -356,22 +387,6 @@ def _recognise(state: Mapping[str, Tensor]) -> tuple[str, int, dict[str, object]
     return names[0], head[1], {}
 
 
-def checkpoint_spec(source: Mapping[str, object], name: str | None = None, n_colors: int | None = None) -> ModelSpec:
-    """The network a loaded checkpoint holds: its recorded spec, else what its keys and shapes show
-    (:func:`infer_model`; options no shape shows take their defaults, as :data:`UNRECORDED_DEFAULTS` assumes).
-
-    A given ``name`` or ``n_colors`` (a command line's ``--model`` / ``--n_colors``) wins; if the checkpoint
-    holds another network, loading it says so.
-    """
-    record = checkpoint_architecture(source)
-    if record is None:
-        return infer_model(_normalise(source), name, n_colors)
-    spec = ModelSpec.from_record(record)
-    if name is not None and canonical_name(name) != spec.name:
-        return ModelSpec(name, n_colors or spec.n_colors)  # the defaults of the asked network: the check names both
-    return ModelSpec(spec.name, n_colors or spec.n_colors, spec.options)
-
-
 def load_checkpoint(
     path: str | os.PathLike | Mapping[str, object],
     spec: ModelSpec | None = None,
@@ -384,13 +399,13 @@ def load_checkpoint(
     """The network a checkpoint holds, its weights loaded strictly, on ``device``, in eval mode, and its spec.
 
     ``spec`` is the network the caller asks for (a command line's flags): the checkpoint must be of it. Without
-    one the checkpoint says (:func:`checkpoint_spec`; ``name`` / ``n_colors`` given on a command line win). Any
+    one the checkpoint says (:func:`infer_model`; ``name`` / ``n_colors`` given on a command line must agree). Any
     layout :func:`load_weights` reads; ``note`` as there. Errors: ``FileNotFoundError``, ``ValueError`` naming
     what the checkpoint is and what differs.
     """
     source = _read(path) if isinstance(path, (str, os.PathLike)) else path
     if spec is None:
-        spec = checkpoint_spec(source, name, n_colors)
+        spec = infer_model(source, name, n_colors)
     model = spec.build()
     _load_into(model, source, _shown(path), note)
     return model.to(device).eval(), model.spec

@@ -3,8 +3,8 @@
 ``checkpoints/SHA256SUMS`` uses the ``sha256sum`` format (``<64 hex digits>  <file name>``, ``#``
 comments), so ``cd checkpoints && sha256sum -c SHA256SUMS`` checks it too. Files are matched by name.
 
-    python -m adfnet.manifest verify checkpoints/adfnet_rgb_n50.pt     # exit 1 on a mismatch
-    python -m adfnet.manifest add checkpoints/adfnet_rgb_n50.pt        # record a file you trust
+    .venv/bin/python -m adfnet.manifest verify checkpoints/adfnet_rgb_n50.pt     # exit 1 on a mismatch
+    .venv/bin/python -m adfnet.manifest add checkpoints/adfnet_rgb_n50.pt        # record a file you trust
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ def add(path: str | Path, manifest: str | Path = MANIFEST) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m adfnet.manifest", description="Verify or record checkpoint SHA-256s.")
-    p.add_argument("action", choices=("verify", "add"))
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--manifest", type=Path, default=MANIFEST)
+    p.add_argument("action", choices=("verify", "add"), help="verify files against the manifest, or record them")
+    p.add_argument("files", nargs="+", type=Path, help="weight files (matched by name)")
+    p.add_argument("--manifest", type=Path, default=MANIFEST, help="the manifest (default checkpoints/SHA256SUMS)")
     args = p.parse_args(argv)
     status = 0
     for path in args.files:

@@ -10,7 +10,7 @@ the true multiply-adds (adfnet.complexity, x2), a training step as 3x the forwar
 against a float32 GEMM (torch.mm 2048^3) measured in this run.
 "default" is glibc's allocator as is; "tuned" calls adfnet.runtime.tune_allocator().
 
-    python benchmarks/adfnet_speed.py [--quick] [--threads N] [--out results.md]
+    .venv/bin/python benchmarks/adfnet_speed.py [--quick] [--threads N] [--out results.md]
 
 The full run takes a long time (the reference needs ~50 s per 1024x1024 inference on 2 cores);
 ``--quick`` uses small sizes to check that everything runs.

@@ -5,7 +5,7 @@ test set with Gaussian noise (sigma 25/255, fixed seed) and prints the PSNR betw
 outputs per image (unquantised, peak 1). The weights are the deterministic golden-test weights
 (tests/golden/weights.py) unless ``--checkpoint`` gives trained ones.
 
-    python benchmarks/bf16_psnr.py [--set datasets/testsets/McMaster] [--checkpoint model.pt]
+    .venv/bin/python benchmarks/bf16_psnr.py [--set datasets/testsets/McMaster] [--checkpoint model.pt]
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ MFI pools over whole rows, columns and channels, so a quadrant sees other statis
 image and ``forward_chop`` cannot reproduce the full forward exactly (for a model whose receptive
 field fits the 24-px overlap it does; tests/test_inference.py proves that). This measures the gap:
 
-    python benchmarks/chop_vs_full.py --weights experiment/demo_gray_n25/model/model_best.pt --n_colors 1
-    python benchmarks/chop_vs_full.py --n_colors 3 --input_dir datasets/testsets/McMaster --limit 3
+    .venv/bin/python benchmarks/chop_vs_full.py --weights experiment/demo_gray_n25/model/model_best.pt --n_colors 1
+    .venv/bin/python benchmarks/chop_vs_full.py --n_colors 3 --input_dir datasets/testsets/McMaster --limit 3
 
 Without ``--weights`` the network has PyTorch's default random initialisation (a worst case: its
 statistics are not those of a trained denoiser).

@@ -3,7 +3,7 @@
 ADFNet shapes: 3x3 kernel, padding 1, 8 deformable groups, Cin = Cout, modulation mask on.
 Each timing is the minimum over repeats (the machine may be shared), after one warm-up run.
 
-    python benchmarks/dcn_speed.py [--threads 2] [--repeats 5]
+    .venv/bin/python benchmarks/dcn_speed.py [--threads 2] [--repeats 5]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each measurement is a fresh interpreter; the figure is the minimum over repeats (the machine may be
 shared). torchvision must not be imported (it costs seconds and is only needed by its backend).
 
-    python benchmarks/import_time.py [--repeats 5]
+    .venv/bin/python benchmarks/import_time.py [--repeats 5]
 """
 
 from __future__ import annotations

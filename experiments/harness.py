@@ -1,6 +1,6 @@
 """Write docs/HARNESS.md from the baseline runs of scripts/validate_harness.sh (ours vs published, seed spread).
 
-    python -m experiments.harness results/harness --data_root <testsets> --output docs/HARNESS.md
+    .venv/bin/python -m experiments.harness results/harness --data_root <testsets> --output docs/HARNESS.md
 
 Every ``seeds.csv`` under the runs folder is read (one row per set, sigma and seed), so runs made
 separately or in parallel are combined. A set mean is compared with its published number; the

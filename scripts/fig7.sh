@@ -2,7 +2,7 @@
 # The ADFNet paper's Fig. 7 at CPU scale: DnCNN with / without one DConv (depths 5/10/15, 32 channels,
 # seeds 1/2/3), trained on the bundled CBSD432 crops at colour sigma 50 and scored on Kodak24 and CBSD68.
 # About an hour on an idle 2-core CPU (docs/PLUGIN.md has the arithmetic). Any extra flag goes to
-# `python -m experiments.fig7` (-h lists them), e.g.
+# `.venv/bin/python -m experiments.fig7` (-h lists them), e.g.
 #   bash scripts/fig7.sh --data_root /path/to/testsets           # where Kodak24/ and CBSD68/ are
 #   bash scripts/fig7.sh --quick                                 # the whole pipeline in seconds
 #   bash scripts/fig7.sh --backbones dncnn rdn --channels 32 64 --iterations 200000 --patch_size 64 \

@@ -8,7 +8,7 @@
 #   bash scripts/train_adfnet_rgb_n50.sh --dir_data datasets/trainsets/CBSD432_sample --epochs 1 --test_every 2 \
 #       --patch_size 32 --batch_size 2 --cpu --n_val 2
 # Real noise (SIDD) toy run on the bundled samples:
-#   python -m adfnet.cli.patches --src_dir datasets/real/SIDD_samples --tar_dir experiment/sidd_toy/train \
+#   .venv/bin/adfnet-patches --src_dir datasets/real/SIDD_samples --tar_dir experiment/sidd_toy/train \
 #       --ps 64 --num_patches 2 --num_cores 1
 #   bash scripts/train_adfnet_real.sh --dir_data experiment/sidd_toy/train --data_val experiment/sidd_toy/train \
 #       --n_val 2 --epochs 1 --patch_size 32 --batch_size 4 --n_threads 0 --val_after_epoch 0 --cpu

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the evaluation harness against published numbers with classical baselines (no weights needed):
-# BM3D (gray) / CBM3D (colour) through `adfnet-test --model bm3d`, then writes docs/HARNESS.md.
+# BM3D (gray) / CBM3D (colour) through `.venv/bin/adfnet-test --model bm3d`, then writes docs/HARNESS.md.
 #
 #   scripts/validate_harness.sh [DATA_ROOT]
 #

@@ -327,8 +327,7 @@ CASES = [
         1, r"is a folder, not a checkpoint file: pass the \.pt file itself \(it holds inside"),
     Case("test-rgb-weights-gray-model", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--weights",
         "{in}/weights/rgb.pt"), 1,
-        r"n_colors: checkpoint 3, model 1\)\. Build the model with n_colors=3 "
-        r"\(the --model / --n_colors"),
+        r"--n_colors 1 contradicts the checkpoint's architecture record \(n_colors=3\): leave --n_colors out"),
     Case("test-full-weights-no-mfi", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--no_mfi"), 1,
         r"mfi: checkpoint True, model False.*--no_mfi flags\), or use weights"),
     Case("test-official-weights-no-mfi", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--no_mfi", "--weights",

@@ -136,6 +136,7 @@ def test_identity_callable_scores_the_noisy_image(tmp_path, numpy_in):
     assert calls == [np.ndarray if numpy_in else torch.Tensor]
     assert result.errors == []
     assert result.rows[0].psnr == pytest.approx(_psnr_8bit(_noisy(clean8, 40, 20), clean8), abs=1e-9)
+    assert result.rows[0].noisy_psnr == result.rows[0].psnr  # the identity gains nothing over its input
 
 
 def test_callable_of_wrong_size_is_an_error_not_a_score(tmp_path):

@@ -3,6 +3,7 @@ user mistakes test.py / train.py must refuse with a clear message (never a trace
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 import runpy
@@ -20,6 +21,7 @@ from adfnet.cli import test as test_cli
 from adfnet.data.noise import build_noise
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import CONFIGS, parse_options
+from adfnet.engine.options import build_parser as build_train_parser
 from adfnet.models import build_model
 from conftest import MCMASTER, ROOT, SET12, console_script, subprocess_env
 
@@ -105,7 +107,7 @@ def test_adfnet_test_entry_point_evaluates(tmp_path: Path, weights: dict[str, Pa
     assert by_entry.returncode == 0, by_entry.stderr
     assert test_cli.main([*argv, "--result_dir", str(tmp_path / "b")]) == 0
     a, b = ((tmp_path / d / "Set12/sigma25/results.csv").read_text().splitlines() for d in ("a", "b"))
-    assert a[0] == b[0] == "image,sigma,psnr,ssim,seconds,noise,protocol"
+    assert a[0] == b[0] == "image,sigma,psnr,ssim,seconds,noise,protocol,noisy_psnr,noisy_ssim"
     assert a[1].split(",")[:4] == b[1].split(",")[:4]  # same scores, whichever way it was started
 
 
@@ -132,13 +134,59 @@ def run_file(path: Path, *argv: str) -> int:
         ("scripts/evaluate_sidd.py", "adfnet-real score-sidd"),
         ("scripts/bundle_submissions.py", "adfnet-real bundle-dnd"),
         ("scripts/generate_patches_SIDD.py", "adfnet-patches"),
-        ("train.py", "adfnet-train"),
-        ("test.py", "adfnet-test"),
+        ("train.py", "train.py"),  # the name the user typed (python train.py -h)
+        ("test.py", "test.py"),
     ],
 )
 def test_official_script_names_run_their_tool(script: str, prog: str, capsys) -> None:
     assert run_file(ROOT / script, "-h") == 0
     assert capsys.readouterr().out.startswith(f"usage: {prog}")
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command line's parser, the sub-commands of adfnet-real included."""
+    from adfnet.cli import complexity, denoise, export, real
+    from experiments import fig7
+
+    parsers = {
+        "adfnet-train": build_train_parser(),
+        "adfnet-test": test_cli.build_parser(),
+        "adfnet-denoise": denoise.build_parser(),
+        "adfnet-export": export.build_parser(),
+        "adfnet-complexity": complexity.build_parser(),
+        "fig7": fig7.build_parser(),
+    }
+    for action in real.build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers |= {f"adfnet-real {name}": sub for name, sub in action.choices.items()}
+    return parsers
+
+
+def test_every_flag_has_a_help_text() -> None:
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _parsers().items()
+        for action in parser._actions
+        if not action.help and not isinstance(action, argparse._HelpAction)
+    ]
+    assert not missing, f"flags without help: {missing}"
+
+
+def test_help_texts_say_what_the_flags_take() -> None:
+    from dcn._backend import TABLE
+
+    def help_of(parser: argparse.ArgumentParser, flag: str) -> str:
+        return " ".join(next(a.help for a in parser._actions if flag in a.option_strings).split())
+
+    parsers = _parsers()
+    for name, parser in parsers.items():
+        if any("--dcn_backend" in a.option_strings for a in parser._actions):
+            assert all(backend in help_of(parser, "--dcn_backend") for backend in TABLE), name
+        if any("--precision" in a.option_strings for a in parser._actions):
+            assert "at least 50 dB PSNR against fp32" in help_of(parser, "--precision"), name
+    assert "cuda_emulated" in help_of(parsers["adfnet-test"], "--dcn_backend")
+    assert ".safetensors" in help_of(parsers["adfnet-test"], "--weights")
+    assert "plain number of GB" in help_of(parsers["adfnet-denoise"], "--max_memory")
 
 
 def test_official_script_user_mistake_is_a_message(tmp_path: Path, capsys) -> None:

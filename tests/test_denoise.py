@@ -243,6 +243,8 @@ def test_memory_sizes_and_tile_choice():
     from adfnet.inference import ADFNET_BYTES_PER_PIXEL
 
     assert parse_memory("2GB") == parse_memory("2 GiB") == 2 * 2**30 and parse_memory("512mb") == 512 * 2**20
+    assert parse_memory("2") == parse_memory("2G") == 2 * 2**30 and parse_memory("0.5") == 2**29  # plain: GB
+    assert parse_memory("4096B") == 4096  # bytes only when written so
     with pytest.raises(Exception, match="memory size"):
         parse_memory("lots")
     tile = choose_tile(3000, 4000, 3, 2 * 2**30, ADFNET_BYTES_PER_PIXEL)  # 12 MP photo, the default budget
@@ -260,6 +262,29 @@ def test_model_and_colours_are_read_from_the_checkpoint():
 
     with pytest.raises(UserError, match="--model and --n_colors"):
         infer_model({"x": torch.zeros(1)}, None, None)
+
+
+def test_the_architecture_record_decides_and_flags_must_agree_with_it(tmp_path):
+    """Our checkpoints say what they are (SADNet has no head conv to read; ``--no_mfi`` changes no
+    parameter): the record wins, and every tool that loads through ``load_checkpoint`` (adfnet-denoise,
+    adfnet-export, torch.hub) builds the recorded architecture."""
+    from adfnet.checkpoint import load_checkpoint, read_state_dict, weights_with_architecture
+    from adfnet.errors import UserError
+
+    sadnet = tmp_path / "sadnet_gray.pt"
+    torch.save(weights_with_architecture(build_model("sadnet", 1)), sadnet)
+    spec = infer_model(read_state_dict(sadnet), None, None)
+    assert (spec.name, spec.n_colors) == ("sadnet", 1)
+    spec = infer_model(read_state_dict(sadnet), "sadnet", 1)
+    assert (spec.name, spec.n_colors) == ("sadnet", 1)
+    with pytest.raises(
+        UserError, match=r"--n_colors 3 contradicts the checkpoint's architecture record \(n_colors=1\)"
+    ):
+        infer_model(read_state_dict(sadnet), None, 3)
+    no_mfi = tmp_path / "no_mfi.pt"
+    torch.save(weights_with_architecture(build_model("adfnet", 3, mfi=False)), no_mfi)
+    model, spec = load_checkpoint(str(no_mfi))
+    assert (spec.name, spec.n_colors, spec.options["mfi"]) == ("adfnet", 3, False)
 
 
 def test_duplicate_output_names_are_refused_not_overwritten(tmp_path):

@@ -108,7 +108,8 @@ def test_checkpoint_and_option_errors(tmp_path, checkpoints, capsys):
     common = ["--input_dir", str(folder), "--result_dir", str(tmp_path / "res"), "--cpu"]
     assert test_cli.main(["--weights", str(tmp_path / "missing.pt"), *common]) == 1
     assert "does not exist" in capsys.readouterr().out
-    assert test_cli.main(["--weights", str(checkpoints / "gray_n25.pt"), *common]) == 1  # gray weights, RGB model
+    gray_as_rgb = ["--weights", str(checkpoints / "gray_n25.pt"), "--n_colors", "3"]  # no record: the keys tell
+    assert test_cli.main([*gray_as_rgb, *common]) == 1
     assert "cannot use checkpoint" in capsys.readouterr().out
     assert test_cli.main(["--weights", str(checkpoints / "rgb.pt"), "--dcn_backend", "nope", *common]) == 1
     assert "nope" in capsys.readouterr().err
@@ -140,8 +141,12 @@ def test_evaluate_set_follows_the_official_recipe(tmp_path, chop, ensemble):
     torch.manual_seed(20)  # the official RGB test: reseed, CPU FloatTensor noise
     noisy = clean + torch.FloatTensor(1, 3, 61, 90).normal_(0, 30 / 255)
     out = denoise(model, noisy, "chop" if chop else "whole", ensemble)
-    ((name, p, s, _),) = result.rows
+    ((name, p, s, _, noisy_p, noisy_s),) = result.rows
     assert name == "x.tif" and p == pytest.approx(psnr(out, clean), abs=1e-9) and s == pytest.approx(ssim(out, clean))
+    # the noisy input's scores (what the table prints as "noisy input"), clamped as any output is
+    assert noisy_p == pytest.approx(psnr(noisy.clamp(0, 1), clean), abs=1e-9)
+    assert noisy_s == pytest.approx(ssim(noisy.clamp(0, 1), clean))
+    assert abs(noisy_p - 20 * np.log10(255 / 30)) < 1.0  # AWGN of sigma 30: 18.6 dB, a little more after clipping
     assert (tmp_path / "out" / "x.tif").is_file() and (tmp_path / "out" / "results.csv").is_file()
 
 
@@ -319,7 +324,7 @@ def test_success_exit_code_and_awkward_inputs_for_rgb(tmp_path, checkpoints, cap
     run = tmp_path / "res" / "mixed" / "sigma30"
     with open(run / "results.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == ["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"]
+    assert header == ["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol", "noisy_psnr", "noisy_ssim"]
     rows = _read_csv(run / "results.csv")
     assert [r["image"] for r in rows] == ["a_rgb.png", "b_16bit.png", "c_gray.png"]
     for row in rows:
@@ -354,3 +359,30 @@ def test_input_dirs_with_the_same_name_are_refused(tmp_path, checkpoints, capsys
     err = capsys.readouterr().err
     assert code == 1 and "same name" in err and str(first) in err and str(other) in err
     assert not (tmp_path / "res").exists()  # refused before any work
+
+
+def test_model_and_colours_are_read_from_the_checkpoint(tmp_path, checkpoints, capsys):
+    """adfnet-test reads what adfnet-denoise reads: the architecture record (our checkpoints; the demo's
+    gray weights need no --n_colors) or the first convolution (official checkpoints); flags that contradict
+    the record are refused, naming the flag and the record's value."""
+    from adfnet.checkpoint import weights_with_architecture
+    from adfnet.models import build_model
+
+    recorded = tmp_path / "gray_record.pt"
+    torch.save(weights_with_architecture(build_model("adfnet", n_colors=1)), recorded)
+    sets = tmp_path / "Set12"
+    sets.mkdir()
+    cv2.imwrite(
+        str(sets / "01.png"), cv2.imread(str(ROOT / "datasets/testsets/Set12/01.png"), cv2.IMREAD_UNCHANGED)[:32, :40]
+    )
+    common = ["--input_dir", str(sets), "--test_noiseL", "25", "--cpu", "--dcn_backend", "torchvision"]
+    for weights in (recorded, checkpoints / "gray_n25.pt"):  # with a record; official layout (no record)
+        assert test_cli.main(["--weights", str(weights), *common, "--result_dir", str(tmp_path / weights.stem)]) == 0
+        assert "Summary (adfnet, n_colors 1," in capsys.readouterr().out
+    refused = tmp_path / "refused"
+    for flag, value, record in (("--n_colors", "3", "n_colors=1"), ("--model", "adfnet_l", "model='adfnet'")):
+        assert test_cli.main(["--weights", str(recorded), flag, value, *common, "--result_dir", str(refused)]) == 1
+        err = capsys.readouterr().err
+        assert f"{flag} {value} contradicts the checkpoint's architecture record ({record})" in err, err
+        assert str(recorded) in err and "Traceback" not in err
+    assert not refused.exists()  # refused before anything was written

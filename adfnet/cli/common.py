@@ -7,11 +7,20 @@ import contextlib
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+
+from dcn._backend import BACKENDS
+
+# The --precision help of every tool that has the flag (adfnet.inference.PRECISIONS).
+PRECISION_HELP = (
+    "bf16: bfloat16 autocast (the DCN stays in float32), faster on CPUs with bf16 units; its output is at "
+    "least 50 dB PSNR against fp32's (default fp32)"
+)
 
 # A negative number argparse would otherwise take for an option (``--lr -1e-3``: it only knows ``-1``, ``-.5``).
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
@@ -71,6 +80,18 @@ def int_at_least(minimum: int, maximum: int | None = None):
     return parse
 
 
+def command_name(console: str) -> str:
+    """The command as the user typed it, for usage lines: ``test.py`` when a script file was run
+    (``python test.py``), ``python -m adfnet.denoise`` for a module, else ``console`` (the console
+    script, also when called from Python)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:  # python -m <module>
+        return f"python -m {spec.name}" if spec.name.split(".")[0] == "adfnet" else console
+    typed = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return typed if typed.endswith(".py") else console
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """``--cpu``, ``--device``, ``--dcn_backend``: defined here once for every command line."""
     group = parser.add_argument_group("runtime")
@@ -79,7 +100,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--dcn_backend",
         default=None,
-        help="DCN backend: ext, torchvision or reference (default: $DCN_BACKEND, else the fastest)",
+        help=f"DCN backend: {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]} (all compute the same operator; "
+        "default: $DCN_BACKEND, else the fastest available)",
     )
 
 

@@ -6,15 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from adfnet.cli.common import command_name
 from adfnet.cli.flags import add_model_arguments, model_options
 from adfnet.complexity import report
 from adfnet.models import ADFNet
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adfnet-complexity", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=command_name("adfnet-complexity"), description=__doc__)
     add_model_arguments(parser.add_argument_group("model"))
-    parser.add_argument("--n_colors", type=int, default=3, choices=(1, 3))
+    parser.add_argument(
+        "--n_colors", type=int, default=3, choices=(1, 3), help="1 for a gray model, 3 for colour (default 3)"
+    )
     parser.add_argument(
         "--size",
         type=int,
@@ -28,6 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="count as the official figures did (old thop: DCN and dynamic filtering left out)",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if len(args.size) > 2 or any(n % ADFNet.size_multiple for n in args.size):
         parser.error(f"--size takes H or H W, multiples of {ADFNet.size_multiple}")

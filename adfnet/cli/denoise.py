@@ -15,7 +15,14 @@ import sys
 from pathlib import Path
 
 from adfnet.checkpoint import WEIGHTS_HINT, load_checkpoint
-from adfnet.cli.common import add_runtime_arguments, check_writable_dir, dcn_backend, select_device
+from adfnet.cli.common import (
+    PRECISION_HELP,
+    add_runtime_arguments,
+    check_writable_dir,
+    command_name,
+    dcn_backend,
+    select_device,
+)
 from adfnet.denoise import FORMATS, collect_inputs, denoise_files, existing_outputs, refuse_existing
 from adfnet.errors import UserError
 from adfnet.fileio import WriteError
@@ -26,17 +33,22 @@ from adfnet.runtime import tune_allocator
 
 
 def parse_memory(text: str) -> int:
-    """``"2GB"``, ``"1.5G"``, ``"512MB"`` -> bytes (binary units: 1 GB = 2**30 bytes)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    """``"2GB"``, ``"1.5G"``, ``"512MB"``, ``"2"`` -> bytes (binary units: 1 GB = 2**30 bytes).
+
+    A plain number is in GB: nobody means a budget of 2 bytes, and reading it as one only ended in
+    "a memory budget of 0.00 GiB is too small"."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|(B))?\s*", text, re.IGNORECASE)
     if not match:
-        raise argparse.ArgumentTypeError(f"cannot read {text!r} as a memory size; write e.g. 2GB or 512MB")
-    power = " KMGT".index(match.group(2).upper() or " ")
-    return int(float(match.group(1)) * 1024**power)
+        raise argparse.ArgumentTypeError(
+            f"cannot read {text!r} as a memory size; write e.g. 2GB, 512MB or 2 (a plain number is in GB)"
+        )
+    unit = "" if match.group(3) else (match.group(2) or "G").upper()
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(unit or " "))
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="adfnet-denoise",
+        prog=command_name("adfnet-denoise"),
         description="Denoise your own noisy images with an ADFNet checkpoint (no ground truth, no added noise).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or glob patterns")
@@ -60,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_memory",
         type=parse_memory,
         default="2GB",
-        help="memory budget used to choose the tile when --tile is not given (default 2GB)",
+        help="memory budget used to choose the tile when --tile is not given: e.g. 2GB, 512MB, or a plain "
+        "number of GB (1 GB = 2^30 bytes; default 2GB)",
     )
     p.add_argument("--chop", action="store_true", help="the official quadrant chop instead of blended tiles")
     p.add_argument("--ensemble", action="store_true", help="x8 self-ensemble (8 times slower, slightly better)")
@@ -74,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="bf16: bfloat16 autocast, faster on CPUs with bf16 units, output within ~50 dB PSNR of fp32",
+        help=PRECISION_HELP,
     )
     existing = p.add_mutually_exclusive_group()
     existing.add_argument(

@@ -24,7 +24,11 @@ from adfnet.outputs import check_outputs_apart
 
 def add_denoise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input_dir", default="datasets/DND", help="folder with lq/ (or the PNGs themselves)")
-    parser.add_argument("--result_dir", default="results/dnd")
+    parser.add_argument(
+        "--result_dir",
+        default="results/dnd",
+        help="output folder: mat/ (per-crop and bundled .mat files), png/ with --save_images (default %(default)s)",
+    )
     parser.add_argument("--save_images", action="store_true", help="also write the denoised PNGs")
     parser.add_argument("--n_images", type=int, default=50, help="images to bundle (DND: 50)")
     parser.add_argument("--n_crops", type=int, default=20, help="crops per image (DND: 20)")
@@ -76,8 +80,8 @@ def run_denoise(args: argparse.Namespace) -> int:
 def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mat_dir", required=True, help="folder with the per-crop .mat files")
     parser.add_argument("--out_dir", default=None, help="default: <mat_dir>/bundled")
-    parser.add_argument("--n_images", type=int, default=50)
-    parser.add_argument("--n_crops", type=int, default=20)
+    parser.add_argument("--n_images", type=int, default=50, help="images to bundle (DND: 50)")
+    parser.add_argument("--n_crops", type=int, default=20, help="crops per image (DND: 20)")
     parser.add_argument("--delete_crops", action="store_true", help="remove the per-crop files afterwards")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from adfnet.checkpoint import load_checkpoint
-from adfnet.cli.common import check_writable_dir
+from adfnet.cli.common import check_writable_dir, command_name
 from adfnet.errors import UserError
 from adfnet.export import DCN_MODES, OPSET, check_onnx, export_onnx, export_safetensors
 from adfnet.fileio import WriteError
@@ -24,7 +24,9 @@ from adfnet.models import WIDTHS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="adfnet-export", description="Export ADFNet weights to ONNX or safetensors.")
+    p = argparse.ArgumentParser(
+        prog=command_name("adfnet-export"), description="Export ADFNet weights to ONNX or safetensors."
+    )
     p.add_argument("--weights", required=True, help="checkpoint (.pt, .pth or .safetensors)")
     p.add_argument("--model", choices=tuple(WIDTHS), default=None, help="default: read from the checkpoint")
     p.add_argument("--n_colors", type=int, choices=(1, 3), default=None, help="default: read from the checkpoint")

@@ -50,7 +50,11 @@ def add_val_mat_arguments(parser: argparse.ArgumentParser) -> None:
         default="datasets/SIDD/val_mat",
         help="folder with ValidationNoisyBlocksSrgb.mat and ValidationGtBlocksSrgb.mat",
     )
-    parser.add_argument("--result_dir", default="results/sidd_val_mat")
+    parser.add_argument(
+        "--result_dir",
+        default="results/sidd_val_mat",
+        help="output folder: results.csv (per-block scores) and mat/SubmitSrgb.mat (default %(default)s)",
+    )
 
 
 def run_val_mat(args: argparse.Namespace) -> int:
@@ -84,7 +88,11 @@ def run_val_mat(args: argparse.Namespace) -> int:
 
 def add_val_png_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input_dir", default="datasets/SIDD/val", help="folder with hq/ and lq/")
-    parser.add_argument("--result_dir", default="results/sidd_val")
+    parser.add_argument(
+        "--result_dir",
+        default="results/sidd_val",
+        help="output folder: results.csv, and png/ and mat/ with --save_images (default %(default)s)",
+    )
     parser.add_argument("--save_images", action="store_true", help="write png/ and mat/SubmitSrgb.mat")
     parser.add_argument(
         "--grid", type=int, nargs=2, default=[40, 32], metavar=("N", "K"), help="block grid of the .mat submission"
@@ -157,7 +165,11 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input_dir", default="datasets/SIDD/benchmark", help="folder holding BenchmarkNoisyBlocksSrgb.mat"
     )
-    parser.add_argument("--result_dir", default="results/sidd_benchmark")
+    parser.add_argument(
+        "--result_dir",
+        default="results/sidd_benchmark",
+        help="output folder: mat/SubmitSrgb.mat, and png/ with --save_images (default %(default)s)",
+    )
     parser.add_argument("--save_images", action="store_true", help="also write every block as PNG")
 
 
@@ -189,7 +201,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--submission", required=True, help="SubmitSrgb.mat")
     parser.add_argument("--gt", required=True, help="ValidationGtBlocksSrgb.mat")
-    parser.add_argument("--submission_key", default=SIDD_SUBMISSION_KEY)
+    parser.add_argument(
+        "--submission_key", default=SIDD_SUBMISSION_KEY, help="variable of the submission (default %(default)s)"
+    )
     parser.add_argument("--gt_key", default=None, help="default: the file's only variable")
     parser.add_argument("--csv", default=None, help="optional per-block CSV")
 

@@ -33,8 +33,10 @@ SUBMISSION = "SubmitRaw.mat"
 
 
 def _add_common(parser: argparse.ArgumentParser, default_input: str, default_result: str) -> None:
-    parser.add_argument("--input_dir", default=default_input)
-    parser.add_argument("--result_dir", default=default_result)
+    parser.add_argument("--input_dir", default=default_input, help="folder of the SIDD raw .mat block files")
+    parser.add_argument(
+        "--result_dir", default=default_result, help="output folder (mat/SubmitRaw.mat; validation: results.csv)"
+    )
     parser.add_argument(
         "--cfa_pattern",
         choices=CFA_PATTERNS,

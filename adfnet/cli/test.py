@@ -5,12 +5,15 @@
     adfnet-test --model sadnet --protocol sadnet --weights ckpt/SADNET_color_sig50/model_0200_dict.pth \\
         --input_dir datasets/testsets/McMaster --test_noiseL 50
 
-(``python test.py ...`` takes the same flags.) Several ``--input_dir`` and ``--test_noiseL`` values run
-in one go; ``--weights`` may contain ``{sigma}`` to pick the per-noise-level checkpoint. Another noise
-model: ``--noise hg --noise_params 40 10`` (also ``hg_dbsn``, ``mg``, ``poisson_gaussian``; docs/EVALUATION.md);
-``--save_noisy npy`` writes the exact noisy inputs. ``--model bm3d`` runs BM3D (gray) / CBM3D (colour)
-through the same protocol, without weights; ``--seeds N`` repeats the run with N noise seeds and reports
-the spread of each set's mean (docs/HARNESS.md). Exit code 0
+(``python test.py ...`` takes the same flags.) ``--model`` and ``--n_colors`` are read from the
+checkpoint when it says what it is (the architecture record every checkpoint of ours carries, else the
+first convolution, as ``adfnet-denoise`` reads them); flags that contradict the record are refused.
+Several ``--input_dir`` and ``--test_noiseL`` values run in one go; ``--weights`` may contain ``{sigma}``
+to pick the per-noise-level checkpoint. Another noise model: ``--noise hg --noise_params 40 10`` (also
+``hg_dbsn``, ``mg``, ``poisson_gaussian``; docs/EVALUATION.md); ``--save_noisy npy`` writes the exact
+noisy inputs. ``--model bm3d`` runs BM3D (gray) / CBM3D (colour) through the same protocol, without
+weights; ``--seeds N`` repeats the run with N noise seeds and reports the spread of each set's mean
+(docs/HARNESS.md). The noisy input's PSNR/SSIM is printed beside the result ("noisy input"). Exit code 0
 when every image was evaluated, 1 when anything failed (the failures are listed; the other images are
 still processed).
 """
@@ -22,9 +25,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from adfnet.checkpoint import infer_model, read_state_dict
 from adfnet.cli.common import (
+    PRECISION_HELP,
     add_runtime_arguments,
     check_writable_dir,
+    command_name,
     dcn_backend,
     finite_float,
     join_negative_numbers,
@@ -32,7 +38,7 @@ from adfnet.cli.common import (
 )
 from adfnet.cli.flags import add_model_arguments, add_noise_arguments, model_options
 from adfnet.data.datasets import DATASETS_ROOT
-from adfnet.data.noise import noise_from_flags
+from adfnet.data.noise import noise_from_flags, sigma_label
 from adfnet.evaluation import (
     DEFAULT_SEEDS,
     PROTOCOLS,
@@ -59,15 +65,22 @@ BUNDLED_SETS = {1: DATASETS_ROOT / "testsets/Set12", 3: DATASETS_ROOT / "testset
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="adfnet-test", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=command_name("adfnet-test"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     model = p.add_argument_group("model")
     add_model_arguments(model, baselines=tuple(BASELINES))
-    model.add_argument("--n_colors", type=int, default=3, choices=[1, 3], help="1 for gray models, 3 for colour")
+    model.set_defaults(model=None)  # None: read from the checkpoint (resolve_model)
+    model.add_argument(
+        "--n_colors",
+        type=int,
+        default=None,
+        choices=[1, 3],
+        help="1 for gray models, 3 for colour (default: read from the checkpoint; 3 when it does not say)",
+    )
     model.add_argument(
         "--weights",
-        help="checkpoint (.pt/.pth); '{sigma}' is replaced by each noise level, e.g. adfnet_n{sigma}.pt "
-        f"(required, except for the baselines: {', '.join(BASELINES)})",
+        help="checkpoint (.pt, .pth or .safetensors); '{sigma}' is replaced by each noise level, e.g. "
+        f"adfnet_n{{sigma}}.pt (required, except for the baselines: {', '.join(BASELINES)})",
     )
     data = p.add_argument_group("data")
     data.add_argument(
@@ -133,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="bf16: bfloat16 autocast, faster on CPUs with bf16 units, output within ~50 dB PSNR of fp32",
+        help=PRECISION_HELP,
     )
     output = p.add_argument_group("output")
     output.add_argument("--result_dir", default="results/test", help="outputs go to <result_dir>/<set>/sigma<N>/")
@@ -174,7 +187,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.weights:
             parser.error(f"--model {args.model} takes no --weights")
     elif not args.weights:
-        parser.error(f"--weights is required for --model {args.model}")
+        parser.error(f"--weights is required for --model {args.model or 'adfnet'}")
+    # What the user gave; resolve_model reads the rest from the checkpoint (these defaults otherwise).
+    args.given = {"model": args.model, "n_colors": args.n_colors}
+    args.model = args.model or "adfnet"
+    args.n_colors = args.n_colors or 3
     return args
 
 
@@ -191,6 +208,34 @@ def _noises(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--weights {args.weights} has a {{sigma}} placeholder, but --noise {args.noise} has no sigma")
     if not awgn and args.model in BASELINES:
         parser.error(f"--model {args.model} is given the true AWGN sigma: use --test_noiseL, not --noise {args.noise}")
+
+
+def resolve_model(args: argparse.Namespace) -> None:
+    """``args.model`` and ``args.n_colors`` as the checkpoint says (:func:`adfnet.checkpoint.infer_model`, the
+    reading adfnet-denoise, adfnet-export and torch.hub share): its architecture record, else its keys and
+    shapes; flags given that contradict the record are a ``ValueError`` naming them. The first readable
+    ``{sigma}`` checkpoint decides; one that cannot be read is left to the evaluation, which reports it for its
+    noise level."""
+    if args.model in BASELINES:
+        return
+    for noise in args.noises:
+        path = args.weights.replace("{sigma}", sigma_label(noise.sigma)) if "{sigma}" in args.weights else args.weights
+        try:
+            state = read_state_dict(path)
+        except (OSError, ValueError):
+            continue
+        try:
+            default = (args.model, args.n_colors)
+            spec = infer_model(state, args.given["model"], args.given["n_colors"], default=default)
+        except ValueError as err:
+            raise ValueError(f"--weights {path}: {err}") from None
+        args.model, args.n_colors = spec.name, spec.n_colors
+        if args.n_colors not in BUNDLED_SETS:
+            raise ValueError(
+                f"--weights {path} is a model of {args.n_colors} channels: adfnet-test evaluates gray (1) and colour "
+                "(3) models (packed raw models: adfnet-real sidd-raw-val)"
+            )
+        return
 
 
 def _seed_dirs(result_dir: str | Path, seeds: list[int]) -> list[Path]:
@@ -216,8 +261,9 @@ def _run_seed(args, input_dirs, opts: EvalOptions, folder: Path, options, n_seed
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tune_allocator()
-    input_dirs = args.input_dir or [BUNDLED_SETS[args.n_colors]]
     try:
+        resolve_model(args)
+        input_dirs = args.input_dir or [BUNDLED_SETS[args.n_colors]]
         options = model_options(args)
         if args.model in BASELINES:
             check_available(args.model)

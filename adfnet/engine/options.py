@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from adfnet.cli.common import add_runtime_arguments, finite_float, int_at_least, join_negative_numbers
+from adfnet.cli.common import add_runtime_arguments, command_name, finite_float, int_at_least, join_negative_numbers
 from adfnet.cli.flags import add_model_arguments, add_noise_arguments
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.raw import CFA_PATTERNS
@@ -42,7 +42,7 @@ def _bool(text: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``train.py`` / ``adfnet-train`` (official flag names; the module docstring has the defaults)."""
     p = argparse.ArgumentParser(
-        prog="adfnet-train", description="Train ADFNet (gray/colour AWGN, or real noise with --config)."
+        prog=command_name("adfnet-train"), description="Train ADFNet (gray/colour AWGN, or real noise with --config)."
     )
     hw = p.add_argument_group("hardware")
     hw.add_argument(
@@ -144,12 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--gamma", type=float, default=0.5, help="LR factor at each decay")
     opt.add_argument("--lr_min", type=float, default=1e-6, help="final LR of warmup_cosine")
     opt.add_argument("--warmup_epochs", type=int, default=3, help="linear warm-up epochs of warmup_cosine")
-    opt.add_argument("--optimizer", choices=("ADAM", "SGD", "RMSprop"), default="ADAM")
+    opt.add_argument("--optimizer", choices=("ADAM", "SGD", "RMSprop"), default="ADAM", help="optimiser (default ADAM)")
     opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    opt.add_argument("--beta1", type=float, default=0.9)
-    opt.add_argument("--beta2", type=float, default=0.999)
-    opt.add_argument("--epsilon", type=float, default=1e-8)
-    opt.add_argument("--weight_decay", type=float, default=0.0)
+    opt.add_argument("--beta1", type=float, default=0.9, help="Adam beta1")
+    opt.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
+    opt.add_argument("--epsilon", type=float, default=1e-8, help="Adam / RMSprop epsilon")
+    opt.add_argument("--weight_decay", type=float, default=0.0, help="L2 weight decay of the optimiser")
     opt.add_argument(
         "--loss", default="1*MSE", help="'+'-separated weight*name: MSE (sum of squares / 2B), L1, Charbonnier"
     )

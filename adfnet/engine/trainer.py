@@ -153,6 +153,7 @@ class Trainer:
         self.saved_epoch = 0  # epoch of the checkpoint on disk (0: none)
         self.history: list[dict[str, Any]] = []
         self.iteration = 0
+        self._clock: tuple[float, int] | None = None  # (start time, iteration) of this fit(): the run's ETA
         self.nonfinite = 0
         self.psnr_log: dict[int, float] = {}  # last validation PSNR of each epoch
         self.val_panels: list[tuple[str, np.ndarray]] = []  # set by validate(): TensorBoard sample panels
@@ -390,7 +391,7 @@ class Trainer:
             self.iteration += 1
             if loss is not None:
                 total, count = total + loss, count + 1
-                bar.set_postfix(loss=f"{loss:.4g}")
+                bar.set_postfix(loss=f"{loss:.4g}", run_left=self._time_left(len(loader) - i, epoch, len(loader)))
                 if self.writer is not None:
                     self.writer.add_scalar("train/loss", loss, self.iteration)
                 if i % a.print_every == 0:
@@ -401,6 +402,14 @@ class Trainer:
         bar.close()
         return mean_over_processes(total / max(count, 1), self.dist)
 
+    def _time_left(self, left_in_epoch: int, epoch: int, per_epoch: int) -> str:
+        """The whole run's remaining time at this run's pace so far (validations included), for the bar:
+        the epoch bar's own estimate covers only its epoch."""
+        if self._clock is None or self.iteration <= self._clock[1]:
+            return "?"
+        pace = (time.time() - self._clock[0]) / (self.iteration - self._clock[1])
+        return tqdm.format_interval(pace * (left_in_epoch + (self.args.epochs - epoch) * per_epoch))
+
     def fit(self) -> dict[str, Any]:
         """Train from ``start_epoch`` to ``--epochs``; returns the best validation result.
 
@@ -408,6 +417,7 @@ class Trainer:
         """
         a = self.config
         epoch, stage = self.start_epoch, "while checking the training images"
+        self._clock = None
         try:
             self.train_set = self._build_train_set()  # minutes on DIV2K: every image is decoded once
             if self.start_epoch > a.epochs:
@@ -420,6 +430,7 @@ class Trainer:
                 f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
                 f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}"
             )
+            self._clock = (time.time(), self.iteration)
             for epoch in range(self.start_epoch, a.epochs + 1):
                 stage = f"in epoch {epoch}"
                 start = time.time()

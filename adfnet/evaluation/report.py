@@ -45,10 +45,11 @@ def format_set_table(
     protocol: str = "adfnet",
     reference: Published | None = None,
 ) -> str:
-    """Per-image table of one set and noise (measured under ``protocol``), then the mean, the published
-    (and independently reproduced) numbers with the differences, and ``reference``: another method's
-    supervised number for the same setting (DBSN's N2C column)."""
-    width = max([len(r.image) for r in result.rows] + [10])
+    """Per-image table of one set and noise (measured under ``protocol``), then the mean, the noisy input's
+    scores (what denoising started from), the published (and independently reproduced) numbers with the
+    differences, and ``reference``: another method's supervised number for the same setting (DBSN's N2C
+    column)."""
+    width = max([len(r.image) for r in result.rows] + [11])
     title = result.noise.label() if result.noise.is_awgn else f"noise {result.noise.describe()}"
     lines = [
         f"{result.set_name}  {title}  ({protocol} protocol)",
@@ -56,6 +57,11 @@ def format_set_table(
     ]
     lines += [f"  {r.image:<{width}}  {r.psnr:8.4f}  {r.ssim:7.4f}" for r in result.rows]
     lines.append(f"  {'mean':<{width}}  {result.mean_psnr:8.4f}  {result.mean_ssim:7.4f}  ({len(result.rows)} images)")
+    if result.rows:
+        lines.append(
+            f"  {'noisy input':<{width}}  {result.mean_noisy_psnr:8.4f}  {result.mean_noisy_ssim:7.4f}  (before "
+            f"denoising); ours - noisy input: {_diff(result.mean_psnr, result.mean_noisy_psnr, 3)} dB"
+        )
     for name, ref in (("published", published), ("reproduced", reproduced)):
         if ref is None:
             continue
@@ -81,17 +87,18 @@ def format_summary(
     """One line per set and sigma: our means, the published numbers and the differences (the source says the
     published number's protocol; an independent reproduction, if any, follows it)."""
     header = (
-        f"{'set':<12} {'sigma':>5} {'images':>6} {'PSNR':>8} {'SSIM':>7} {'pub.PSNR':>9} {'pub.SSIM':>8} "
+        f"{'set':<12} {'sigma':>5} {'images':>6} {'noisy':>7} {'PSNR':>8} {'SSIM':>7} {'pub.PSNR':>9} {'pub.SSIM':>8} "
         f"{'dPSNR':>7} {'dSSIM':>8}  source"
     )
-    lines = [header, "-" * len(header)]
+    lines = [header, "-" * len(header)]  # noisy: the noisy input's PSNR (before denoising)
     for r in results:
         pub, rep = _published(r, model, n_colors, options)
         pub = pub or _noise_reference(r, n_colors)
         pub_p = f"{pub.psnr:9.3f}" if pub else f"{'-':>9}"
         pub_s = f"{pub.ssim:8.4f}" if pub and pub.ssim is not None else f"{'-':>8}"
         lines.append(
-            f"{r.set_name:<12} {_sigma_cell(r):>5} {len(r.rows):>6} {r.mean_psnr:8.3f} {r.mean_ssim:7.4f} "
+            f"{r.set_name:<12} {_sigma_cell(r):>5} {len(r.rows):>6} {r.mean_noisy_psnr:7.3f} {r.mean_psnr:8.3f} "
+            f"{r.mean_ssim:7.4f} "
             f"{pub_p} {pub_s} {_diff(r.mean_psnr, pub.psnr if pub else None, 3):>7} "
             f"{_diff(r.mean_ssim, pub.ssim if pub else None, 4):>8}  {_sources(pub, rep)}"
         )
@@ -122,6 +129,7 @@ def write_summary_csv(
         writer.writerow(
             ["set", "sigma", "images", "failed", "psnr", "ssim", "published_psnr", "published_ssim", "source"]
             + ["noise", "protocol", "published_protocol", "reproduced_psnr", "reproduced_source"]
+            + ["noisy_psnr", "noisy_ssim"]
         )
         for r in results:
             pub, rep = _published(r, model, n_colors, options)
@@ -142,6 +150,8 @@ def write_summary_csv(
                     (pub.protocol or "not stated") if pub else "",
                     rep.psnr if rep else "",
                     rep.label if rep else "",
+                    f"{r.mean_noisy_psnr:.6f}",
+                    f"{r.mean_noisy_ssim:.6f}",
                 ]
             )
 
@@ -187,6 +197,7 @@ def format_run(
             f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, {get_protocol(opts.protocol).summary}; "
             f"chop {opts.chop}, ensemble {opts.ensemble}, noise {_noises(run.results)}):\n"
             + format_summary(run.results, model, opts.n_colors, options)
+            + "\n(noisy: the PSNR of the noisy input, before denoising)"
         )
         used = [ref.protocol or "not stated" for pair in refs for ref in pair if ref is not None]
         caveats = comparison_caveats(

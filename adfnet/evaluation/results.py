@@ -16,6 +16,8 @@ class ImageScore(NamedTuple):
     psnr: float
     ssim: float
     seconds: float
+    noisy_psnr: float = math.nan  # the noisy input's scores (clamped to [0, 1]): what denoising gained
+    noisy_ssim: float = math.nan
 
 
 @dataclass
@@ -34,6 +36,14 @@ class SetResult:
     @property
     def mean_ssim(self) -> float:
         return sum(r.ssim for r in self.rows) / len(self.rows) if self.rows else math.nan
+
+    @property
+    def mean_noisy_psnr(self) -> float:
+        return sum(r.noisy_psnr for r in self.rows) / len(self.rows) if self.rows else math.nan
+
+    @property
+    def mean_noisy_ssim(self) -> float:
+        return sum(r.noisy_ssim for r in self.rows) / len(self.rows) if self.rows else math.nan
 
 
 @dataclass

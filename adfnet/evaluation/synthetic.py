@@ -108,6 +108,7 @@ def evaluate_set(
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
             clean, noisy = protocol.inputs(clean, noise(clean, seed=opts.noise_seed))
+            noisy_scores = protocol.score(noisy.clamp(0.0, 1.0), clean)  # the baseline denoising improves on
             if opts.save_noisy:
                 save_noisy(out_dir / "noisy" / path.stem, noisy, opts.save_noisy)
             noisy = noisy.to(opts.device)
@@ -118,7 +119,7 @@ def evaluate_set(
             if opts.device.type == "cuda":
                 torch.cuda.synchronize(opts.device)
             seconds = time.perf_counter() - start
-            result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds))
+            result.rows.append(ImageScore(path.name, *protocol.score(out, clean), seconds, *noisy_scores))
             _write_rows(csv_path, noise, protocol.name, result.rows[-1:], "a")
             if opts.save_images:
                 save_image(out_dir / path.name, tensor_to_image(out))
@@ -141,10 +142,10 @@ def _write_rows(path: Path, noise: NoiseModel, protocol: str, rows: Sequence[Ima
     text = io.StringIO()
     writer = csv.writer(text)
     if mode == "w":
-        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol"])
+        writer.writerow(["image", "sigma", "psnr", "ssim", "seconds", "noise", "protocol", "noisy_psnr", "noisy_ssim"])
     for row in rows:
         cells = [row.image, label, f"{row.psnr:.6f}", f"{row.ssim:.6f}", f"{row.seconds:.4f}"]
-        writer.writerow([*cells, noise.describe(), protocol])
+        writer.writerow([*cells, noise.describe(), protocol, f"{row.noisy_psnr:.6f}", f"{row.noisy_ssim:.6f}"])
     (write_text if mode == "w" else append_text)(path, text.getvalue())
 
 
