@@ -408,7 +408,7 @@ class Trainer:
         if self._clock is None or self.iteration <= self._clock[1]:
             return "?"
         pace = (time.time() - self._clock[0]) / (self.iteration - self._clock[1])
-        return tqdm.format_interval(pace * (left_in_epoch + (self.args.epochs - epoch) * per_epoch))
+        return tqdm.format_interval(pace * (left_in_epoch + (self.config.epochs - epoch) * per_epoch))
 
     def fit(self) -> dict[str, Any]:
         """Train from ``start_epoch`` to ``--epochs``; returns the best validation result.
