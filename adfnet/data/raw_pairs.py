@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from adfnet.data.datasets import random_crop, sample_rng
+from adfnet.data.cache import DecodedCache, Decoding
+from adfnet.data.datasets import decodable, random_crop, sample_rng
 from adfnet.data.raw import cfa_forward, pack
 from adfnet.matio import load_single_array
 
@@ -41,6 +42,10 @@ def read_bayer(path: Path) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{path}: the mosaic holds NaN or infinite values")
     return np.ascontiguousarray(arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2], dtype=np.float32)
+
+
+# How --cache stores a mosaic: read_bayer's float32 array (finite, even-sized, checked once).
+BAYER_DECODING = Decoding("bayer", "1", read_bayer)
 
 
 def raw_pair_files(root: str | Path) -> list[tuple[Path, Path]]:
@@ -67,8 +72,12 @@ def _packed(mosaic: np.ndarray, pattern: str) -> torch.Tensor:
     return pack(torch.from_numpy(mosaic)[None, None], pattern)
 
 
-def _read_pair(noisy_path: Path, clean_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    noisy, clean = read_bayer(noisy_path), read_bayer(clean_path)
+def _read_pair(noisy_path: Path, clean_path: Path, cache: DecodedCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both mosaics: read now, or memory-mapped from ``cache`` (prepared with :data:`BAYER_DECODING`)."""
+    if cache is None:
+        noisy, clean = read_bayer(noisy_path), read_bayer(clean_path)
+    else:
+        noisy, clean = cache.array(noisy_path), cache.array(clean_path)
     if noisy.shape != clean.shape:
         raise ValueError(f"{clean_path.name}: noisy {noisy.shape} and clean {clean.shape} mosaics differ in size")
     return noisy, clean
@@ -80,18 +89,30 @@ class RawPairedTrain(Dataset):
     Crops start on even rows and columns, so the pattern is kept; the augmentation is one of the 8
     CFA-aware dihedral transforms (:func:`adfnet.data.raw.cfa_forward`, the same on noisy and clean),
     cut back to the patch size. Random choices come from ``(seed, epoch, index)`` as for every training set.
+    With ``cache`` (a :class:`~adfnet.data.cache.DecodedCache` with :data:`BAYER_DECODING`) the crops come
+    from the decoded cache, the same crops; building it leaves out the pairs that do not read (``left_out``).
     """
 
-    def __init__(self, root: str | Path, patch_size: int, seed: int = 1, pattern: str = "RGGB") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        patch_size: int,
+        seed: int = 1,
+        pattern: str = "RGGB",
+        cache: DecodedCache | None = None,
+        workers: int = 1,
+    ) -> None:
         if patch_size < 2 or patch_size % 2:
             raise ValueError(f"raw training patches need an even --patch_size, got {patch_size}")
-        self.pairs, self.patch_size, self.seed, self.pattern, self.epoch = (
-            raw_pair_files(root),
-            patch_size,
-            seed,
-            pattern,
-            1,
-        )
+        if cache is not None and cache.decoding != BAYER_DECODING:
+            raise ValueError("raw pairs need a DecodedCache made with BAYER_DECODING")
+        pairs, self.left_out = raw_pair_files(root), []
+        if cache is not None:
+            good, self.left_out = decodable([f for pair in pairs for f in pair], 1, workers, cache)
+            usable = set(good)
+            pairs = [p for p in pairs if p[0] in usable and p[1] in usable]
+        self.pairs, self.patch_size, self.seed, self.pattern, self.epoch = pairs, patch_size, seed, pattern, 1
+        self.cache = cache
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
 
     def set_epoch(self, epoch: int) -> None:
@@ -102,14 +123,16 @@ class RawPairedTrain(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = sample_rng(self.seed, self.epoch, index)
-        noisy, clean = _read_pair(*self.pairs[index])
+        noisy, clean = _read_pair(*self.pairs[index], self.cache)
         if min(clean.shape) < self.patch_size:
             raise ValueError(f"{self.pairs[index][1]}: {clean.shape} is smaller than --patch_size {self.patch_size}")
         half = self.patch_size // 2
         top, left = random_crop(clean[::2, ::2], half, rng)  # in packed pixels: the crop starts on a 2 x 2 tile
         code = int(rng.integers(8))
         window = (slice(2 * top, 2 * top + self.patch_size), slice(2 * left, 2 * left + self.patch_size))
-        out = [cfa_forward(_packed(x[window], self.pattern), code)[0, :, :half, :half] for x in (noisy, clean)]
+        out = [
+            cfa_forward(_packed(np.array(x[window]), self.pattern), code)[0, :, :half, :half] for x in (noisy, clean)
+        ]
         return out[0].contiguous(), out[1].contiguous()
 
 

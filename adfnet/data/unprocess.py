@@ -24,7 +24,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from adfnet.data.datasets import dihedral, keep_large_enough, random_crop, sample_rng, torch_generator
+from adfnet.data.cache import DecodedCache
+from adfnet.data.datasets import (
+    crop_window,
+    decodable,
+    dihedral,
+    keep_large_enough,
+    patch_from,
+    sample_rng,
+    stored_pixels,
+    torch_generator,
+)
 from adfnet.data.io import ImageWarning, image_to_tensor, read_image
 from adfnet.data.noise import NoiseModel, build_noise
 from adfnet.data.raw import mosaic, pack
@@ -134,6 +144,8 @@ class UnprocessedRawTrain(Dataset):
     et al.'s random shot/read levels). Every random choice comes from
     :func:`adfnet.data.datasets.sample_rng` ``(seed, epoch, index)``, like the other training sets: samples
     do not depend on worker count or order, and each epoch is fresh. Gray images are replicated to RGB.
+    With ``cache``, the crops come from the decoded cache (the same crops); building it leaves out the
+    files that do not decode (``left_out``).
     """
 
     def __init__(
@@ -144,12 +156,16 @@ class UnprocessedRawTrain(Dataset):
         seed: int = 1,
         noise: NoiseModel | None = None,
         pattern: str = "RGGB",
+        cache: DecodedCache | None = None,
+        workers: int = 1,
     ) -> None:
         if patch_size < 2 or patch_size % 2:
             raise ValueError(
                 f"raw training patches need an even --patch_size (two Bayer rows per tile), got {patch_size}"
             )
-        self.files = list(keep_large_enough(files, patch_size))
+        self.files, self.left_out, self.cache = list(keep_large_enough(files, patch_size)), [], cache
+        if cache is not None:
+            self.files, self.left_out = decodable(self.files, 3, workers, cache)
         self.noise = noise if noise is not None else build_noise("poisson_gaussian")
         self.patch_size, self.length, self.seed, self.pattern, self.epoch = patch_size, length, seed, pattern, 1
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
@@ -162,9 +178,11 @@ class UnprocessedRawTrain(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = sample_rng(self.seed, self.epoch, index)
-        img = _read_rgb(self.files[index % len(self.files)])
-        top, left = random_crop(img, self.patch_size, rng)
-        patch = dihedral(img[top : top + self.patch_size, left : left + self.patch_size], int(rng.integers(8)))
+        path = self.files[index % len(self.files)]
+        pixels, equal = stored_pixels(path, 3, self.cache)
+        patch = dihedral(
+            patch_from(pixels, equal, crop_window(pixels, self.patch_size, rng), 3, path), int(rng.integers(8))
+        )
         g = torch_generator(rng)
         clean = raw_clean(image_to_tensor(patch), random_camera(g), self.pattern)
         return self.noise(clean, generator=g)[0], clean[0]

@@ -32,6 +32,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
 COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "McMaster"}
+EXT_CHOICES = ("img", "sep", "sep_reset")  # the official --ext: decode the images, or one .npy per image
 TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
 
 
@@ -136,6 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--patch_size", type=int, default=128, help=f"training crop size (a multiple of {ADFNet.size_multiple})"
+    )
+    data.add_argument(
+        "--cache",
+        action="store_true",
+        help="decode each training image once into --cache_dir (memory-mapped .npy files, checked against "
+        "the image's size and modification time and rebuilt when it changes) and cut every patch from there: "
+        "the same patches, without decoding a whole image per patch",
+    )
+    data.add_argument(
+        "--cache_dir",
+        default=None,
+        help="folder of the decoded cache, shared by all runs (default: $ADFNET_CACHE_DIR, else "
+        "~/.cache/adfnet/decoded); never inside --dir_data",
+    )
+    data.add_argument(
+        "--ext",
+        choices=EXT_CHOICES,
+        default=None,
+        help="the official spelling: sep = --cache, sep_reset = --cache decoding every image again, "
+        "img = no cache (the default)",
     )
     model = p.add_argument_group("model")
     add_model_arguments(model)
@@ -279,6 +300,8 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         args.epochs = 10**8
     if args.save == ".":
         args.save = time.strftime("%Y-%m-%d-%H:%M:%S")
+    if args.ext in ("sep", "sep_reset"):
+        args.cache = True
     if args.test_every is None and args.data_train.upper() != "MIX":  # MIX: None = 2N samples (trainer)
         args.test_every = 1000
 
@@ -297,6 +320,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             f"--patch_size {args.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times"
             + (", after packing the mosaic to half its size)" if args.raw else ")")
         )
+    if args.ext == "img" and args.cache:
+        parser.error("--ext img (no cache) contradicts --cache: give one of them")
     _check_noise(parser, args)
     if not (isinstance(args.lr, float) and math.isfinite(args.lr) and args.lr > 0):
         parser.error(f"--lr must be a positive number, got {args.lr!r}")
