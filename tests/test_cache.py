@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from adfnet.data.noise import build_noise
 from adfnet.data.raw_pairs import BAYER_DECODING, RawPairedTrain
 from adfnet.data.unprocess import UnprocessedRawTrain
 from adfnet.engine.options import parse_options
-from conftest import toy_run
+from conftest import subprocess_env, toy_run
 
 PATCH = 16
 AWGN = build_noise("awgn", [25])
@@ -161,6 +164,34 @@ def test_cache_never_lands_in_the_training_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--cache_dir would write the decoded cache .* inside the input set"):
         DecodedCache(tmp_path / "train/bin").prepare(sorted((tmp_path / "train").iterdir()))
     assert not (tmp_path / "train/bin").exists()
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_no_partial_entry(tmp_path: Path) -> None:
+    """A real limit: the process may not write files over 100 kB (RLIMIT_FSIZE); an entry needs 140 kB."""
+    (tmp_path / "train").mkdir()
+    cv2.imwrite(
+        str(tmp_path / "train/big.png"), np.random.default_rng(0).integers(0, 256, (200, 240, 3), dtype=np.uint8)
+    )
+    code = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from adfnet.data.cache import DecodedCache\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    DecodedCache(sys.argv[2]).prepare([Path(sys.argv[1])])\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "train/big.png"), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        check=True,
+    ).stdout
+    assert re.search(r"no room for the decoded cache in .*cache \(File too large; one image needs 0\.1 MB\)", out), out
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial entry, no temporary
 
 
 def test_atomic_write_leaves_the_old_file_or_the_new_one(tmp_path: Path) -> None:

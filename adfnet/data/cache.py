@@ -204,10 +204,10 @@ class DecodedCache:
         try:
             write_atomically(target, write)
         except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # disk full, quota, file size limit
                 raise CacheError(
-                    f"no space left for the decoded cache in {self.folder} (one image needs {array.nbytes / 1e6:.0f} "
-                    "MB): free some space or choose another --cache_dir"
+                    f"no room for the decoded cache in {self.folder} ({err.strerror}; one image needs "
+                    f"{array.nbytes / 1e6:.1f} MB): free some space or choose another --cache_dir"
                 ) from err
             raise CacheError(
                 f"cannot write the decoded cache in {self.folder}: {err}; choose another --cache_dir"
