@@ -20,17 +20,6 @@ from .functional import modulated_deform_conv
 # buffer (C * kh * kw rows) fits this budget (below its own default): one GEMM per strip. 16 MiB
 # as adfnet.models.ops.STRIP_BYTES, for the same reasons.
 PREDICTION_STRIP_BYTES = 16 << 20
-# ... and at most half the feature map they serve, down to this floor (strip_budget): at 256x384 the
-# 16 MiB strips outsized the 12 MiB maps and added ~20 MiB to the strict first-inference peak (heap
-# trimmed, high-water mark reset: benchmarks/adfnet_speed.py --strict); full-resolution strips of
-# 512x768 and larger images stay 16 MiB.
-STRIP_MIN_BYTES = 4 << 20
-
-
-def strip_budget(feature_bytes: int, cap: int) -> int:
-    """Bytes of one inference strip's largest buffer for a ``feature_bytes`` feature map: half the map,
-    between :data:`STRIP_MIN_BYTES` and ``cap``."""
-    return min(cap, max(STRIP_MIN_BYTES, feature_bytes // 2))
 
 
 def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels: slice = slice(None)) -> torch.Tensor:
@@ -55,9 +44,8 @@ def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int,
     taps = layer.kernel_size[0] * layer.kernel_size[1]
     # Per output row and tap: 3 * dg predicted channels, C column-buffer rows; the larger one sets the strip.
     row_bytes = input.shape[0] * out_w * input.element_size() * max(3 * layer.deformable_groups, layer.in_channels)
-    budget = strip_budget(input.numel() * input.element_size(), PREDICTION_STRIP_BYTES)
     if (
-        out_h * row_bytes * taps <= budget
+        out_h * row_bytes * taps <= PREDICTION_STRIP_BYTES
         or torch.is_grad_enabled()
         or input.device.type != "cpu"
         or torch.jit.is_tracing()
@@ -65,7 +53,7 @@ def _strip_rows(layer: ModulatedDeformConvPack, input: torch.Tensor, out_w: int,
         or _backend.resolve(input).name != "ext"
     ):
         return 0
-    return max(1, budget // (row_bytes * taps))
+    return max(1, PREDICTION_STRIP_BYTES // (row_bytes * taps))
 
 
 def _forward_in_strips(

@@ -28,7 +28,6 @@ from torch import Tensor
 
 import dcn
 from dcn import _ext
-from dcn.modules import strip_budget
 
 __all__ = [
     "FORMULATIONS",
@@ -247,17 +246,15 @@ def channels_last_inference(x: Tensor) -> bool:
 # whole tensor would be larger: at 512x768 it is 453 MB per 32-channel block, the largest tensor
 # of the network and 9x the size of the features it filters. 16 MiB rather than 32: 0.1 GB less
 # peak memory at 256x384 at no measurable cost in time, and every strip stays below glibc's
-# largest mmap threshold (32 MiB), so that its memory is reused rather than faulted in afresh. At most
-# half the size of x itself, down to 4 MiB (dcn.modules.strip_budget: small images, small strips).
+# largest mmap threshold (32 MiB), so that its memory is reused rather than faulted in afresh. Not
+# smaller: strips of half a map (6 MiB at 256x384) took 0.01-0.02 GB off its strict first-inference
+# peak but made it 1.9x slower on a loaded 2-core machine (2.5x the strips, each a few parallel
+# regions whose threads wait for the scheduler).
 STRIP_BYTES = 16 << 20
 
 
-def _strip_budget(x: Tensor) -> int:
-    return strip_budget(x.numel() * x.element_size(), STRIP_BYTES)
-
-
 def _in_strips(x: Tensor, kernel_bytes: int) -> bool:
-    return kernel_bytes > _strip_budget(x) and x.device.type == "cpu" and _eager_inference(x) and _fused_available()
+    return kernel_bytes > STRIP_BYTES and x.device.type == "cpu" and _eager_inference(x) and _fused_available()
 
 
 def generated_filter(
@@ -276,7 +273,7 @@ def generated_filter(
     if not _in_strips(x, 9 * b * c * h * w * x.element_size()):
         kernels = to_kernels(features)
         return [dynamic_filter(x, kernels, d) for d in dilations]
-    rows = max(1, _strip_budget(x) // (9 * b * c * w * x.element_size()))
+    rows = max(1, STRIP_BYTES // (9 * b * c * w * x.element_size()))
     outs: list[Tensor] = []
     for r0 in range(0, h, rows):
         r1 = min(r0 + rows, h)
