@@ -78,9 +78,10 @@ def release_free_memory() -> None:
     freed) come from the heap, and freed heap memory stays resident, between live blocks, until
     trimmed. In ADFNet's CPU inference that is the strips and the maps of the low-resolution levels;
     the full-resolution maps of 512x768 (48 MiB) are mapped afresh on top of it. Trimming before
-    the decoder's larger stages took the strict first-inference peak at 512x768 from ~550 MiB to
-    ~460 MiB, for a few ms of page faults. Does nothing after :func:`tune_allocator` (which keeps
-    freed memory on purpose), under a preloaded allocator, or without glibc.
+    the decoder's larger stages took the strict first-inference peak at 512x768 from 510-580 MiB to
+    460-495 MiB, at no time cost measurable here (the trimmed pages are faulted in again). Does
+    nothing after :func:`tune_allocator` (which keeps freed memory on purpose), under a preloaded
+    allocator, or without glibc.
     """
     trim = None if _kept else _malloc_trim()
     if trim is not None:
