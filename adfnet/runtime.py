@@ -11,19 +11,26 @@ and the largest images go through tiles in ``adfnet-denoise`` anyway. Without th
 (``mmap`` off alone) the retained heap grows with every distinct tensor size; the 1 GB threshold caps
 the freed memory kept. benchmarks/adfnet_speed.py measures both allocators side by side (its "default"
 and "tuned" tables): rerun it on another machine.
+
+:func:`release_free_memory` is the other way round, for processes that keep glibc's defaults (library
+users): ADFNet's CPU inference calls it before its larger decoder stages, so that the heap memory
+freed by the smaller ones is not still resident when the full-resolution maps are allocated.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+from collections.abc import Callable
 
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
 _PRELOADED = ("tcmalloc", "jemalloc", "mimalloc")
+_kept = False  # tune_allocator made glibc keep freed memory on purpose
 
 
 def preloaded_allocator() -> str | None:
@@ -56,4 +63,35 @@ def tune_allocator(trim_threshold_mb: int = 1024) -> str:
         return "system default (no mallopt)"
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, trim_threshold_mb << 20) == 1
+    global _kept
+    _kept = ok
     return f"glibc mallopt (no mmap, trim above {trim_threshold_mb} MB)" if ok else "system default (mallopt failed)"
+
+
+def release_free_memory() -> None:
+    """Return the free memory inside glibc's heap to the system (``malloc_trim``).
+
+    With glibc's defaults, blocks below its mmap threshold (which rises to 32 MiB as larger blocks are
+    freed) come from the heap, and freed heap memory stays resident, between live blocks, until
+    trimmed. In ADFNet's CPU inference that is the strips and the maps of the low-resolution levels;
+    the full-resolution maps of a large image are mapped afresh on top of it. Trimming before the
+    decoder's larger stages lowers the first inference's peak at no measurable cost in time (the
+    trimmed pages are faulted in again; docs/SPEED.md has the measurement). Does nothing after
+    :func:`tune_allocator` (which keeps freed memory on purpose), under a preloaded allocator, or
+    without glibc.
+    """
+    trim = None if _kept else _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux") or preloaded_allocator() is not None:
+        return None
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim

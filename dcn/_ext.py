@@ -4,7 +4,8 @@ their Python registration).
 The DCN: `dcn::modulated_deform_conv` (+ `_backward`), with CPU and (when compiled) CUDA kernels, and
 `dcn::modulated_deform_conv_emulated` (+ `_backward`), the CUDA kernels compiled for the CPU (the
 `cuda_emulated` backend). ADFNet's dynamic filter: `dcn::dynamic_filter` (+ `_backward`; CPU, CUDA) and
-`dcn::dynamic_filter_emulated` (+ `_backward`); `adfnet.models.ops` wraps them in its `adfnet::dynamic_filter`.
+`dcn::dynamic_filter_emulated` (+ `_backward`); `adfnet.models.ops` wraps them in its `adfnet::dynamic_filter`
+and calls them directly where nothing needs that wrapper (:func:`plain_eager`).
 Importing this module never fails; when the extension is not built, `is_available()` is False and
 `load_error()` says why.
 """
@@ -100,6 +101,24 @@ def is_channels_last(t: torch.Tensor) -> bool:
     """True for a dense channels_last tensor that is not also NCHW-contiguous: the layout the CPU
     kernels read in place and answer in."""
     return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def plain_eager(x: torch.Tensor) -> bool:
+    """Whether a call can run a compiled op directly rather than through a ``torch.library.custom_op`` that
+    wraps it (``adfnet::dynamic_filter``): eager, on real tensors, with no dispatch mode (flop counters, fake
+    tensors) that should see the wrapper as one operation.
+
+    The first call of an op made with ``torch.library.custom_op`` imports ``torch._dynamo`` (the op disables
+    it around its kernel), and with it sympy and triton: resident memory that an eager inference never needs
+    and that outweighs a small image's activations (docs/SPEED.md). The compiled ops' own registrations
+    (below: fake kernels, autograd) import nothing when called.
+    """
+    return (
+        not torch.compiler.is_compiling()  # first: dynamo can evaluate it, not the dispatch-stack query
+        and not torch.jit.is_tracing()
+        and x.device.type != "meta"
+        and not torch._C._len_torch_dispatch_stack()
+    )
 
 
 def _forward_fake(input, offset, mask, weight, bias, *params):

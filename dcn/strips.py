@@ -13,7 +13,8 @@ import torch
 
 # Small enough that the whole tensor never has to exist and that each strip stays below glibc's largest
 # mmap threshold (32 MiB), so a strip's memory is reused instead of faulted in afresh; large enough that a
-# strip is still one efficient GEMM.
+# strip is still one efficient GEMM: smaller strips save little memory and cost time (each strip is a few
+# parallel regions whose threads wait for the scheduler on a busy machine; docs/SPEED.md has the measurement).
 STRIP_BYTES = 16 << 20
 
 

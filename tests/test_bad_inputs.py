@@ -394,6 +394,13 @@ CASES = [
     Case("train-negative-lr", "train", (*TRAIN, *NEW_RUN, "--lr", "-1e-3"), 2, r"argument --lr: must be > 0"),
     Case("train-negative-epochs", "train", (*TRAIN, *NEW_RUN, "--epochs", "-1"), 2,
         r"--epochs -1: give the number of epochs"),
+    Case("train-cache-in-data", "train", (*TRAIN, *NEW_RUN, "--cache", "--cache_dir", "{in}/train/bin"), 1,
+        r"--cache_dir would write the decoded cache to .*bin, inside the input set .*Choose a --cache_dir outside "
+        r"every --dir_data"),
+    Case("train-ext-img-and-cache", "train", (*TRAIN, *NEW_RUN, "--ext", "img", "--cache"), 2,
+        r"--ext img \(no cache\) contradicts --cache"),
+    Case("train-cache-dir-without-cache", "train", (*TRAIN, *NEW_RUN, "--cache_dir", "{out}/cache"), 2,
+        r"--cache_dir names the folder of the decoded cache: it needs --cache \(or --ext sep\)"),
     Case("train-no-data", "train", (*TRAIN, *NEW_RUN, "--dir_data", "{in}/nowhere"), 1,
         r"no training images in .*nowhere.*or pass --dir_data <a folder of clean images>"),
     Case("train-no-val", "train", (*TRAIN, *NEW_RUN, "--data_val", "{in}/nowhere"), 1,

@@ -9,7 +9,9 @@ stream of crops and flips.)
 
 Before training, every training image is decoded once (:func:`decodable`): a truncated file with a
 valid header, or one with NaN/inf pixels, is named and left out at the start instead of killing a
-run hours later when the loader reaches it.
+run hours later when the loader reaches it. With a decoded cache (:mod:`adfnet.data.cache`,
+``--cache``) that pass builds or checks the cache, and samples cut their patch from the memory-mapped
+pixels instead of decoding the whole image; the samples are the same, bit for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from adfnet.data.io import IMAGE_EXTENSIONS, ImageReadError, ImageWarning, image_to_tensor, list_images, read_image
+from adfnet.data.cache import DecodedCache
+from adfnet.data.io import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    ImageWarning,
+    decode_pixels,
+    image_to_tensor,
+    list_images,
+    pixels_to_float,
+    read_image,
+    same_channels,
+)
 from adfnet.data.noise import NoiseModel
 
 # The repository's bundled and downloaded data: set names (--data_val Set12) and the default --dir_data
@@ -69,10 +82,11 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 class TrainingSet(Dataset):
     """What every training set shares: ``length`` samples per epoch, the epoch the trainer sets before each
-    (:meth:`set_epoch`), and sample ``index``'s generator of ``(seed, epoch, index)`` (:meth:`rng`)."""
+    (:meth:`set_epoch`), sample ``index``'s generator of ``(seed, epoch, index)`` (:meth:`rng`), and the
+    decoded ``cache`` its patches come from when given (:meth:`pixels`; prepared by :func:`decodable`)."""
 
-    def __init__(self, length: int, seed: int) -> None:
-        self.length, self.seed, self.epoch = length, seed, 1
+    def __init__(self, length: int, seed: int, cache: DecodedCache | None = None) -> None:
+        self.length, self.seed, self.epoch, self.cache = length, seed, 1, cache
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -82,6 +96,10 @@ class TrainingSet(Dataset):
 
     def rng(self, index: int) -> np.random.Generator:
         return sample_rng(self.seed, self.epoch, index)
+
+    def pixels(self, path: Path, n_colors: int) -> tuple[np.ndarray, bool | None]:
+        """:func:`stored_pixels` of ``path``, from this set's cache if it has one."""
+        return stored_pixels(path, n_colors, self.cache)
 
 
 def torch_generator(rng: np.random.Generator) -> torch.Generator:
@@ -93,6 +111,12 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> tuple[i
     """Top-left corner of a uniformly random ``size x size`` crop (every position possible)."""
     h, w = img.shape[:2]
     return int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+
+
+def crop_window(img: np.ndarray, size: int, rng: np.random.Generator) -> tuple[slice, slice]:
+    """The rows and columns of :func:`random_crop`."""
+    top, left = random_crop(img, size, rng)
+    return slice(top, top + size), slice(left, left + size)
 
 
 @dataclass(frozen=True)
@@ -168,22 +192,28 @@ def _decode_problem(path: Path, n_colors: int) -> str | None:
     return None
 
 
-def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[list[Path], list[str]]:
-    """Decode every file once (``workers`` threads; the decoder releases the GIL): the files that give
-    finite pixels, in order, and one line per file left out, naming it. Raise if none is left."""
-    pool = ThreadPoolExecutor(max(1, workers))
-    try:
-        problems = list(
-            tqdm(
-                pool.map(lambda f: _decode_problem(f, n_colors), files),
-                total=len(files),
-                desc="checking training images",
-                unit="image",
-                leave=False,
+def decodable(
+    files: Sequence[Path], n_colors: int, workers: int = 1, cache: DecodedCache | None = None
+) -> tuple[list[Path], list[str]]:
+    """Decode every file once (``workers`` threads; the decoder releases the GIL), or build/check its
+    entry in ``cache``: the files that give finite pixels, in order, and one line per file left out,
+    naming it. Raise if none is left."""
+    if cache is not None:
+        problems = cache.prepare(files, workers)
+    else:
+        pool = ThreadPoolExecutor(max(1, workers))
+        try:
+            problems = list(
+                tqdm(
+                    pool.map(lambda f: _decode_problem(f, n_colors), files),
+                    total=len(files),
+                    desc="checking training images",
+                    unit="image",
+                    leave=False,
+                )
             )
-        )
-    finally:  # a Ctrl-C stops at once: the images not started are cancelled, not decoded first
-        pool.shutdown(wait=False, cancel_futures=True)
+        finally:  # a Ctrl-C stops at once: the images not started are cancelled, not decoded first
+            pool.shutdown(wait=False, cancel_futures=True)
     good = [f for f, problem in zip(files, problems, strict=True) if problem is None]
     bad = [problem for problem in problems if problem is not None]
     if not good:
@@ -195,6 +225,27 @@ def decodable(files: Sequence[Path], n_colors: int, workers: int = 1) -> tuple[l
             stacklevel=2,
         )
     return good, bad
+
+
+def stored_pixels(path: Path, n_colors: int, cache: DecodedCache | None) -> tuple[np.ndarray, bool | None]:
+    """The pixels of a training image as stored (:func:`~adfnet.data.io.decode_pixels`): mapped from
+    ``cache``, or decoded now; and, for a colour image going to a gray model, whether its three
+    channels are equal (a whole-image decision, so made before any crop)."""
+    if cache is not None:
+        return cache.array(path), cache.equal_channels(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageWarning)  # bit depth and alpha: as read_image, silently
+        pixels = decode_pixels(path)
+    return pixels, same_channels(pixels) if n_colors == 1 and pixels.shape[2] == 3 else None
+
+
+def patch_from(
+    pixels: np.ndarray, equal: bool | None, window: tuple[slice, slice], n_colors: int, path: Path
+) -> np.ndarray:
+    """``read_image(path, n_colors)[window]``, converting only the window (conversion is per pixel)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImageWarning)  # gray-to-colour and the like: summarised per set
+        return pixels_to_float(pixels[window], n_colors, path, equal)
 
 
 def _has_images(folder: Path) -> bool:
@@ -255,7 +306,8 @@ class SyntheticNoiseTrain(TrainingSet):
     ``length`` samples per epoch (``iterations x batch``); sample ``i`` comes from image ``i mod N``
     (the official DIV2K ``repeat``), so a shuffled epoch visits every image equally often.
     Returns ``(noisy, clean)`` as float32 ``(C, P, P)`` tensors. Images that do not decode are left out
-    and listed in ``left_out`` (see :func:`decodable`).
+    and listed in ``left_out`` (see :func:`decodable`). With ``cache`` the patches come from the decoded
+    cache (built or checked here), the same patches as without.
     """
 
     def __init__(
@@ -268,9 +320,10 @@ class SyntheticNoiseTrain(TrainingSet):
         seed: int = 1,
         workers: int = 1,
         clip_noisy: bool = False,
+        cache: DecodedCache | None = None,
     ) -> None:
         headers = keep_large_enough(files, patch_size)
-        self.files, self.left_out = decodable(list(headers), n_colors, workers)
+        self.files, self.left_out = decodable(list(headers), n_colors, workers, cache)
         headers = {f: headers[f] for f in self.files}
         if n_colors == 3:  # one summary instead of a warning per image (e.g. the gray BSD400 images of MIX)
             gray = sum(h.gray for h in headers.values())
@@ -281,17 +334,15 @@ class SyntheticNoiseTrain(TrainingSet):
                     UserWarning,
                     stacklevel=2,
                 )
-        super().__init__(length, seed)
+        super().__init__(length, seed, cache)
         self.n_colors, self.patch_size, self.noise = n_colors, patch_size, noise
         self.clip_noisy = clip_noisy
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ImageWarning)  # gray-to-colour replication, summarised above
-            img = read_image(self.files[index % len(self.files)], self.n_colors)
-        top, left = random_crop(img, self.patch_size, rng)
-        patch = img[top : top + self.patch_size, left : left + self.patch_size]
+        path = self.files[index % len(self.files)]
+        pixels, equal = self.pixels(path, self.n_colors)
+        patch = patch_from(pixels, equal, crop_window(pixels, self.patch_size, rng), self.n_colors, path)
         clean = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]
         noisy = self.noise(clean, generator=torch_generator(rng))
         return (noisy.clamp(0.0, 1.0) if self.clip_noisy else noisy), clean
@@ -333,28 +384,34 @@ def paired_files(root: str | Path) -> list[tuple[Path, Path]]:
 
 
 class PairedTrain(TrainingSet):
-    """Random aligned crops of (noisy, clean) pairs with the same dihedral transform on both."""
+    """Random aligned crops of (noisy, clean) pairs with the same dihedral transform on both (from the
+    decoded ``cache`` if given, the same crops)."""
 
-    def __init__(self, root: str | Path, patch_size: int, seed: int = 1234, workers: int = 1) -> None:
+    def __init__(
+        self, root: str | Path, patch_size: int, seed: int = 1234, workers: int = 1, cache: DecodedCache | None = None
+    ) -> None:
         pairs = paired_files(root)
         kept = keep_large_enough([hq for _, hq in pairs], patch_size)
         pairs = [p for p in pairs if p[1] in kept]
-        good, self.left_out = decodable([f for pair in pairs for f in pair], 3, workers)
+        good, self.left_out = decodable([f for pair in pairs for f in pair], 3, workers, cache)
         usable = set(good)
         self.pairs = [p for p in pairs if p[0] in usable and p[1] in usable]
-        super().__init__(len(self.pairs), seed)
+        super().__init__(len(self.pairs), seed, cache)
         self.patch_size = patch_size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
         lq_path, hq_path = self.pairs[index]
-        noisy, clean = read_image(lq_path, 3), read_image(hq_path, 3)
-        if noisy.shape != clean.shape:
-            raise ValueError(f"{lq_path.name}: noisy {noisy.shape} and clean {clean.shape} sizes differ")
-        top, left = random_crop(clean, self.patch_size, rng)
+        (noisy, noisy_equal), (clean, clean_equal) = (self.pixels(p, 3) for p in (lq_path, hq_path))
+        if noisy.shape[:2] != clean.shape[:2]:
+            raise ValueError(f"{lq_path.name}: noisy {noisy.shape[:2]} and clean {clean.shape[:2]} sizes differ")
+        window = crop_window(clean, self.patch_size, rng)
         code = int(rng.integers(8))
-        window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
-        return tuple(image_to_tensor(dihedral(x[window], code))[0] for x in (noisy, clean))  # type: ignore[return-value]
+        patches = (
+            patch_from(noisy, noisy_equal, window, 3, lq_path),
+            patch_from(clean, clean_equal, window, 3, hq_path),
+        )
+        return tuple(image_to_tensor(dihedral(x, code))[0] for x in patches)  # type: ignore[return-value]
 
 
 class PairedVal(Dataset):

@@ -22,10 +22,13 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "ImageWarning",
+    "decode_pixels",
     "image_to_tensor",
     "list_images",
+    "pixels_to_float",
     "read_image",
     "rgb_to_gray",
+    "same_channels",
     "save_image",
     "tensor_to_image",
 ]
@@ -74,25 +77,83 @@ def _decode(path: Path) -> np.ndarray:
     return img
 
 
-def _to_unit_float(img: np.ndarray, path: Path) -> np.ndarray:
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
+def decode_pixels(path: str | Path) -> np.ndarray:
+    """The pixels of ``path`` as stored, before any conversion to the model's colours and range.
+
+    ``(H, W, 1)`` or ``(H, W, 3)`` in RGB order, alpha dropped; 8- and 16-bit images keep their integer
+    type, float images become float32 clipped to [0, 1]. :func:`read_image` is :func:`pixels_to_float`
+    of this array, which acts pixel by pixel: so a crop of it converts to exactly the same values as
+    the crop of the whole converted image (the decoded training cache stores this array). Warns as
+    :func:`read_image` does about bit depth, float pixels and alpha.
+    """
+    path = Path(path)
+    img = _decode(path)
     if img.dtype == np.uint16:
         warnings.warn(
             f"{path.name}: 16-bit image scaled to [0, 1] by 1/65535; metrics are still computed on 8-bit values",
             ImageWarning,
             stacklevel=3,
         )
-        return img.astype(np.float32) / 65535.0
-    if img.dtype in (np.float32, np.float64):
+    elif img.dtype in (np.float32, np.float64):
         if not np.isfinite(img).all():
             raise ImageReadError(
                 f"{path}: the floating-point image holds NaN or infinite values; re-export it with finite pixel "
                 "values in [0, 1] (or as an 8/16-bit image)"
             )
         warnings.warn(f"{path.name}: floating-point image, assumed in [0, 1] and clipped", ImageWarning, stacklevel=3)
-        return np.clip(img.astype(np.float32), 0.0, 1.0)
-    raise ImageReadError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit images)")
+        img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    elif img.dtype != np.uint8:
+        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype} (use 8- or 16-bit images)")
+    if img.ndim == 2:
+        img = img[..., None]
+    channels = img.shape[2]
+    if channels in (2, 4):
+        warnings.warn(f"{path.name}: alpha channel dropped", ImageWarning, stacklevel=3)
+        img = img[..., : channels - 1]
+        channels -= 1
+    if channels == 3:
+        img = img[..., ::-1]  # OpenCV decodes BGR
+    elif channels != 1:
+        raise ImageReadError(f"{path}: {channels} channels are not supported (expected gray or RGB)")
+    return img
+
+
+def same_channels(pixels: np.ndarray) -> bool:
+    """Whether an ``(H, W, 3)`` image's three channels are equal (a gray image stored as colour): a gray
+    model then takes one channel instead of the luma. Whole-image property: decide it before cropping."""
+    return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]))
+
+
+def pixels_to_float(
+    pixels: np.ndarray, n_colors: int, path: str | Path, equal_channels: bool | None = None
+) -> np.ndarray:
+    """:func:`decode_pixels`' array (or a crop of it) as float32 ``(H, W, n_colors)`` in [0, 1].
+
+    ``equal_channels`` is :func:`same_channels` of the WHOLE image, needed when a colour image goes to
+    a gray model; a crop must be given its image's value (None: computed from ``pixels``).
+    """
+    name = Path(path).name
+    img = pixels.astype(np.float32)  # a copy: pixels may be a read-only memory map
+    if pixels.dtype == np.uint8:
+        img /= 255.0
+    elif pixels.dtype == np.uint16:
+        img /= 65535.0
+    if n_colors == 1 and img.shape[2] == 3:
+        if same_channels(pixels) if equal_channels is None else equal_channels:
+            img = img[..., :1]
+        else:
+            warnings.warn(
+                f"{name}: colour image given to a gray model, converted to luma (0.299 R + 0.587 G + 0.114 B)",
+                ImageWarning,
+                stacklevel=3,
+            )
+            img = rgb_to_gray(img)
+    elif n_colors == 3 and img.shape[2] == 1:
+        warnings.warn(
+            f"{name}: gray image given to an RGB model, channel replicated 3 times", ImageWarning, stacklevel=3
+        )
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def read_image(path: str | Path, n_colors: int = 3) -> np.ndarray:
@@ -106,37 +167,7 @@ def read_image(path: str | Path, n_colors: int = 3) -> np.ndarray:
     """
     if n_colors not in (1, 3):
         raise ValueError(f"n_colors must be 1 or 3, got {n_colors}")
-    path = Path(path)
-    raw = _decode(path)
-    img = _to_unit_float(raw, path)
-    if img.ndim == 2:
-        img = img[..., None]
-    channels = img.shape[2]
-    if channels in (2, 4):
-        warnings.warn(f"{path.name}: alpha channel dropped", ImageWarning, stacklevel=2)
-        img = img[..., : channels - 1]
-        channels -= 1
-    if channels == 3:
-        img = img[..., ::-1]  # OpenCV decodes BGR
-    elif channels != 1:
-        raise ImageReadError(f"{path}: {channels} channels are not supported (expected gray or RGB)")
-
-    if n_colors == 1 and img.shape[2] == 3:
-        if np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]):
-            img = img[..., :1]
-        else:
-            warnings.warn(
-                f"{path.name}: colour image given to a gray model, converted to luma (0.299 R + 0.587 G + 0.114 B)",
-                ImageWarning,
-                stacklevel=2,
-            )
-            img = rgb_to_gray(img)
-    elif n_colors == 3 and img.shape[2] == 1:
-        warnings.warn(
-            f"{path.name}: gray image given to an RGB model, channel replicated 3 times", ImageWarning, stacklevel=2
-        )
-        img = np.repeat(img, 3, axis=2)
-    return np.ascontiguousarray(img, dtype=np.float32)
+    return pixels_to_float(decode_pixels(path), n_colors, path)
 
 
 def save_image(path: str | Path, img: np.ndarray) -> None:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from adfnet.data.datasets import TrainingSet, random_crop
+from adfnet.data.cache import DecodedCache, Decoding
+from adfnet.data.datasets import TrainingSet, decodable, random_crop
 from adfnet.data.raw import cfa_forward, pack
 from adfnet.matio import load_single_array
 
@@ -61,6 +62,10 @@ def check_npy_headers(pairs: list[tuple[Path, Path]]) -> None:
         _load_npy(path, mmap_mode="r")
 
 
+# How --cache stores a mosaic: read_bayer's float32 array (finite, even-sized, checked once).
+BAYER_DECODING = Decoding("bayer", "1", read_bayer)
+
+
 def raw_pair_files(root: str | Path) -> list[tuple[Path, Path]]:
     """``(noisy, clean)`` file pairs of ``root/noisy`` and ``root/clean``, matched by name."""
     root = Path(root)
@@ -85,8 +90,12 @@ def _packed(mosaic: np.ndarray, pattern: str) -> torch.Tensor:
     return pack(torch.from_numpy(mosaic)[None, None], pattern)
 
 
-def _read_pair(noisy_path: Path, clean_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    noisy, clean = read_bayer(noisy_path), read_bayer(clean_path)
+def _read_pair(noisy_path: Path, clean_path: Path, cache: DecodedCache | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both mosaics: read now, or memory-mapped from ``cache`` (prepared with :data:`BAYER_DECODING`)."""
+    if cache is None:
+        noisy, clean = read_bayer(noisy_path), read_bayer(clean_path)
+    else:
+        noisy, clean = cache.array(noisy_path), cache.array(clean_path)
     if noisy.shape != clean.shape:
         raise ValueError(f"{clean_path.name}: noisy {noisy.shape} and clean {clean.shape} mosaics differ in size")
     return noisy, clean
@@ -98,27 +107,46 @@ class RawPairedTrain(TrainingSet):
     Crops start on even rows and columns, so the pattern is kept; the augmentation is one of the 8
     CFA-aware dihedral transforms (:func:`adfnet.data.raw.cfa_forward`, the same on noisy and clean),
     cut back to the patch size. Random choices come from ``(seed, epoch, index)`` as for every training set.
+    With ``cache`` (a :class:`~adfnet.data.cache.DecodedCache` with :data:`BAYER_DECODING`) the crops come
+    from the decoded cache, the same crops; building it leaves out the pairs that do not read (``left_out``).
     """
 
-    def __init__(self, root: str | Path, patch_size: int, seed: int = 1, pattern: str = "RGGB") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        patch_size: int,
+        seed: int = 1,
+        pattern: str = "RGGB",
+        cache: DecodedCache | None = None,
+        workers: int = 1,
+    ) -> None:
         if patch_size < 2 or patch_size % 2:
             raise ValueError(f"raw training patches need an even --patch_size, got {patch_size}")
-        self.pairs = raw_pair_files(root)
-        super().__init__(len(self.pairs), seed)
+        if cache is not None and cache.decoding != BAYER_DECODING:
+            raise ValueError("raw pairs need a DecodedCache made with BAYER_DECODING")
+        pairs, self.left_out = raw_pair_files(root), []
+        if cache is not None:  # reads every mosaic whole: the unreadable ones are left out, named
+            good, self.left_out = decodable([f for pair in pairs for f in pair], 1, workers, cache)
+            usable = set(good)
+            pairs = [p for p in pairs if p[0] in usable and p[1] in usable]
+        self.pairs = pairs
+        super().__init__(len(self.pairs), seed, cache)
         self.patch_size, self.pattern = patch_size, pattern
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
         check_npy_headers(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
-        noisy, clean = _read_pair(*self.pairs[index])
+        noisy, clean = _read_pair(*self.pairs[index], self.cache)
         if min(clean.shape) < self.patch_size:
             raise ValueError(f"{self.pairs[index][1]}: {clean.shape} is smaller than --patch_size {self.patch_size}")
         half = self.patch_size // 2
         top, left = random_crop(clean[::2, ::2], half, rng)  # in packed pixels: the crop starts on a 2 x 2 tile
         code = int(rng.integers(8))
         window = (slice(2 * top, 2 * top + self.patch_size), slice(2 * left, 2 * left + self.patch_size))
-        out = [cfa_forward(_packed(x[window], self.pattern), code)[0, :, :half, :half] for x in (noisy, clean)]
+        out = [
+            cfa_forward(_packed(np.array(x[window]), self.pattern), code)[0, :, :half, :half] for x in (noisy, clean)
+        ]
         return out[0].contiguous(), out[1].contiguous()
 
 

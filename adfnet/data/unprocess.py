@@ -24,13 +24,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from adfnet.data.cache import DecodedCache
 from adfnet.data.datasets import (
     MIN_VAL_SIDE,
     TrainingSet,
     check_validation_sizes,
+    crop_window,
+    decodable,
     dihedral,
     keep_large_enough,
-    random_crop,
+    patch_from,
     sample_rng,
     torch_generator,
 )
@@ -143,6 +146,8 @@ class UnprocessedRawTrain(TrainingSet):
     et al.'s random shot/read levels). Every random choice comes from
     ``(seed, epoch, index)`` (:class:`adfnet.data.datasets.TrainingSet`), like the other training sets: samples
     do not depend on worker count or order, and each epoch is fresh. Gray images are replicated to RGB.
+    With ``cache``, the crops come from the decoded cache (the same crops); building it leaves out the
+    files that do not decode (``left_out``).
     """
 
     def __init__(
@@ -153,22 +158,28 @@ class UnprocessedRawTrain(TrainingSet):
         seed: int = 1,
         noise: NoiseModel | None = None,
         pattern: str = "RGGB",
+        cache: DecodedCache | None = None,
+        workers: int = 1,
     ) -> None:
         if patch_size < 2 or patch_size % 2:
             raise ValueError(
                 f"raw training patches need an even --patch_size (two Bayer rows per tile), got {patch_size}"
             )
-        self.files = list(keep_large_enough(files, patch_size))
+        self.files, self.left_out = list(keep_large_enough(files, patch_size)), []
+        if cache is not None:
+            self.files, self.left_out = decodable(self.files, 3, workers, cache)
         self.noise = noise if noise is not None else build_noise("poisson_gaussian")
-        super().__init__(length, seed)
+        super().__init__(length, seed, cache)
         self.patch_size, self.pattern = patch_size, pattern
         pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails here, not in a worker
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
-        img = _read_rgb(self.files[index % len(self.files)])
-        top, left = random_crop(img, self.patch_size, rng)
-        patch = dihedral(img[top : top + self.patch_size, left : left + self.patch_size], int(rng.integers(8)))
+        path = self.files[index % len(self.files)]
+        pixels, equal = self.pixels(path, 3)
+        patch = dihedral(
+            patch_from(pixels, equal, crop_window(pixels, self.patch_size, rng), 3, path), int(rng.integers(8))
+        )
         g = torch_generator(rng)
         clean = raw_clean(image_to_tensor(patch), random_camera(g), self.pattern)
         return self.noise(clean, generator=g)[0], clean[0]

@@ -28,6 +28,7 @@ from adfnet.models.spec import ablation_options
 GRAY_DEFAULTS = {"epochs": 950, "lr_decay": 220, "val_seed": 1, "data_val": "Set12"}
 COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "McMaster"}
 TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
+EXT_CHOICES = ("img", "sep", "sep_reset")  # the official --ext: decode the images, or one .npy per image
 ENDLESS_EPOCHS = 10**8  # --epochs 0
 
 
@@ -62,6 +63,9 @@ class TrainConfig:
     cfa_pattern: str = "RGGB"
     clip_noisy: bool = False
     patch_size: int = 128
+    cache: bool = False
+    cache_dir: str | None = None
+    ext: str | None = None
     # model
     model: str = "adfnet"
     placement: str = "decoder"
@@ -136,6 +140,8 @@ class TrainConfig:
             self._set(epochs=ENDLESS_EPOCHS)
         if self.save == ".":
             self._set(save=time.strftime("%Y-%m-%d-%H:%M:%S"))
+        if self.ext in ("sep", "sep_reset"):  # the official spelling of --cache
+            self._set(cache=True)
         if self.test_every is None and self.data_train.upper() != "MIX":  # MIX: None = 2N samples (trainer)
             self._set(test_every=1000)
         if self.noise_params is not None:
@@ -162,6 +168,12 @@ class TrainConfig:
                 f"--patch_size {self.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times"
                 + (", after packing the mosaic to half its size)" if self.raw else ")")
             )
+        if self.ext is not None and self.ext not in EXT_CHOICES:
+            raise ValueError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {self.ext!r}")
+        if self.ext == "img" and self.cache:
+            raise ValueError("--ext img (no cache) contradicts --cache: give one of them")
+        if self.cache_dir is not None and not self.cache:
+            raise ValueError("--cache_dir names the folder of the decoded cache: it needs --cache (or --ext sep)")
         if not (isinstance(self.lr, float | int) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.noiseL, float | int) and math.isfinite(self.noiseL) and self.noiseL >= 0):

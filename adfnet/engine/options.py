@@ -25,7 +25,7 @@ from adfnet.cli.common import add_runtime_arguments, command_name, finite_float,
 from adfnet.cli.flags import add_model_arguments, add_noise_arguments
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.raw import CFA_PATTERNS
-from adfnet.engine.config import TrainConfig, default_workers
+from adfnet.engine.config import EXT_CHOICES, TrainConfig, default_workers
 from adfnet.models import ADFNet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -118,6 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--patch_size", type=int, default=128, help=f"training crop size (a multiple of {ADFNet.size_multiple})"
+    )
+    data.add_argument(
+        "--cache",
+        action="store_true",
+        help="decode each training image once into --cache_dir (memory-mapped .npy files, checked against "
+        "the image's size and modification time and rebuilt when it changes) and cut every patch from there: "
+        "the same patches, without decoding a whole image per patch",
+    )
+    data.add_argument(
+        "--cache_dir",
+        default=None,
+        help="folder of the decoded cache, shared by all runs (default: $ADFNET_CACHE_DIR, else "
+        "~/.cache/adfnet/decoded); never inside --dir_data",
+    )
+    data.add_argument(
+        "--ext",
+        choices=EXT_CHOICES,
+        default=None,
+        help="the official spelling: sep = --cache, sep_reset = --cache decoding every image again, "
+        "img = no cache (the default)",
     )
     model = p.add_argument_group("model")
     add_model_arguments(model)

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from adfnet.checkpoint import load_weights, weights_with_architecture
+from adfnet.data.cache import IMAGE_DECODING, DecodedCache
 from adfnet.data.datasets import (
     PairedTrain,
     PairedVal,
@@ -39,7 +40,7 @@ from adfnet.data.datasets import (
     validation_files,
 )
 from adfnet.data.io import save_image, tensor_to_image
-from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
+from adfnet.data.raw_pairs import BAYER_DECODING, RawPairedTrain, RawPairedVal
 from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
@@ -274,19 +275,29 @@ class Trainer:
     def _build_train_set(self) -> Dataset:
         a = self.config
         workers = max(1, a.n_threads)
+        cache = None
+        if a.cache:  # --cache / --ext sep: decoded once into <cache_dir>, patches memory-mapped from there
+            decoding = BAYER_DECODING if a.raw and a.task == "paired" else IMAGE_DECODING
+            cache = DecodedCache(a.cache_dir, decoding, rebuild=a.ext == "sep_reset")
         if a.task == "paired":
             if a.raw:
-                return RawPairedTrain(a.dir_data, a.patch_size, a.seed, a.cfa_pattern)
-            dataset: Dataset = PairedTrain(a.dir_data, a.patch_size, a.seed, workers)
+                dataset: Dataset = RawPairedTrain(a.dir_data, a.patch_size, a.seed, a.cfa_pattern, cache, workers)
+            else:
+                dataset = PairedTrain(a.dir_data, a.patch_size, a.seed, workers, cache)
         else:
             files = training_files(a.data_train, a.dir_data)
             # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
             length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
             if a.raw:
-                return UnprocessedRawTrain(files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern)
-            dataset = SyntheticNoiseTrain(
-                files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers, a.clip_noisy
-            )
+                dataset = UnprocessedRawTrain(
+                    files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern, cache, workers
+                )
+            else:
+                dataset = SyntheticNoiseTrain(
+                    files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers, a.clip_noisy, cache
+                )
+        if cache is not None:
+            self.log(cache.summary)
         for problem in dataset.left_out:  # type: ignore[attr-defined]
             self.log(f"warning: training image left out: {problem}")
         return dataset

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from adfnet.runtime import release_free_memory
+
 from .blocks import CB, DCB, MCB, MDCB
 from .ops import channels_last_inference
 
@@ -107,7 +109,11 @@ class ADFNet(nn.Module):
         del c3
         y = self.up2(self.dfe3(y)).add_(c2)
         del c2
+        if channels_last:  # CPU inference, larger stages next: give the freed heap memory back (adfnet.runtime)
+            release_free_memory()
         y = self.up1(self.dfe2(y)).add_(c1)
         del c1
+        if channels_last:
+            release_free_memory()
         out = self.tail(self.dfe1(y)).add_(x)
         return out.contiguous() if channels_last else out

@@ -13,6 +13,9 @@ follow the official release (state_dict compatibility), which is why some read o
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -143,11 +146,12 @@ class DCB(nn.Module):
         return self.conv2(self.lrelu(self.dyconv(self.conv1(x)))).add_(x)
 
 
-def _integrate(block: MCB | MDCB, parts: list[Tensor], x: Tensor) -> Tensor:
-    """fusion(attention(cat(parts))) + x; with MFI in the fast formulation, folded into the fusion."""
+def _integrate(block: MCB | MDCB, parts: Iterator[Tensor], x: Tensor) -> Tensor:
+    """fusion(attention(cat(parts))) + x; with MFI in the fast formulation, folded into the fusion
+    part by part, each part made (``parts`` is a generator) only once the previous one is folded."""
     if isinstance(block.attention, MFI) and get_formulation() == "fast":
         return mfi_fusion(parts, block.fusion, x)
-    return block.fusion(block.attention(torch.cat(parts, 1))) + x
+    return block.fusion(block.attention(torch.cat(list(parts), 1))) + x
 
 
 class MCB(nn.Module):
@@ -181,8 +185,8 @@ class MCB(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x0 = self.conv(self.dcn([x, self.offset(x)]))
-        branches = [self.lrelu(conv(x0)) for conv in (self.conv1, self.conv2, self.conv3)]
-        return _integrate(self, [x0, *branches], x)
+        branches = (self.lrelu(conv(x0)) for conv in (self.conv1, self.conv2, self.conv3))
+        return _integrate(self, itertools.chain([x0], branches), x)
 
 
 class DynamicBranch(nn.Module):
@@ -242,7 +246,6 @@ class MDCB(nn.Module):
         xr = self.conv(x)
         branches = (self.branch_1, self.branch_3, self.branch_5)
         filtered = generated_filter(xr, features, to_kernels, [branch.dilation for branch in branches])
-        parts = [xr]
-        for branch in branches:
-            parts.append(branch(filtered.pop(0)))  # each filtered map is freed once used
-        return _integrate(self, parts, x)
+        del features
+        # each filtered map is freed once its branch has used it
+        return _integrate(self, itertools.chain([xr], (branch(filtered.pop(0)) for branch in branches)), x)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +137,11 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     if x.dtype != kernels.dtype:
         dtype = torch.promote_types(x.dtype, kernels.dtype)
         x, kernels = x.to(dtype), kernels.to(dtype)
+    if _ext.plain_eager(x):  # not through adfnet::dynamic_filter: its first call imports torch._dynamo
+        if _use_fused():  # the compiled op carries its own autograd (dcn/_ext.py)
+            return torch.ops.dcn.dynamic_filter(x, kernels, dilation)
+        if not torch.is_grad_enabled():  # with gradients, the registered op's hand-written backward
+            return dynamic_filter_reference(x, kernels, dilation)
     return _dynamic_filter_op(x, kernels, dilation)
 
 
@@ -192,7 +197,7 @@ def _gate(mean: Tensor) -> Tensor:
     return 2 * torch.sigmoid(mean)
 
 
-def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tensor) -> Tensor:
+def mfi_fusion(parts: Iterable[Tensor], fusion: torch.nn.Conv2d, residual: Tensor) -> Tensor:
     """``fusion(MFI(cat(parts))) + residual`` without the concatenation or any MFI temporary.
 
     MFI scales channel c by a_c and pixel (h, w) by g = 1 + rows_h + cols_w. The pixel factor
@@ -200,39 +205,55 @@ def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     is g * (W diag(a) z) + bias + residual: one GEMM per part into the output, one pass to apply g.
     All gates come from the per-row and per-column sums of z (one reduction pass): the mean of
     a_c z over (c, w) is sum_c a_c rowsum_c(h) / (C W), likewise for columns.
-    """
-    b, _, h, w = parts[0].shape
-    acc = torch.promote_types(parts[0].dtype, torch.float32)  # gate statistics in float at least
-    # channels_last parts are (B, HW, C) matrices as they lie: reduced and multiplied in that form
-    # (a reduction over W of the NCHW view of a channels_last map runs strided, 50x slower), the
-    # GEMMs give (B, HW, O), a channels_last output, and nothing is reordered.
-    pixels_first = _ext.is_channels_last(parts[0])
-    if pixels_first:
-        parts = [p.permute(0, 2, 3, 1) for p in parts]  # (B, H, W, C) views, contiguous
-        row_sums = torch.cat([p.sum(2, dtype=acc) for p in parts], 2).transpose(1, 2)  # (B, C, H)
-        col_sums = torch.cat([p.sum(1, dtype=acc) for p in parts], 2).transpose(1, 2)  # (B, C, W)
-    else:
-        row_sums = torch.cat([p.sum(3, dtype=acc) for p in parts], 1)
-        col_sums = torch.cat([p.sum(2, dtype=acc) for p in parts], 1)
-    channels = row_sums.shape[1]
-    a = _gate(row_sums.sum(2) / (h * w))  # (B, C)
-    rows = _gate(torch.einsum("bc,bch->bh", a, row_sums) / (channels * w))
-    cols = _gate(torch.einsum("bc,bcw->bw", a, col_sums) / (channels * h))
-    g = (1 + rows[:, :, None] + cols[:, None, :]).unsqueeze(1)  # (B, 1, H, W)
 
+    A part's channel gates depend on that part alone, so each part is folded into the output as
+    soon as it arrives and can be freed: given a generator, only one part exists at a time (an
+    MCB's peak drops from six feature maps to four); only its row and column sums are kept for g.
+    """
     weight = fusion.weight.flatten(1)  # (O, C)
-    scaled = weight * a[:, None, :].to(weight.dtype)  # (B, O, C)
-    out, start = None, 0
+    out, start, h, w = None, 0, 0, 0
+    row_parts, col_parts, gates = [], [], []
+    pixels_first = False
     for p in parts:
+        b, _, h, w = p.shape
+        acc = torch.promote_types(p.dtype, torch.float32)  # gate statistics in float at least
+        # channels_last parts are (B, HW, C) matrices as they lie: reduced and multiplied in that form
+        # (a reduction over W of the NCHW view of a channels_last map runs strided, 50x slower), the
+        # GEMMs give (B, HW, O), a channels_last output, and nothing is reordered.
+        pixels_first = _ext.is_channels_last(p)
+        if pixels_first:
+            p = p.permute(0, 2, 3, 1)  # (B, H, W, C) view, contiguous
+            row_parts.append(p.sum(2, dtype=acc))  # (B, H, C)
+            col_parts.append(p.sum(1, dtype=acc))  # (B, W, C)
+            a = _gate(row_parts[-1].transpose(1, 2).sum(2) / (h * w))  # (B, C)
+        else:
+            row_parts.append(p.sum(3, dtype=acc))  # (B, C, H)
+            col_parts.append(p.sum(2, dtype=acc))  # (B, C, W)
+            a = _gate(row_parts[-1].sum(2) / (h * w))
+        gates.append(a)
         channels_here = p.shape[3] if pixels_first else p.shape[1]
         stop = start + channels_here
-        lhs = scaled[:, :, start:stop].to(p.dtype)
+        lhs = (weight[:, start:stop] * a[:, None, :].to(weight.dtype)).to(p.dtype)  # (B, O, C) scaled by a
         if pixels_first:
             lhs, rhs = p.reshape(b, h * w, channels_here), lhs.transpose(1, 2)
         else:
             rhs = p.reshape(b, channels_here, h * w)
         out = torch.bmm(lhs, rhs) if out is None else out.baddbmm_(lhs, rhs)
         start = stop
+        del p, lhs, rhs  # the part may go now
+    if out is None:
+        raise ValueError("mfi_fusion needs at least one part")
+    b = out.shape[0]
+    a = torch.cat(gates, 1)
+    if pixels_first:
+        row_sums = torch.cat(row_parts, 2).transpose(1, 2)  # (B, C, H)
+        col_sums = torch.cat(col_parts, 2).transpose(1, 2)  # (B, C, W)
+    else:
+        row_sums, col_sums = torch.cat(row_parts, 1), torch.cat(col_parts, 1)
+    channels = row_sums.shape[1]
+    rows = _gate(torch.einsum("bc,bch->bh", a, row_sums) / (channels * w))
+    cols = _gate(torch.einsum("bc,bcw->bw", a, col_sums) / (channels * h))
+    g = (1 + rows[:, :, None] + cols[:, None, :]).unsqueeze(1)  # (B, 1, H, W)
     out = out.view(b, h, w, -1).permute(0, 3, 1, 2) if pixels_first else out.view(b, -1, h, w)
     out = out.mul_(g.to(out.dtype)).add_(residual)
     if fusion.bias is not None:
