@@ -20,6 +20,7 @@ from adfnet.data.datasets import PairedTrain, SyntheticNoiseTrain, dihedral, sam
 from adfnet.data.noise import build_noise
 from adfnet.data.raw_pairs import BAYER_DECODING, RawPairedTrain
 from adfnet.data.unprocess import UnprocessedRawTrain
+from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import parse_options
 from conftest import subprocess_env, toy_run
 
@@ -276,6 +277,14 @@ def test_ext_flag_is_the_official_spelling_of_cache() -> None:
     with pytest.raises(SystemExit) as exit_info:
         parse_options(["--ext", "img", "--cache"])
     assert exit_info.value.code == 2
+    # the same rules for a config made without the flags (an experiment, a recipe)
+    assert TrainConfig(ext="sep").cache and not TrainConfig().cache
+    for bad, message in (
+        ({"ext": "npy"}, "--ext must be one of img, sep, sep_reset"),
+        ({"cache_dir": "elsewhere"}, "--cache_dir names the folder of the decoded cache: it needs --cache"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**bad)
 
 
 def test_training_with_the_cache_sees_the_same_batches(tmp_path: Path, one_thread: None) -> None:
