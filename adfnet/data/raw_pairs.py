@@ -31,8 +31,7 @@ RAW_EXTENSIONS = (".npy", ".mat")
 def read_bayer(path: Path) -> np.ndarray:
     """One ``H x W`` float32 mosaic in [0, 1] from ``.npy`` or ``.mat`` (even sizes: an odd edge is cropped)."""
     arr = _load_npy(path) if path.suffix.lower() == ".npy" else load_single_array(path)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: a Bayer mosaic is a 2-D array, got shape {arr.shape}")
+    _check_2d(path, arr.shape)
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
             f"{path}: {arr.dtype} values; store the mosaic as float in [0, 1] (black level subtracted, divided by "
@@ -41,6 +40,12 @@ def read_bayer(path: Path) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{path}: the mosaic holds NaN or infinite values")
     return np.ascontiguousarray(arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2], dtype=np.float32)
+
+
+def _check_2d(path: Path, shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        packed = " (packed raw? store the mosaic: adfnet.data.raw.unpack)" if len(shape) == 3 and 4 in shape else ""
+        raise ValueError(f"{path}: a Bayer mosaic is a 2-D array, got shape {shape}{packed}")
 
 
 def _load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
@@ -56,9 +61,9 @@ def _load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
 
 def check_npy_headers(pairs: list[tuple[Path, Path]]) -> None:
     """Open every ``.npy`` of ``pairs`` memory-mapped (headers only) before training, so that a file that is
-    not a plain array (e.g. pickled objects) is named at the start, not in a data-loader worker."""
+    not a plain 2-D array (pickled objects, a packed image) is named at the start, not in a data-loader worker."""
     for path in (p for pair in pairs for p in pair if p.suffix.lower() == ".npy"):
-        _load_npy(path, mmap_mode="r")
+        _check_2d(path, _load_npy(path, mmap_mode="r").shape)
 
 
 def raw_pair_files(root: str | Path) -> list[tuple[Path, Path]]:

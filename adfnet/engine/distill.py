@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from adfnet.checkpoint import load_checkpoint
+from adfnet.checkpoint import infer_model, load_checkpoint, read_state_dict
 from adfnet.data.datasets import TrainingSet
 from adfnet.engine.config import TEACHER_ENSEMBLES, TrainConfig
 from adfnet.engine.teacher_cache import (
@@ -55,6 +55,7 @@ from adfnet.engine.teacher_cache import (
 from adfnet.errors import UserError
 from adfnet.evaluation.raw import denoise_packed
 from adfnet.inference import denoise
+from adfnet.models.spec import in_raw_layout
 
 
 class Teacher:
@@ -84,13 +85,17 @@ class Teacher:
         self.models: list[nn.Module] = []
         self.records: list[dict[str, Any]] = []
         for path in checkpoints:
-            model, spec = load_checkpoint(path, device=device)
+            source = read_state_dict(path)
+            spec = infer_model(source)
+            if n_colors == 4:  # MWRCANet's one-Bayer-plane weights serve packed raw too (not gray: not a mosaic)
+                spec = in_raw_layout(spec, n_colors)
             if spec.n_colors != n_colors:
                 raise UserError(
                     f"--teacher {path} is a {spec.name} for {LAYOUTS.get(spec.n_colors, spec.n_colors)} inputs "
                     f"(n_colors={spec.n_colors}), but this run's inputs are {LAYOUTS[n_colors]} (n_colors={n_colors}): "
                     "use a teacher trained on the same layout (raw teachers with --raw)"
                 )
+            model, spec = load_checkpoint(source, spec, device=device)
             model.requires_grad_(False)
             self.models.append(model)
             record = {"path": str(Path(path).resolve()), "sha256": sha256_file(path), "model": spec.record()}
