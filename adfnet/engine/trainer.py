@@ -175,6 +175,7 @@ class Trainer:
         self.budget_stop = 0  # the iteration of its epoch after which --time_budget stopped this invocation (0: none)
         self.nonfinite = 0
         self.psnr_log: dict[int, float] = {}  # last validation PSNR of each epoch
+        self.last_val: dict[str, Any] | None = None  # the latest validation: psnr, epoch, iteration
         self.val_panels: list[tuple[str, np.ndarray]] = []  # set by validate(): TensorBoard sample panels
         self._resume()
         self.model = self._wrap(self.net, use_cuda)
@@ -251,6 +252,7 @@ class Trainer:
             self.start_epoch, self.iteration = state["epoch"] + 1, state["iteration"]
             self.best, self.history = state["best"], state["history"]
             self.elapsed, self.position = state.get("elapsed", 0.0), state.get("position")
+            self.last_val = state.get("last_val")
             self.saved_at = self._where(state["epoch"])
             if self.position is not None:  # an epoch stopped part-way: it continues at its next batch
                 self.start_epoch = self.position["epoch"]
@@ -544,10 +546,10 @@ class Trainer:
                     self._stopped_by_budget(epoch)
                     return self.best
         except NonFiniteLossError as err:
-            advice = f"{resume_command(self.run_dir.name, lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
+            advice = f"{self.continue_command(lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
             raise NonFiniteLossError(self._stopped(f"training diverged in epoch {epoch}: {err}", advice)) from None
         except KeyboardInterrupt:
-            self._stopped(f"interrupted (Ctrl-C) {stage}", resume_command(self.run_dir.name))
+            self._stopped(f"interrupted (Ctrl-C) {stage}", self.continue_command())
             raise SystemExit(130) from None
         finally:
             if self.writer is not None:
@@ -555,12 +557,17 @@ class Trainer:
             cleanup(self.dist)
         return self.best
 
+    def continue_command(self, **flags: str) -> str:
+        """How a user continues this run (with ``flags`` changed), for the stop messages: the command given,
+        with ``--resume -1`` (a run driven by another program, e.g. a recipe step, says its own)."""
+        return resume_command(self.run_dir.name, **flags)
+
     def _stopped_by_budget(self, epoch: int) -> None:
         a = self.config
         where = (
             f"the end of epoch {epoch}" if self.position is None else f"iteration {self.budget_stop} of epoch {epoch}"
         )
-        command = resume_command(self.run_dir.name, time_budget=f"{2 * a.time_budget:g}")
+        command = self.continue_command(time_budget=f"{2 * a.time_budget:g}")
         self.log(
             f"stopped: the time budget is spent ({self._trained() / 60:.2f} min trained of --time_budget "
             f"{a.time_budget:g}) at {where}; validated and saved ({self.run_dir / CHECKPOINT}). Continue it with a "
@@ -615,6 +622,7 @@ class Trainer:
         if self.dist.is_main:
             value = self.validate(self.run_dir / "results" if self.config.save_results else None)
             self.psnr_log[epoch] = value
+            self.last_val = {"psnr": value, "epoch": epoch, "iteration": self.iteration}
             if self.writer is not None:
                 self.writer.add_scalar("val/psnr", value, self.iteration)
                 for name, panel in self.val_panels:
@@ -652,6 +660,7 @@ class Trainer:
                 "history": self.history,
                 "config": run_config(self.config),
                 "elapsed": self._trained(),
+                "last_val": self.last_val,
                 "position": self.position,
             }
             atomic_save(state, self.run_dir / CHECKPOINT)
