@@ -10,6 +10,7 @@ gives every image of a size the same noise field, so per-image fluctuations are 
 subset's spread is the conservative (upper) estimate of the full set's. The verdict is mechanical
 (within ``TOLERANCE`` spreads or not); what the measurements showed beyond it, and the rest of the
 report's prose, is the Markdown template :data:`TEMPLATE` (``experiments/harness_report.md``), filled in here.
+The report is committed, so a test-set root outside the repository is written as ``<testsets>``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,21 @@ TOLERANCE = 3.0  # a difference within 3 std of the seed spread is noise
 # The cases the validation must have measured (n_colors, set, sigma); one without a run is named in the conclusion.
 REQUIRED = [(1, "BSD68", 25.0), (3, "CBSD68", 50.0)]
 METHOD = {1: "BM3D", 3: "CBM3D"}
+# How the report names a test-set root outside the repository: the report is committed and read on other
+# machines, where a path of the machine that ran the check names nothing.
+ROOT_PLACEHOLDER = "<testsets>"
 _TAG = re.compile(
     r"^(?P<set>.+)_c(?P<n>[13])_s(?P<seeds>\d+)(?:_from(?P<seed>\d+))?(?:_l(?P<limit>\d+))?(?:_p(?P<k>\d+)of(?P<parts>\d+))?$"
 )
 
-# What the measurements showed, beyond the table (kept next to the code that writes the report).
+
+def shown_root(data_root: str) -> str:
+    """The test-set root as the report writes it: a folder of the repository as given (``datasets/testsets``),
+    any other (absolute, ``~``, or above the repository) as :data:`ROOT_PLACEHOLDER`."""
+    path = Path(data_root)
+    if path.is_absolute() or data_root.startswith("~") or ".." in path.parts:
+        return ROOT_PLACEHOLDER
+    return data_root
 
 
 def _command(run_dir: Path, data_root: str, sigmas: list[str]) -> str:
@@ -177,9 +188,11 @@ def spread_table(items: list[SeedSpread]) -> str:
 
 
 def write_report(runs: Path, data_root: str, output: Path) -> None:
+    """``output`` from every run under ``runs``; ``data_root`` as :func:`shown_root` writes it."""
     files = sorted(runs.glob("*/seeds.csv"))
     if not files:
         raise ValueError(f"no */seeds.csv under {runs}: run scripts/validate_harness.sh first")
+    data_root = shown_root(data_root)
     rows, runs_used, incomplete = merge_parts(files)
     items = spreads(rows)
     table, outside, unchecked = comparison_table(items)
@@ -212,7 +225,11 @@ def write_report(runs: Path, data_root: str, output: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments.harness", description=__doc__.split("\n")[0])
     p.add_argument("runs", type=Path, help="the OUT folder of scripts/validate_harness.sh (results/harness)")
-    p.add_argument("--data_root", required=True, help="the test-set root the runs used (named in the report)")
+    p.add_argument(
+        "--data_root",
+        required=True,
+        help=f"the test-set root the runs used (named in the report; as {ROOT_PLACEHOLDER} if outside the repository)",
+    )
     p.add_argument("--output", type=Path, default=Path("docs/HARNESS.md"))
     args = p.parse_args(argv)
     try:

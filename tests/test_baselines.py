@@ -206,8 +206,12 @@ def test_harness_report_compares_with_published_and_the_spread(tmp_path):
     cbsd = next(line for line in text.splitlines() if line.startswith("| CBM3D | CBSD68 | 50 | 68 |"))
     assert "| +0.420 |" in cbsd and "**outside**" in cbsd  # 0.42 dB vs a std of 0.0141: 29.7 std
     assert "Outside 3 std of the seed spread: CBM3D CBSD68 sigma 50; the reason is stated under Findings" in text
-    assert 'CASES="1:BSD68:25" SEEDS=5 LIMIT=8 scripts/validate_harness.sh /data/testsets' in text
-    assert 'CASES="1:BSD68:25" SEEDS=1 PARTS=2 scripts/validate_harness.sh /data/testsets' in text
+    # the report is committed: a root outside the repository is a placeholder, never this machine's path
+    assert 'CASES="1:BSD68:25" SEEDS=5 LIMIT=8 scripts/validate_harness.sh <testsets>' in text
+    assert 'CASES="1:BSD68:25" SEEDS=1 PARTS=2 scripts/validate_harness.sh <testsets>' in text
+    assert "Test sets from `<testsets>`" in text and "/data/testsets" not in text
+    write_report(tmp_path, "datasets/testsets", doc)  # a folder of the repository is named as it is
+    assert "SEEDS=5 LIMIT=8 scripts/validate_harness.sh datasets/testsets" in doc.read_text()
     (tmp_path / "BSD68_c1_s1_p2of2/seeds.csv").unlink()  # a part missing: that run is left out, and said so
     write_report(tmp_path, "/data/testsets", doc)
     text = doc.read_text()
@@ -237,5 +241,6 @@ def test_validate_harness_script_parts_equal_one_run(tmp_path):
     assert (runs, incomplete, rows[0]["images"]) == (["Set12_c1_s1"], [], "4")
     assert float(rows[0]["psnr"]) == pytest.approx(float(whole["psnr"]), abs=2e-6)
     text = (tmp_path / "HARNESS.md").read_text()  # the last run's report
-    assert f'CASES="1:Set12:25" SEEDS=1 PARTS=2 scripts/validate_harness.sh {tmp_path / "root"}' in text
+    assert 'CASES="1:Set12:25" SEEDS=1 PARTS=2 scripts/validate_harness.sh <testsets>' in text
+    assert str(tmp_path) not in text
     assert "| BM3D | Set12 | 25 | 4 | 1 |" in text and "| 29.97 |" in text
