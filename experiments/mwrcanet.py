@@ -15,6 +15,7 @@ budget of a few minutes per step only checks the pipeline: the numbers mean some
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from adfnet.data.io import list_images
 from adfnet.data.unprocess import write_raw_pairs
 from adfnet.engine.config import TEACHER_ENSEMBLES
 from adfnet.engine.recipe import RecipeRun, format_summary, load_recipe
+from adfnet.fileio import write_text
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "distill" / "mwrcanet.yml"
 DATA_SEEDS = {"train": 1, "val": 2}  # fixed in advance; the recipe's own seed drives the training
@@ -49,17 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_data(args: argparse.Namespace, data: Path) -> dict[str, Path]:
-    """The fixed raw pairs, written once (a folder that holds its pairs is kept)."""
+    """The fixed raw pairs, written once; ``data/plan.json`` records how, and data made another way are refused
+    (a measurement is never continued on other data)."""
     plan = {
-        "train": (args.train_images, args.crop, args.copies),
-        "val": (args.val_images, args.val_crop, 1),
+        "train": {"images": str(Path(args.train_images).resolve()), "crop": args.crop, "copies": args.copies},
+        "val": {"images": str(Path(args.val_images).resolve()), "crop": args.val_crop, "copies": 1},
+        "seeds": DATA_SEEDS,
     }
+    recorded = data / "plan.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != plan:
+        raise ValueError(
+            f"the data in {data} were made with other settings ({recorded}): give another --out, or delete {data}"
+        )
     folders = {}
-    for name, (images, crop, copies) in plan.items():
+    for name in ("train", "val"):
         folder = folders[name] = data / name
-        if not (folder / "noisy").is_dir():
-            count = write_raw_pairs(list_images(images), folder, DATA_SEEDS[name], crop, copies)
-            print(f"{name}: {count} raw pairs from {images} in {folder}")
+        if not recorded.is_file():
+            part = plan[name]
+            count = write_raw_pairs(list_images(part["images"]), folder, DATA_SEEDS[name], part["crop"], part["copies"])
+            print(f"{name}: {count} raw pairs from {part['images']} in {folder}")
+    write_text(recorded, json.dumps(plan, indent=1) + "\n")  # last: a killed write is made again
     return folders
 
 

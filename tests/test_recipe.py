@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_scripts import record
 
 from adfnet.cli import distill
 from adfnet.data.io import list_images
@@ -20,6 +21,7 @@ from adfnet.data.unprocess import write_raw_pairs
 from adfnet.engine.recipe import RecipeError, RecipeRun, load_recipe
 from adfnet.engine.state import load_training_state
 from conftest import MCMASTER, TRAIN_RGB
+from experiments import mwrcanet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,3 +118,21 @@ def test_recipe_mistakes_are_named(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"--scale cpu: \S*r\.yml has no scales"):
         RecipeRun(recipe, tmp_path / "out", scale="cpu")
     assert distill.main(["--recipe", "nope"]) == 1
+
+
+def test_the_measurement_runs_the_recipe_on_unprocessed_bundled_images(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m"
+    argv = ["--out", str(out), "--scale", "toy", "--time_budget", "1e-6", "--copies", "1", "--crop", "32",
+            "--val_crop", "32", "--val_images", str(tmp_path / "val"), "--cpu"]  # fmt: skip
+    (tmp_path / "val").mkdir()
+    for f in list_images(MCMASTER)[:2]:
+        (tmp_path / "val" / f.name).write_bytes(f.read_bytes())
+    assert mwrcanet.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Validation PSNR after each step (1e-06 min per training step, scale toy):" in printed
+    assert len(raw_pair_files(out / "data/train")) == len(list_images(TRAIN_RGB))  # one crop of each image
+    assert (out / "steps/step4_mwrcanet/model/model_best.pt").is_file()
+    assert mwrcanet.main([*argv, "--copies", "2"]) == 1  # the data of this --out were made another way
+    assert "were made with other settings" in capsys.readouterr().err
+    assert record(tmp_path, "measure_mwrcanet.sh", env={"BUDGET": "2"}) == [["-m", "experiments.mwrcanet",
+                                                                                "--time_budget", "2"]]  # fmt: skip
