@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from adfnet.errors import UserError
 from adfnet.models import MODEL_NAMES, WIDTHS, ModelSpec, canonical_name
 from adfnet.models.dbsn import CHECKPOINT_PARTS, dbsn_options_from_state_dict
+from adfnet.models.spec import WAVELET_WIDTHS, in_raw_layout
 
 # Where weights come from, for every "does not exist" of a weights file a new user meets.
 WEIGHTS_HINT = (
@@ -124,6 +125,9 @@ def _check_architecture(model: Mapping[str, object] | None, checkpoint: Mapping[
     """Refuse weights recorded for another architecture (or, unrecorded, for a model without the defaults)."""
     if model is None:
         return  # a model not made by build_model: only the keys can be checked
+    if checkpoint is not None and "n_colors" in model:  # MWRCANet's two raw layouts share their weights
+        layout = in_raw_layout(ModelSpec.from_record(checkpoint), int(model["n_colors"]))  # type: ignore[call-overload]
+        checkpoint = {**checkpoint, "n_colors": layout.n_colors}
     assumed = checkpoint is None
     if assumed:
         checkpoint = {**model, **UNRECORDED_DEFAULTS}
@@ -324,18 +328,22 @@ def infer_model(
     Its architecture record, where it has one (every checkpoint this package writes), options included;
     ``model`` and ``n_colors`` (what a user gave: ``--model`` / ``--n_colors``; None: not given) must agree
     with it (:class:`~adfnet.errors.UserError` naming the flag). Else its keys and shapes: ADFNet and ADFNet-L
-    by the width of their head conv, SADNet, MWCNN, MWRCANet and MWResNet (channel attention or not) by their
-    first layers, DBSN by its three nets with every option their shapes show; options no shape shows take
-    their defaults (:data:`UNRECORDED_DEFAULTS`; a DBSN for Poisson-Gaussian noise has the shapes of the
-    Gaussian one, MWRCANet's one-plane Bayer input, ``n_colors=1``, those of the packed raw one: ask for
-    those). Given values win over the shapes (a mismatch then fails the strict loading, which names it).
-    A checkpoint that shows nothing takes the given values completed by ``default``; without one, that is
-    an error asking for both flags.
+    by the width of their head conv, SADNet, MWCNN, MWRCANet and MWResNet (channel attention or not, their
+    widths and blocks per group) by their first layers, DBSN by its three nets with every option their shapes
+    show; options no shape shows take their defaults (:data:`UNRECORDED_DEFAULTS`; a DBSN for Poisson-Gaussian
+    noise has the shapes of the Gaussian one, MWRCANet's one-plane Bayer input, ``n_colors=1``, those of the
+    packed raw one: ask for those). MWRCANet's and MWResNet's two raw layouts (``n_colors`` 1 and 4) share
+    their weights, so either may be given for a checkpoint of the other
+    (:func:`~adfnet.models.spec.in_raw_layout`). Given values win over the shapes (a mismatch then fails the
+    strict loading, which names it). A checkpoint that shows nothing takes the given values completed by
+    ``default``; without one, that is an error asking for both flags.
     """
     model = canonical_name(model) if model else None
     record = checkpoint_architecture(source)
     if record is not None:
         spec = ModelSpec.from_record(record)
+        if n_colors is not None:
+            spec = in_raw_layout(spec, n_colors)
         for flag, given, key, value in (
             ("--model", model, "model", spec.name),
             ("--n_colors", n_colors, "n_colors", spec.n_colors),
@@ -380,7 +388,10 @@ def _recognise(state: Mapping[str, Tensor]) -> tuple[str, int, dict[str, object]
         return None
     if head[2:] == (2, 2):  # the fixed Haar DWT of the wavelet networks: their first conv tells the colours
         name = "mwrcanet" if any(".cuca." in k for k in state) else "mwresnet"
-        return name, 3 if shape("down1.0.weight")[1] == 12 else 1, {}
+        widths = (shape("down1.0.weight")[0], shape("down2.1.weight")[0], shape("down3.1.weight")[0])
+        blocks = {k.split(".")[3] for k in state if k.startswith("down1.2.body.")}  # the first group's blocks
+        options = {**dict(zip(WAVELET_WIDTHS, widths, strict=True)), "n_rb": len(blocks)}
+        return name, 3 if shape("down1.0.weight")[1] == 12 else 1, options
     names = [name for name, widths in WIDTHS.items() if widths[0] == head[0]]
     if len(names) != 1:
         raise UserError(f"the checkpoint's first width is {head[0]}, which is none of {', '.join(MODEL_NAMES)}")

@@ -122,7 +122,10 @@ def load_sidd_raw_blocks(path: str | Path, key: str | None = None) -> np.ndarray
     if not np.issubdtype(blocks.dtype, np.floating):
         raise ValueError(f"{path}: raw blocks of type {blocks.dtype}; SIDD stores them as float in [0, 1]")
     if blocks.shape[2] % 2 or blocks.shape[3] % 2:
-        raise ValueError(f"{path}: Bayer blocks need even sizes, got {blocks.shape[2]}x{blocks.shape[3]}")
+        raise ValueError(
+            f"{path}: a Bayer mosaic needs an even height and width (whole 2x2 CFA tiles), got {blocks.shape[2]}x"
+            f"{blocks.shape[3]} blocks: crop or pad them to an even size"
+        )
     return blocks.astype(np.float32, copy=False)
 
 

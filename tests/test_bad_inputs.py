@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import scipy.io as sio
 import torch
 from torch import nn
 
@@ -42,6 +43,8 @@ from adfnet.cli import real as real_cli
 from adfnet.cli import test as test_cli
 from adfnet.cli import train as train_cli
 from adfnet.data import datasets
+from adfnet.engine.distill import Teacher
+from adfnet.engine.teacher_cache import input_files, write_targets
 from adfnet.engine.trainer import Trainer
 from adfnet.evaluation import synthetic
 from adfnet.inference import denoise
@@ -148,7 +151,35 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     save_sidd_submission(root / "sidd_mat/SubmitSrgb.mat", blocks)
     save_sidd_submission(root / "sidd_mat/gt.mat", blocks)
     (root / "sidd_empty").mkdir()
+    _raw_world(root)
     return World(root, build_model("adfnet", n_colors=1).eval())
+
+
+MW_TINY = {"filters_level1": 16, "filters_level2": 16, "filters_level3": 16, "n_rb": 1}
+
+
+def _raw_world(root: Path) -> None:
+    """MWRCANet weights (packed raw, sRGB), ADFNet raw weights, SIDD raw blocks of an odd size, packed arrays
+    where mosaics belong, and a teacher-target cache whose input changed after the targets were written."""
+    w = root / "weights"
+    torch.save(weights_with_architecture(build_model("mwrcanet", 4, **MW_TINY)), w / "mwrcanet_raw.pt")
+    torch.save(weights_with_architecture(build_model("mwrcanet", 3, **MW_TINY)), w / "mwrcanet_rgb.pt")
+    torch.save(weights_with_architecture(build_model("adfnet", 4)), w / "adfnet_raw.pt")
+    for name, size in (("raw_odd", (15, 16)), ("raw_even", (16, 16))):
+        blocks = np.random.default_rng(0).random((1, 1, *size), dtype=np.float32)
+        (root / name).mkdir()
+        sio.savemat(root / name / "ValidationNoisyBlocksRaw.mat", {"ValidationNoisyBlocksRaw": blocks})
+        sio.savemat(root / name / "ValidationGtBlocksRaw.mat", {"ValidationGtBlocksRaw": blocks})
+    for sub in ("clean", "noisy"):  # packed (4, h, w) arrays where 2-D mosaics belong
+        (root / "raw_packed" / sub).mkdir(parents=True)
+        np.save(root / "raw_packed" / sub / "x.npy", np.zeros((4, 16, 16), np.float32))
+    torch.manual_seed(1)
+    torch.save(weights_with_architecture(build_model("dncnn", 1, depth=3, channels=4)), w / "teacher.pt")
+    _put(root / "kd_inputs/a.png", _gray(slice(0, 32), slice(0, 32)))
+    _put(root / "kd_inputs/b.png", _gray(slice(40, 72), slice(0, 32)))
+    teacher = Teacher([w / "teacher.pt"], n_colors=1)
+    write_targets(root / "kd_cache", input_files([root / "kd_inputs"], raw=False), teacher)
+    _put(root / "kd_inputs/b.png", _gray(slice(40, 72), slice(8, 40)))  # another version of an input
 
 
 _HASHES: dict[str, tuple[tuple[int, int, int], str]] = {}
@@ -182,6 +213,7 @@ TRAIN = (
 )
 NEW_RUN = ("--dir_experiment", "{out}/runs", "--save", "new")
 REAL = ("--cpu", "--weights", "{in}/weights/rgb.pt", "--result_dir", "{out}/res")
+RAW_MW = ("--cpu", "--result_dir", "{out}/res", "--model", "mwrcanet", "--weights", "{in}/weights/mwrcanet_raw.pt")
 DENOISE = ("{in}/photos/a.png", "{in}/photos/b.png", "--weights", "{in}/weights/gray.pt", "--cpu")
 COMMANDS = {
     "test": test_cli.main,
@@ -474,6 +506,50 @@ CASES = [
     Case("real-sidd-pair-sizes-differ", "real", ("sidd-val-png", *REAL, "--input_dir", "{in}/sidd_sizes"), 1,
         r"error: \S*sidd_sizes/lq/b\.png: the pair differs in size \(hq 32x32, lq 24x32 px\): skipped",
         (("res/results.csv", r"^image,.*\na\.png,[\d.]+,"),)),
+    # ---- raw layouts (MWRCANet: one Bayer plane or packed), odd mosaics, teacher targets, the time budget
+    Case("real-raw-odd-mosaic-plane", "real", ("sidd-raw-val", *RAW_MW, "--input_dir", "{in}/raw_odd"), 1,
+        r"error: \S*ValidationNoisyBlocksRaw\.mat: a Bayer mosaic needs an even height and width \(whole 2x2 CFA "
+        r"tiles\), got 15x16 blocks: crop or pad them to an even size"),
+    Case("real-raw-odd-mosaic-packed", "real", ("sidd-raw-val", *RAW_MW, "--input_dir", "{in}/raw_odd",
+        "--raw_layout", "packed"), 1, r"error: \S*\.mat: a Bayer mosaic needs an even height and width .*got 15x16 "
+        r"blocks: crop or pad them"),
+    Case("real-raw-plane-for-adfnet", "real", ("sidd-raw-val", "--cpu", "--weights", "{in}/weights/adfnet_raw.pt",
+        "--input_dir", "{in}/raw_even", "--result_dir", "{out}/res", "--raw_layout", "plane"), 1,
+        r"--raw_layout plane is MWRCANet's one-Bayer-plane layout \(--model mwrcanet or mwresnet\); --model adfnet "
+        r"takes packed raw: leave --raw_layout out or give packed"),
+    Case("real-raw-srgb-mwrcanet", "real", ("sidd-raw-val", *RAW_MW[:-1], "{in}/weights/mwrcanet_rgb.pt",
+        "--input_dir", "{in}/raw_even"), 1,
+        r"mwrcanet_rgb\.pt holds a mwrcanet for n_colors=3 \(not raw\): the raw tools run raw models"),
+    Case("real-raw-mwrcanet-plane-runs", "real", ("sidd-raw-val", *RAW_MW, "--input_dir", "{in}/raw_even"), 0,
+        r"1 raw blocks, mwrcanet, one Bayer plane as stored, plain: PSNR", (("res/results.csv", r"^block,psnr"),)),
+    Case("test-raw-mwrcanet-weights", "test", ("--cpu", "--weights", "{in}/weights/mwrcanet_raw.pt", "--result_dir",
+        "{out}/res"), 1,
+        r"mwrcanet_raw\.pt is a raw mwrcanet \(packed raw, n_colors=4\): adfnet-test evaluates gray and colour "
+        r"models \(raw models: adfnet-real sidd-raw-val\)"),
+    Case("train-packed-arrays-as-mosaics", "train", (*TRAIN, *NEW_RUN, "--raw", "--task", "paired", "--dir_data",
+        "{in}/raw_packed", "--data_val", "{in}/raw_packed"), 1,
+        r"raw_packed/(noisy|clean)/x\.npy: a Bayer mosaic is a 2-D array, got shape \(4, 16, 16\) \(packed raw\? "
+        r"store the mosaic: adfnet\.data\.raw\.unpack\)", absent=("runs/new",)),
+    Case("train-teacher-targets-of-another-dataset-version", "train", (*TRAIN, *NEW_RUN, "--teacher_cache",
+        "{in}/kd_cache"), 1,
+        r"error: teacher targets were made from a different dataset version than the manifest says: \S*kd_inputs/"
+        r"b\.png changed \((its contents differ, same size|\d+ bytes then, \d+ now)\); restore it, or write new "
+        r"targets into another --teacher_cache folder", absent=("runs/new/checkpoint_latest.pt",)),
+    Case("train-teacher-other-weights", "train", (*TRAIN, *NEW_RUN, "--teacher_cache", "{in}/kd_cache",
+        "--teacher", "{in}/weights/gray.pt"), 1,
+        r"kd_cache were made by other teacher weights than --teacher: the manifest has \S*teacher\.pt \(SHA-256 "),
+    Case("train-teacher-raw-for-gray", "train", (*TRAIN, *NEW_RUN, "--teacher", "{in}/weights/mwrcanet_raw.pt"), 1,
+        r"--teacher \S*mwrcanet_raw\.pt is a mwrcanet for packed raw inputs \(n_colors=4\), but this run's inputs "
+        r"are gray \(n_colors=1\): use a teacher trained on the same layout"),
+    Case("train-teacher-inputs-without-cache", "train", (*TRAIN, *NEW_RUN, "--teacher", "{in}/weights/gray.pt",
+        "--teacher_inputs", "{in}/kd_inputs"), 2,
+        r"--teacher_inputs are fixed files whose teacher outputs are written once: give --teacher_cache FOLDER"),
+    Case("train-time-budget-0", "train", (*TRAIN, *NEW_RUN, "--time_budget", "0"), 2,
+        r"argument --time_budget: must be > 0, got '0'"),
+    Case("api-mwrcanet-plane-given-packed", "api", lambda w: build_model("mwrcanet", 1, **MW_TINY)(torch.rand(1, 4, 8,
+        8)), ValueError, r"takes one plane \(B, 1, H, W\).*got 4 channels: packed raw\? Unpack it"),
+    Case("api-mwrcanet-packed-given-plane", "api", lambda w: build_model("mwrcanet", 4, **MW_TINY)(torch.rand(1, 1,
+        16, 16)), ValueError, r"takes packed raw \(B, 4, H/2, W/2\).*got one plane: a Bayer mosaic\? Pack it"),
     # ---- adfnet-denoise and adfnet-export
     Case("denoise-over-file-size-limit", "process:denoise", (*DENOISE, "--out", "{out}/den"), 1,
         r"adfnet-denoise: error: a\.png would exceed the file-size limit of this process \(512 bytes, ulimit -f\) "

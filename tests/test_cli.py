@@ -33,6 +33,7 @@ ENTRY_POINTS = {
     "adfnet-complexity": "adfnet.cli.complexity",
     "adfnet-denoise": "adfnet.cli.denoise",
     "adfnet-export": "adfnet.cli.export",
+    "adfnet-distill": "adfnet.cli.distill",
 }
 
 

@@ -68,8 +68,10 @@ def test_mosaic_keeps_each_sites_colour(pattern):
 
 
 def test_shape_errors_are_explained():
-    with pytest.raises(ValueError, match="even height and width, got 5x8"):
+    with pytest.raises(ValueError, match=r"even height and width \(whole 2x2 CFA tiles\), got 5x8: crop or pad it"):
         pack(torch.zeros(1, 1, 5, 8))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\) tensor, got shape \(1, 4, 4, 4\) \(packed raw\? unpack it"):
+        pack(torch.zeros(1, 4, 4, 4))
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         pack(torch.zeros(1, 3, 4, 4))
     with pytest.raises(ValueError, match=r"\(B, 4, h, w\)"):

@@ -118,6 +118,15 @@ def select_device(cpu: bool = False, device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
 
 
+def training_on_cpu(cpu: bool = False, device: str | None = None) -> bool:
+    """``--cpu`` / ``--device`` in the trainer's terms (``TrainConfig.cpu``): True for the CPU; a ``cuda:N``
+    device becomes the current GPU, which the trainer then uses."""
+    dev = select_device(cpu, device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev.index)
+    return dev.type == "cpu"
+
+
 @contextlib.contextmanager
 def dcn_backend(name: str | None) -> Iterator[None]:
     """Run with DCN backend ``name`` (``ext``/``torchvision``/``reference``); ``None`` keeps the default."""

@@ -6,11 +6,13 @@ noise models: :func:`adfnet.data.noise.noise_from_flags`)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
+from adfnet.checkpoint import infer_model
 from adfnet.cli.common import add_runtime_arguments, finite_float
 from adfnet.data.noise import NOISE_NAMES
-from adfnet.models import PLACEMENTS, ModelSpec, canonical_name
-from adfnet.models.spec import ablation_options
+from adfnet.models import PLACEMENTS, ModelSpec, canonical_name, family
+from adfnet.models.spec import ablation_options, in_raw_layout
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, baselines: tuple[str, ...] = ()) -> None:
@@ -31,7 +33,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, baselines: tuple[str, .
         "--model",
         default="adfnet",
         type=model_arg,
-        help="adfnet, adfnet_l (the paper's ADFNet*), sadnet, dncnn or rdn"
+        help="adfnet, adfnet_l (the paper's ADFNet*), sadnet, dncnn, rdn, dbsn, mwrcanet, mwresnet or mwcnn"
         + "".join(f", {name}" for name in baselines)
         + "; case and '-' do not matter",
     )
@@ -55,6 +57,16 @@ def model_options(args: argparse.Namespace) -> dict[str, object]:
 def model_spec(args: argparse.Namespace, n_colors: int) -> ModelSpec:
     """The network the flags ask for, with ``n_colors`` colours (the tool's, or its ``--n_colors``)."""
     return ModelSpec(args.model, n_colors, model_options(args))
+
+
+def checkpoint_model_spec(args: argparse.Namespace, state: Mapping[str, object], n_colors: int) -> ModelSpec:
+    """The network to build for a loaded checkpoint ``state`` in ``n_colors``: ADFNet's options are its flags (the
+    Table 4 ablations, checked against the record when loading); any other ``--model``'s are the checkpoint's own
+    (its architecture record, else its shapes: :func:`adfnet.checkpoint.infer_model`), which must be of that
+    model. MWRCANet's two raw layouts take each other's weights; otherwise the caller compares ``n_colors``."""
+    if family(args.model) == "adfnet":
+        return model_spec(args, n_colors)
+    return in_raw_layout(infer_model(state, args.model), n_colors)
 
 
 def add_real_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -54,6 +54,8 @@ from adfnet.evaluation.seeds import format_spreads, seed_list, seed_rows, spread
 from adfnet.evaluation.synthetic import planned_outputs
 from adfnet.figures import require_matplotlib
 from adfnet.inference import PRECISIONS
+from adfnet.models import family
+from adfnet.models.spec import RAW_LAYOUTS, SHARED_RAW_LAYOUTS
 from adfnet.outputs import check_outputs_apart
 from adfnet.runtime import tune_allocator
 
@@ -215,7 +217,9 @@ def resolve_model(args: argparse.Namespace) -> None:
     reading adfnet-denoise, adfnet-export and torch.hub share): its architecture record, else its keys and
     shapes; flags given that contradict the record are a ``ValueError`` naming them. The first readable
     ``{sigma}`` checkpoint decides; one that cannot be read is left to the evaluation, which reports it for its
-    noise level."""
+    noise level. ``args.recorded_options``: the options of a network other than ADFNet (MWRCANet's widths, ...),
+    which have no flags: the checkpoint's (ADFNet's are its ablation flags)."""
+    args.recorded_options = {}
     if args.model in BASELINES:
         return
     for noise in args.noises:
@@ -230,10 +234,12 @@ def resolve_model(args: argparse.Namespace) -> None:
         except ValueError as err:
             raise ValueError(f"--weights {path}: {err}") from None
         args.model, args.n_colors = spec.name, spec.n_colors
-        if args.n_colors not in BUNDLED_SETS:
+        if family(spec.name) != "adfnet":
+            args.recorded_options = dict(spec.options)
+        if args.n_colors not in BUNDLED_SETS or (args.n_colors == 1 and args.model in SHARED_RAW_LAYOUTS):
             raise ValueError(
-                f"--weights {path} is a model of {args.n_colors} channels: adfnet-test evaluates gray (1) and colour "
-                "(3) models (packed raw models: adfnet-real sidd-raw-val)"
+                f"--weights {path} is a raw {args.model} ({RAW_LAYOUTS.get(args.n_colors, args.n_colors)}, n_colors="
+                f"{args.n_colors}): adfnet-test evaluates gray and colour models (raw models: adfnet-real sidd-raw-val)"
             )
         return
 
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolve_model(args)
         input_dirs = args.input_dir or [BUNDLED_SETS[args.n_colors]]
-        options = model_options(args)
+        options = {**model_options(args), **args.recorded_options}
         if args.model in BASELINES:
             check_available(args.model)
         # everything a user can get wrong about the outputs is checked before a model is loaded

@@ -414,6 +414,16 @@ class PairedTrain(TrainingSet):
         return tuple(image_to_tensor(dihedral(x, code))[0] for x in patches)  # type: ignore[return-value]
 
 
+def image_pair_patch(
+    noisy: np.ndarray, target: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``size`` crop and dihedral transform of two aligned ``(H, W, C)`` images, as ``(C, P, P)``
+    tensors, drawn as the paired sets draw theirs: the teacher-target pairs' sample (:mod:`adfnet.engine.distill`)."""
+    window = crop_window(target, size, rng)
+    code = int(rng.integers(8))
+    return tuple(image_to_tensor(dihedral(np.asarray(x[window]), code))[0] for x in (noisy, target))  # type: ignore[return-value]
+
+
 class PairedVal(Dataset):
     """Whole (noisy, clean, name) pairs, no augmentation."""
 

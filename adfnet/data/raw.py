@@ -53,17 +53,22 @@ def cfa_offsets(pattern: str) -> tuple[tuple[int, int], ...]:
     return red, green_red, green_blue, blue
 
 
-def _check_mosaic(mosaic: torch.Tensor) -> None:
+def check_mosaic(mosaic: torch.Tensor) -> None:
+    """``ValueError`` naming the fix unless ``mosaic`` is a ``(B, 1, H, W)`` Bayer mosaic of whole 2 x 2 tiles."""
     if mosaic.dim() != 4 or mosaic.shape[1] != 1:
-        raise ValueError(f"a Bayer mosaic must be a (B, 1, H, W) tensor, got shape {tuple(mosaic.shape)}")
+        hint = " (packed raw? unpack it: adfnet.data.raw.unpack)" if mosaic.dim() == 4 and mosaic.shape[1] == 4 else ""
+        raise ValueError(f"a Bayer mosaic must be a (B, 1, H, W) tensor, got shape {tuple(mosaic.shape)}{hint}")
     h, w = mosaic.shape[-2:]
     if h % 2 or w % 2:
-        raise ValueError(f"a Bayer mosaic needs an even height and width, got {h}x{w} (crop one row/column)")
+        raise ValueError(
+            f"a Bayer mosaic needs an even height and width (whole 2x2 CFA tiles), got {h}x{w}: crop or pad it to "
+            "an even size"
+        )
 
 
 def pack(mosaic: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor:
     """``(B, 1, H, W)`` Bayer mosaic -> ``(B, 4, H/2, W/2)`` packed R, Gr, Gb, B."""
-    _check_mosaic(mosaic)
+    check_mosaic(mosaic)
     return torch.cat([mosaic[..., r::2, c::2] for r, c in cfa_offsets(pattern)], dim=1)
 
 
@@ -83,7 +88,7 @@ def mosaic(rgb: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor:
     if rgb.dim() != 4 or rgb.shape[1] != 3:
         raise ValueError(f"mosaic expects a (B, 3, H, W) RGB tensor, got shape {tuple(rgb.shape)}")
     out = rgb.new_empty((rgb.shape[0], 1, *rgb.shape[2:]))
-    _check_mosaic(out)
+    check_mosaic(out)
     for channel, (r, c) in zip((0, 1, 1, 2), cfa_offsets(pattern), strict=True):
         out[:, 0, r::2, c::2] = rgb[:, channel, r::2, c::2]
     return out
@@ -96,7 +101,7 @@ def demosaic_bilinear(mosaic_: torch.Tensor, pattern: str = "RGGB") -> torch.Ten
     cross for green (its diagonal neighbours are green too, and must not blur the measured samples),
     weights 1-2-4 for red and blue. Borders are reflect-padded by one pixel, which keeps the CFA pattern.
     """
-    _check_mosaic(mosaic_)
+    check_mosaic(mosaic_)
     masks = torch.zeros((1, 3, *mosaic_.shape[-2:]), dtype=mosaic_.dtype, device=mosaic_.device)
     for channel, (r, c) in zip((0, 1, 1, 2), cfa_offsets(pattern), strict=True):
         masks[:, channel, r::2, c::2] = 1

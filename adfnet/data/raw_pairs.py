@@ -32,8 +32,7 @@ RAW_EXTENSIONS = (".npy", ".mat")
 def read_bayer(path: Path) -> np.ndarray:
     """One ``H x W`` float32 mosaic in [0, 1] from ``.npy`` or ``.mat`` (even sizes: an odd edge is cropped)."""
     arr = _load_npy(path) if path.suffix.lower() == ".npy" else load_single_array(path)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: a Bayer mosaic is a 2-D array, got shape {arr.shape}")
+    _check_2d(path, arr.shape)
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
             f"{path}: {arr.dtype} values; store the mosaic as float in [0, 1] (black level subtracted, divided by "
@@ -42,6 +41,12 @@ def read_bayer(path: Path) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{path}: the mosaic holds NaN or infinite values")
     return np.ascontiguousarray(arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2], dtype=np.float32)
+
+
+def _check_2d(path: Path, shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        packed = " (packed raw? store the mosaic: adfnet.data.raw.unpack)" if len(shape) == 3 and 4 in shape else ""
+        raise ValueError(f"{path}: a Bayer mosaic is a 2-D array, got shape {shape}{packed}")
 
 
 def _load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
@@ -57,9 +62,9 @@ def _load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
 
 def check_npy_headers(pairs: list[tuple[Path, Path]]) -> None:
     """Open every ``.npy`` of ``pairs`` memory-mapped (headers only) before training, so that a file that is
-    not a plain array (e.g. pickled objects) is named at the start, not in a data-loader worker."""
+    not a plain 2-D array (pickled objects, a packed image) is named at the start, not in a data-loader worker."""
     for path in (p for pair in pairs for p in pair if p.suffix.lower() == ".npy"):
-        _load_npy(path, mmap_mode="r")
+        _check_2d(path, _load_npy(path, mmap_mode="r").shape)
 
 
 # How --cache stores a mosaic: read_bayer's float32 array (finite, even-sized, checked once).
@@ -148,6 +153,25 @@ class RawPairedTrain(TrainingSet):
             cfa_forward(_packed(np.array(x[window]), self.pattern), code)[0, :, :half, :half] for x in (noisy, clean)
         ]
         return out[0].contiguous(), out[1].contiguous()
+
+
+def packed_pair_patch(
+    noisy: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, half: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``half x half`` crop and CFA-aware dihedral transform (:func:`adfnet.data.raw.cfa_forward`)
+    of two aligned packed raw images ``(4, h, w)``, drawn as the real raw pairs draw theirs: the teacher-target
+    pairs' sample (:mod:`adfnet.engine.distill`).
+
+    A crop of the packed image is a crop of the mosaic that starts on a 2 x 2 tile, so the pattern is kept; the
+    transform may grow the patch by a pixel (see ``cfa_forward``), cut back to ``half``.
+    """
+    top, left = random_crop(target[0], half, rng)  # (h, w) of the packed grid
+    code = int(rng.integers(8))
+    out = []
+    for x in (noisy, target):
+        patch = torch.as_tensor(np.ascontiguousarray(x[:, top : top + half, left : left + half]))
+        out.append(cfa_forward(patch[None], code)[0, :, :half, :half].contiguous())
+    return out[0], out[1]
 
 
 class RawPairedVal(Dataset):

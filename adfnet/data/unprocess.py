@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from adfnet.data.cache import DecodedCache
 from adfnet.data.datasets import (
@@ -34,12 +35,14 @@ from adfnet.data.datasets import (
     dihedral,
     keep_large_enough,
     patch_from,
+    random_crop,
     sample_rng,
     torch_generator,
 )
 from adfnet.data.io import ImageWarning, image_to_tensor, read_image
 from adfnet.data.noise import NoiseModel, build_noise
-from adfnet.data.raw import mosaic, pack
+from adfnet.data.raw import mosaic, pack, unpack
+from adfnet.fileio import atomic_file
 
 XYZ_TO_CAMS = (
     ((1.0234, -0.2969, -0.2266), (-0.5625, 1.6328, -0.0469), (-0.0703, 0.2188, 0.6406)),
@@ -208,6 +211,46 @@ class UnprocessedRawVal(Dataset):
         srgb = image_to_tensor(img[: img.shape[0] // 2 * 2, : img.shape[1] // 2 * 2])
         clean = raw_clean(srgb, random_camera(torch.Generator().manual_seed(camera_seed)), self.pattern)
         return self.noise(clean, seed=noise_seed)[0], clean[0], self.files[index].stem
+
+
+def write_raw_pairs(
+    files: Sequence[Path],
+    folder: str | Path,
+    seed: int,
+    crop: int,
+    copies: int = 1,
+    noise: NoiseModel | None = None,
+    pattern: str = "RGGB",
+) -> int:
+    """Fixed raw pairs from clean sRGB images, laid out as real raw pairs are read (:mod:`adfnet.data.raw_pairs`):
+    ``folder/clean/<stem>_<k>.npy`` and ``folder/noisy/<stem>_<k>.npy``, float32 ``pattern`` mosaics.
+
+    Each of the ``copies`` per image is a random ``crop`` x ``crop`` window (even) with its own camera and noise
+    (default: ``poisson_gaussian`` with Brooks et al.'s random shot/read levels), all drawn from ``(seed, k,
+    index)``: the same files for the same arguments. A fixed dataset of noisy inputs with clean truth, as SIDD's
+    raw pairs are: what a distillation writes its teacher targets for. Images smaller than ``crop`` are left out
+    (with a warning). Returns the number of pairs written (through :mod:`adfnet.fileio`).
+    """
+    if crop < 2 or crop % 2:
+        raise ValueError(f"raw pairs need an even crop (whole 2x2 CFA tiles), got {crop}")
+    noise = noise if noise is not None else build_noise("poisson_gaussian")
+    pack(torch.zeros(1, 1, 2, 2), pattern)  # an unknown pattern fails before anything is written
+    folder = Path(folder)
+    written = 0
+    for index, path in enumerate(tqdm(list(keep_large_enough(files, crop)), desc="raw pairs", unit="image")):
+        img = _read_rgb(path)
+        for k in range(copies):
+            rng = sample_rng(seed, k, index)
+            top, left = random_crop(img, crop, rng)
+            g = torch_generator(rng)
+            clean = raw_clean(image_to_tensor(img[top : top + crop, left : left + crop]), random_camera(g), pattern)
+            noisy = noise(clean, generator=g)
+            for sub, packed in (("clean", clean), ("noisy", noisy)):
+                mosaic_ = unpack(packed, pattern)[0, 0].numpy()
+                with atomic_file(folder / sub / f"{path.stem}_{k}.npy", mosaic_.nbytes) as f:
+                    np.save(f, mosaic_)
+            written += 1
+    return written
 
 
 def raw_clean(srgb: torch.Tensor, camera: Camera, pattern: str = "RGGB") -> torch.Tensor:

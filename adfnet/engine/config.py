@@ -30,6 +30,7 @@ COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "
 TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
 EXT_CHOICES = ("img", "sep", "sep_reset")  # the official --ext: decode the images, or one .npy per image
 ENDLESS_EPOCHS = 10**8  # --epochs 0
+TEACHER_ENSEMBLES = ("none", "x8", "cfa")  # --teacher_ensemble: none, geometric x8, CFA-aware x8 (packed raw)
 
 
 def default_workers() -> int:
@@ -96,10 +97,17 @@ class TrainConfig:
     val_after_epoch: int | None = None
     mixup_after_epoch: int | None = None
     clamp_output: bool | None = None
+    # distillation: a teacher's output as the target (adfnet.engine.distill)
+    teacher: list[str] | None = None
+    teacher_ensemble: str = "none"
+    teacher_inputs: list[str] | None = None
+    teacher_cache: str | None = None
+    teacher_share: float = 1.0
     # run folder, checkpoints, validation
     save: str = "."
     dir_experiment: str = "experiment"
     resume: int = 0
+    time_budget: float | None = None
     overwrite: bool = False
     save_models: bool = False
     save_results: bool = False
@@ -146,6 +154,11 @@ class TrainConfig:
             self._set(test_every=1000)
         if self.noise_params is not None:
             self._set(noise_params=list(self.noise_params))
+        for key in ("teacher", "teacher_inputs"):  # lists of paths (one path alone is a list of one); [] is not given
+            value = getattr(self, key)
+            if isinstance(value, str | os.PathLike):
+                value = [value]
+            self._set(**{key: [str(v) for v in value] if value else None})
         self._set(model_options=dict(self.model_options))
 
     def _check(self) -> None:
@@ -168,16 +181,46 @@ class TrainConfig:
                 f"--patch_size {self.patch_size} must be a multiple of {multiple} (ADFNet downsamples three times"
                 + (", after packing the mosaic to half its size)" if self.raw else ")")
             )
+        self._check_cache()
+        if not (isinstance(self.lr, float | int) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.noiseL, float | int) and math.isfinite(self.noiseL) and self.noiseL >= 0):
+            raise ValueError(f"--noiseL must be a finite number >= 0, got {self.noiseL!r}")
+        if self.time_budget is not None and not (
+            isinstance(self.time_budget, float | int) and math.isfinite(self.time_budget) and self.time_budget > 0
+        ):
+            raise ValueError(f"--time_budget must be a positive number of minutes, got {self.time_budget!r}")
+        self._check_teacher()
+
+    def _check_cache(self) -> None:
         if self.ext is not None and self.ext not in EXT_CHOICES:
             raise ValueError(f"--ext must be one of {', '.join(EXT_CHOICES)}, got {self.ext!r}")
         if self.ext == "img" and self.cache:
             raise ValueError("--ext img (no cache) contradicts --cache: give one of them")
         if self.cache_dir is not None and not self.cache:
             raise ValueError("--cache_dir names the folder of the decoded cache: it needs --cache (or --ext sep)")
-        if not (isinstance(self.lr, float | int) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.noiseL, float | int) and math.isfinite(self.noiseL) and self.noiseL >= 0):
-            raise ValueError(f"--noiseL must be a finite number >= 0, got {self.noiseL!r}")
+
+    def _check_teacher(self) -> None:
+        """The combinations of the distillation options that mean something (docs/TRAINING.md)."""
+        if self.teacher_ensemble not in TEACHER_ENSEMBLES:
+            raise ValueError(
+                f"--teacher_ensemble must be one of {', '.join(TEACHER_ENSEMBLES)}, got {self.teacher_ensemble!r}"
+            )
+        if self.teacher_ensemble != "none" and not self.teacher:
+            raise ValueError(f"--teacher_ensemble {self.teacher_ensemble} needs --teacher (the networks it runs)")
+        if self.teacher_ensemble == "cfa" and not self.raw:
+            raise ValueError("--teacher_ensemble cfa is the CFA-aware ensemble of packed raw: it needs --raw (else x8)")
+        if self.teacher_inputs and not self.teacher_cache:
+            raise ValueError(
+                "--teacher_inputs are fixed files whose teacher outputs are written once: give --teacher_cache FOLDER "
+                "(without --teacher_inputs the teacher runs online on the --task training set)"
+            )
+        if not (isinstance(self.teacher_share, float | int) and 0 < self.teacher_share <= 1):
+            raise ValueError(f"--teacher_share must be in (0, 1], got {self.teacher_share!r}")
+        if self.teacher_share < 1 and not (self.teacher or self.teacher_cache):
+            raise ValueError(
+                "--teacher_share mixes teacher pairs into the training set: it needs --teacher or --teacher_cache"
+            )
 
     @property
     def spec(self) -> ModelSpec:

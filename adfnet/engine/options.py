@@ -25,7 +25,7 @@ from adfnet.cli.common import add_runtime_arguments, command_name, finite_float,
 from adfnet.cli.flags import add_model_arguments, add_noise_arguments
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.raw import CFA_PATTERNS
-from adfnet.engine.config import EXT_CHOICES, TrainConfig, default_workers
+from adfnet.engine.config import EXT_CHOICES, TEACHER_ENSEMBLES, TrainConfig, default_workers
 from adfnet.models import ADFNet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -184,6 +184,45 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument(
         "--clamp_output", type=_bool, default=None, help="clamp the output to [0, 1] before the loss (real noise)"
     )
+    teach = p.add_argument_group(
+        "distillation", "a teacher's output as the training target (docs/TRAINING.md, adfnet/engine/distill.py)"
+    )
+    teach.add_argument(
+        "--teacher",
+        nargs="+",
+        default=None,
+        metavar="CHECKPOINT",
+        help="trained network(s) whose averaged output on the noisy inputs is the target; alone: online, on the "
+        "--task training set",
+    )
+    teach.add_argument(
+        "--teacher_ensemble",
+        choices=TEACHER_ENSEMBLES,
+        default="none",
+        help="the teacher's x8 self-ensemble: x8 geometric, cfa CFA-aware (packed raw)",
+    )
+    teach.add_argument(
+        "--teacher_inputs",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="fixed noisy inputs whose teacher outputs are cached (files, folders, or paired-set roots: their "
+        "noisy/ for --raw, lq/ otherwise); needs --teacher_cache",
+    )
+    teach.add_argument(
+        "--teacher_cache",
+        default=None,
+        metavar="FOLDER",
+        help="where the teacher targets are written with a manifest (when --teacher is given and the folder holds "
+        "none) and read from (checked against the manifest)",
+    )
+    teach.add_argument(
+        "--teacher_share",
+        type=finite_float(0, strict=True, maximum=1),
+        default=1.0,
+        help="fraction of the samples that are teacher pairs; the rest come from the --task training set "
+        "(default 1: teacher pairs only)",
+    )
     run = p.add_argument_group("run folder, checkpoints, validation")
     run.add_argument("--save", default=".", help="run name: experiment/<save>/ ('.' = a timestamp)")
     run.add_argument("--dir_experiment", default="experiment", help="parent folder of the run folders")
@@ -192,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="0: start (from --pre_train if given); -1: continue from checkpoint_latest.pt; n: from model_<n>.pt",
+    )
+    run.add_argument(
+        "--time_budget",
+        type=finite_float(0, strict=True),
+        default=None,
+        metavar="MINUTES",
+        help="stop after this many minutes of training, over all of the run's invocations (the iteration in which "
+        "it is spent is the last; the run validates and saves; --resume -1 continues with what is left of the "
+        "--time_budget then given)",
     )
     run.add_argument(
         "--overwrite",

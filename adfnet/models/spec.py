@@ -49,6 +49,10 @@ CLASSES = {
 }
 # The authors' layout where it is not colour: one plane (a Bayer mosaic for MWRCANet, gray for MWCNN).
 DEFAULT_COLORS = {"mwrcanet": 1, "mwresnet": 1, "mwcnn": 1}
+# The networks whose one plane is a Bayer mosaic: their one-plane (n_colors=1) and packed raw (n_colors=4)
+# layouts run the same weights (adfnet.models.wavelet), so a checkpoint of either layout serves both.
+RAW_LAYOUTS = {1: "one Bayer plane", 4: "packed raw"}
+SHARED_RAW_LAYOUTS = ("mwrcanet", "mwresnet")
 
 
 def canonical_name(name: str) -> str:
@@ -92,6 +96,14 @@ class ModelSpec:
     def from_record(cls, record: Mapping[str, object]) -> ModelSpec:
         options = {k: v for k, v in record.items() if k not in ("model", "n_colors")}
         return cls(str(record["model"]), int(record["n_colors"]), options)  # type: ignore[call-overload]
+
+
+def in_raw_layout(spec: ModelSpec, n_colors: int) -> ModelSpec:
+    """``spec`` in the raw layout ``n_colors`` (1: one Bayer plane, 4: packed) when it is a network of
+    :data:`SHARED_RAW_LAYOUTS` in the other raw layout (the same weights); any other ``spec`` unchanged."""
+    if spec.name in SHARED_RAW_LAYOUTS and {spec.n_colors, n_colors} <= set(RAW_LAYOUTS):
+        return ModelSpec(spec.name, n_colors, spec.options)
+    return spec
 
 
 def ablation_options(
