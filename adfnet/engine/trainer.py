@@ -107,6 +107,9 @@ class Trainer:
     :meth:`build_scheduler`, :meth:`compute_loss` (what is compared with what), the datasets.
     """
 
+    # What validate() returns (higher is better; the best weights are kept by it), its unit and format in the logs.
+    val_metric, val_unit, val_format = "PSNR", "dB", ".3f"
+
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         use_cuda = torch.cuda.is_available() and not config.cpu
@@ -169,8 +172,12 @@ class Trainer:
     def build_loss(self) -> nn.Module:
         return build_loss(self.config.loss)
 
+    def parameter_groups(self) -> Any:
+        """What the optimiser updates: the network's parameters, or groups with their own learning rates."""
+        return self.net.parameters()
+
     def build_optimizer(self) -> torch.optim.Optimizer:
-        a, params = self.config, self.net.parameters()
+        a, params = self.config, self.parameter_groups()
         if a.optimizer == "SGD":
             return torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
         if a.optimizer == "RMSprop":
@@ -440,8 +447,9 @@ class Trainer:
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "psnr": self.psnr_log.get(epoch, math.nan)}
                 self.history.append(record)
                 self.log(
-                    f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
-                    f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s"
+                    f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val {self.val_metric} "
+                    f"{record['psnr']:{self.val_format}} {self.val_unit} (best {self.best['psnr']:{self.val_format}} "
+                    f"at epoch {self.best['epoch']}), {time.time() - start:.1f} s"
                 )
                 if self.writer is not None:
                     self.writer.add_scalar("train/epoch_loss", loss, epoch)
@@ -472,6 +480,10 @@ class Trainer:
         return message
 
     # ------------------------------------------------------------------ validation and files
+    def validation_forward(self) -> nn.Module:
+        """What validation denoises with: the network (a recipe may validate one of its outputs)."""
+        return self.net
+
     @torch.no_grad()
     def validate(self, save_dir: Path | None = None) -> float:
         """Mean PSNR (test protocol: clamped output, 8-bit, all pixels) over the validation set."""
@@ -486,7 +498,8 @@ class Trainer:
                 else:
                     # the noisy input is ours, from a known noise model: no image-range check
                     tiling = "chop" if a.chop else "whole"
-                    out = denoise(self.net, noisy[None].to(self.device), tiling, a.ensemble, check_range=False)
+                    forward = self.validation_forward()
+                    out = denoise(forward, noisy[None].to(self.device), tiling, a.ensemble, check_range=False)
             except NonFiniteOutputError:
                 raise NonFiniteLossError(f"the validation output of {name} is NaN/inf") from None
             if a.raw:
@@ -508,7 +521,7 @@ class Trainer:
             value = self.validate(self.run_dir / "results" if self.config.save_results else None)
             self.psnr_log[epoch] = value
             if self.writer is not None:
-                self.writer.add_scalar("val/psnr", value, self.iteration)
+                self.writer.add_scalar(f"val/{self.val_metric.lower()}", value, self.iteration)
                 for name, panel in self.val_panels:
                     self.writer.add_image(f"val/{name}", panel, self.iteration, dataformats="HWC")
             if value > self.best["psnr"]:
