@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="1 for gray models, 3 for colour (default: read from the checkpoint; 3 when it does not say)",
     )
     model.add_argument(
+        "--map_gamma",
+        type=finite_float(0, strict=True, why=" (the weight of DBSN's MAP combination)"),
+        default=None,
+        help="--model dbsn: the weight gamma > 0 of its MAP combination of mu and the noisy image (default 1, the "
+        "authors' tests; their colour HG test used 0.9)",
+    )
+    model.add_argument(
         "--weights",
         help="checkpoint (.pt, .pth or .safetensors); '{sigma}' is replaced by each noise level, e.g. "
         f"adfnet_n{{sigma}}.pt (required, except for the baselines: {', '.join(BASELINES)})",
@@ -105,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help=f"noise seed, reset before every image (default: official {DEFAULT_SEEDS[1]} gray, "
-        f"{DEFAULT_SEEDS[3]} colour)",
+        f"{DEFAULT_SEEDS[3]} colour; 0 with --protocol dbsn, as DBSN's test)",
     )
     data.add_argument(
         "--seeds",
@@ -127,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="adfnet",
         help="adfnet: seeded float noise, reflect padding, 8-bit PSNR/SSIM (ours, ADFNet's test); sadnet: "
         "SADNet's test.py (noisy clipped and quantised to 8 bits, crop to a multiple of 8, PSNR and MATLAB-style "
-        "SSIM on floats). results.csv, summary.csv and the tables name it",
+        "SSIM on floats); dbsn: DBSN's test (its NumPy noise reseeded with 0 per image, PSNR on clamped floats). "
+        "results.csv, summary.csv and the tables name it",
     )
     protocol.add_argument(
         "--chop",
@@ -230,6 +238,7 @@ def resolve_model(args: argparse.Namespace) -> None:
         except ValueError as err:
             raise ValueError(f"--weights {path}: {err}") from None
         args.model, args.n_colors = spec.name, spec.n_colors
+        args.recorded_options = dict(spec.options)  # what no flag sets (DBSN's configuration) comes from here
         if args.n_colors not in BUNDLED_SETS:
             raise ValueError(
                 f"--weights {path} is a model of {args.n_colors} channels: adfnet-test evaluates gray (1) and colour "
@@ -264,11 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         resolve_model(args)
         input_dirs = args.input_dir or [BUNDLED_SETS[args.n_colors]]
-        options = model_options(args)
+        options = {**getattr(args, "recorded_options", {}), **model_options(args)}
+        if args.map_gamma is not None:
+            if args.model != "dbsn":
+                raise ValueError(f"--map_gamma weights DBSN's MAP combination; --model {args.model} has none")
+            options["gamma"] = args.map_gamma
         if args.model in BASELINES:
             check_available(args.model)
         # everything a user can get wrong about the outputs is checked before a model is loaded
-        first_seed = DEFAULT_SEEDS[args.n_colors] if args.seed is None else args.seed
+        first_seed = EvalOptions(n_colors=args.n_colors, seed=args.seed, protocol=args.protocol).noise_seed
         seeds = seed_list(first_seed, args.seeds)
         for folder in _seed_dirs(args.result_dir, seeds):
             check_outputs_apart(planned_outputs(input_dirs, args.noises, folder), input_dirs)

@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # Brooks et al. 2019 ("Unprocessing images for learned raw denoising"), section 3.2: log shot variance
@@ -219,6 +220,38 @@ class NoiseModel:
         if self.is_awgn:
             return f"sigma{sigma_label(self.sigma)}"
         return "_".join([self.name, *(f"{v:g}" for v in self.params)])
+
+
+def dbsn_test_noise(clean: torch.Tensor, noise: NoiseModel, seed: int = 0) -> torch.Tensor:
+    """``clean`` plus the noise DBSN's test scripts drew for it (``data/dn_dataset.py``, split 'val'): NumPy's
+    legacy generator reseeded with ``seed`` (theirs: 0) before every draw of every image, float64 draws cast to
+    float32, the image ``(1, C, H, W)`` as they held it (C x H x W). ``awgn``: ``normal(0, sigma/255)``;
+    ``hg_dbsn``: ``randn * sigma_s/255 * x + randn * sigma_c/255`` with both draws from the same seed; ``mg``: their
+    covariance, WITH the element-wise ``abs`` :data:`NOISE_MODELS`' ``mg`` leaves out (``D`` and ``U`` each drawn
+    right after the reseed, so ``U``'s matrix starts with ``D``'s values), sampled by ``multivariate_normal`` per
+    pixel. Other noise models raise ``ValueError``: DBSN's test code has no draw of them (its paper-form HG,
+    ``poisson_gaussian_blind``, cannot run).
+    """
+    if clean.dim() != 4 or clean.shape[0] != 1:
+        raise ValueError(f"DBSN's test noise is drawn per image: expected (1, C, H, W), got {tuple(clean.shape)}")
+    x = clean[0].detach().to("cpu", torch.float32).numpy()
+    draw = lambda: np.random.RandomState(seed)  # noqa: E731 (np.random.seed(seed), then the draw)
+    if noise.name == "awgn":
+        n = draw().normal(0, noise.params[0] / 255.0, x.shape).astype(np.float32)
+    elif noise.name == "hg_dbsn":
+        s, c = noise.params[0] / 255.0, noise.params[1] / 255.0
+        n = (draw().randn(*x.shape) * s * x + draw().randn(*x.shape) * c).astype(np.float32)
+    elif noise.name == "mg" and x.shape[0] == 3:
+        d = np.diag(draw().rand(3))
+        u = np.linalg.svd(draw().rand(3, 3))[0]  # scipy's orth of a full-rank matrix; abs() below drops the signs
+        covariance = np.abs((noise.params[0] / 255.0) ** 2 * (u.T @ d @ u))
+        n = draw().multivariate_normal(np.zeros(3), covariance, x.shape[1:]).astype(np.float32).transpose(2, 0, 1)
+    else:
+        raise ValueError(
+            f"DBSN's test code draws awgn, hg_dbsn (its HG) and colour mg, not {noise.describe()} on {x.shape[0]} "
+            "channel(s): use another --protocol, or one of these noises"
+        )
+    return clean + torch.from_numpy(np.ascontiguousarray(n))[None].to(device=clean.device, dtype=clean.dtype)
 
 
 def sigma_label(sigma: float) -> str:
