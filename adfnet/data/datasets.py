@@ -346,15 +346,22 @@ class PairedTrain(TrainingSet):
         self.patch_size = patch_size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = self.rng(index)
         lq_path, hq_path = self.pairs[index]
         noisy, clean = read_image(lq_path, 3), read_image(hq_path, 3)
         if noisy.shape != clean.shape:
             raise ValueError(f"{lq_path.name}: noisy {noisy.shape} and clean {clean.shape} sizes differ")
-        top, left = random_crop(clean, self.patch_size, rng)
-        code = int(rng.integers(8))
-        window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
-        return tuple(image_to_tensor(dihedral(x[window], code))[0] for x in (noisy, clean))  # type: ignore[return-value]
+        return image_pair_patch(noisy, clean, self.patch_size, self.rng(index))
+
+
+def image_pair_patch(
+    noisy: np.ndarray, target: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``size`` crop and dihedral transform of two aligned ``(H, W, C)`` images, as ``(C, P, P)``
+    tensors: the paired sets' sample (and the teacher-target pairs' of :mod:`adfnet.engine.distill`)."""
+    top, left = random_crop(target, size, rng)
+    code = int(rng.integers(8))
+    window = (slice(top, top + size), slice(left, left + size))
+    return tuple(image_to_tensor(dihedral(np.asarray(x[window]), code))[0] for x in (noisy, target))  # type: ignore[return-value]
 
 
 class PairedVal(Dataset):

@@ -110,16 +110,30 @@ class RawPairedTrain(TrainingSet):
         check_npy_headers(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = self.rng(index)
         noisy, clean = _read_pair(*self.pairs[index])
         if min(clean.shape) < self.patch_size:
             raise ValueError(f"{self.pairs[index][1]}: {clean.shape} is smaller than --patch_size {self.patch_size}")
-        half = self.patch_size // 2
-        top, left = random_crop(clean[::2, ::2], half, rng)  # in packed pixels: the crop starts on a 2 x 2 tile
-        code = int(rng.integers(8))
-        window = (slice(2 * top, 2 * top + self.patch_size), slice(2 * left, 2 * left + self.patch_size))
-        out = [cfa_forward(_packed(x[window], self.pattern), code)[0, :, :half, :half] for x in (noisy, clean)]
-        return out[0].contiguous(), out[1].contiguous()
+        packed = (_packed(x, self.pattern)[0] for x in (noisy, clean))
+        return packed_pair_patch(*packed, self.patch_size // 2, self.rng(index))
+
+
+def packed_pair_patch(
+    noisy: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, half: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``half x half`` crop and CFA-aware dihedral transform (:func:`adfnet.data.raw.cfa_forward`)
+    of two aligned packed raw images ``(4, h, w)``: the real raw pairs' sample (and the teacher-target pairs' of
+    :mod:`adfnet.engine.distill`).
+
+    A crop of the packed image is a crop of the mosaic that starts on a 2 x 2 tile, so the pattern is kept; the
+    transform may grow the patch by a pixel (see ``cfa_forward``), cut back to ``half``.
+    """
+    top, left = random_crop(target[0], half, rng)  # (h, w) of the packed grid
+    code = int(rng.integers(8))
+    out = []
+    for x in (noisy, target):
+        patch = torch.as_tensor(np.ascontiguousarray(x[:, top : top + half, left : left + half]))
+        out.append(cfa_forward(patch[None], code)[0, :, :half, :half].contiguous())
+    return out[0], out[1]
 
 
 class RawPairedVal(Dataset):

@@ -37,6 +37,7 @@ ENDLESS_EPOCHS = 10**8  # --epochs 0
 TASKS = ("synthetic", "paired", "noisy")
 # DBSN's stages (adfnet.engine.dbsn): which nets learn, with which of the authors' losses
 DBSN_STAGES = ("mu", "sigma", "all")
+TEACHER_ENSEMBLES = ("none", "x8", "cfa")  # --teacher_ensemble: none, geometric x8, CFA-aware x8 (packed raw)
 
 
 def default_workers() -> int:
@@ -104,6 +105,12 @@ class TrainConfig:
     mixup_after_epoch: int | None = None
     clamp_output: bool | None = None
     stages: tuple[Mapping[str, object], ...] = ()  # a staged recipe: per stage, the fields that differ
+    # distillation: a teacher's output as the target (adfnet.engine.distill)
+    teacher: list[str] | None = None
+    teacher_ensemble: str = "none"
+    teacher_inputs: list[str] | None = None
+    teacher_cache: str | None = None
+    teacher_share: float = 1.0
     # run folder, checkpoints, validation
     save: str = "."
     dir_experiment: str = "experiment"
@@ -155,6 +162,11 @@ class TrainConfig:
             self._set(test_every=1000)
         if self.noise_params is not None:
             self._set(noise_params=list(self.noise_params))
+        for key in ("teacher", "teacher_inputs"):  # lists of paths (one path alone is a list of one); [] is not given
+            value = getattr(self, key)
+            if isinstance(value, str | os.PathLike):
+                value = [value]
+            self._set(**{key: [str(v) for v in value] if value else None})
         self._set(model_options=dict(self.model_options))
 
     def _check(self) -> None:
@@ -183,6 +195,29 @@ class TrainConfig:
             raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.noiseL, float | int) and math.isfinite(self.noiseL) and self.noiseL >= 0):
             raise ValueError(f"--noiseL must be a finite number >= 0, got {self.noiseL!r}")
+        self._check_teacher()
+
+    def _check_teacher(self) -> None:
+        """The combinations of the distillation options that mean something (docs/TRAINING.md)."""
+        if self.teacher_ensemble not in TEACHER_ENSEMBLES:
+            raise ValueError(
+                f"--teacher_ensemble must be one of {', '.join(TEACHER_ENSEMBLES)}, got {self.teacher_ensemble!r}"
+            )
+        if self.teacher_ensemble != "none" and not self.teacher:
+            raise ValueError(f"--teacher_ensemble {self.teacher_ensemble} needs --teacher (the networks it runs)")
+        if self.teacher_ensemble == "cfa" and not self.raw:
+            raise ValueError("--teacher_ensemble cfa is the CFA-aware ensemble of packed raw: it needs --raw (else x8)")
+        if self.teacher_inputs and not self.teacher_cache:
+            raise ValueError(
+                "--teacher_inputs are fixed files whose teacher outputs are written once: give --teacher_cache FOLDER "
+                "(without --teacher_inputs the teacher runs online on the --task training set)"
+            )
+        if not (isinstance(self.teacher_share, float | int) and 0 < self.teacher_share <= 1):
+            raise ValueError(f"--teacher_share must be in (0, 1], got {self.teacher_share!r}")
+        if self.teacher_share < 1 and not (self.teacher or self.teacher_cache):
+            raise ValueError(
+                "--teacher_share mixes teacher pairs into the training set: it needs --teacher or --teacher_cache"
+            )
 
     def _check_task(self) -> None:
         """The task and DBSN's options: noisy images alone only teach a self-supervised network."""

@@ -25,7 +25,7 @@ from adfnet.cli.common import add_runtime_arguments, command_name, finite_float,
 from adfnet.cli.flags import add_model_arguments, add_noise_arguments
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.raw import CFA_PATTERNS
-from adfnet.engine.config import DBSN_STAGES, TASKS, TrainConfig, default_workers
+from adfnet.engine.config import DBSN_STAGES, TASKS, TEACHER_ENSEMBLES, TrainConfig, default_workers
 from adfnet.models import ADFNet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -197,6 +197,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument(
         "--clamp_output", type=_bool, default=None, help="clamp the output to [0, 1] before the loss (real noise)"
+    )
+    teach = p.add_argument_group(
+        "distillation", "a teacher's output as the training target (docs/TRAINING.md, adfnet/engine/distill.py)"
+    )
+    teach.add_argument(
+        "--teacher",
+        nargs="+",
+        default=None,
+        metavar="CHECKPOINT",
+        help="trained network(s) whose averaged output on the noisy inputs is the target; alone: online, on the "
+        "--task training set",
+    )
+    teach.add_argument(
+        "--teacher_ensemble",
+        choices=TEACHER_ENSEMBLES,
+        default="none",
+        help="the teacher's x8 self-ensemble: x8 geometric, cfa CFA-aware (packed raw)",
+    )
+    teach.add_argument(
+        "--teacher_inputs",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="fixed noisy inputs whose teacher outputs are cached (files, folders, or paired-set roots: their "
+        "noisy/ for --raw, lq/ otherwise); needs --teacher_cache",
+    )
+    teach.add_argument(
+        "--teacher_cache",
+        default=None,
+        metavar="FOLDER",
+        help="where the teacher targets are written with a manifest (when --teacher is given and the folder holds "
+        "none) and read from (checked against the manifest)",
+    )
+    teach.add_argument(
+        "--teacher_share",
+        type=finite_float(0, strict=True, maximum=1),
+        default=1.0,
+        help="fraction of the samples that are teacher pairs; the rest come from the --task training set "
+        "(default 1: teacher pairs only)",
     )
     run = p.add_argument_group("run folder, checkpoints, validation")
     run.add_argument("--save", default=".", help="run name: experiment/<save>/ ('.' = a timestamp)")

@@ -41,6 +41,7 @@ from adfnet.data.datasets import (
 from adfnet.data.io import save_image, tensor_to_image
 from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
 from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
+from adfnet.engine import distill
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
 from adfnet.engine.runs import (
@@ -279,6 +280,20 @@ class Trainer:
         return net
 
     def _build_train_set(self) -> Dataset:
+        """The ``--task`` set, or the teacher-target set of a distillation run (:mod:`adfnet.engine.distill`), whose
+        cache the first process writes while the others wait."""
+        if not distill.uses_teacher(self.config):
+            return self._build_task_set()
+        if not self.dist.is_main:
+            barrier(self.dist)
+        dataset = distill.training_set(
+            self.config, self._build_task_set, self.device, self.log, write=self.dist.is_main
+        )
+        if self.dist.enabled and self.dist.is_main:
+            barrier(self.dist)
+        return dataset
+
+    def _build_task_set(self) -> Dataset:
         a = self.config
         workers = max(1, a.n_threads)
         if a.task == "paired":
