@@ -130,10 +130,10 @@ class DBSNTrainer(Trainer):
         self.loss_name = name
         return build_dbsn_loss(name, a.n_colors)
 
-    def _build_train_set(self) -> Dataset:
+    def _build_task_set(self) -> Dataset:
         a = self.config
         if a.task != "noisy":
-            return super()._build_train_set()
+            return super()._build_task_set()
         dataset = NoisyImagesTrain(
             a.dir_data, a.n_colors, a.patch_size, a.test_every * a.batch_size, a.seed, max(1, a.n_threads)
         )
