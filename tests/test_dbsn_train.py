@@ -9,6 +9,7 @@ and that training from noisy images never opens a clean one (an audit hook on ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -22,13 +23,17 @@ import torch.nn.functional as F
 from scipy.linalg import orth
 from skimage.metrics import peak_signal_noise_ratio
 
+from adfnet.checkpoint import load_checkpoint, weights_with_architecture
 from adfnet.cli import test as test_cli
 from adfnet.cli import train as train_cli
 from adfnet.data.io import read_image, save_image
-from adfnet.data.noise import build_noise, dbsn_test_noise
+from adfnet.data.noise import LearnedNoise, build_noise, dbsn_test_noise
 from adfnet.engine.config import TrainConfig
-from adfnet.engine.dbsn import DBSNTrainer
+from adfnet.engine.dbsn import DBSNTrainer, learned_noise
+from adfnet.engine.options import parse_options
+from adfnet.engine.trainer import Trainer
 from adfnet.evaluation.protocols import get_protocol
+from adfnet.models import build_model
 from conftest import SET12, SIDD_SAMPLES, TRAIN_GRAY, subprocess_env
 
 TOY = {"mid_ch": 8, "br1_block_num": 1, "br2_block_num": 1, "sigma_mu_mid_ch": 4, "sigma_n_mid_ch": 4}
@@ -216,3 +221,81 @@ def test_staged_recipe_then_adfnet_test_under_dbsn_protocol(tmp_path: Path, caps
     assert code == 0, out
     assert "(dbsn protocol)" in out and "28.8800" in out and "29.3800" in out and "29.4100" in out
     assert "'mid_ch': 8" in out  # the configuration came from the checkpoint's record
+
+
+# ------------------------------------------------------------------------------------------------ distillation
+def test_learned_noise_draws_the_covariance_the_sigma_n_net_predicts() -> None:
+    """sigma_n set to a known constant factor P (colour MG: 6 entries of an upper-triangular P; gray: one level):
+    the drawn noise's covariance over many pixels is P P^T (x E[d^2] of the [0.9, 1.1) spread)."""
+    spread = (1.1**3 - 0.9**3) / (3 * 0.2)  # E[d^2], d uniform in [0.9, 1.1)
+    colour = build_model("dbsn", 3, **TOY)  # multivariate_gaussian: 6 outputs, no softplus
+    with torch.no_grad():
+        colour.sigma_n.conv_final.weight.zero_()
+        colour.sigma_n.conv_final.bias.copy_(torch.tensor([0.2, 0.05, -0.03, 0.1, 0.02, 0.15]))
+    p = torch.tensor([[0.2, 0.05, -0.03], [0.0, 0.1, 0.02], [0.0, 0.0, 0.15]], dtype=torch.float64)
+    noise = LearnedNoise("learned", (), covariance=colour.noise_covariance, source="toy.pt")
+    clean = torch.full((1, 3, 300, 300), 0.5)
+    drawn = (noise(clean, seed=4) - clean)[0].reshape(3, -1).double()
+    empirical, expected = drawn @ drawn.T / drawn.shape[1], p @ p.T
+    d2 = float(empirical.trace() / expected.trace())  # one level factor d per image
+    assert 0.81 <= d2 <= 1.21 and noise.describe() == "learned(toy.pt)"
+    assert torch.allclose(empirical / d2, expected, atol=0.02 * float(expected.abs().max()))
+    gray = build_model("dbsn", 1, **TOY)  # sigma_n's output 3e-4 + 0 at init: std softplus(3e-4 - 4) + 1e-3
+    std = float(F.softplus(torch.tensor(3e-4 - 4)) + 1e-3)
+    learned = LearnedNoise("learned", (), covariance=gray.noise_covariance)
+    variances = torch.stack([(learned(clean[:, :1], seed=s) - clean[:, :1]).var() for s in range(40)])
+    assert float(variances.mean()) == pytest.approx(std**2 * spread, rel=0.02)  # 40 levels d: E[d^2] shows
+    with pytest.raises(ValueError, match="needs that network"):
+        build_noise("learned")(clean)
+
+
+def test_learned_noise_needs_its_dbsn(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--noise learned draws the noise a DBSN learned.*--teacher"):
+        TrainConfig(noise="learned")
+    weights = tmp_path / "dncnn.pt"
+    torch.save(weights_with_architecture(build_model("dncnn", 1, depth=3, channels=8)), weights)
+    with pytest.raises(ValueError, match="give that DBSN's checkpoint as --teacher"):
+        learned_noise([str(weights)])
+
+
+def _noisy_folder(tmp: Path) -> Path:
+    """Four Train400 crops with AWGN 25, as 8-bit PNGs: a user's noisy photos (their clean versions are not here)."""
+    folder = tmp / "noisy_photos"
+    g = torch.Generator().manual_seed(0)
+    for path in sorted(TRAIN_GRAY.iterdir())[:4]:
+        clean = torch.from_numpy(read_image(path, 1))[:64, :64]
+        save_image(folder / path.name, (clean + 25 / 255 * torch.randn(clean.shape, generator=g)).clamp(0, 1).numpy())
+    return folder
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_noisy_photos_to_dbsn_to_any_student(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The user's flow at toy scale: D-BSN on noisy images alone (its two gray stages), then distilled into each
+    network of the project, the ADFNet student evaluated with DBSN's rows beside it."""
+    photos = _noisy_folder(tmp_path)
+    val = tmp_path / "val"
+    save_image(val / "01.png", read_image(SET12 / "01.png", 1)[:32, :32])
+    common = [*TOY_FLAGS, "--dir_experiment", str(tmp_path / "runs"), "--n_colors", "1"]
+    assert train_cli.main(["--config", "dbsn_gray_awgn", "--dir_data", str(photos), *common, "--save", "d"]) == 0
+    dbsn = tmp_path / "runs/d/2_all/model/model_latest.pt"
+    students = {"adfnet": {}, "sadnet": {"n_channel": 8, "offset_channel": 8}, "mwcnn": {}, "dncnn": {"depth": 3}}
+    for model, options in students.items():
+        argv = ["--config", "distill_dbsn", "--model", model, "--teacher", str(dbsn), "--dir_data", str(TRAIN_GRAY)]
+        argv += ["--teacher_inputs", str(photos), "--teacher_cache", str(tmp_path / "targets"), "--data_val", str(val)]
+        argv += [*common, "--model_options", json.dumps(options), "--save", model]
+        assert train_cli.main(argv) == 0, model
+        log = (tmp_path / "runs" / model / "log.txt").read_text()
+        assert "teacher targets: 4 pair(s)" in log and "epoch 1: loss" in log, model
+    trainer = Trainer(dataclasses.replace(parse_options(argv), save="check"))  # the last student's run, rebuilt
+    assert isinstance(trainer.noise, LearnedNoise) and trainer.noise.source == "model_latest.pt"
+    patch = torch.rand(1, 1, 16, 16)
+    teacher, _ = load_checkpoint(dbsn)
+    with torch.no_grad():  # the synthesized pairs' noise is the teacher's sigma_n on the clean image
+        assert torch.equal(trainer.noise.covariance(patch), teacher.noise_covariance(patch))
+    capsys.readouterr()
+    student = tmp_path / "runs/adfnet/model/model_latest.pt"
+    code = test_cli.main(
+        ["--weights", str(student), "--input_dir", str(val), "--test_noiseL", "25", "--cpu"]
+        + ["--result_dir", str(tmp_path / "res"), "--protocol", "dbsn"]
+    )
+    assert code == 0

@@ -209,6 +209,8 @@ def _noises(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.noises = noise_from_flags(args.noise, args.noise_params, args.test_noiseL)
     except ValueError as err:
         parser.error(str(err))
+    if any(noise.name == "learned" for noise in args.noises):
+        parser.error("--noise learned is a trained network's noise, for training (distillation): test with known noise")
     awgn = all(noise.is_awgn for noise in args.noises)
     if awgn and max(noise.sigma for noise in args.noises) > MAX_SIGMA:
         parser.error(f"--noise awgn --noise_params: sigma must be <= {MAX_SIGMA:g}, like --test_noiseL")

@@ -228,6 +228,10 @@ class TrainConfig:
                 f"--task noisy trains from noisy images alone, which only --model dbsn can learn from (--model "
                 f"{self.model} would learn to copy its input): train dbsn, then distill it into {self.model}"
             )
+        if str(self.noise).lower() == "learned" and not self.teacher:
+            raise ValueError(
+                "--noise learned draws the noise a DBSN learned from noisy images: give its checkpoint as --teacher"
+            )
         if self.dbsn_stage not in DBSN_STAGES:
             raise ValueError(f"--dbsn_stage must be one of {', '.join(DBSN_STAGES)}, got {self.dbsn_stage!r}")
         for name in ("lr_sigma_mu", "lr_sigma_n"):

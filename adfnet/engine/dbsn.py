@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from adfnet.checkpoint import infer_model, load_checkpoint, read_state_dict
 from adfnet.data.datasets import NoisyImagesTrain, NoisyImagesVal
+from adfnet.data.noise import LearnedNoise
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.trainer import Trainer
+from adfnet.errors import UserError
 from adfnet.losses import DBSN_LOSSES, build_dbsn_loss
 from adfnet.models import DBSN
 
@@ -186,3 +190,18 @@ class DBSNTrainer(Trainer):
             loss, exploded = self.stage_loss(noisy[None].to(self.device))
             losses.append(math.inf if exploded else float(loss) / 2)  # on the training loss's scale (batch 1)
         return -sum(losses) / len(losses)
+
+
+def learned_noise(teachers: Sequence[str]) -> LearnedNoise:
+    """The noise model a trained DBSN learned, bound to its sigma_n net (``--noise learned``): the first DBSN
+    among the ``--teacher`` checkpoints."""
+    for path in teachers:
+        spec = infer_model(read_state_dict(path))
+        if spec.name == "dbsn":
+            net, _ = load_checkpoint(path, spec)
+            net.requires_grad_(False)
+            return LearnedNoise("learned", (), covariance=net.noise_covariance, source=Path(path).name)
+    raise UserError(
+        "--noise learned draws the noise a DBSN learned from noisy images: give that DBSN's checkpoint as --teacher "
+        f"(given: {', '.join(teachers) or 'none'})"
+    )

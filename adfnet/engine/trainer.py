@@ -39,6 +39,7 @@ from adfnet.data.datasets import (
     validation_files,
 )
 from adfnet.data.io import save_image, tensor_to_image
+from adfnet.data.noise import NoiseModel
 from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
 from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
 from adfnet.engine import distill
@@ -123,6 +124,7 @@ class Trainer:
                 f"--batch_size {config.batch_size} is not divisible by the {self.dist.world_size} processes"
             )
         self.batch_size = config.batch_size // self.dist.world_size
+        self.noise = self.build_noise_model()
         self.val_set = self._build_val_set()  # checks the validation images before anything is written
         self.run_dir = Path(config.dir_experiment) / config.save
         self._notes: list[str] = []  # what the folder checks did, logged once the folder exists
@@ -166,6 +168,15 @@ class Trainer:
         self.writer = self._open_writer()
 
     # ------------------------------------------------------------------ construction
+    def build_noise_model(self) -> NoiseModel:
+        """The synthetic noise of the training and validation sets: the config's, or with ``--noise learned`` the
+        noise model the ``--teacher`` DBSN learned (:func:`adfnet.engine.dbsn.learned_noise`)."""
+        if self.config.noise_model.name == "learned":
+            from adfnet.engine.dbsn import learned_noise  # it builds on this module
+
+            return learned_noise(self.config.teacher or [])
+        return self.config.noise_model
+
     def build_network(self) -> nn.Module:
         """The network to train, untrained (its spec goes into every checkpoint)."""
         return self.config.spec.build()
@@ -305,9 +316,9 @@ class Trainer:
             # --test_every iterations, or (MIX without it) the official MIX epoch: every image twice
             length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
             if a.raw:
-                return UnprocessedRawTrain(files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern)
+                return UnprocessedRawTrain(files, a.patch_size, length, a.seed, self.noise, a.cfa_pattern)
             dataset = SyntheticNoiseTrain(
-                files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers, a.clip_noisy
+                files, a.n_colors, a.patch_size, self.noise, length, a.seed, workers, a.clip_noisy
             )
         for problem in dataset.left_out:  # type: ignore[attr-defined]
             self.log(f"warning: training image left out: {problem}")
@@ -319,8 +330,8 @@ class Trainer:
             return RawPairedVal(a.data_val, a.cfa_pattern, a.n_val) if a.raw else PairedVal(a.data_val, a.n_val)
         files = validation_files(a.data_val, a.n_val)
         if a.raw:
-            return UnprocessedRawVal(files, a.val_seed, a.noise_model, a.cfa_pattern)
-        return SyntheticNoiseVal(files, a.n_colors, a.noise_model, a.val_seed)
+            return UnprocessedRawVal(files, a.val_seed, self.noise, a.cfa_pattern)
+        return SyntheticNoiseVal(files, a.n_colors, self.noise, a.val_seed)
 
     def _open_writer(self) -> Any:
         if not self.dist.is_main or self.config.test_only:
