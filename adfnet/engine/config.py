@@ -115,6 +115,7 @@ class TrainConfig:
     save: str = "."
     dir_experiment: str = "experiment"
     resume: int = 0
+    time_budget: float | None = None
     overwrite: bool = False
     save_models: bool = False
     save_results: bool = False
@@ -195,6 +196,10 @@ class TrainConfig:
             raise ValueError(f"--lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.noiseL, float | int) and math.isfinite(self.noiseL) and self.noiseL >= 0):
             raise ValueError(f"--noiseL must be a finite number >= 0, got {self.noiseL!r}")
+        if self.time_budget is not None and not (
+            isinstance(self.time_budget, float | int) and math.isfinite(self.time_budget) and self.time_budget > 0
+        ):
+            raise ValueError(f"--time_budget must be a positive number of minutes, got {self.time_budget!r}")
         self._check_teacher()
 
     def _check_teacher(self) -> None:

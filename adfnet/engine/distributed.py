@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,15 @@ def all_finite(value: torch.Tensor, info: DistInfo) -> bool:
     return bool(ok.item())
 
 
+def any_process(flag: bool, info: DistInfo) -> bool:
+    """True if ``flag`` is true on any process (so that all take the same branch, e.g. stopping on a budget)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def mean_over_processes(value: float, info: DistInfo) -> float:
     """Average a Python float over all processes (for logging the epoch loss)."""
     if not info.enabled:
@@ -58,6 +70,19 @@ def mean_over_processes(value: float, info: DistInfo) -> float:
     t = torch.tensor([value], dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+class SkipFirst(Sampler[int]):
+    """``sampler`` without its first ``n`` indices (the batches of an epoch already trained)."""
+
+    def __init__(self, sampler: Sampler[int], n: int) -> None:
+        self.sampler, self.n = sampler, n
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.sampler), self.n, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.n)  # type: ignore[arg-type]
 
 
 def cleanup(info: DistInfo) -> None:

@@ -247,6 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="0: start (from --pre_train if given); -1: continue from checkpoint_latest.pt; n: from model_<n>.pt",
     )
     run.add_argument(
+        "--time_budget",
+        type=finite_float(0, strict=True),
+        default=None,
+        metavar="MINUTES",
+        help="stop after this many minutes of training, over all of the run's invocations (the iteration in which "
+        "it is spent is the last; the run validates and saves; --resume -1 continues with what is left of the "
+        "--time_budget then given)",
+    )
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="start a new run in a --save folder that holds one (deletes its checkpoints; without it such a "

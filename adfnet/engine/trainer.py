@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 from tqdm import tqdm
 
 from adfnet.checkpoint import load_weights, weights_with_architecture
@@ -44,7 +44,16 @@ from adfnet.data.raw_pairs import RawPairedTrain, RawPairedVal
 from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
 from adfnet.engine import distill
 from adfnet.engine.config import TrainConfig
-from adfnet.engine.distributed import DistInfo, all_finite, barrier, cleanup, init_distributed, mean_over_processes
+from adfnet.engine.distributed import (
+    DistInfo,
+    SkipFirst,
+    all_finite,
+    any_process,
+    barrier,
+    cleanup,
+    init_distributed,
+    mean_over_processes,
+)
 from adfnet.engine.runs import (
     CHECKPOINT,
     RunFolderError,
@@ -86,12 +95,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def mixup_draws(rng: np.random.Generator, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """MixUp's random draws for a batch of ``b``: the lambdas and the partners (also replayed for the batches
+    a resumed epoch skips, so that it continues the uninterrupted run's stream)."""
+    return rng.beta(1.2, 1.2, size=b), rng.permutation(b)
+
+
 def mixup(noisy: torch.Tensor, clean: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The official MixUp_AUG: per sample, lambda ~ Beta(1.2, 1.2) and a partner from the same batch;
     noisy and clean are mixed with the same lambda."""
-    b = noisy.shape[0]
-    lam = torch.as_tensor(rng.beta(1.2, 1.2, size=b), dtype=noisy.dtype, device=noisy.device).view(-1, 1, 1, 1)
-    perm = torch.as_tensor(rng.permutation(b), device=noisy.device)
+    lam, perm = mixup_draws(rng, noisy.shape[0])
+    lam = torch.as_tensor(lam, dtype=noisy.dtype, device=noisy.device).view(-1, 1, 1, 1)
+    perm = torch.as_tensor(perm, device=noisy.device)
     return lam * noisy + (1 - lam) * noisy[perm], lam * clean + (1 - lam) * clean[perm]
 
 
@@ -156,10 +171,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         self.start_epoch, self.best = 1, {"psnr": -math.inf, "epoch": 0}
-        self.saved_epoch = 0  # epoch of the checkpoint on disk (0: none)
+        self.saved_at = ""  # where the checkpoint on disk stands, "epoch 3" ("": none)
         self.history: list[dict[str, Any]] = []
         self.iteration = 0
         self._clock: tuple[float, int] | None = None  # (start time, iteration) of this fit(): the run's ETA
+        self.elapsed = 0.0  # seconds trained by this run's earlier invocations (the --time_budget clock)
+        self.position: dict[str, Any] | None = None  # where an epoch stopped part-way (by --time_budget)
+        self.budget_stop = 0  # the iteration of its epoch after which --time_budget stopped this invocation (0: none)
         self.nonfinite = 0
         self.psnr_log: dict[int, float] = {}  # last validation PSNR of each epoch
         self.val_panels: list[tuple[str, np.ndarray]] = []  # set by validate(): TensorBoard sample panels
@@ -250,7 +268,11 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.start_epoch, self.iteration = state["epoch"] + 1, state["iteration"]
             self.best, self.history = state["best"], state["history"]
-            self.saved_epoch = state["epoch"]
+            self.elapsed, self.position = state.get("elapsed", 0.0), state.get("position")
+            self.saved_at = self._where(state["epoch"])
+            if self.position is not None:  # an epoch stopped part-way: it continues at its next batch
+                self.start_epoch = self.position["epoch"]
+                self.psnr_log = {int(k): v for k, v in self.position["psnr_log"].items()}
             set_rng_state(state["rng"])
             self.log(f"resumed from {path} after epoch {state['epoch']}")
             if saved is None:
@@ -349,8 +371,9 @@ class Trainer:
         tqdm.write(line)
         append_text(self.run_dir / "log.txt", line + "\n")
 
-    def _loader(self, epoch: int) -> DataLoader:
-        """A loader whose shuffling depends only on (seed, epoch): resumed runs see the same batches."""
+    def _loader(self, epoch: int, skip: int = 0) -> DataLoader:
+        """A loader whose shuffling depends only on (seed, epoch): resumed runs see the same batches; ``skip``
+        leaves out the epoch's first batches (an epoch stopped part-way continues at its next batch)."""
         self.train_set.set_epoch(epoch)  # type: ignore[attr-defined]
         common = {
             "batch_size": self.batch_size,
@@ -359,13 +382,17 @@ class Trainer:
             "drop_last": False,
         }
         if self.dist.enabled:
-            sampler = DistributedSampler(
+            sampler: Sampler[int] = DistributedSampler(
                 self.train_set, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.config.seed
             )
-            sampler.set_epoch(epoch)
-            return DataLoader(self.train_set, sampler=sampler, **common)
-        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return DataLoader(self.train_set, shuffle=True, generator=gen, **common)
+            sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+            gen = None
+        else:  # what DataLoader(shuffle=True, generator=gen) builds, made here so that batches can be skipped
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            sampler = RandomSampler(self.train_set, generator=gen)
+        if skip:
+            sampler = SkipFirst(sampler, skip * self.batch_size)
+        return DataLoader(self.train_set, sampler=sampler, generator=gen, **common)
 
     # ------------------------------------------------------------------ training
     def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> float | None:
@@ -402,38 +429,67 @@ class Trainer:
         return self.loss_fn(output, clean)
 
     def train_epoch(self, epoch: int) -> float:
-        """Train one epoch (validating at the planned points); returns the mean loss over processes."""
+        """Train one epoch (validating at the planned points); returns the mean loss over processes.
+
+        An epoch that ``--time_budget`` stopped part-way (:attr:`position`) continues at its next batch; when the
+        budget is spent, the epoch ends after the current iteration (validated there), with :attr:`budget_stop`
+        and :attr:`position` saying where.
+        """
         a = self.config
-        loader = self._loader(epoch)
-        points = validation_points(len(loader), a.val_per_epoch) if epoch > a.val_after_epoch else set()
+        done = self.position if self.position is not None and self.position["epoch"] == epoch else None
+        skip = done["batches"] if done else 0
+        total, count = (done["loss_total"], done["loss_count"]) if done else (0.0, 0)
+        loader = self._loader(epoch, skip)
+        n = skip + len(loader)  # the whole epoch's batches
+        points = validation_points(n, a.val_per_epoch) if epoch > a.val_after_epoch else set()
         rng = np.random.default_rng([a.seed, epoch, self.dist.rank, 7])  # MixUp draws
+        mixing = epoch > a.mixup_after_epoch >= 0
+        for _ in range(skip if mixing else 0):
+            mixup_draws(rng, self.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
-        total, count = 0.0, 0
         bar = tqdm(
             loader,
             desc=f"epoch {epoch}/{a.epochs} lr {lr:.3g}",
             disable=not self.dist.is_main,
             dynamic_ncols=True,
             leave=False,
+            initial=skip,
+            total=n,
         )
-        for i, (noisy, clean) in enumerate(bar, start=1):
-            if epoch > a.mixup_after_epoch >= 0:
+        for i, (noisy, clean) in enumerate(bar, start=skip + 1):
+            if mixing:
                 noisy, clean = mixup(noisy, clean, rng)
             loss = self.train_step(noisy, clean)
             self.iteration += 1
             if loss is not None:
                 total, count = total + loss, count + 1
-                bar.set_postfix(loss=f"{loss:.4g}", run_left=self._time_left(len(loader) - i, epoch, len(loader)))
+                bar.set_postfix(loss=f"{loss:.4g}", run_left=self._time_left(n - i, epoch, n))
                 if self.writer is not None:
                     self.writer.add_scalar("train/loss", loss, self.iteration)
                 if i % a.print_every == 0:
-                    self.log(f"epoch {epoch} [{i}/{len(loader)}] loss {total / count:.6g}")
-            if i in points:
+                    self.log(f"epoch {epoch} [{i}/{n}] loss {total / count:.6g}")
+            over = self._budget_spent()
+            if i in points or over:
                 self._validate_and_keep_best(epoch)
                 self.model.train()
+            if over:
+                self.budget_stop = i
+                psnr_log = {str(k): v for k, v in self.psnr_log.items()}
+                self.position = {"epoch": epoch, "batches": i, "loss_total": total, "loss_count": count,
+                                 "psnr_log": psnr_log} if i < n else None  # fmt: skip
+                break
         bar.close()
         return mean_over_processes(total / max(count, 1), self.dist)
+
+    def _trained(self) -> float:
+        """Seconds this run has trained: earlier invocations, and this one since its first iteration."""
+        return self.elapsed + (time.time() - self._clock[0] if self._clock is not None else 0.0)
+
+    def _budget_spent(self) -> bool:
+        """Whether ``--time_budget`` is spent (decided alike on every process: any one's clock stops all)."""
+        budget = self.config.time_budget
+        return budget is not None and any_process(self._trained() >= 60 * budget, self.dist)
 
     def _time_left(self, left_in_epoch: int, epoch: int, per_epoch: int) -> str:
         """The whole run's remaining time at this run's pace so far (validations included), for the bar:
@@ -441,10 +497,21 @@ class Trainer:
         if self._clock is None or self.iteration <= self._clock[1]:
             return "?"
         pace = (time.time() - self._clock[0]) / (self.iteration - self._clock[1])
-        return tqdm.format_interval(pace * (left_in_epoch + (self.config.epochs - epoch) * per_epoch))
+        left = pace * (left_in_epoch + (self.config.epochs - epoch) * per_epoch)
+        if self.config.time_budget is not None:
+            left = min(left, max(0.0, 60 * self.config.time_budget - self._trained()))
+        return tqdm.format_interval(left)
 
     def fit(self) -> dict[str, Any]:
-        """Train from ``start_epoch`` to ``--epochs``; returns the best validation result.
+        """Train from ``start_epoch`` to ``--epochs``, or until ``--time_budget`` is spent; returns the best
+        validation result.
+
+        The budget counts the run's training time over all its invocations (the checkpoint keeps it): from the
+        first iteration of each to its end, validations and saves included, start-up (building the model,
+        checking the images, writing teacher targets) not. It is checked after every iteration: the iteration
+        in which it is spent is the last; the run validates, saves (an epoch stopped part-way is resumed at its
+        next batch, exactly as if uninterrupted) and logs why it stopped. ``--resume -1`` continues with what is
+        left of the ``--time_budget`` then given, so a larger value extends the run and none lifts the limit.
 
         A Ctrl-C from the first check of the training images on stops cleanly (exit code 130).
         """
@@ -459,6 +526,12 @@ class Trainer:
                     f"{a.epochs}; pass a larger --epochs to continue it"
                 )
                 return self.best
+            if a.time_budget is not None and self.elapsed >= 60 * a.time_budget:
+                self.log(
+                    f"nothing to train: {self.run_dir} has spent its time budget ({self.elapsed / 60:.2f} min trained "
+                    f"of --time_budget {a.time_budget:g}); pass a larger --time_budget, or none, to continue it"
+                )
+                return self.best
             self.log(
                 f"training {a.model} ({sum(p.numel() for p in self.net.parameters()):,} parameters) on "
                 f"{self.device}, {self.dist.world_size} process(es), epochs {self.start_epoch}..{a.epochs}"
@@ -469,6 +542,11 @@ class Trainer:
                 start = time.time()
                 lr = self.optimizer.param_groups[0]["lr"]
                 loss = self.train_epoch(epoch)
+                if self.position is not None and self.position["epoch"] == epoch and self.budget_stop:
+                    self.save(epoch - 1)  # part of the epoch: its position is in the checkpoint
+                    self._stopped_by_budget(epoch)
+                    return self.best
+                self.position = None
                 self.scheduler.step()
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "psnr": self.psnr_log.get(epoch, math.nan)}
                 self.history.append(record)
@@ -481,6 +559,9 @@ class Trainer:
                     self.writer.add_scalar("train/epoch_loss", loss, epoch)
                     self.writer.add_scalar("train/lr", lr, epoch)
                 self.save(epoch)
+                if self.budget_stop:
+                    self._stopped_by_budget(epoch)
+                    return self.best
         except NonFiniteLossError as err:
             advice = f"{resume_command(self.run_dir.name, lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
             raise NonFiniteLossError(self._stopped(f"training diverged in epoch {epoch}: {err}", advice)) from None
@@ -493,12 +574,24 @@ class Trainer:
             cleanup(self.dist)
         return self.best
 
+    def _stopped_by_budget(self, epoch: int) -> None:
+        a = self.config
+        where = (
+            f"the end of epoch {epoch}" if self.position is None else f"iteration {self.budget_stop} of epoch {epoch}"
+        )
+        command = resume_command(self.run_dir.name, time_budget=f"{2 * a.time_budget:g}")
+        self.log(
+            f"stopped: the time budget is spent ({self._trained() / 60:.2f} min trained of --time_budget "
+            f"{a.time_budget:g}) at {where}; validated and saved ({self.run_dir / CHECKPOINT}). Continue it with a "
+            f"larger total budget (or none): {command}"
+        )
+
     def _stopped(self, reason: str, command: str) -> str:
         """Log why the run stopped, where its last complete checkpoint is and how to continue; return it."""
-        if self.saved_epoch:
+        if self.saved_at:
             message = (
-                f"{reason}. Nothing after epoch {self.saved_epoch} was saved: the last complete checkpoint is "
-                f"{self.run_dir / CHECKPOINT} (epoch {self.saved_epoch}). Continue with: {command}"
+                f"{reason}. Nothing after {self.saved_at} was saved: the last complete checkpoint is "
+                f"{self.run_dir / CHECKPOINT} ({self.saved_at}). Continue with: {command}"
             )
         else:
             message = f"{reason}. No epoch was completed, so nothing was saved: start the run again"
@@ -558,7 +651,8 @@ class Trainer:
     def save(self, epoch: int) -> None:
         """Weights first, then the training state, so a complete state always has its weights on disk.
 
-        A Ctrl-C during the save is raised once it is complete and recorded (``saved_epoch``).
+        A Ctrl-C during the save is raised once it is complete and recorded (``saved_at``). With a
+        :attr:`position` (an epoch stopped part-way), ``epoch`` is the last complete one.
         """
         with ctrl_c_deferred():
             self._save(epoch)
@@ -567,7 +661,7 @@ class Trainer:
         if self.dist.is_main:
             weights = weights_with_architecture(self.net)
             atomic_save(weights, self.model_dir / "model_latest.pt")
-            if self.config.save_models:
+            if self.config.save_models and self.position is None:
                 atomic_save(weights, self.model_dir / f"model_{epoch}.pt")
             state = {
                 "version": STATE_VERSION,
@@ -581,7 +675,15 @@ class Trainer:
                 "best": self.best,
                 "history": self.history,
                 "config": run_config(self.config),
+                "elapsed": self._trained(),
+                "position": self.position,
             }
             atomic_save(state, self.run_dir / CHECKPOINT)
         barrier(self.dist)
-        self.saved_epoch = epoch
+        self.saved_at = self._where(epoch)
+
+    def _where(self, epoch: int) -> str:
+        """Where a checkpoint of complete ``epoch`` (and :attr:`position`) stands, for messages ("": nowhere)."""
+        if self.position is not None:
+            return f"iteration {self.position['batches']} of epoch {self.position['epoch']}"
+        return f"epoch {epoch}" if epoch else ""
