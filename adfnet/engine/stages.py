@@ -8,6 +8,8 @@ checkpoints, log, TensorBoard and resumption; stage ``k`` starts from stage ``k 
 
 ``--resume -1`` continues the whole recipe: stages whose checkpoint reached their ``--epochs`` are kept as they
 are, the first unfinished one continues from its checkpoint (or starts, if it has none), the rest follow.
+``--time_budget`` is each stage's (each is a run): a stage it stopped counts as trained, and the next one starts
+from its last weights; ``--resume -1`` with a larger budget extends every stage in turn.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ def trainer_for(config: TrainConfig) -> Trainer:
     return Trainer(config)
 
 
-def completed_epochs(run_dir: Path) -> int:
-    """The last epoch whose checkpoint ``run_dir`` holds (0: none)."""
+def completed_epochs(run_dir: Path) -> int | None:
+    """The last complete epoch of the checkpoint ``run_dir`` holds (0: stopped in epoch 1 by ``--time_budget``),
+    or None without one."""
     path = run_dir / CHECKPOINT
-    return int(load_training_state(path)["epoch"]) if path.is_file() else 0
+    return int(load_training_state(path)["epoch"]) if path.is_file() else None
 
 
 def run_stages(config: TrainConfig) -> list[float]:
@@ -56,15 +59,18 @@ def run_stages(config: TrainConfig) -> list[float]:
             stage = replace(stage, pre_train=str(previous))
         if config.resume == -1:
             done = completed_epochs(run_dir)
-            if done >= stage.epochs:
+            if done is not None and done >= stage.epochs:
                 tqdm.write(f"{title}: complete ({done} epochs), kept as it is")
                 results.append(float("nan"))
                 previous = run_dir / "model" / "model_latest.pt"
                 continue
-            if not done:  # never saved: it starts (from the previous stage's weights)
+            if done is None:  # never saved: it starts (from the previous stage's weights)
                 stage = replace(stage, resume=0)
-        tqdm.write(f"{title}: {stage.epochs} epoch(s)" + (f", from {previous}" if previous else ""))
-        results.append(float(trainer_for(stage).fit()["psnr"]))
+        budget = f" or {stage.time_budget:g} min" if stage.time_budget else ""
+        tqdm.write(f"{title}: {stage.epochs} epoch(s){budget}" + (f", from {previous}" if previous else ""))
+        trainer = trainer_for(stage)
+        trainer.command_save = config.save  # its messages continue the whole recipe
+        results.append(float(trainer.fit()["psnr"]))
         previous = run_dir / "model" / "model_latest.pt"
     tqdm.write(f"the recipe's {len(stages)} stages are trained: the final weights are {previous}")
     return results

@@ -126,6 +126,8 @@ class Trainer:
 
     # What validate() returns (higher is better; the best weights are kept by it), its unit and format in the logs.
     val_metric, val_unit, val_format = "PSNR", "dB", ".3f"
+    # The --save of the command that continues this run (None: its folder's; a stage of a staged recipe: the recipe's)
+    command_save: str | None = None
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -563,10 +565,11 @@ class Trainer:
                     self._stopped_by_budget(epoch)
                     return self.best
         except NonFiniteLossError as err:
-            advice = f"{resume_command(self.run_dir.name, lr=f'{a.lr / 10:g}')} (a lower --lr, e.g. a tenth)"
+            command = resume_command(self.command_save or self.run_dir.name, lr=f"{a.lr / 10:g}")
+            advice = f"{command} (a lower --lr, e.g. a tenth)"
             raise NonFiniteLossError(self._stopped(f"training diverged in epoch {epoch}: {err}", advice)) from None
         except KeyboardInterrupt:
-            self._stopped(f"interrupted (Ctrl-C) {stage}", resume_command(self.run_dir.name))
+            self._stopped(f"interrupted (Ctrl-C) {stage}", resume_command(self.command_save or self.run_dir.name))
             raise SystemExit(130) from None
         finally:
             if self.writer is not None:
@@ -579,7 +582,7 @@ class Trainer:
         where = (
             f"the end of epoch {epoch}" if self.position is None else f"iteration {self.budget_stop} of epoch {epoch}"
         )
-        command = resume_command(self.run_dir.name, time_budget=f"{2 * a.time_budget:g}")
+        command = resume_command(self.command_save or self.run_dir.name, time_budget=f"{2 * a.time_budget:g}")
         self.log(
             f"stopped: the time budget is spent ({self._trained() / 60:.2f} min trained of --time_budget "
             f"{a.time_budget:g}) at {where}; validated and saved ({self.run_dir / CHECKPOINT}). Continue it with a "
