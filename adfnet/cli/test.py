@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--map_gamma",
-        type=finite_float(0, strict=True, why=" (the weight of DBSN's MAP combination)"),
+        type=finite_float(0, strict=True),
         default=None,
         help="--model dbsn: the weight gamma > 0 of its MAP combination of mu and the noisy image (default 1, the "
         "authors' tests; their colour HG test used 0.9)",
