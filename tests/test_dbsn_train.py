@@ -299,3 +299,17 @@ def test_noisy_photos_to_dbsn_to_any_student(tmp_path: Path, capsys: pytest.Capt
         + ["--result_dir", str(tmp_path / "res"), "--protocol", "dbsn"]
     )
     assert code == 0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_time_budget_is_each_stages_and_resume_continues_the_recipe(tmp_path: Path) -> None:
+    """--time_budget stops every stage in its first epoch (checkpoint epoch 0); --resume -1 then resumes each stage
+    (nothing left to train) instead of refusing their folders, and the stop message continues the whole recipe."""
+    argv = ["--config", "dbsn_gray_awgn", "--dir_data", str(TRAIN_GRAY), *TOY_FLAGS, "--test_every", "1000"]
+    argv += ["--n_val", "1", "--time_budget", "0.0005", "--dir_experiment", str(tmp_path), "--save", "b"]
+    assert train_cli.main(argv) == 0
+    for stage in ("1_mu", "2_all"):
+        log = (tmp_path / "b" / stage / "log.txt").read_text()
+        assert "stopped: the time budget is spent" in log and "--save b --resume -1" in log, stage
+    assert train_cli.main([*argv, "--resume", "-1"]) == 0
+    assert "nothing to train" in (tmp_path / "b/2_all/log.txt").read_text()
