@@ -247,7 +247,11 @@ def _check(model: nn.Module, state: Mapping[str, Tensor]) -> None:
     if not (missing or unexpected or shapes):
         return
     lines = [f"The checkpoint does not match the model ({type(model).__name__})."]
-    lines += _diagnose_dbsn(expected, state) if any(k.startswith("dbsn.") for k in expected) else []
+    dbsn_notes = _diagnose_dbsn(expected, state) if any(k.startswith("dbsn.") for k in expected) else []
+    configuration = [note for note in dbsn_notes if note.startswith("The checkpoint is a DBSN of another")]
+    if configuration:  # the options say it all: one line, not the hundreds of keys they change
+        raise ValueError(f"{lines[0]} {configuration[0]}")
+    lines += dbsn_notes
     lines += _diagnose(expected, state)
     if missing and unexpected and all(".fe." in k for k in missing + unexpected):
         lines.append(
@@ -304,7 +308,8 @@ def _diagnose_dbsn(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, 
         pairs = "; ".join(f"{k}: checkpoint {v!r}, model {ours[k]!r}" for k, v in differ.items())
         notes.append(
             f"The checkpoint is a DBSN of another configuration ({pairs}): build the model with these options "
-            "(build_model('dbsn', n_colors=..., **options)), or use weights of this configuration."
+            "(build_model('dbsn', n_colors=..., **options); adfnet-train --model_options), or use weights of this "
+            "configuration."
         )
     return notes
 

@@ -102,10 +102,16 @@ class _ReportZero(torch.autograd.Function):
         return grad
 
 
-def _guard(loss: torch.Tensor, exploded: bool) -> torch.Tensor:
-    """The authors' blow-up guard: above their threshold the loss reads 0 (its gradient is left as it was,
-    exactly as their ``loss.data.zero_()``, so the step still happens)."""
-    return _ReportZero.apply(loss) if exploded else loss
+class _Guarded(nn.Module):
+    """A DBSN loss with the authors' blow-up guard: above their threshold the loss reads 0 and its gradient is
+    left as it was, exactly as their ``loss.data.zero_()`` (so their step still happened). ``exploded`` says
+    whether the last call fired it, for a trainer that skips such a step instead (``adfnet.engine.dbsn``)."""
+
+    exploded = False
+
+    def _guard(self, loss: torch.Tensor, exploded: bool) -> torch.Tensor:
+        self.exploded = exploded
+        return _ReportZero.apply(loss) if exploded else loss
 
 
 def _mahalanobis(diff: torch.Tensor, covariance: torch.Tensor) -> torch.Tensor:
@@ -126,7 +132,7 @@ class DBSNL2Loss(nn.Module):
         return nn.functional.mse_loss(mu, target.detach(), reduction=self.reduction)
 
 
-class DBSNMAPLoss(nn.Module):
+class DBSNMAPLoss(_Guarded):
     """Negative log-likelihood of the noisy image under N(mu, sigma_y): the authors' ``MAPLoss`` (joint
     fine-tuning) and, with ``pretrain``, ``MAPLoss_Pretrain`` (``mu`` detached: only the sigma nets learn).
 
@@ -144,14 +150,14 @@ class DBSNMAPLoss(nn.Module):
         if not self.colour:
             t1 = diff**2 / sigma_y
             loss = (t1 + sigma_y.log()).mean()
-            return _guard(loss, not self.pretrain and bool(t1.max() > 1e8))
+            return self._guard(loss, not self.pretrain and bool(t1.max() > 1e8))
         t1 = _mahalanobis(diff, sigma_y)
         det = torch.linalg.det(sigma_y)
         loss = (t1 + 0.5 * (det if self.pretrain else det.clamp(DBSN_EPS)).log()).mean()
-        return _guard(loss, bool(t1.max() > (1e8 if self.pretrain else 1e7)))
+        return self._guard(loss, bool(t1.max() > (1e8 if self.pretrain else 1e7)))
 
 
-class DBSNLoss(nn.Module):
+class DBSNLoss(_Guarded):
     """DBSN's loss: the likelihood term plus the noise prior, the authors' ``DBSNLoss`` and, with ``pretrain``
     (``mu`` detached), ``DBSNLoss_Pretrain``.
 
@@ -173,13 +179,13 @@ class DBSNLoss(nn.Module):
             floor = sigma_n.clamp(DBSN_EPS)
             t3 = sigma_mu / floor
             loss = (t1 + floor.log() + t3).mean()
-            return _guard(loss, bool(t1.max() > 1e8 or t3.max() > 1e8))
+            return self._guard(loss, bool(t1.max() > 1e8 or t3.max() > 1e8))
         t1 = _mahalanobis(diff, sigma_y)
         t2 = 0.5 * torch.linalg.det(sigma_n).clamp(DBSN_EPS).log()
         ridge = DBSN_EPS * torch.eye(3, dtype=sigma_n.dtype, device=sigma_n.device)
         t3 = 0.5 * torch.linalg.solve(sigma_n + ridge, sigma_mu).diagonal(dim1=-2, dim2=-1).sum(-1)
         loss = (t1 + t2 + t3).mean()
-        return _guard(loss, bool(t1.max() > 1e7))
+        return self._guard(loss, bool(t1.max() > 1e7))
 
 
 DBSN_LOSSES = {  # the authors' class names

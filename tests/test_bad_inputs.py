@@ -113,6 +113,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _put(sets / "big/bad.png", _gray(slice(0, 64), slice(0, 64)))
     _put(sets / "colour/bad.png", cv2.imread(str(MCMASTER / "1.tif"))[:32, :40])
     (sets / "empty").mkdir()
+    for name, sizes in {"few": [(32, 32)] * 2, "small": [(8, 12)] * 2, "mixed": [(32, 40), (48, 32), (24, 24)]}.items():
+        for k, (h, wd) in enumerate(sizes):  # folders of noisy photos (DBSN's --task noisy)
+            _put(root / "noisy" / name / f"{k}.png", _gray(slice(8 * k, 8 * k + h), slice(0, wd)))
+    torch.manual_seed(0)
+    other = build_model("dbsn", 1, mid_ch=8, br1_block_num=1, br2_block_num=1, sigma_mu_mid_ch=4, sigma_n_mid_ch=4)
+    parts = {"state_dict_dbsn": other.dbsn, "state_dict_sigma_mu": other.sigma_mu, "state_dict_sigma_n": other.sigma_n}
+    torch.save(  # the authors' layout (nn.DataParallel's prefix), no architecture record
+        {key: {f"module.{k}": v for k, v in net.state_dict().items()} for key, net in parts.items()},
+        w / "dbsn_other.pth",
+    )
     (sets / "empty/readme.txt").write_text("no images here")
     _put(root / "photos/a.png", _gray(slice(0, 40), slice(0, 48)))  # people's own photos (adfnet-denoise)
     _put(root / "photos/b.png", _gray(slice(100, 140), slice(60, 108)))
@@ -212,6 +222,25 @@ TRAIN = (
     *("--test_every", "2", "--patch_size", "16", "--batch_size", "2", "--cpu", "--n_threads", "0", "--epochs", "1"),
 )
 NEW_RUN = ("--dir_experiment", "{out}/runs", "--save", "new")
+DBSN_TOY = "{mid_ch: 8, br1_block_num: 1, br2_block_num: 1, sigma_mu_mid_ch: 4, sigma_n_mid_ch: 4}"
+DBSN_TRAIN = (
+    "--config",
+    "dbsn_gray_awgn",
+    "--model_options",
+    DBSN_TOY,
+    "--patch_size",
+    "16",
+    "--batch_size",
+    "2",
+    "--test_every",
+    "1",
+    "--epochs",
+    "1",
+    "--cpu",
+    "--n_threads",
+    "0",
+    *NEW_RUN,
+)
 REAL = ("--cpu", "--weights", "{in}/weights/rgb.pt", "--result_dir", "{out}/res")
 RAW_MW = ("--cpu", "--result_dir", "{out}/res", "--model", "mwrcanet", "--weights", "{in}/weights/mwrcanet_raw.pt")
 DENOISE = ("{in}/photos/a.png", "{in}/photos/b.png", "--weights", "{in}/weights/gray.pt", "--cpu")
@@ -477,6 +506,30 @@ CASES = [
         r"interrupted \(Ctrl-C\) in epoch 2\. Nothing after epoch 1 was saved.*"
         r"Continue with: python .* --save new --resume -1",
         (("runs/new/checkpoint_latest.pt", ""),), patch=_ctrl_c_in_epoch_2),
+    # ---- DBSN: noisy-image folders, its configurations, its MAP weight
+    Case("train-dbsn-few-noisy-images", "train", (*DBSN_TRAIN, "--dir_data", "{in}/noisy/few"), 0,
+        r"note: only 2 usable image\(s\) in \S*few: D-BSN learns what images look like from these alone",
+        (("runs/new/2_all/log.txt", r"only 2 usable image"), ("runs/new/2_all/model/model_latest.pt", ""))),
+    Case("train-dbsn-small-noisy-images", "train", (*DBSN_TRAIN, "--dir_data", "{in}/noisy/small"), 1,
+        r"error: none of the 2 images in \S*small is at least 16x16 px \(the largest is 8x12\): pass a smaller "
+        r"--patch_size \(a multiple of 8, at most 8\) or larger images"),
+    Case("train-dbsn-mixed-sizes", "train", (*DBSN_TRAIN, "--dir_data", "{in}/noisy/mixed"), 0,
+        r"note: the images have 3 different sizes \(24x24 to 48x32 px\): fine, training takes random 16x16 crops",
+        (("runs/new/2_all/model/model_latest.pt", ""),)),
+    Case("train-dbsn-other-configuration", "train", (*DBSN_TRAIN, "--dir_data", "{in}/noisy/few", "--model_options",
+        DBSN_TOY.replace("mid_ch: 8", "mid_ch: 16"), "--pre_train", "{in}/weights/dbsn_other.pth"), 1,
+        r"error: The checkpoint does not match the model \(DBSN\)\. The checkpoint is a DBSN of another "
+        r"configuration \(mid_ch: checkpoint 8, model 16\): build the model with these options[^\n]*--model_options"
+        r"[^\n]*\n(?!.*keys)", absent=("runs/new/*/model/*",)),
+    Case("test-dbsn-other-colours", "test", ("--weights", "{in}/weights/dbsn_other.pth", "--n_colors", "3", "--cpu",
+        "--input_dir", "{in}/sets/Set", "--result_dir", "{out}/res"), 1,
+        r"cannot use checkpoint \S*dbsn_other\.pth for sigma 50: The checkpoint does not match the model \(DBSN\)\. "
+        r"The checkpoint is a DBSN of another configuration \(n_colors: checkpoint 1, model 3"),
+    Case("test-dbsn-map-gamma-0", "test", ("--weights", "{in}/weights/dbsn_other.pth", "--map_gamma", "0", "--cpu",
+        "--input_dir", "{in}/sets/Set"), 2,
+        r"argument --map_gamma: must be > 0, got '0'"),
+    Case("test-dbsn-map-gamma-other-model", "test", (*TEST, "--input_dir", "{in}/sets/Set", "--map_gamma", "0.9"), 1,
+        r"--map_gamma weights DBSN's MAP combination; --model adfnet has none"),
     # ---- the real-noise tools
     Case("real-dnd-outputs-on-inputs", "real", ("dnd", *REAL, "--input_dir", "{in}/dnd_flat/png", "--result_dir",
         "{in}/dnd_flat", "--save_images"), 1,
@@ -612,6 +665,8 @@ CASES = [
         r"n_colors must be 1 \(gray\), 3 \(colour\) or 4 \(packed raw\), an int; got 3\.0 \(float\)"),
     Case("api-build-model-bool-colours", "api", lambda w: build_model("adfnet", n_colors=True), ValueError,
         r"n_colors must be .* an int; got True \(bool\)"),
+    Case("api-dbsn-map-gamma", "api", lambda w: build_model("dbsn", 1, gamma=-1.0), ValueError,
+        r"gamma \(the MAP weight\) must be > 0, got -1\.0; the authors use 1 \(0\.9 for colour HG\)"),
     Case("api-hub-missing-weights", "api", _hub_missing_weights, FileNotFoundError,
         r"weights='\S*no\.pt' does not exist .*download them \(checkpoints/README\.md\) or train your own \(bash "
         r"scripts/demo\.sh writes experiment/demo_gray_n25/model/model_best\.pt\)"),

@@ -19,7 +19,7 @@ import yaml
 
 from adfnet.cli import test as test_cli
 from adfnet.data.noise import build_noise
-from adfnet.engine.config import TrainConfig
+from adfnet.engine.config import TrainConfig, stage_configs
 from adfnet.engine.options import CONFIGS, parse_options
 from adfnet.engine.options import build_parser as build_train_parser
 from adfnet.models import build_model
@@ -320,6 +320,54 @@ PAPER_RECIPES.update(
     }
 )
 PAPER_RECIPES["sadnet_sidd"] = {**SADNET_COMMON, "n_colors": 3, "loss": "1*L1", "task": "paired", "clip_noisy": False}
+# DBSN's recipes (XHWXD/DBSN's scripts; the configs' comments say which): the keys every stage shares.
+DBSN_COMMON = {"model": "dbsn", "task": "noisy", "patch_size": 96, "batch_size": 8, "optimizer": "ADAM"}
+PAPER_RECIPES.update(
+    {
+        "dbsn_gray_awgn": {**DBSN_COMMON, "n_colors": 1, "noiseL": 25, "noise": None, "test_every": 6260},
+        "dbsn_gray_hg": {
+            **DBSN_COMMON,
+            "n_colors": 1,
+            "noise": "hg_dbsn",
+            "noise_params": [40, 10],
+            "test_every": 6260,
+        },
+        "dbsn_rgb_awgn": {**DBSN_COMMON, "n_colors": 3, "noiseL": 25, "noise": None},
+        "dbsn_rgb_hg": {**DBSN_COMMON, "n_colors": 3, "noise": "hg_dbsn", "noise_params": [40, 10]},
+        "dbsn_rgb_mg": {**DBSN_COMMON, "n_colors": 3, "noise": "mg", "noise_params": [75]},
+    }
+)
+# Their stages, per recipe: (stage, epochs, milestones, decay rate, iterations per epoch, learning rates of the nets
+# the stage trains: D-BSN, sigma_mu, sigma_n), from the notes' table of their .sh files and option defaults.
+_GRAY_MU = ("mu", 90, "step_30_60_70_80", 0.1, 6260, {"dbsn": 3e-4})
+_RGB_MU = ("mu", 100, "step_20_60_70_80_90", 0.1, 6319, {"dbsn": 3e-4})
+_RGB_SIGMA = ("sigma", 50, "step_20_30_40", 0.1, 606, {"sigma_mu": 3e-4, "sigma_n": 3e-4})
+DBSN_STAGES = {
+    "dbsn_gray_awgn": [
+        _GRAY_MU,
+        ("all", 100, "step_20_40_60_70_80_90", 0.1, 6260, dict.fromkeys(("dbsn", "sigma_mu", "sigma_n"), 3e-4)),
+    ],
+    "dbsn_gray_hg": [
+        _GRAY_MU,
+        ("all", 100, "step_20_40_60_70_80_90", 0.5, 6260, dict.fromkeys(("dbsn", "sigma_mu", "sigma_n"), 3e-4)),
+    ],
+    **{
+        f"dbsn_rgb_{kind}": [
+            _RGB_MU,
+            _RGB_SIGMA,
+            ("all", 100, "step_20_40_60_80", 0.1, 8, dict.fromkeys(("dbsn", "sigma_mu", "sigma_n"), lr)),
+        ]
+        for kind, lr in (("awgn", 3e-5), ("hg", 3e-5), ("mg", 3e-6))
+    },
+}
+# model_options: the noise type and the sigma nets' width (16 only in gray_train_g.sh)
+DBSN_NETS = {
+    "dbsn_gray_awgn": ("gaussian", 16),
+    "dbsn_gray_hg": ("poisson_gaussian", 32),
+    "dbsn_rgb_awgn": ("gaussian", 32),
+    "dbsn_rgb_hg": ("poisson_gaussian", 32),
+    "dbsn_rgb_mg": ("multivariate_gaussian", 32),
+}
 SYNTHETIC_COMMON = {
     "patch_size": 128,
     "batch_size": 16,
@@ -338,13 +386,40 @@ SYNTHETIC_COMMON = {
 def test_every_paper_recipe_has_one_config_and_it_matches_the_paper() -> None:
     assert sorted(p.stem for p in CONFIGS.glob("*.yml")) == sorted(PAPER_RECIPES)
     for recipe, expected in PAPER_RECIPES.items():
-        want = {**({} if recipe.startswith("sadnet") or recipe in ("sidd", "raw") else SYNTHETIC_COMMON), **expected}
+        own = recipe.startswith(("sadnet", "dbsn")) or recipe in ("sidd", "raw")
+        want = {**({} if own else SYNTHETIC_COMMON), **expected}
         if recipe == "sidd":
             want.update(patch_size=128, batch_size=16, lr=1e-4, optimizer="ADAM", save_results=True)
         args = vars(parse_options(["--config", str(CONFIGS / f"{recipe}.yml")]))
         assert {k: args[k] for k in want} == want, recipe
         keys = yaml.safe_load((CONFIGS / f"{recipe}.yml").read_text())
         assert set(keys) <= set(args), recipe  # keys are option names
+
+
+def test_dbsn_recipes_are_the_authors_stages() -> None:
+    """Each stage of a DBSN recipe is one of the authors' scripts with its hyperparameters, and its own run."""
+    for recipe, stages in DBSN_STAGES.items():
+        config = parse_options(["--config", recipe, "--save", "x"])
+        noise_type, width = DBSN_NETS[recipe]
+        assert config.model_options == {"noise_type": noise_type, "sigma_mu_mid_ch": width, "sigma_n_mid_ch": width}
+        runs = stage_configs(config)
+        assert [run.save for run in runs] == [f"{k}_{stage[0]}" for k, stage in enumerate(stages, 1)], recipe
+        for run, (stage, epochs, milestones, decay, test_every, rates) in zip(runs, stages, strict=True):
+            assert run.dir_experiment == str(Path("experiment") / "x") and not run.stages
+            got = (run.dbsn_stage, run.epochs, run.decay_type, run.gamma, run.test_every)
+            assert got == (stage, epochs, milestones, decay, test_every), (recipe, stage)
+            lrs = {"dbsn": run.lr, "sigma_mu": run.lr_sigma_mu or run.lr, "sigma_n": run.lr_sigma_n or run.lr}
+            assert {net: lrs[net] for net in rates} == rates, (recipe, stage)
+
+
+def test_flags_given_win_over_every_stage_of_a_recipe() -> None:
+    runs = stage_configs(
+        parse_options(["--config", "dbsn_rgb_mg", "--epochs", "2", "--lr", "1e-3", "--test_every", "3"])
+    )
+    assert [(run.epochs, run.lr, run.test_every) for run in runs] == [(2, 1e-3, 3)] * 3
+    assert [run.lr_sigma_n for run in runs] == [None, 3e-4, 3e-6]  # not given: the recipe's
+    merged = parse_options(["--config", "dbsn_gray_awgn", "--model_options", "{mid_ch: 8}"]).model_options
+    assert merged == {"noise_type": "gaussian", "sigma_mu_mid_ch": 16, "sigma_n_mid_ch": 16, "mid_ch": 8}
 
 
 def test_config_is_defaults_explicit_flags_win(tmp_path: Path, capsys) -> None:

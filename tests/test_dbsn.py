@@ -332,6 +332,7 @@ def test_another_configuration_is_named():
     differ = "mid_ch: checkpoint 16, model 8; br1_block_num: checkpoint 2, model 1"
     assert f"a DBSN of another configuration ({differ})" in msg
     assert "br2_block_num" not in msg.split("build the model")[0]
+    assert "\n" not in msg and "keys" not in msg  # one line: the options say it, not the keys they change
     with pytest.raises(ValueError, match="noise_type: checkpoint 'multivariate_gaussian', model 'gaussian or poisson"):
         load_weights(small_dbsn(3, noise_type="gaussian"), authors_checkpoint(small_dbsn(3)))
     with pytest.raises(ValueError, match="n_colors: checkpoint 3, model 1"):

@@ -250,7 +250,7 @@ def test_test_noise_independent_of_batch_composition_and_order(name, params):
 
 
 def test_build_noise_errors_and_labels():
-    assert NOISE_NAMES == ("awgn", "hg", "hg_dbsn", "mg", "poisson_gaussian")
+    assert NOISE_NAMES == ("awgn", "hg", "hg_dbsn", "mg", "poisson_gaussian", "learned")
     labels = {
         ("awgn", (25,)): "awgn(sigma=25)",
         ("HG", (40, 10)): "hg(sigma_s=40, sigma_c=10)",

@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="1 for gray models, 3 for colour (default: read from the checkpoint; 3 when it does not say)",
     )
     model.add_argument(
+        "--map_gamma",
+        type=finite_float(0, strict=True),
+        default=None,
+        help="--model dbsn: the weight gamma > 0 of its MAP combination of mu and the noisy image (default 1, the "
+        "authors' tests; their colour HG test used 0.9)",
+    )
+    model.add_argument(
         "--weights",
         help="checkpoint (.pt, .pth or .safetensors); '{sigma}' is replaced by each noise level, e.g. "
         f"adfnet_n{{sigma}}.pt (required, except for the baselines: {', '.join(BASELINES)})",
@@ -107,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help=f"noise seed, reset before every image (default: official {DEFAULT_SEEDS[1]} gray, "
-        f"{DEFAULT_SEEDS[3]} colour)",
+        f"{DEFAULT_SEEDS[3]} colour; 0 with --protocol dbsn, as DBSN's test)",
     )
     data.add_argument(
         "--seeds",
@@ -129,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="adfnet",
         help="adfnet: seeded float noise, reflect padding, 8-bit PSNR/SSIM (ours, ADFNet's test); sadnet: "
         "SADNet's test.py (noisy clipped and quantised to 8 bits, crop to a multiple of 8, PSNR and MATLAB-style "
-        "SSIM on floats). results.csv, summary.csv and the tables name it",
+        "SSIM on floats); dbsn: DBSN's test (its NumPy noise reseeded with 0 per image, PSNR on clamped floats). "
+        "results.csv, summary.csv and the tables name it",
     )
     protocol.add_argument(
         "--chop",
@@ -203,6 +211,8 @@ def _noises(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.noises = noise_from_flags(args.noise, args.noise_params, args.test_noiseL)
     except ValueError as err:
         parser.error(str(err))
+    if any(noise.name == "learned" for noise in args.noises):
+        parser.error("--noise learned is a trained network's noise, for training (distillation): test with known noise")
     awgn = all(noise.is_awgn for noise in args.noises)
     if awgn and max(noise.sigma for noise in args.noises) > MAX_SIGMA:
         parser.error(f"--noise awgn --noise_params: sigma must be <= {MAX_SIGMA:g}, like --test_noiseL")
@@ -271,10 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         resolve_model(args)
         input_dirs = args.input_dir or [BUNDLED_SETS[args.n_colors]]
         options = {**model_options(args), **args.recorded_options}
+        if args.map_gamma is not None:
+            if args.model != "dbsn":
+                raise ValueError(f"--map_gamma weights DBSN's MAP combination; --model {args.model} has none")
+            options["gamma"] = args.map_gamma
         if args.model in BASELINES:
             check_available(args.model)
         # everything a user can get wrong about the outputs is checked before a model is loaded
-        first_seed = DEFAULT_SEEDS[args.n_colors] if args.seed is None else args.seed
+        first_seed = EvalOptions(n_colors=args.n_colors, seed=args.seed, protocol=args.protocol).noise_seed
         seeds = seed_list(first_seed, args.seeds)
         for folder in _seed_dirs(args.result_dir, seeds):
             check_outputs_apart(planned_outputs(input_dirs, args.noises, folder), input_dirs)

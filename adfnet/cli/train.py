@@ -4,6 +4,7 @@ Synthetic AWGN (the official command lines run unchanged), e.g. gray sigma 25:
     adfnet-train --n_colors 1 --model adfnet --save adfnet_n25 --noiseL 25 --patch_size 128 \\
         --loss 1*MSE --lr 1e-4 --save_results
 A paper recipe: adfnet-train --config configs/gray_n25.yml (or --config gray_n25); real noise: --config sidd.
+DBSN from noisy images alone (its stages in turn): adfnet-train --config dbsn_rgb_hg --dir_data <noisy photos>.
 Other noise: --noise hg --noise_params 40 10 (hg_dbsn, mg, poisson_gaussian); raw (packed Bayer): --raw or --config raw.
 Several GPUs: torchrun --nproc_per_node 2 train.py ...   (or --n_GPUs 2 for DataParallel)
 Continue a run where it stopped: add --resume -1. Per-task scripts: scripts/train_adfnet_*.sh.
@@ -19,8 +20,9 @@ import torch
 from adfnet.cli.common import check_writable_dir, dcn_backend, select_device
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import parse_options
+from adfnet.engine.stages import run_stages, trainer_for
 from adfnet.engine.state import CheckpointError
-from adfnet.engine.trainer import NonFiniteLossError, Trainer
+from adfnet.engine.trainer import NonFiniteLossError
 from adfnet.runtime import tune_allocator
 
 
@@ -41,7 +43,9 @@ def run(argv: list[str] | None = None) -> float:
     config = _apply_device(parse_options(argv))
     check_writable_dir(config.dir_experiment, "--dir_experiment")  # before a model is built or a folder made
     with dcn_backend(config.dcn_backend):
-        trainer = Trainer(config)
+        if config.stages:  # a staged recipe (DBSN's): one run per stage, each from the previous one's weights
+            return run_stages(config)[-1]
+        trainer = trainer_for(config)
         if config.test_only:
             value = trainer.validate(trainer.run_dir / "results" if config.save_results else None)
             trainer.log(f"{config.data_val}: PSNR {value:.3f} dB")

@@ -438,3 +438,108 @@ class PairedVal(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         lq_path, hq_path = self.pairs[index]
         return image_to_tensor(read_image(lq_path, 3))[0], image_to_tensor(read_image(hq_path, 3))[0], hq_path.stem
+
+
+# A folder of noisy images alone (DBSN's self-supervised training, ``--task noisy``).
+# Fewer usable images than this get a pre-flight note: D-BSN learns what images look like from these images
+# alone, so a handful teaches it little beyond them (the authors trained on about 50,000).
+FEW_NOISY_IMAGES = 10
+# Validation without clean references scores the self-supervised loss on the centre crops of the first images:
+# whole photos would take minutes each on a CPU and tell no more about convergence.
+NOISY_VAL_CROP = 256
+NOISY_VAL_IMAGES = 8
+
+
+def check_noisy_images(files: Sequence[Path], patch_size: int) -> tuple[dict[Path, ImageHeader], list[str]]:
+    """The pre-flight check of a folder of noisy training images (headers only): the images at least
+    ``patch_size`` px on both sides, in order, and notes for the user: images left out as too small, too few
+    images, sizes that differ (fine: training takes random crops of each). Raise ``ValueError`` naming the
+    folder and the fix when none is large enough."""
+    headers = {f: probe_image(f) for f in files}
+    kept = {f: h for f, h in headers.items() if min(h.height, h.width) >= patch_size}
+    folder = Path(files[0]).parent if files else Path(".")
+    if not kept:
+        largest = max(headers.values(), key=lambda h: min(h.height, h.width))
+        raise ValueError(
+            f"none of the {len(files)} images in {folder} is at least {patch_size}x{patch_size} px (the largest "
+            f"is {largest.height}x{largest.width}): pass a smaller --patch_size (a multiple of 8, at most "
+            f"{min(largest.height, largest.width) // 8 * 8}) or larger images"
+        )
+    notes = []
+    small = [f.name for f in files if f not in kept]
+    if small:
+        notes.append(
+            f"{len(small)} of {len(files)} images in {folder} are smaller than the {patch_size}-px patch and are "
+            f"left out: {', '.join(small[:5])}{', ...' if len(small) > 5 else ''}"
+        )
+    if len(kept) < FEW_NOISY_IMAGES:
+        notes.append(
+            f"only {len(kept)} usable image(s) in {folder}: D-BSN learns what images look like from these alone, "
+            f"so it will fit their content; {FEW_NOISY_IMAGES} or more photos of the kind you want to denoise "
+            "teach it more (the authors used about 50,000)"
+        )
+    sizes = {(h.height, h.width) for h in kept.values()}
+    if len(sizes) > 1:
+        by_area = sorted(sizes, key=lambda s: s[0] * s[1])
+        notes.append(
+            f"the images have {len(sizes)} different sizes ({by_area[0][0]}x{by_area[0][1]} to "
+            f"{by_area[-1][0]}x{by_area[-1][1]} px): fine, training takes random {patch_size}x{patch_size} crops "
+            "of each"
+        )
+    return kept, notes
+
+
+class NoisyImagesTrain(TrainingSet):
+    """Random ``patch_size`` crops of noisy images with the 8 dihedral augmentations, and nothing else: no
+    clean image exists (DBSN's self-supervised training). Returns ``(noisy, noisy)``: the noisy crop is both the
+    input and the target a blind-spot network learns from.
+
+    ``length`` samples per epoch; sample ``i`` comes from image ``i mod N``. The pre-flight notes
+    (:func:`check_noisy_images`) are in ``notes``, the images that do not decode in ``left_out``.
+    """
+
+    def __init__(
+        self, folder: str | Path, n_colors: int, patch_size: int, length: int, seed: int = 1, workers: int = 1
+    ) -> None:
+        headers, self.notes = check_noisy_images(list_images(folder), patch_size)
+        self.files, self.left_out = decodable(list(headers), n_colors, workers)
+        if n_colors == 1:
+            colour = sum(not headers[f].gray for f in self.files)
+            if colour:
+                self.notes.append(f"{colour} of {len(self.files)} images are colour: they are read as gray")
+        super().__init__(length, seed)
+        self.n_colors, self.patch_size = n_colors, patch_size
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.rng(index)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImageWarning)  # colour-to-gray, summarised in the notes
+            img = read_image(self.files[index % len(self.files)], self.n_colors)
+        top, left = random_crop(img, self.patch_size, rng)
+        patch = img[top : top + self.patch_size, left : left + self.patch_size]
+        noisy = image_to_tensor(dihedral(patch, int(rng.integers(8))))[0]
+        return noisy, noisy
+
+
+class NoisyImagesVal(Dataset):
+    """The centre ``crop`` x ``crop`` (at most) of the first ``n_val`` noisy images (0: :data:`NOISY_VAL_IMAGES`),
+    for validating without clean references. Returns ``(noisy, noisy, name)``."""
+
+    def __init__(self, folder: str | Path, n_colors: int, n_val: int = 0, crop: int = NOISY_VAL_CROP) -> None:
+        files = list_images(folder)
+        self.files = files[: n_val or NOISY_VAL_IMAGES]
+        check_validation_sizes(self.files)
+        self.n_colors, self.crop = n_colors, crop
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        path = self.files[index]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ImageWarning)
+            img = read_image(path, self.n_colors)
+        h, w = img.shape[:2]
+        top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+        noisy = image_to_tensor(img[top : top + self.crop, left : left + self.crop])[0]
+        return noisy, noisy, path.stem

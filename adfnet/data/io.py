@@ -70,7 +70,8 @@ def rgb_to_gray(img: np.ndarray) -> np.ndarray:
 def _decode(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)  # via bytes: works with non-ASCII paths too
+    # via bytes: works with non-ASCII paths too; through Python's open, so an audit hook sees every image read
+    data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise ImageReadError(f"cannot decode {path}: the file is corrupt or not a supported image")

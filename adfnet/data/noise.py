@@ -19,6 +19,10 @@
   not depend on the LAPACK build). Drawn anew per image in training, fixed by the seed at test time.
   Unlike DBSN's code, no element-wise ``abs`` of the covariance (the paper has none; with it the matrix
   need not be positive semi-definite).
+- ``learned``: the noise a network learned from noisy images alone (DBSN's sigma_n net; DBSN's distillation
+  synthesizes its training pairs with it): :class:`LearnedNoise` draws ``N(0, Sigma(x))`` with the covariance
+  the network predicts for the clean image ``x``, scaled by a uniform factor in [0.9, 1.1). The name alone is
+  a placeholder; the trainer binds it to the network (``--noise learned`` with the DBSN as ``--teacher``).
 - ``poisson_gaussian [SHOT [READ]]``: raw sensor noise ``SHOT * Poisson(x / SHOT) + N(0, READ)``, so
   mean ``x`` and variance ``SHOT x + READ`` (Brooks et al. 2019's variances, raw [0, 1] units). With
   only ``SHOT``, ``READ`` follows their log-linear camera fit ``log READ = 2.18 log SHOT + 1.20``; with no
@@ -37,6 +41,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # Brooks et al. 2019 ("Unprocessing images for learned raw denoising"), section 3.2: log shot variance
@@ -136,6 +141,13 @@ def _poisson_gaussian(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator,
     return shot_part + math.sqrt(read) * _normal(x.shape, g)
 
 
+def _learned(x: torch.Tensor, p: tuple[float, ...], g: torch.Generator, seeded: bool) -> torch.Tensor:
+    raise ValueError(
+        "the learned noise model draws the noise a trained network predicts: it needs that network (LearnedNoise; "
+        "on the command line --noise learned with the DBSN checkpoint as --teacher)"
+    )
+
+
 @dataclass(frozen=True)
 class _Spec:
     params: tuple[str, ...]  # parameter names, in --noise_params order
@@ -152,6 +164,7 @@ NOISE_MODELS: dict[str, _Spec] = {
     "poisson_gaussian": _Spec(
         ("shot", "read"), (0, 1, 2), _poisson_gaussian, "raw shot + read noise, variance shot x + read (Brooks 2019)"
     ),
+    "learned": _Spec((), (0,), _learned, "the noise a network learned (DBSN's sigma_n net), given as --teacher"),
 }
 NOISE_NAMES = tuple(NOISE_MODELS)
 
@@ -219,6 +232,88 @@ class NoiseModel:
         if self.is_awgn:
             return f"sigma{sigma_label(self.sigma)}"
         return "_".join([self.name, *(f"{v:g}" for v in self.params)])
+
+
+def dbsn_test_noise(clean: torch.Tensor, noise: NoiseModel, seed: int = 0) -> torch.Tensor:
+    """``clean`` plus the noise DBSN's test scripts drew for it (``data/dn_dataset.py``, split 'val'): NumPy's
+    legacy generator reseeded with ``seed`` (theirs: 0) before every draw of every image, float64 draws cast to
+    float32, the image ``(1, C, H, W)`` as they held it (C x H x W). ``awgn``: ``normal(0, sigma/255)``;
+    ``hg_dbsn``: ``randn * sigma_s/255 * x + randn * sigma_c/255`` with both draws from the same seed; ``mg``: their
+    covariance, WITH the element-wise ``abs`` :data:`NOISE_MODELS`' ``mg`` leaves out (``D`` and ``U`` each drawn
+    right after the reseed, so ``U``'s matrix starts with ``D``'s values), sampled by ``multivariate_normal`` per
+    pixel. Other noise models raise ``ValueError``: DBSN's test code has no draw of them (its paper-form HG,
+    ``poisson_gaussian_blind``, cannot run).
+    """
+    if clean.dim() != 4 or clean.shape[0] != 1:
+        raise ValueError(f"DBSN's test noise is drawn per image: expected (1, C, H, W), got {tuple(clean.shape)}")
+    x = clean[0].detach().to("cpu", torch.float32).numpy()
+    draw = lambda: np.random.RandomState(seed)  # noqa: E731 (np.random.seed(seed), then the draw)
+    if noise.name == "awgn":
+        n = draw().normal(0, noise.params[0] / 255.0, x.shape).astype(np.float32)
+    elif noise.name == "hg_dbsn":
+        s, c = noise.params[0] / 255.0, noise.params[1] / 255.0
+        n = (draw().randn(*x.shape) * s * x + draw().randn(*x.shape) * c).astype(np.float32)
+    elif noise.name == "mg" and x.shape[0] == 3:
+        d = np.diag(draw().rand(3))
+        u = np.linalg.svd(draw().rand(3, 3))[0]  # scipy's orth of a full-rank matrix; abs() below drops the signs
+        covariance = np.abs((noise.params[0] / 255.0) ** 2 * (u.T @ d @ u))
+        n = draw().multivariate_normal(np.zeros(3), covariance, x.shape[1:]).astype(np.float32).transpose(2, 0, 1)
+    else:
+        raise ValueError(
+            f"DBSN's test code draws awgn, hg_dbsn (its HG) and colour mg, not {noise.describe()} on {x.shape[0]} "
+            "channel(s): use another --protocol, or one of these noises"
+        )
+    return clean + torch.from_numpy(np.ascontiguousarray(n))[None].to(device=clean.device, dtype=clean.dtype)
+
+
+# The spread of the learned noise's level: DBSN's distillation scales it by a uniform factor in [0.9, 1.1).
+LEARNED_SPREAD = (0.9, 1.1)
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedNoise(NoiseModel):
+    """The ``learned`` noise model bound to a network: ``covariance`` maps a clean ``(1, C, H, W)`` image to the
+    noise covariance predicted for it, gray ``(1, 1, H|1, W|1)`` variances or colour ``(1, H|1, W|1, 3, 3)``
+    matrices (DBSN: :meth:`adfnet.models.DBSN.noise_covariance`); ``source`` names the network in tables.
+
+    Each image gets ``d * L z``: ``z`` standard normal per pixel and channel, ``L`` the Cholesky factor of the
+    covariance (the standard deviation in gray) and ``d`` uniform in :data:`LEARNED_SPREAD`, drawn per image
+    (DBSN's ``gray_kd_train.py`` draws one ``d`` per batch of 32). Randomness as every model here.
+    """
+
+    covariance: Callable[[torch.Tensor], torch.Tensor] | None = None
+    source: str = ""
+
+    def __call__(
+        self, clean: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        if seed is not None and generator is not None:
+            raise ValueError("pass either seed or generator to a noise model, not both")
+        if clean.dim() not in (3, 4):
+            raise ValueError(f"noise models expect (C, H, W) or (B, C, H, W) images, got shape {tuple(clean.shape)}")
+        if generator is None and seed is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        images = clean.detach().to("cpu", torch.float32).reshape(-1, *clean.shape[-3:])
+        noises = []
+        for img in images:
+            g = torch.Generator().manual_seed(int(seed)) if seed is not None else generator
+            noises.append(self._sample(img[None], g))
+        return clean + torch.cat(noises).reshape(clean.shape).to(device=clean.device, dtype=clean.dtype)
+
+    def _sample(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            covariance = self.covariance(x).to("cpu", torch.float64)  # type: ignore[misc]
+        z = _normal(x.shape, g).double()
+        low, high = LEARNED_SPREAD
+        d = low + (high - low) * float(torch.rand(1, generator=g, dtype=torch.float64))
+        if x.shape[1] == 1:
+            return (d * covariance.sqrt() * z).float()
+        factor = torch.linalg.cholesky(covariance + 1e-12 * torch.eye(3, dtype=torch.float64))
+        noise = (factor @ z.permute(0, 2, 3, 1).unsqueeze(-1)).squeeze(-1).permute(0, 3, 1, 2)
+        return (d * noise).float()
+
+    def describe(self) -> str:
+        return f"learned({self.source})" if self.source else "learned"
 
 
 def sigma_label(sigma: float) -> str:

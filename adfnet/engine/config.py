@@ -6,6 +6,10 @@ options that have no flag (a backbone's depth, DBSN's configuration). The comman
 (:mod:`adfnet.engine.options`) builds one from the flags; an experiment builds one directly
 (``TrainConfig(model="dncnn", model_options={"depth": 10}, ...)``).
 
+A staged recipe (DBSN's: pre-train mu, then the sigma nets, then fine-tune all) lists its ``stages``: each a
+mapping of fields that differ from the rest of the config. :func:`stage_configs` makes one config per stage, each
+its own run in ``<dir_experiment>/<save>/<k>_<stage>``, started from the previous stage's weights.
+
 The defaults that differ between the gray and the colour recipes are ``None`` and filled in from ``n_colors``
 (gray 950 epochs, x0.5 every 220; colour 1000 epochs, x0.5 every 200); the values are checked when the config
 is made (``ValueError`` naming the flag), and the noise model is resolved once (``noise_model``). A config is
@@ -18,7 +22,8 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NoiseModel, noise_from_flags
@@ -30,6 +35,9 @@ COLOR_DEFAULTS = {"epochs": 1000, "lr_decay": 200, "val_seed": 20, "data_val": "
 TASK_DEFAULTS = {"val_per_epoch": 1, "val_after_epoch": 0, "mixup_after_epoch": -1, "clamp_output": False}
 EXT_CHOICES = ("img", "sep", "sep_reset")  # the official --ext: decode the images, or one .npy per image
 ENDLESS_EPOCHS = 10**8  # --epochs 0
+TASKS = ("synthetic", "paired", "noisy")
+# DBSN's stages (adfnet.engine.dbsn): which nets learn, with which of the authors' losses
+DBSN_STAGES = ("mu", "sigma", "all")
 TEACHER_ENSEMBLES = ("none", "x8", "cfa")  # --teacher_ensemble: none, geometric x8, CFA-aware x8 (packed raw)
 
 
@@ -50,7 +58,7 @@ class TrainConfig:
     seed: int = 1
     amp: str = "none"
     # data
-    task: str = "synthetic"
+    task: str = "synthetic"  # synthetic: noise on clean images; paired: hq/ + lq/; noisy: noisy images alone
     data_train: str = "DIV2K"
     dir_data: str = str(DATASETS_ROOT)
     data_val: str | None = None
@@ -80,6 +88,9 @@ class TrainConfig:
     epochs: int | None = None
     test_every: int | None = None
     lr: float = 1e-4
+    lr_sigma_mu: float | None = None  # DBSN's sigma_mu net (None: --lr)
+    lr_sigma_n: float | None = None  # DBSN's sigma_n net (None: --lr)
+    dbsn_stage: str = "all"  # DBSN: which nets learn (DBSN_STAGES)
     decay_type: str = "step"
     lr_decay: int | None = None
     gamma: float = 0.5
@@ -97,6 +108,7 @@ class TrainConfig:
     val_after_epoch: int | None = None
     mixup_after_epoch: int | None = None
     clamp_output: bool | None = None
+    stages: tuple[Mapping[str, object], ...] = ()  # a staged recipe: per stage, the fields that differ
     # distillation: a teacher's output as the target (adfnet.engine.distill)
     teacher: list[str] | None = None
     teacher_ensemble: str = "none"
@@ -139,6 +151,9 @@ class TrainConfig:
 
     def _fill_defaults(self) -> None:
         self._set(model=canonical_name(self.model))
+        if self.task == "noisy" and self.data_val is None:  # no clean image anywhere: validate on noisy crops
+            self._set(data_val=self.dir_data)
+        self._set(stages=tuple(dict(stage) for stage in self.stages))
         if self.raw or self.n_colors == 4:
             self._set(raw=True, n_colors=4)
         for key, value in {**(GRAY_DEFAULTS if self.n_colors == 1 else COLOR_DEFAULTS), **TASK_DEFAULTS}.items():
@@ -173,6 +188,8 @@ class TrainConfig:
                 f"--lr_decay must be >= 1, --n_threads >= 0 and --seed from 0 to 2**32 - 1; got {self.lr_decay}, "
                 f"{self.n_threads} and {self.seed}"
             )
+        self._check_task()
+        self._check_stages()
         if self.n_colors not in (1, 3, 4):
             raise ValueError(f"n_colors must be 1, 3 or 4 (raw), got {self.n_colors}")
         multiple = ADFNet.size_multiple * (2 if self.raw else 1)  # raw: the mosaic crop is packed to half its size
@@ -222,6 +239,37 @@ class TrainConfig:
                 "--teacher_share mixes teacher pairs into the training set: it needs --teacher or --teacher_cache"
             )
 
+    def _check_task(self) -> None:
+        """The task and DBSN's options: noisy images alone only teach a self-supervised network."""
+        if self.task not in TASKS:
+            raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "noisy" and self.model != "dbsn":
+            raise ValueError(
+                f"--task noisy trains from noisy images alone, which only --model dbsn can learn from (--model "
+                f"{self.model} would learn to copy its input): train dbsn, then distill it into {self.model}"
+            )
+        if str(self.noise).lower() == "learned" and not self.teacher:
+            raise ValueError(
+                "--noise learned draws the noise a DBSN learned from noisy images: give its checkpoint as --teacher"
+            )
+        if self.dbsn_stage not in DBSN_STAGES:
+            raise ValueError(f"--dbsn_stage must be one of {', '.join(DBSN_STAGES)}, got {self.dbsn_stage!r}")
+        for name in ("lr_sigma_mu", "lr_sigma_n"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, float | int) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"--{name} must be a number >= 0, got {value!r}")
+
+    def _check_stages(self) -> None:
+        """Each stage names fields of this config (and, optionally, the ``name`` of its folder)."""
+        known = set(self.field_names()) - {"stages", "save", "dir_experiment", "resume", "pre_train"}
+        for k, stage in enumerate(self.stages, 1):
+            unknown = sorted(set(stage) - known - {"name"})
+            if unknown:
+                raise ValueError(
+                    f"stage {k} of the recipe sets {', '.join(unknown)}: a stage sets train.py options (not "
+                    "--save, --dir_experiment, --resume or --pre_train, which the stages chain themselves)"
+                )
+
     @property
     def spec(self) -> ModelSpec:
         """The network to train: ``model``, ``n_colors``, ADFNet's ablation flags and ``model_options``."""
@@ -232,3 +280,25 @@ class TrainConfig:
     def field_names(cls) -> tuple[str, ...]:
         """The options a config takes (a recipe's keys)."""
         return tuple(f.name for f in fields(cls) if f.init)
+
+
+def stage_name(k: int, stage: Mapping[str, object]) -> str:
+    """The folder of the ``k``-th stage (1-based): ``<k>_<name>``, the name being the stage's ``name``, else its
+    ``dbsn_stage``, else ``stage``."""
+    return f"{k}_{stage.get('name') or stage.get('dbsn_stage') or 'stage'}"
+
+
+def stage_configs(config: TrainConfig) -> list[TrainConfig]:
+    """One config per stage of a staged recipe: the config with the stage's fields, as its own run
+    ``<dir_experiment>/<save>/<k>_<name>`` (the chaining of weights and resumption: ``adfnet.engine.stages``)."""
+    parent = Path(config.dir_experiment) / config.save
+    return [
+        replace(
+            config,
+            stages=(),
+            dir_experiment=str(parent),
+            save=stage_name(k, stage),
+            **{key: value for key, value in stage.items() if key != "name"},
+        )
+        for k, stage in enumerate(config.stages, 1)
+    ]

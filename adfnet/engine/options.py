@@ -25,7 +25,7 @@ from adfnet.cli.common import add_runtime_arguments, command_name, finite_float,
 from adfnet.cli.flags import add_model_arguments, add_noise_arguments
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.raw import CFA_PATTERNS
-from adfnet.engine.config import EXT_CHOICES, TEACHER_ENSEMBLES, TrainConfig, default_workers
+from adfnet.engine.config import DBSN_STAGES, EXT_CHOICES, TASKS, TEACHER_ENSEMBLES, TrainConfig, default_workers
 from adfnet.models import ADFNet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -37,6 +37,16 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f'expected a YAML mapping such as "{{mid_ch: 32}}", got {text!r}')
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = p.add_argument_group("data")
     data.add_argument(
         "--task",
-        choices=("synthetic", "paired"),
+        choices=TASKS,
         default="synthetic",
-        help="synthetic: AWGN added to clean images; paired: hq/ + lq/ folders (real noise, SIDD)",
+        help="synthetic: AWGN added to clean images; paired: hq/ + lq/ folders (real noise, SIDD); noisy: a "
+        "folder of noisy images alone, no clean image (--model dbsn; docs/SELF_SUPERVISED.md)",
     )
     data.add_argument("--data_train", default="DIV2K", help="DIV2K or MIX (WED + DIV2K + Flickr2K + BSD400)")
     data.add_argument(
@@ -141,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model = p.add_argument_group("model")
     add_model_arguments(model)
+    model.add_argument(
+        "--model_options",
+        type=_mapping,
+        default={},
+        help='build_model options without a flag, as a YAML mapping, e.g. "{mid_ch: 32, br1_block_num: 2}" '
+        "(DBSN's configuration, a backbone's depth); merged over the recipe's model_options",
+    )
     model.add_argument("--pre_train", default=".", help="weights to start from ('.' = none)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--batch_size", type=int, default=16, help="global batch (split over GPUs/processes)")
@@ -154,6 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
         "MIX)",
     )
     opt.add_argument("--lr", type=finite_float(0, strict=True), default=1e-4, help="initial learning rate (> 0)")
+    opt.add_argument(
+        "--lr_sigma_mu",
+        type=finite_float(0),
+        default=None,
+        help="DBSN: learning rate of the sigma_mu net (default --lr)",
+    )
+    opt.add_argument(
+        "--lr_sigma_n", type=finite_float(0), default=None, help="DBSN: learning rate of the sigma_n net (default --lr)"
+    )
+    opt.add_argument(
+        "--dbsn_stage",
+        choices=DBSN_STAGES,
+        default="all",
+        help="DBSN: which nets learn: mu (D-BSN alone, L2 to the noisy image), sigma (the noise-level nets, D-BSN "
+        "frozen), all (every net, the likelihood loss); the dbsn_* recipes run the authors' stages in turn",
+    )
     opt.add_argument("--decay_type", default="step", help="step, step_a_b_... (milestones) or warmup_cosine")
     opt.add_argument(
         "--lr_decay",
@@ -298,9 +332,34 @@ def load_config(parser: argparse.ArgumentParser, text: str) -> dict[str, Any]:
             f"--config {path}: unknown option name(s) {', '.join(unknown)}; keys are train.py option "
             "names without the dashes, e.g. lr, batch_size, n_colors"
         )
+    stages = cfg.get("stages") or []
+    if not isinstance(stages, list) or not all(isinstance(stage, dict) for stage in stages):
+        raise ValueError(f"--config {path}: stages must be a list of mappings of option names to values")
     # strings go through each option's type as if typed on the command line (argparse converts string defaults);
     # lists (noise_params: [40, 10]) and mappings (model_options) stay as they are, checked where they are used
-    return {k: v if isinstance(v, bool | list | dict) or v is None else str(v) for k, v in cfg.items()}
+    values = {k: v if isinstance(v, bool | list | dict) or v is None else str(v) for k, v in cfg.items()}
+    if stages:  # no parser sees the stages' values: their types are applied here
+        values["stages"] = [{k: _typed(parser, path, k, v) for k, v in stage.items()} for stage in stages]
+    return values
+
+
+def _typed(parser: argparse.ArgumentParser, path: Path, key: str, value: Any) -> Any:
+    """A stage's ``value`` of option ``key`` through the option's type, as if typed on the command line."""
+    kind = next((action.type for action in parser._actions if action.dest == key), None)  # noqa: SLF001
+    if kind is None or not isinstance(value, int | float | str):
+        return value
+    try:
+        return kind(str(value))
+    except (argparse.ArgumentTypeError, ValueError) as err:
+        raise ValueError(f"--config {path}: a stage's {key}: {err}") from None
+
+
+def given_options(argv: list[str]) -> set[str]:
+    """The options given on the command line ``argv`` (their names), as opposed to defaults and recipe values."""
+    parser = build_parser()
+    for action in parser._actions:  # noqa: SLF001 (argparse has no public way to ask what was given)
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_known_args(argv)[0])) - {"config"}
 
 
 def parse_options(argv: list[str] | None = None) -> TrainConfig:
@@ -311,12 +370,19 @@ def parse_options(argv: list[str] | None = None) -> TrainConfig:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     config = pre.parse_known_args(argv)[0].config
+    recipe: dict[str, Any] = {}
     if config:
         try:
-            parser.set_defaults(**load_config(parser, config))
+            recipe = load_config(parser, config)
         except (OSError, ValueError, yaml.YAMLError) as err:
             parser.error(str(err))
+        parser.set_defaults(**recipe)
     args = vars(parser.parse_args(argv))
+    if isinstance(recipe.get("model_options"), dict):  # --model_options adds to the recipe's, key by key
+        args["model_options"] = {**recipe["model_options"], **args["model_options"]}
+    if args.get("stages"):  # a flag given on the command line wins over the recipe's stages too
+        given = given_options(argv)
+        args["stages"] = [{**stage, **{k: args[k] for k in given if k in stage}} for stage in args["stages"]]
     try:
         return TrainConfig(**{k: args[k] for k in TrainConfig.field_names() if k in args})
     except ValueError as err:

@@ -26,7 +26,10 @@ FIXED_ON_RESUME = {
     **dict.fromkeys(
         ("model", "n_colors", "placement", "no_dcb", "no_mdcb", "no_mfi", "model_options"), "the architecture"
     ),
-    **dict.fromkeys(("optimizer", "momentum", "beta1", "beta2", "epsilon", "weight_decay"), "the saved optimiser"),
+    **dict.fromkeys(
+        ("optimizer", "momentum", "beta1", "beta2", "epsilon", "weight_decay", "lr_sigma_mu", "lr_sigma_n"),
+        "the saved optimiser",
+    ),
     **dict.fromkeys(("decay_type", "lr_decay", "gamma", "warmup_epochs", "lr_min"), "the saved schedule"),
     **dict.fromkeys(
         (
@@ -45,6 +48,7 @@ FIXED_ON_RESUME = {
             "seed",
             "clamp_output",
             "mixup_after_epoch",
+            "dbsn_stage",
             "teacher",
             "teacher_ensemble",
             "teacher_inputs",

@@ -40,6 +40,7 @@ from adfnet.data.datasets import (
     validation_files,
 )
 from adfnet.data.io import save_image, tensor_to_image
+from adfnet.data.noise import NoiseModel
 from adfnet.data.raw_pairs import BAYER_DECODING, RawPairedTrain, RawPairedVal
 from adfnet.data.unprocess import UnprocessedRawTrain, UnprocessedRawVal
 from adfnet.engine import distill
@@ -124,6 +125,11 @@ class Trainer:
     :meth:`build_scheduler`, :meth:`compute_loss` (what is compared with what), the datasets.
     """
 
+    # What validate() returns (higher is better; the best weights are kept by it), its unit and format in the logs.
+    val_metric, val_unit, val_format = "PSNR", "dB", ".3f"
+    # The --save of the command that continues this run (None: its folder's; a stage of a staged recipe: the recipe's)
+    command_save: str | None = None
+
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         use_cuda = torch.cuda.is_available() and not config.cpu
@@ -136,6 +142,7 @@ class Trainer:
                 f"--batch_size {config.batch_size} is not divisible by the {self.dist.world_size} processes"
             )
         self.batch_size = config.batch_size // self.dist.world_size
+        self.noise = self.build_noise_model()
         self.val_set = self._build_val_set()  # checks the validation images before anything is written
         self.run_dir = Path(config.dir_experiment) / config.save
         self._notes: list[str] = []  # what the folder checks did, logged once the folder exists
@@ -183,6 +190,15 @@ class Trainer:
         self.writer = self._open_writer()
 
     # ------------------------------------------------------------------ construction
+    def build_noise_model(self) -> NoiseModel:
+        """The synthetic noise of the training and validation sets: the config's, or with ``--noise learned`` the
+        noise model the ``--teacher`` DBSN learned (:func:`adfnet.engine.dbsn.learned_noise`)."""
+        if self.config.noise_model.name == "learned":
+            from adfnet.engine.dbsn import learned_noise  # it builds on this module
+
+            return learned_noise(self.config.teacher or [])
+        return self.config.noise_model
+
     def build_network(self) -> nn.Module:
         """The network to train, untrained (its spec goes into every checkpoint)."""
         return self.config.spec.build()
@@ -190,8 +206,12 @@ class Trainer:
     def build_loss(self) -> nn.Module:
         return build_loss(self.config.loss)
 
+    def parameter_groups(self) -> Any:
+        """What the optimiser updates: the network's parameters, or groups with their own learning rates."""
+        return self.net.parameters()
+
     def build_optimizer(self) -> torch.optim.Optimizer:
-        a, params = self.config, self.net.parameters()
+        a, params = self.config, self.parameter_groups()
         if a.optimizer == "SGD":
             return torch.optim.SGD(params, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
         if a.optimizer == "RMSprop":
@@ -329,11 +349,11 @@ class Trainer:
             length = a.test_every * a.batch_size if a.test_every else 2 * len(files)
             if a.raw:
                 dataset = UnprocessedRawTrain(
-                    files, a.patch_size, length, a.seed, a.noise_model, a.cfa_pattern, cache, workers
+                    files, a.patch_size, length, a.seed, self.noise, a.cfa_pattern, cache, workers
                 )
             else:
                 dataset = SyntheticNoiseTrain(
-                    files, a.n_colors, a.patch_size, a.noise_model, length, a.seed, workers, a.clip_noisy, cache
+                    files, a.n_colors, a.patch_size, self.noise, length, a.seed, workers, a.clip_noisy, cache
                 )
         if cache is not None:
             self.log(cache.summary)
@@ -347,8 +367,8 @@ class Trainer:
             return RawPairedVal(a.data_val, a.cfa_pattern, a.n_val) if a.raw else PairedVal(a.data_val, a.n_val)
         files = validation_files(a.data_val, a.n_val)
         if a.raw:
-            return UnprocessedRawVal(files, a.val_seed, a.noise_model, a.cfa_pattern)
-        return SyntheticNoiseVal(files, a.n_colors, a.noise_model, a.val_seed)
+            return UnprocessedRawVal(files, a.val_seed, self.noise, a.cfa_pattern)
+        return SyntheticNoiseVal(files, a.n_colors, self.noise, a.val_seed)
 
     def _open_writer(self) -> Any:
         if not self.dist.is_main or self.config.test_only:
@@ -546,8 +566,9 @@ class Trainer:
                 record = {"epoch": epoch, "loss": loss, "lr": lr, "psnr": self.psnr_log.get(epoch, math.nan)}
                 self.history.append(record)
                 self.log(
-                    f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val PSNR {record['psnr']:.3f} dB "
-                    f"(best {self.best['psnr']:.3f} at epoch {self.best['epoch']}), {time.time() - start:.1f} s"
+                    f"epoch {epoch}: loss {loss:.6g}, lr {lr:.4g}, val {self.val_metric} "
+                    f"{record['psnr']:{self.val_format}} {self.val_unit} (best {self.best['psnr']:{self.val_format}} "
+                    f"at epoch {self.best['epoch']}), {time.time() - start:.1f} s"
                 )
                 if self.writer is not None:
                     self.writer.add_scalar("train/epoch_loss", loss, epoch)
@@ -571,7 +592,7 @@ class Trainer:
     def continue_command(self, **flags: str) -> str:
         """How a user continues this run (with ``flags`` changed), for the stop messages: the command given,
         with ``--resume -1`` (a run driven by another program, e.g. a recipe step, says its own)."""
-        return resume_command(self.run_dir.name, **flags)
+        return resume_command(self.command_save or self.run_dir.name, **flags)
 
     def _stopped_by_budget(self, epoch: int) -> None:
         a = self.config
@@ -598,6 +619,10 @@ class Trainer:
         return message
 
     # ------------------------------------------------------------------ validation and files
+    def validation_forward(self) -> nn.Module:
+        """What validation denoises with: the network (a recipe may validate one of its outputs)."""
+        return self.net
+
     @torch.no_grad()
     def validate(self, save_dir: Path | None = None) -> float:
         """Mean PSNR (test protocol: clamped output, 8-bit, all pixels) over the validation set."""
@@ -612,7 +637,8 @@ class Trainer:
                 else:
                     # the noisy input is ours, from a known noise model: no image-range check
                     tiling = "chop" if a.chop else "whole"
-                    out = denoise(self.net, noisy[None].to(self.device), tiling, a.ensemble, check_range=False)
+                    forward = self.validation_forward()
+                    out = denoise(forward, noisy[None].to(self.device), tiling, a.ensemble, check_range=False)
             except NonFiniteOutputError:
                 raise NonFiniteLossError(f"the validation output of {name} is NaN/inf") from None
             if a.raw:
@@ -635,7 +661,7 @@ class Trainer:
             self.psnr_log[epoch] = value
             self.last_val = {"psnr": value, "epoch": epoch, "iteration": self.iteration}
             if self.writer is not None:
-                self.writer.add_scalar("val/psnr", value, self.iteration)
+                self.writer.add_scalar(f"val/{self.val_metric.lower()}", value, self.iteration)
                 for name, panel in self.val_panels:
                     self.writer.add_image(f"val/{name}", panel, self.iteration, dataformats="HWC")
             if value > self.best["psnr"]:

@@ -1,4 +1,4 @@
-"""The two test protocols a synthetic-noise number can be measured under; every protocol fact lives here.
+"""The test protocols a synthetic-noise number can be measured under; every protocol fact lives here.
 
 - ``adfnet`` (ours; ADFNet's official test): the seeded float noise is added and left as it is (no clip,
   no rounding); :func:`adfnet.inference.denoise` reflect-pads to a multiple of 8 and crops back; output
@@ -9,6 +9,11 @@
   to a multiple of 8 (no padding); one forward pass; the output is clipped to [0, 1] and kept float;
   PSNR on floats with data range 1 (:func:`adfnet.metrics.psnr_float`) and MATLAB-style SSIM on floats
   (:func:`adfnet.metrics.ssim_matlab_float`: 2-D window for gray, one 11x11x11 window for colour).
+- ``dbsn`` (DBSN's ``gray_test.py`` / ``rgb_test.py`` at 4cf51b0): the noise their test set drew, NumPy reseeded
+  with 0 before each image's noise (:func:`adfnet.data.noise.dbsn_test_noise`: AWGN, their HG ``hg_dbsn``, colour
+  MG), added as floats (no clip, no rounding); the whole image in one forward pass; the output clamped to
+  [0, 1] and kept float; PSNR on floats with data range 1, per image, then the mean (their ``batch_psnr``,
+  skimage's PSNR). DBSN published no SSIM: the SSIM column is the MATLAB-style one on floats, as ``sadnet``'s.
 
 :func:`adfnet.evaluation.synthetic.evaluate_set` asks the protocol for the model's input and for the
 scores; ``--chop`` / ``--ensemble`` stay the caller's choice and :meth:`Protocol.caveats` says when they
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from adfnet.data.noise import NoiseModel, dbsn_test_noise
 from adfnet.imaging import image_to_tensor, quantize
 from adfnet.metrics import psnr, psnr_float, ssim, ssim_matlab_float
 
@@ -62,6 +68,13 @@ class Protocol:
     score: Callable[[torch.Tensor, torch.Tensor], Scores]
     plain_forward: bool  # the protocol's numbers come from one forward pass on the whole image (no chop)
     gray_chops: bool  # the protocol's gray numbers were measured with the 4-quadrant chop
+    # (clean, noise, seed) -> the seeded float noisy image; None: the noise model's own seeded draw
+    noisy: Callable[[torch.Tensor, NoiseModel, int], torch.Tensor] | None = None
+    default_seed: int | None = None  # the noise seed of the protocol's numbers; None: the task's official seed
+
+    def make_noisy(self, clean: torch.Tensor, noise: NoiseModel, seed: int) -> torch.Tensor:
+        """The seeded float noisy image of ``clean`` (``(1, C, H, W)``) that :attr:`inputs` starts from."""
+        return noise(clean, seed=seed) if self.noisy is None else self.noisy(clean, noise, seed)
 
     def caveats(self, n_colors: int, chop: bool, ensemble: bool, network: bool = True) -> list[str]:
         """Why a run with these options is not like-for-like with numbers measured under this protocol
@@ -94,11 +107,22 @@ PROTOCOLS: dict[str, Protocol] = {
         plain_forward=True,
         gray_chops=False,
     ),
+    "dbsn": Protocol(
+        "dbsn",
+        "DBSN protocol: DBSN's NumPy noise reseeded with 0 per image (unclipped), whole image, PSNR on clamped "
+        "floats (SSIM: MATLAB-style on floats; DBSN published none)",
+        _noisy_as_float,
+        _scores_float,
+        plain_forward=True,
+        gray_chops=False,
+        noisy=dbsn_test_noise,
+        default_seed=0,
+    ),
 }
 
 
 def get_protocol(name: str) -> Protocol:
-    """The protocol called ``name`` (``adfnet`` or ``sadnet``); ``ValueError`` naming the choices otherwise."""
+    """The protocol called ``name`` (``adfnet``, ``sadnet``, ``dbsn``); ``ValueError`` naming the choices otherwise."""
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -145,6 +145,38 @@ PUBLISHED_DBSN_N2C: dict[tuple[int, str, str, tuple[float, ...]], Published] = {
     (3, "cbsd68", "mg", (75.0,)): Published(26.89, None, _DBSN.format(2), protocol=None),
 }
 
+# DBSN's own rows of the same tables: D-BSN trained on noisy images alone (its MAP output), and the full method,
+# D-BSN distilled into MWCNN ("Ours" in DBSN's tables). Same keys and the same caveat for hg as the N2C row.
+_DBSN_SETTINGS = (
+    (1, "bsd68", 1, (("awgn", (15.0,)), ("awgn", (25.0,)), ("awgn", (50.0,)), ("hg", (40.0, 10.0)))),
+    (3, "cbsd68", 2, (("awgn", (15.0,)), ("awgn", (25.0,)), ("awgn", (50.0,)), ("hg", (40.0, 10.0)), ("mg", (75.0,)))),
+)
+
+
+def _dbsn_row(source: str, gray: tuple[float, ...], colour: tuple[float, ...]) -> dict:
+    """One row of DBSN's Tables 1 (gray BSD68) and 2 (colour CBSD68), keyed as :data:`PUBLISHED_DBSN_N2C`."""
+    rows = {}
+    for (n_colors, set_name, table, settings), values in zip(_DBSN_SETTINGS, (gray, colour), strict=True):
+        for (noise, params), value in zip(settings, values, strict=True):
+            rows[(n_colors, set_name, noise, params)] = Published(
+                value, None, source.format(table) + (_DBSN_HG if noise == "hg" else ""), protocol=None
+            )
+            if noise == "hg":
+                rows[(n_colors, set_name, "hg_dbsn", params)] = Published(value, None, source.format(table), None)
+    return rows
+
+
+PUBLISHED_DBSN_SELF = _dbsn_row(
+    "DBSN Table {} D-BSN (self-supervised only, MAP output)",
+    (31.24, 28.88, 25.81, 29.13),
+    (33.56, 30.61, 27.41, 30.53, 26.48),
+)
+PUBLISHED_DBSN_KD = _dbsn_row(
+    "DBSN Table {} full method (D-BSN distilled into MWCNN)",
+    (31.82, 29.38, 26.51, 30.10),
+    (34.02, 31.40, 28.25, 31.72, 26.81),
+)
+
 # MWRCANet (NTIRE 2020 raw denoising winner), SIDD raw validation blocks, PSNR with peak 1 (its README).
 PUBLISHED_RAW: dict[str, Published] = {
     "sidd_raw_val": Published(52.35, None, "MWRCANet, SIDD raw validation, without self-ensemble", protocol=None),
@@ -181,7 +213,7 @@ def published_for(
     did not publish get nothing.
     """
     key = set_key(set_name, n_colors)
-    if is_adfnet(options):
+    if model not in ("adfnet", "adfnet_l") or is_adfnet(options):  # other networks' options are no ablations
         return PUBLISHED.get((model, n_colors, key, float(sigma)))
     chosen = {**ADFNET_OPTIONS, **(options or {})}
     variant = tuple(chosen[k] for k in ADFNET_OPTIONS)
@@ -195,6 +227,14 @@ def published_for(
 def reference_for(n_colors: int, set_name: str, noise_name: str, noise_params: tuple[float, ...]) -> Published | None:
     """DBSN's supervised (N2C) number for this task, set and noise, if DBSN published the setting."""
     return PUBLISHED_DBSN_N2C.get((n_colors, set_key(set_name, n_colors), noise_name, tuple(noise_params)))
+
+
+def dbsn_rows_for(n_colors: int, set_name: str, noise_name: str, noise_params: tuple[float, ...]) -> list[Published]:
+    """DBSN's published numbers for this task, set and noise: D-BSN alone, the full method (distilled), and N2C
+    (the supervised reference); empty if DBSN did not publish the setting."""
+    key = (n_colors, set_key(set_name, n_colors), noise_name, tuple(float(p) for p in noise_params))
+    rows = (PUBLISHED_DBSN_SELF.get(key), PUBLISHED_DBSN_KD.get(key), PUBLISHED_DBSN_N2C.get(key))
+    return [row for row in rows if row is not None]
 
 
 def reproduced_for(model: str, n_colors: int, set_name: str, sigma: float) -> Published | None:

@@ -12,7 +12,7 @@ from adfnet.fileio import text_file
 
 from .baselines import BASELINES
 from .protocols import get_protocol
-from .published import Published, is_adfnet, published_for, reference_for, reproduced_for
+from .published import Published, dbsn_rows_for, is_adfnet, published_for, reference_for, reproduced_for
 from .results import Evaluation, SetResult
 from .synthetic import EvalOptions
 
@@ -33,8 +33,17 @@ def _published(
     )
 
 
-def _noise_reference(result: SetResult, n_colors: int) -> Published | None:
-    """Another method's number for the same set and noise model (DBSN's N2C column)."""
+def _noise_references(result: SetResult, n_colors: int) -> list[Published]:
+    """DBSN's numbers for the same set and noise model (D-BSN alone, D-BSN distilled, N2C), shown beside ours."""
+    return dbsn_rows_for(n_colors, result.set_name, result.noise.name, result.noise.params)
+
+
+def _summary_reference(result: SetResult, model: str, n_colors: int) -> Published | None:
+    """The number the summary compares with when the model has no published one of its own: DBSN's D-BSN row for
+    ``dbsn`` (its MAP output is what D-BSN published), else DBSN's supervised N2C number."""
+    if model == "dbsn":
+        rows = _noise_references(result, n_colors)
+        return rows[0] if rows and "D-BSN" in rows[0].source else None
     return reference_for(n_colors, result.set_name, result.noise.name, result.noise.params)
 
 
@@ -43,12 +52,12 @@ def format_set_table(
     published: Published | None,
     reproduced: Published | None = None,
     protocol: str = "adfnet",
-    reference: Published | None = None,
+    references: Sequence[Published] = (),
 ) -> str:
     """Per-image table of one set and noise (measured under ``protocol``), then the mean, the noisy input's
     scores (what denoising started from), the published (and independently reproduced) numbers with the
-    differences, and ``reference``: another method's supervised number for the same setting (DBSN's N2C
-    column)."""
+    differences, and ``references``: another method's numbers for the same setting (DBSN's D-BSN, distilled
+    and N2C rows)."""
     width = max([len(r.image) for r in result.rows] + [11])
     title = result.noise.label() if result.noise.is_awgn else f"noise {result.noise.describe()}"
     lines = [
@@ -71,7 +80,7 @@ def format_set_table(
             f"ours - {name}: {_diff(result.mean_psnr, ref.psnr, 3)} dB"
             + (f", SSIM {_diff(result.mean_ssim, ref.ssim, 4)}" if ref.ssim is not None else "")
         )
-    if reference is not None:
+    for reference in references:
         lines.append(
             f"  {'reference':<{width}}  {reference.psnr:8.4f}  {'-':>7}  ({reference.source}); "
             f"ours - reference: {_diff(result.mean_psnr, reference.psnr, 3)} dB"
@@ -93,7 +102,7 @@ def format_summary(
     lines = [header, "-" * len(header)]  # noisy: the noisy input's PSNR (before denoising)
     for r in results:
         pub, rep = _published(r, model, n_colors, options)
-        pub = pub or _noise_reference(r, n_colors)
+        pub = pub or _summary_reference(r, model, n_colors)
         pub_p = f"{pub.psnr:9.3f}" if pub else f"{'-':>9}"
         pub_s = f"{pub.ssim:8.4f}" if pub and pub.ssim is not None else f"{'-':>8}"
         lines.append(
@@ -133,7 +142,7 @@ def write_summary_csv(
         )
         for r in results:
             pub, rep = _published(r, model, n_colors, options)
-            pub = pub or _noise_reference(r, n_colors)
+            pub = pub or _summary_reference(r, model, n_colors)
             writer.writerow(
                 [
                     r.set_name,
@@ -188,14 +197,14 @@ def format_run(
     """The whole report of a synthetic run: a table per set and sigma, the summary and the caveats."""
     refs = [_published(r, model, opts.n_colors, options) for r in run.results]
     blocks = [
-        format_set_table(r, pub, rep, opts.protocol, _noise_reference(r, opts.n_colors))
+        format_set_table(r, pub, rep, opts.protocol, _noise_references(r, opts.n_colors))
         for r, (pub, rep) in zip(run.results, refs, strict=True)
     ]
     if run.results:
         variant = "" if is_adfnet(options) else f", options {dict(options or {})}"
         blocks.append(
             f"\nSummary ({model}{variant}, n_colors {opts.n_colors}, {get_protocol(opts.protocol).summary}; "
-            f"chop {opts.chop}, ensemble {opts.ensemble}, noise {_noises(run.results)}):\n"
+            f"chop {opts.chop}, ensemble {opts.ensemble}, noise {_noises(run.results, opts.noise_seed)}):\n"
             + format_summary(run.results, model, opts.n_colors, options)
             + "\n(noisy: the PSNR of the noisy input, before denoising)"
         )
@@ -209,11 +218,11 @@ def format_run(
     return "\n".join(blocks)
 
 
-def _noises(results: Sequence[SetResult]) -> str:
-    """The run's noise: ``awgn (official seed)`` when every result is AWGN, else the models described."""
+def _noises(results: Sequence[SetResult], seed: int) -> str:
+    """The run's noise: ``awgn (seed 1)`` when every result is AWGN, else the models described, and the seed."""
     if all(r.noise.is_awgn for r in results):
-        return "awgn (official seed)"
-    return ", ".join(dict.fromkeys(r.noise.describe() for r in results))
+        return f"awgn (seed {seed})"
+    return ", ".join(dict.fromkeys(r.noise.describe() for r in results)) + f" (seed {seed})"
 
 
 def format_real_scores(

@@ -51,7 +51,7 @@ class EvalOptions:
 
     n_colors: int = 3
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    seed: int | None = None  # None: the official seed of the task (DEFAULT_SEEDS)
+    seed: int | None = None  # None: the protocol's seed (DBSN: 0), else the official seed of the task (DEFAULT_SEEDS)
     chop: bool = False
     ensemble: bool = False
     save_images: bool = False
@@ -63,7 +63,10 @@ class EvalOptions:
 
     @property
     def noise_seed(self) -> int:
-        return DEFAULT_SEEDS[self.n_colors] if self.seed is None else self.seed
+        if self.seed is not None:
+            return self.seed
+        default = get_protocol(self.protocol).default_seed
+        return DEFAULT_SEEDS[self.n_colors] if default is None else default
 
 
 def _read_checked(path: Path, n_colors: int, notes: set[str], log: Log) -> torch.Tensor:
@@ -107,7 +110,7 @@ def evaluate_set(
     for path in tqdm(files, desc=f"{set_name} {noise.label()}", unit="img", leave=False):
         try:
             clean = _read_checked(path, opts.n_colors, notes, log)
-            clean, noisy = protocol.inputs(clean, noise(clean, seed=opts.noise_seed))
+            clean, noisy = protocol.inputs(clean, protocol.make_noisy(clean, noise, opts.noise_seed))
             noisy_scores = protocol.score(noisy.clamp(0.0, 1.0), clean)  # the baseline denoising improves on
             if opts.save_noisy:
                 save_noisy(out_dir / "noisy" / path.stem, noisy, opts.save_noisy)

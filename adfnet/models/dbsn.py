@@ -377,6 +377,13 @@ class DBSN(nn.Module):
         )
         return DBSNEstimate(mu, features, sigma_mu_out, sigma_n_out, sigma_mu, sigma_n)
 
+    def noise_covariance(self, image: Tensor) -> Tensor:
+        """The noise variance (gray, ``(B, 1, H|1, W|1)``) or covariance (colour, ``(B, H|1, W|1, 3, 3)``) that
+        SigmaNNet predicts for ``image``, in the training form (AWGN: one level per image): the learned noise
+        model. DBSN's distillation (``gray_kd_train.py``) asks it of clean images, to synthesize noisy ones."""
+        s_n = self.sigma_n(image)
+        return noise_covariances(torch.zeros_like(s_n), s_n, self.noise_type, self.n_colors, "trainval")[1]
+
     def forward(self, noisy: Tensor) -> Tensor:
         """The MAP estimate of the clean image (unclamped, like the authors')."""
         e = self.estimate(noisy)
