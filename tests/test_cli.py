@@ -19,9 +19,10 @@ import yaml
 
 from adfnet.cli import test as test_cli
 from adfnet.data.noise import build_noise
-from adfnet.engine.config import TrainConfig, stage_configs
+from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import CONFIGS, parse_options
 from adfnet.engine.options import build_parser as build_train_parser
+from adfnet.engine.recipe import staged_run
 from adfnet.models import build_model
 from conftest import MCMASTER, ROOT, SET12, console_script, subprocess_env
 
@@ -396,14 +397,24 @@ def test_every_paper_recipe_has_one_config_and_it_matches_the_paper() -> None:
         assert set(keys) <= set(args), recipe  # keys are option names
 
 
+def stage_runs(config: TrainConfig) -> list[TrainConfig]:
+    """The run of each stage of a staged recipe, as adfnet-train runs them."""
+    run = staged_run(config)
+    return [run.config(step) for step in run.recipe.steps]
+
+
 def test_dbsn_recipes_are_the_authors_stages() -> None:
     """Each stage of a DBSN recipe is one of the authors' scripts with its hyperparameters, and its own run."""
     for recipe, stages in DBSN_STAGES.items():
         config = parse_options(["--config", recipe, "--save", "x"])
         noise_type, width = DBSN_NETS[recipe]
         assert config.model_options == {"noise_type": noise_type, "sigma_mu_mid_ch": width, "sigma_n_mid_ch": width}
-        runs = stage_configs(config)
+        runs = stage_runs(config)
         assert [run.save for run in runs] == [f"{k}_{stage[0]}" for k, stage in enumerate(stages, 1)], recipe
+        assert [run.pre_train for run in runs] == [
+            ".",
+            *(f"experiment/x/{r.save}/model/model_latest.pt" for r in runs[:-1]),
+        ]
         for run, (stage, epochs, milestones, decay, test_every, rates) in zip(runs, stages, strict=True):
             assert run.dir_experiment == str(Path("experiment") / "x") and not run.stages
             got = (run.dbsn_stage, run.epochs, run.decay_type, run.gamma, run.test_every)
@@ -413,9 +424,7 @@ def test_dbsn_recipes_are_the_authors_stages() -> None:
 
 
 def test_flags_given_win_over_every_stage_of_a_recipe() -> None:
-    runs = stage_configs(
-        parse_options(["--config", "dbsn_rgb_mg", "--epochs", "2", "--lr", "1e-3", "--test_every", "3"])
-    )
+    runs = stage_runs(parse_options(["--config", "dbsn_rgb_mg", "--epochs", "2", "--lr", "1e-3", "--test_every", "3"]))
     assert [(run.epochs, run.lr, run.test_every) for run in runs] == [(2, 1e-3, 3)] * 3
     assert [run.lr_sigma_n for run in runs] == [None, 3e-4, 3e-6]  # not given: the recipe's
     merged = parse_options(["--config", "dbsn_gray_awgn", "--model_options", "{mid_ch: 8}"]).model_options

@@ -9,6 +9,7 @@ and that training from noisy images never opens a clean one (an audit hook on ``
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -208,6 +209,13 @@ def test_staged_recipe_then_adfnet_test_under_dbsn_protocol(tmp_path: Path, caps
         torch.load(weights, weights_only=True)["dbsn.dbsn_head.0.weight"].shape
         == mu_first["dbsn.dbsn_head.0.weight"].shape
     )
+    with open(tmp_path / "g/summary.csv", newline="") as fh:  # the recipe's summary: clean references, PSNR
+        rows = list(csv.DictReader(fh))
+    assert [(r["step"], r["metric"], r["what"]) for r in rows] == [  # no noisy row: the noise is drawn in training
+        ("1_mu", "PSNR", "train dbsn"),
+        ("2_all", "PSNR", "train dbsn from 1_mu:latest"),
+    ]
+    assert all(5 < float(r["best"]) < 60 for r in rows)
     capsys.readouterr()
     assert train_cli.main([*argv, "--resume", "-1"]) == 0  # both stages complete: kept as they are
     assert capsys.readouterr().out.count("complete (1 epochs), kept as it is") == 2
@@ -311,5 +319,20 @@ def test_a_time_budget_is_each_stages_and_resume_continues_the_recipe(tmp_path: 
     for stage in ("1_mu", "2_all"):
         log = (tmp_path / "b" / stage / "log.txt").read_text()
         assert "stopped: the time budget is spent" in log and "--save b --resume -1" in log, stage
+    with open(tmp_path / "b/summary.csv", newline="") as fh:  # noisy images alone: the negated loss, named
+        rows = list(csv.DictReader(fh))
+    assert [(r["step"], r["metric"], r["best"] == r["last"]) for r in rows] == [
+        ("1_mu", "neg_loss", True),
+        ("2_all", "neg_loss", True),
+    ]
+    assert train_cli.main(argv) == 1  # without --resume -1 the stages start anew: a used folder is refused
     assert train_cli.main([*argv, "--resume", "-1"]) == 0
     assert "nothing to train" in (tmp_path / "b/2_all/log.txt").read_text()
+
+
+def test_a_staged_recipe_refuses_what_applies_to_one_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for flags in (["--test_only"], ["--resume", "3"]):
+        argv = ["--config", "dbsn_gray_awgn", "--dir_experiment", str(tmp_path), "--save", "s", *flags]
+        assert train_cli.main(argv) == 1
+        assert f"error: {' '.join(flags)} applies to one run: with a staged recipe" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -120,6 +120,23 @@ def test_recipe_mistakes_are_named(tmp_path: Path) -> None:
     assert distill.main(["--recipe", "nope"]) == 1
 
 
+def test_a_step_name_stands_for_its_best_or_its_last_weights(tmp_path: Path) -> None:
+    steps = [
+        {"name": "a", "train": {}},
+        {"name": "b", "train": {"pre_train": "a:latest"}},
+        {"name": "c", "train": {"pre_train": "a", "teacher": ["a:best", "b:latest", "other.pt"]}},
+        {"name": "d", "train": {"pre_train": "a:last"}},
+    ]
+    recipe = load_recipe(_recipe(tmp_path, steps))
+    run = RecipeRun(recipe, tmp_path / "out")
+    b, c = (run.config(step) for step in recipe.steps[1:3])
+    out = tmp_path / "out"
+    assert b.pre_train == str(out / "a/model/model_latest.pt") and c.pre_train == str(out / "a/model/model_best.pt")
+    assert c.teacher == [str(out / "a/model/model_best.pt"), str(out / "b/model/model_latest.pt"), "other.pt"]
+    with pytest.raises(RecipeError, match=r"step d: a:last: the weights of a are a:best \(or a\) or :latest"):
+        run.config(recipe.steps[3])
+
+
 def test_the_measurement_runs_the_recipe_on_unprocessed_bundled_images(tmp_path: Path, capsys) -> None:
     out = tmp_path / "m"
     argv = ["--out", str(out), "--scale", "toy", "--time_budget", "1e-6", "--copies", "1", "--crop", "32",

@@ -13,6 +13,7 @@ Continue a run where it stopped: add --resume -1. Per-task scripts: scripts/trai
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 
 import torch
@@ -20,9 +21,9 @@ import torch
 from adfnet.cli.common import check_writable_dir, dcn_backend, select_device
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.options import parse_options
-from adfnet.engine.stages import run_stages, trainer_for
+from adfnet.engine.recipe import staged_run
 from adfnet.engine.state import CheckpointError
-from adfnet.engine.trainer import NonFiniteLossError
+from adfnet.engine.trainer import NonFiniteLossError, trainer_for
 from adfnet.runtime import tune_allocator
 
 
@@ -44,7 +45,9 @@ def run(argv: list[str] | None = None) -> float:
     check_writable_dir(config.dir_experiment, "--dir_experiment")  # before a model is built or a folder made
     with dcn_backend(config.dcn_backend):
         if config.stages:  # a staged recipe (DBSN's): one run per stage, each from the previous one's weights
-            return run_stages(config)[-1]
+            rows = staged_run(config).run()
+            best = rows[-1].get("best") if rows else None  # the last stage's
+            return math.nan if best is None else float(best)
         trainer = trainer_for(config)
         if config.test_only:
             value = trainer.validate(trainer.run_dir / "results" if config.save_results else None)

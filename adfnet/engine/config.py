@@ -7,8 +7,9 @@ options that have no flag (a backbone's depth, DBSN's configuration). The comman
 (``TrainConfig(model="dncnn", model_options={"depth": 10}, ...)``).
 
 A staged recipe (DBSN's: pre-train mu, then the sigma nets, then fine-tune all) lists its ``stages``: each a
-mapping of fields that differ from the rest of the config. :func:`stage_configs` makes one config per stage, each
-its own run in ``<dir_experiment>/<save>/<k>_<stage>``, started from the previous stage's weights.
+mapping of fields that differ from the rest of the config, checked here; the recipe runner
+(:func:`adfnet.engine.recipe.staged_run`) runs each as its own run in ``<dir_experiment>/<save>/<k>_<stage>``,
+started from the previous stage's weights.
 
 The defaults that differ between the gray and the colour recipes are ``None`` and filled in from ``n_colors``
 (gray 950 epochs, x0.5 every 220; colour 1000 epochs, x0.5 every 200); the values are checked when the config
@@ -22,8 +23,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 
 from adfnet.data.datasets import DATASETS_ROOT
 from adfnet.data.noise import NoiseModel, noise_from_flags
@@ -280,25 +280,3 @@ class TrainConfig:
     def field_names(cls) -> tuple[str, ...]:
         """The options a config takes (a recipe's keys)."""
         return tuple(f.name for f in fields(cls) if f.init)
-
-
-def stage_name(k: int, stage: Mapping[str, object]) -> str:
-    """The folder of the ``k``-th stage (1-based): ``<k>_<name>``, the name being the stage's ``name``, else its
-    ``dbsn_stage``, else ``stage``."""
-    return f"{k}_{stage.get('name') or stage.get('dbsn_stage') or 'stage'}"
-
-
-def stage_configs(config: TrainConfig) -> list[TrainConfig]:
-    """One config per stage of a staged recipe: the config with the stage's fields, as its own run
-    ``<dir_experiment>/<save>/<k>_<name>`` (the chaining of weights and resumption: ``adfnet.engine.stages``)."""
-    parent = Path(config.dir_experiment) / config.save
-    return [
-        replace(
-            config,
-            stages=(),
-            dir_experiment=str(parent),
-            save=stage_name(k, stage),
-            **{key: value for key, value in stage.items() if key != "name"},
-        )
-        for k, stage in enumerate(config.stages, 1)
-    ]

@@ -2,7 +2,7 @@
 network's parameter groups, the loss of each stage and what validation measures.
 
 The authors (XHWXD/DBSN) train in stages, one script each (``--dbsn_stage``; the ``dbsn_*`` recipes run them in
-turn, ``adfnet.engine.stages``):
+turn, :func:`adfnet.engine.recipe.staged_run`):
 
 * ``mu``: D-BSN alone, its blind-spot estimate ``mu`` against the noisy image (their ``L2Loss``:
   ``gray_pretrain_mu.py``, ``rgb_pretrain_mu.py``); the sigma nets are frozen.

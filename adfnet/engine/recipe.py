@@ -1,6 +1,8 @@
-"""Multi-step training recipes as data: training runs and teacher-target steps chained by name (``adfnet-distill``).
+"""The one runner of multi-run recipes: training runs and teacher-target steps chained by name, each resumable.
 
-A recipe (YAML; ``configs/distill/mwrcanet.yml`` is MWRCANet's four-step distillation) holds
+A recipe comes from a YAML file (:func:`load_recipe`; ``adfnet-distill``, ``configs/distill/mwrcanet.yml`` is
+MWRCANet's four-step distillation) or from a staged :class:`~adfnet.engine.config.TrainConfig`
+(:func:`staged_run`; ``adfnet-train --config dbsn_gray_awgn``: DBSN's stages). A recipe file holds
 
 * ``train``: the :class:`~adfnet.engine.config.TrainConfig` fields every training step shares (train.py's
   option names, as in ``configs/*.yml``);
@@ -12,16 +14,25 @@ A recipe (YAML; ``configs/distill/mwrcanet.yml`` is MWRCANet's four-step distill
   of a time budget); the published configuration is the recipe without one. A training step's fields are the
   shared ones, then its own, then the scale's, then ``--set``'s.
 
-A value that names an earlier step stands for what it made: in ``pre_train``, ``teacher`` and ``teachers`` its
-best weights (``<root>/<step>/model/model_best.pt``), in ``teacher_cache`` its targets folder; ``inputs``
+A value that names an earlier step stands for what it made: in ``pre_train``, ``teacher`` and ``teachers``
+``<step>`` (or ``<step>:best``) is its best weights (``<root>/<step>/model/model_best.pt``) and ``<step>:latest``
+its last ones (``model_latest.pt``: what a chain of stages continues from, as the authors' scripts did, and all
+there is to trust when validation has no clean image); in ``teacher_cache`` its targets folder; ``inputs``
 ``train`` and ``val`` are the noisy files of the shared ``dir_data`` and ``data_val`` (paired sets).
 
-Every step has its own folder ``<root>/<name>`` and is resumable: the same command continues a training step
-from its checkpoint (or finds it done: its epochs or its ``--time_budget`` spent) and reads a targets step back,
-checked against its manifest (targets of teachers that trained on since are an error, never reused). After
-each step the table of validation PSNR after each step is printed and written to ``<root>/summary.md`` and
-``summary.csv``: the noisy input, each training step's best and last validation, and each targets step's
-averaged teacher output on the validation inputs among its inputs.
+Every step has its own folder ``<root>/<name>`` and runs through the trainer of its model
+(:func:`~adfnet.engine.trainer.trainer_for`). Resumption (``adfnet-distill`` always, ``adfnet-train`` with
+``--resume -1``): a step whose checkpoint reached its ``epochs`` is kept as it is, an unfinished one continues
+from its checkpoint (or finds its ``--time_budget`` spent: a stopped step counts as trained, and the next starts
+from its weights), a targets step is read back, checked against its manifest (targets of teachers that trained
+on since are an error, never reused). Without resumption (``adfnet-train`` without ``--resume -1``) every step
+starts anew, and a folder that holds a run is refused as for any run. The stop messages of a step tell how to
+continue the whole recipe (the driver's ``continue_hint``), not the step alone.
+
+After each step the summary is printed and written to ``<root>/summary.md`` and ``summary.csv``: the noisy
+input (paired validation sets), each training step's best and last validation, and each targets step's
+averaged teacher output on the validation inputs among its inputs, each with the metric it is in (``PSNR`` in
+dB; ``neg_loss``, minus the self-supervised loss, for DBSN without clean images).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +54,19 @@ from adfnet.data.datasets import paired_files
 from adfnet.data.raw_pairs import raw_pair_files
 from adfnet.engine.config import TrainConfig
 from adfnet.engine.distill import Teacher
-from adfnet.engine.runs import CHECKPOINT
+from adfnet.engine.runs import CHECKPOINT, resume_command
 from adfnet.engine.state import load_training_state
 from adfnet.engine.teacher_cache import input_files, layout_name, read_input, read_targets, write_targets
-from adfnet.engine.trainer import Trainer
+from adfnet.engine.trainer import trainer_for
 from adfnet.errors import UserError
 from adfnet.fileio import text_file, write_text
 from adfnet.metrics import psnr, psnr_raw
 
 RECIPE_KEYS = ("train", "scales", "steps")
 TARGET_KEYS = ("teachers", "inputs", "ensemble")
-WEIGHT_FIELDS = ("pre_train", "teacher")  # a step name there: its best weights
-BEST = Path("model/model_best.pt")
-SUMMARY_COLUMNS = ("best", "last", "iterations", "minutes")
+WEIGHT_FIELDS = ("pre_train", "teacher")  # a step name there: its weights
+WEIGHTS = {"best": Path("model/model_best.pt"), "latest": Path("model/model_latest.pt")}  # <step>:<which>
+SUMMARY_COLUMNS = ("metric", "best", "last", "iterations", "minutes")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -72,7 +84,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Recipe:
-    path: Path
+    source: str  # where it comes from, for messages: its file
     train: Mapping[str, Any]
     scales: Mapping[str, Mapping[str, Any]]
     steps: tuple[Step, ...]
@@ -118,25 +130,32 @@ def load_recipe(path: str | Path) -> Recipe:
         steps.append(Step(name, "targets", targets))
     scales = data.get("scales") or {}
     return Recipe(
-        path,
+        str(path),
         fields("train", data.get("train") or {}),
         {k: fields(f"scale {k}", v) for k, v in scales.items()},
         tuple(steps),
     )
 
 
-class StepTrainer(Trainer):
-    """The trainer of a recipe step: the recipe's own command continues it, not train.py's."""
+def same_command(**flags: str) -> str:
+    """How a user continues a step of ``adfnet-distill`` (the default ``continue_hint``): the same command, which
+    resumes it, with ``flags`` changed."""
+    changed = " ".join(f"--{k} {v}" if k == "time_budget" else f"--set {k}={v}" for k, v in flags.items())
+    return f"the same command again{f' with {changed}' if changed else ''} (the recipe resumes this step)"
 
-    def continue_command(self, **flags: str) -> str:
-        changed = " ".join(f"--{k} {v}" if k == "time_budget" else f"--set {k}={v}" for k, v in flags.items())
-        return f"the same command again{f' with {changed}' if changed else ''} (the recipe resumes this step)"
+
+def completed_epochs(run_dir: Path) -> int | None:
+    """The last complete epoch of the checkpoint ``run_dir`` holds (0: stopped in epoch 1 by ``--time_budget``),
+    or None without one."""
+    path = run_dir / CHECKPOINT
+    return int(load_training_state(path)["epoch"]) if path.is_file() else None
 
 
 class RecipeRun:
     """A recipe run in ``root``: the shared fields, a step's own, ``scale``'s and ``overrides`` (``--set``), in
-    this order; every training step under ``time_budget`` minutes, every targets step with ``teacher_ensemble``
-    when given (else its own ``ensemble``)."""
+    this order; every training step under ``time_budget`` minutes (else its own), every targets step with
+    ``teacher_ensemble`` when given (else its own ``ensemble``). ``resume``: continue what the folders hold (see
+    the module); ``continue_hint``: how the stop messages of a step say to continue (the driver's command)."""
 
     def __init__(
         self,
@@ -147,12 +166,15 @@ class RecipeRun:
         time_budget: float | None = None,
         teacher_ensemble: str | None = None,
         log: Callable[[str], object] = print,
+        resume: bool = True,
+        continue_hint: Callable[..., str] = same_command,
     ) -> None:
         if scale is not None and scale not in recipe.scales:
-            raise RecipeError(f"--scale {scale}: {recipe.path} has {', '.join(recipe.scales) or 'no scales'}")
+            raise RecipeError(f"--scale {scale}: {recipe.source} has {', '.join(recipe.scales) or 'no scales'}")
         self.recipe, self.root, self.log = recipe, Path(root), log
         self.late = {**(recipe.scales[scale] if scale else {}), **(overrides or {})}  # over every step's own
         self.time_budget, self.teacher_ensemble = time_budget, teacher_ensemble
+        self.resume, self.continue_hint = resume, continue_hint
         self.base = TrainConfig(**{**recipe.train, **self.late, "dir_experiment": str(self.root), "save": "recipe"})
 
     # ----------------------------------------------------------------------------------------- names
@@ -162,12 +184,18 @@ class RecipeRun:
         if step is None:
             return None
         if names.index(name) >= names.index(before.name) or step.kind != kind:
-            raise RecipeError(f"step {before.name}: {name} is not an earlier {kind} step of {self.recipe.path}")
+            raise RecipeError(f"step {before.name}: {name} is not an earlier {kind} step of {self.recipe.source}")
         return step
 
     def _weights(self, value: str, before: Step) -> str:
-        step = self._step(value, before, "train")
-        return str(self.root / step.name / BEST) if step else value
+        name, sep, which = value.partition(":")
+        if self._step(name, before, "train") is None:
+            return value  # a file
+        if sep and which not in WEIGHTS:
+            raise RecipeError(
+                f"step {before.name}: {value}: the weights of {name} are {name}:best (or {name}) or :latest"
+            )
+        return str(self.root / name / WEIGHTS[which or "best"])
 
     def _inputs(self, value: str) -> str:
         return {"train": self.base.dir_data, "val": self.base.data_val}.get(value, value)
@@ -185,33 +213,54 @@ class RecipeRun:
         cache = fields.get("teacher_cache")
         if isinstance(cache, str) and self._step(cache, step, "targets"):
             fields["teacher_cache"] = str(self.root / cache)
-        resume = (self.root / step.name / CHECKPOINT).is_file()
         fields["lr"] = fields.get("lr", TrainConfig.lr) * step.lr_factor
         fields.update(
             dir_experiment=str(self.root),
             save=step.name,
             time_budget=self.time_budget if self.time_budget is not None else fields.get("time_budget"),
-            resume=-1 if resume else 0,
-            overwrite=not resume,  # no checkpoint: nothing resumable; weights written before a first one are replaced
+            resume=0,
         )
+        if self.resume:  # without a checkpoint nothing is resumable: weights written before a first one are replaced
+            saved = (self.root / step.name / CHECKPOINT).is_file()
+            fields.update(resume=-1 if saved else 0, overwrite=not saved)
         return TrainConfig(**fields)
+
+    def train(self, step: Step, title: str) -> None:
+        """Train ``step`` with the trainer of its model (or keep it, complete, when resuming)."""
+        config, folder = self.config(step), self.root / step.name
+        done = completed_epochs(folder) if self.resume else None
+        if done is not None and done >= config.epochs:
+            self.log(f"{title}: complete ({done} epochs), kept as it is")
+            return
+        budget = f" or {config.time_budget:g} min" if config.time_budget else ""
+        start = ", continued from its checkpoint" if config.resume == -1 else ""
+        start = start or (f", from {config.pre_train}" if config.pre_train != "." else "")
+        self.log(f"{title}: {config.epochs} epoch(s){budget}{start}")
+        trainer = trainer_for(config)
+        trainer.continue_hint = self.continue_hint
+        trainer.fit()
 
     def run(self, only: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Run the steps (``only``: those named), each then the summary; returns the summary's rows."""
         unknown = sorted(set(only or ()) - {s.name for s in self.recipe.steps})
         if unknown:
-            raise RecipeError(f"--steps {', '.join(unknown)}: {self.recipe.path} has {self._names()}")
+            raise RecipeError(f"--steps {', '.join(unknown)}: {self.recipe.source} has {self._names()}")
         rows = self.summary()
-        for step in self.recipe.steps:
+        steps = self.recipe.steps
+        for k, step in enumerate(steps, 1):
             if only and step.name not in only:
                 continue
-            self.log(f"--- step {step.name} ({step.kind})")
+            title = f"step {k}/{len(steps)} {step.name} ({self.root / step.name})"
             if step.kind == "train":
-                StepTrainer(self.config(step)).fit()
+                self.train(step, title)
             else:
+                self.log(f"{title}: the targets of {', '.join(step.fields['teachers'])}")
                 self.targets(step)
             rows = self.summary()
             self.log(format_summary(rows))
+        trained = [s.name for s in steps if s.kind == "train" and (not only or s.name in only)]
+        if trained:
+            self.log(f"the last training step's weights are in {self.root / trained[-1] / 'model'}")
         return rows
 
     def _fields(self, step: Step) -> dict[str, Any]:
@@ -238,8 +287,10 @@ class RecipeRun:
 
     # ----------------------------------------------------------------------------------------- summary
     def summary(self) -> list[dict[str, Any]]:
-        """The rows so far (also written to ``summary.md`` and ``summary.csv``)."""
-        rows = [{"step": "noisy input", "what": f"validation set {self.base.data_val}", **self._val_psnr(None)}]
+        """The rows so far (also written to ``summary.md`` and ``summary.csv``); the noisy input's when paired
+        validation sets score it."""
+        noisy = self._val_psnr(None)
+        rows = [{"step": "noisy input", "what": f"validation set {self.base.data_val}", **noisy}] if noisy else []
         for step in self.recipe.steps:
             folder = self.root / step.name
             if step.kind == "train" and (folder / CHECKPOINT).is_file():
@@ -262,13 +313,14 @@ class RecipeRun:
         config = self._fields(step)
         what = f"train {config.get('model', 'adfnet')}"
         for key, word in (("pre_train", "from"), ("teacher_cache", "on"), ("teacher", "against")):
-            if key in config:
+            if config.get(key) not in (None, ".", []):  # given (a staged recipe's shared fields hold them all)
                 what += f" {word} {config[key]}"
         last = (state.get("last_val") or {}).get("psnr")
         best = state["best"]["psnr"]
         return {
             "step": step.name,
             "what": what,
+            "metric": state.get("val_metric", "PSNR"),
             "best": best if math.isfinite(best) else None,
             "last": last,
             "iterations": state["iteration"],
@@ -294,22 +346,47 @@ class RecipeRun:
             x = np.load(source) if cache is not None else read_input(source, a.n_colors, a.cfa_pattern)
             y = read_input(clean, a.n_colors, a.cfa_pattern)
             scores.append(psnr_raw(x, y) if a.raw else psnr(x, y))
-        return {"best": float(np.mean(scores))}
+        return {"metric": "PSNR", "best": float(np.mean(scores))}
+
+
+def staged_run(config: TrainConfig) -> RecipeRun:
+    """``adfnet-train``'s run of a staged config (DBSN's ``stages``): the config's fields shared, each stage a
+    training step ``<k>_<name>`` (its ``name``, else its ``dbsn_stage``) in ``<dir_experiment>/<save>``, from the
+    previous stage's last weights with a fresh optimiser and schedule, as the authors' separate scripts. Flags
+    given already won over every stage (:mod:`adfnet.engine.options`); ``--time_budget`` is each stage's (each is a
+    run); ``--resume -1`` continues the whole recipe, and so do the commands its stop messages give."""
+    if config.test_only or config.resume > 0:
+        flag = "--test_only" if config.test_only else f"--resume {config.resume}"
+        raise RecipeError(
+            f"{flag} applies to one run: with a staged recipe, pass it with the stage's own recipe and --save "
+            "(each stage is a run in <save>/<k>_<stage>), or continue the whole recipe with --resume -1"
+        )
+    shared = {k: getattr(config, k) for k in TrainConfig.field_names() if k != "stages"}
+    steps: list[Step] = []
+    for k, stage in enumerate(config.stages, 1):
+        own = {key: value for key, value in stage.items() if key != "name"}
+        if steps:
+            own["pre_train"] = f"{steps[-1].name}:latest"
+        steps.append(Step(f"{k}_{stage.get('name') or stage.get('dbsn_stage') or 'stage'}", "train", own))
+    recipe = Recipe(f"the stages of --save {config.save}", shared, {}, tuple(steps))
+    root = Path(config.dir_experiment) / config.save
+    return RecipeRun(recipe, root, resume=config.resume == -1, continue_hint=partial(resume_command, config.save))
 
 
 def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
     """The summary as a Markdown table."""
 
-    def cell(value: object, digits: int = 3) -> str:
-        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    def cell(value: object, spec: str = ".3f") -> str:
+        return "-" if value is None else f"{value:{spec}}" if isinstance(value, float) else str(value)
 
     lines = [
-        "| step | what | val PSNR (dB) | last val PSNR (dB) | iterations | minutes |",
-        "|---|---|---|---|---|---|",
+        "| step | what | val metric | best val | last val | iterations | minutes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        spec = ".3f" if r.get("metric", "PSNR") == "PSNR" else ".6g"  # dB, or a loss (small)
         lines.append(
-            f"| {r['step']} | {r['what']} | {cell(r.get('best'))} | {cell(r.get('last'))} | "
-            f"{cell(r.get('iterations'))} | {cell(r.get('minutes'), 1)} |"
+            f"| {r['step']} | {r['what']} | {cell(r.get('metric'))} | {cell(r.get('best'), spec)} | "
+            f"{cell(r.get('last'), spec)} | {cell(r.get('iterations'))} | {cell(r.get('minutes'), '.1f')} |"
         )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,9 @@ class Trainer:
 
     # What validate() returns (higher is better; the best weights are kept by it), its unit and format in the logs.
     val_metric, val_unit, val_format = "PSNR", "dB", ".3f"
-    # The --save of the command that continues this run (None: its folder's; a stage of a staged recipe: the recipe's)
-    command_save: str | None = None
+    # How a user continues this run, for the stop messages: set by whoever drives it (a recipe runs several runs
+    # under one command of its own); None: train.py's command given, with --resume -1 (:meth:`continue_command`).
+    continue_hint: Callable[..., str] | None = None
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -590,9 +592,11 @@ class Trainer:
         return self.best
 
     def continue_command(self, **flags: str) -> str:
-        """How a user continues this run (with ``flags`` changed), for the stop messages: the command given,
-        with ``--resume -1`` (a run driven by another program, e.g. a recipe step, says its own)."""
-        return resume_command(self.command_save or self.run_dir.name, **flags)
+        """How a user continues this run (with ``flags`` changed, e.g. ``lr="1e-05"``), for the stop messages:
+        :attr:`continue_hint`'s answer, else the command given with ``--resume -1``."""
+        if self.continue_hint is not None:
+            return self.continue_hint(**flags)
+        return resume_command(self.run_dir.name, **flags)
 
     def _stopped_by_budget(self, epoch: int) -> None:
         a = self.config
@@ -694,6 +698,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "rng": rng_state(),
                 "best": self.best,
+                "val_metric": self.val_metric,  # what "best" and "last_val" measure (a recipe's summary names it)
                 "history": self.history,
                 "config": run_config(self.config),
                 "elapsed": self._trained(),
@@ -709,3 +714,12 @@ class Trainer:
         if self.position is not None:
             return f"iteration {self.position['batches']} of epoch {self.position['epoch']}"
         return f"epoch {epoch}" if epoch else ""
+
+
+def trainer_for(config: TrainConfig) -> Trainer:
+    """The trainer of ``config``'s model: DBSN's self-supervised one (:mod:`adfnet.engine.dbsn`) or the general."""
+    if config.model == "dbsn":
+        from adfnet.engine.dbsn import DBSNTrainer  # it builds on this module
+
+        return DBSNTrainer(config)
+    return Trainer(config)
