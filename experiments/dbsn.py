@@ -69,7 +69,11 @@ class Steps:
         line = shlex.join([f".venv/bin/{program}", *argv])
         print(f"\n$ {line}", flush=True)
         append_text(self.out / "commands.sh", line + "\n")
-        code = main(argv)
+        given, sys.argv = sys.argv, [f".venv/bin/{program}", *argv]  # what a stop message tells a user to rerun
+        try:
+            code = main(argv)
+        finally:
+            sys.argv = given
         if code != 0:
             raise SystemExit(f"the step failed (exit code {code}): {line}")
 

@@ -338,6 +338,19 @@ PAPER_RECIPES.update(
         "dbsn_rgb_mg": {**DBSN_COMMON, "n_colors": 3, "noise": "mg", "noise_params": [75]},
     }
 )
+# DBSN's distillation (gray_kd_train.sh: batch 32 of 160-px patches, 80 epochs, x0.1 after 40 and 60, real pairs
+# carrying 0.1 / 1.1 of the loss; an epoch of DIV2K + WED at batch 32), into any student.
+PAPER_RECIPES["distill_dbsn"] = {
+    "task": "synthetic",
+    "noise": "learned",
+    "teacher_share": 0.0909,
+    "batch_size": 32,
+    "patch_size": 160,
+    "epochs": 80,
+    "decay_type": "step_40_60",
+    "gamma": 0.1,
+    "test_every": 173,
+}
 # Their stages, per recipe: (stage, epochs, milestones, decay rate, iterations per epoch, learning rates of the nets
 # the stage trains: D-BSN, sigma_mu, sigma_n), from the notes' table of their .sh files and option defaults.
 _GRAY_MU = ("mu", 90, "step_30_60_70_80", 0.1, 6260, {"dbsn": 3e-4})
@@ -387,11 +400,12 @@ SYNTHETIC_COMMON = {
 def test_every_paper_recipe_has_one_config_and_it_matches_the_paper() -> None:
     assert sorted(p.stem for p in CONFIGS.glob("*.yml")) == sorted(PAPER_RECIPES)
     for recipe, expected in PAPER_RECIPES.items():
-        own = recipe.startswith(("sadnet", "dbsn")) or recipe in ("sidd", "raw")
+        own = recipe.startswith(("sadnet", "dbsn", "distill")) or recipe in ("sidd", "raw")
         want = {**({} if own else SYNTHETIC_COMMON), **expected}
         if recipe == "sidd":
             want.update(patch_size=128, batch_size=16, lr=1e-4, optimizer="ADAM", save_results=True)
-        args = vars(parse_options(["--config", str(CONFIGS / f"{recipe}.yml")]))
+        teacher = ["--teacher", "dbsn.pt"] if recipe == "distill_dbsn" else []  # its noise model needs one
+        args = vars(parse_options(["--config", str(CONFIGS / f"{recipe}.yml"), *teacher]))
         assert {k: args[k] for k in want} == want, recipe
         keys = yaml.safe_load((CONFIGS / f"{recipe}.yml").read_text())
         assert set(keys) <= set(args), recipe  # keys are option names
