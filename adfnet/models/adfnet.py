@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import CB, DCB, MCB, MDCB
-from .ops import channels_last_inference
+from .ops import channels_last_cpu
 
 PLACEMENTS = ("decoder", "encoder", "everywhere")
 
@@ -94,7 +94,7 @@ class ADFNet(nn.Module):
                 "`x, size = adfnet.inference.pad_to_multiple(x)`, then crop the output to `size` "
                 "(adfnet.inference.denoise and test.py do this for you)"
             )
-        nchw = channels_last_inference(x)  # then run in oneDNN's fast layout, return NCHW
+        nchw = channels_last_cpu(x)  # then run in oneDNN's fast layout, return NCHW
         if nchw:
             x = x.contiguous(memory_format=torch.channels_last)
         c1 = self.fe1(self.head(x))

@@ -7,10 +7,11 @@
 
 ``"fast"`` (the default) runs the dynamic filter with the fused kernels of the ``dcn._C``
 extension (9 shifted multiply-adds read in place; falls back to unfold when the extension is not
-built) and MFI folded into the fusion conv; CPU inference runs in channels_last
-(:func:`channels_last_inference`). ``"reference"`` is the original formulation: unfold,
-product and sum for the filter, MFI as four full-size temporaries then ``cat`` and the 1x1 conv,
-and torchvision's ``deform_conv2d`` for the DCN. Both compute the same function (parity tests in
+built) and MFI folded into the fusion conv; on the CPU the network runs in channels_last, in
+inference and training (:func:`channels_last_cpu`), with tap-major kernels
+(:func:`generated_filter`). ``"reference"`` is the original formulation: unfold, product and sum
+for the filter, MFI as four full-size temporaries then ``cat`` and the 1x1 conv, and
+torchvision's ``deform_conv2d`` for the DCN. Both compute the same function (parity tests in
 tests/test_fast_ops.py); the reference exists for those tests and for benchmarks/adfnet_speed.py.
 Select it with :func:`use_formulation` or ``ADFNET_FORMULATION=reference``.
 """
@@ -31,7 +32,7 @@ from dcn import _ext
 
 __all__ = [
     "FORMULATIONS",
-    "channels_last_inference",
+    "channels_last_cpu",
     "dynamic_filter",
     "dynamic_filter_reference",
     "generated_filter",
@@ -103,8 +104,15 @@ def _dynamic_filter_op(x: Tensor, kernels: Tensor, dilation: int) -> Tensor:
 
 @_dynamic_filter_op.register_fake
 def _(x: Tensor, kernels: Tensor, dilation: int) -> Tensor:
-    torch._check(kernels.shape[1] == 9 * x.shape[1], lambda: "kernels must have 9 channels per input channel")
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    taps = kernels.shape[1] * (kernels.shape[2] if kernels.dim() == 5 else 1)
+    torch._check(taps == 9 * x.shape[1], lambda: "kernels must have 9 channels per input channel")
+    return torch.empty_like(x, memory_format=_fused_layout(x))
+
+
+def _fused_layout(x: Tensor) -> torch.memory_format:
+    """The layout of the CPU kernels' results: channels_last for a channels_last x."""
+    cpu_cl = x.device.type == "cpu" and _ext.is_channels_last(x) and _use_fused()
+    return torch.channels_last if cpu_cl else torch.contiguous_format
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -141,13 +149,20 @@ def _register_fused(name: str = "dynamic_filter") -> None:
 
     @torch.library.register_fake(f"dcn::{name}")
     def _(x, kernels, dilation):
-        # The CPU kernel writes channels_last for a channels_last x (see channels_last_inference).
+        # The CPU kernel writes channels_last for a channels_last x (see channels_last_cpu).
         channels_last = x.device.type == "cpu" and name == "dynamic_filter" and _ext.is_channels_last(x)
         return torch.empty_like(x, memory_format=torch.channels_last if channels_last else contiguous)
 
     @torch.library.register_fake(f"dcn::{name}_backward")
     def _(grad, x, kernels, dilation):
-        return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
+        if x.device.type != "cpu" or name != "dynamic_filter":
+            return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
+        # The CPU kernels: grad_x in x's layout, grad_kernels with the strides of the kernels they read
+        # (NCHW work reads whole rows, so kernels whose rows are not contiguous are read from a copy).
+        channels_last = _ext.is_channels_last(x)
+        read = kernels if channels_last or kernels.stride(-1) == 1 else kernels.contiguous()
+        layout = torch.channels_last if channels_last else contiguous
+        return torch.empty_like(x, memory_format=layout), torch.empty_like(read)
 
     def setup_forward(ctx, inputs, output):
         x, kernels, ctx.dilation = inputs
@@ -188,7 +203,8 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     """Per-pixel, per-channel 3x3 filtering of ``x`` (B, C, H, W) with zero padding.
 
     ``kernels`` (B, 9C, H, W) holds at channel 9c + t the weight of tap t = 3i + j (row-major) for
-    channel c; taps are ``dilation`` pixels apart:
+    channel c (or, tap-major, (B, 9, C, H, W) at [b, t, c]: the compiled CPU kernels only); taps are
+    ``dilation`` pixels apart:
     out[b, c, h, w] = sum_t x[b, c, h + d(i-1), w + d(j-1)] * kernels[b, 9c + t, h, w].
     Mixed dtypes (autocast) run in the wider one.
     """
@@ -198,26 +214,55 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     return _dynamic_filter_op(x, kernels, dilation)
 
 
-def _eager_inference(x: Tensor) -> bool:
+def _eager(x: Tensor) -> bool:
     return (
-        not torch.is_grad_enabled()
-        and get_formulation() == "fast"
+        get_formulation() == "fast"
         and x.device.type != "meta"
         and not torch.jit.is_tracing()  # ONNX export traces the plain formulation
         and not torch.compiler.is_compiling()
     )
 
 
-def channels_last_inference(x: Tensor) -> bool:
-    """Whether a network runs in channels_last: CPU inference in the fast formulation with the
-    compiled ops, which read and write channels_last in place.
+def _eager_inference(x: Tensor) -> bool:
+    return not torch.is_grad_enabled() and _eager(x)
+
+
+def channels_last_cpu(x: Tensor) -> bool:
+    """Whether a network runs in channels_last: on the CPU in the fast formulation with the compiled
+    ops, whose kernels (forward and backward) read and write channels_last in place.
 
     oneDNN convolutions are faster in channels_last and allocate less: an NCHW one reorders its
     input and output through blocked copies (a 32-channel 3x3 conv at 512x768, 2 threads: 102 ms
-    and 151 MB of fresh pages in NCHW, 57 ms and 50 MB in channels_last). Training stays NCHW (the
-    backward kernels read NCHW).
+    and 151 MB of fresh pages in NCHW, 57 ms and 50 MB in channels_last); their backward likewise.
     """
-    return x.device.type == "cpu" and _eager_inference(x) and _fused_available() and dcn.get_backend() == "ext"
+    return x.device.type == "cpu" and _eager(x) and _fused_available() and dcn.get_backend() == "ext"
+
+
+def _tap_major(to_kernels: Callable[[Tensor], Tensor], x: Tensor) -> bool:
+    """Whether generated_filter makes tap-major kernels: ``to_kernels`` a plain 1x1 conv, and the CPU
+    kernels run the filter."""
+    conv = to_kernels
+    return (
+        isinstance(conv, torch.nn.Conv2d)
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+        and x.device.type == "cpu"
+        and _eager(x)
+        and _fused_available()
+    )
+
+
+def _tap_major_kernels(conv: torch.nn.Conv2d, features: Tensor, channels: int) -> Tensor:
+    """``conv(features)`` (9C channels, tap t of channel c at 9c + t) made tap-major: the conv's rows
+    reordered to t * C + c, the result viewed as (B, 9, C, H, W). In channels_last a tap's C weights
+    then lie together, so the CPU kernels load them as one vector (a reordering of the weights, not
+    of the kernels)."""
+    weight = conv.weight.view(channels, 9, -1, 1, 1).transpose(0, 1).reshape(conv.weight.shape)
+    bias = None if conv.bias is None else conv.bias.view(channels, 9).t().reshape(-1)
+    out = F.conv2d(features, weight, bias)
+    return out.view(out.shape[0], 9, channels, *out.shape[2:])
 
 
 # Inference makes the (B, 9C, H, W) kernel tensor in strips of rows of about this size when the
@@ -237,14 +282,18 @@ def generated_filter(
 ) -> list[Tensor]:
     """``[dynamic_filter(x, to_kernels(features), d) for d in dilations]``.
 
-    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). In CPU
-    inference in the fast formulation, a large kernel tensor is made one strip of rows at a time:
+    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). On the CPU in
+    the fast formulation the kernels are made tap-major (:func:`_tap_major_kernels`), and in
+    inference a large kernel tensor is made one strip of rows at a time:
     each strip's kernels are generated and applied to ``x`` for those output rows only
     (``dcn::dynamic_filter_rows`` reads the rows around the strip from the whole ``x``). Every
     output pixel sees the same inputs and kernel values as in one piece, and the full kernel
     tensor never exists.
     """
     b, c, h, w = x.shape
+    if _tap_major(to_kernels, x):
+        conv = to_kernels
+        to_kernels = lambda f: _tap_major_kernels(conv, f, c)  # noqa: E731
     if not _in_strips(x, 9 * b * c * h * w * x.element_size()):
         kernels = to_kernels(features)
         return [dynamic_filter(x, kernels, d) for d in dilations]
