@@ -48,8 +48,7 @@ def modulated_deform_conv(
     """
     device_type = input.device.type if isinstance(input, torch.Tensor) else "cpu"
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-        dtype = _autocast_dtype(device_type)
-        tensors = [_cast(t, dtype) for t in (input, offset, mask, weight, bias)]
+        tensors = autocast_tensors(device_type, (input, offset, mask, weight, bias))
         with torch.autocast(device_type, enabled=False):
             return modulated_deform_conv(*tensors, stride, padding, dilation, groups, deformable_groups)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
@@ -64,14 +63,13 @@ def modulated_deform_conv(
     return fn(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
 
 
-def _autocast_dtype(device_type: str) -> torch.dtype:
-    """bfloat16 under CPU bfloat16 autocast when the extension runs it, else float32."""
+def autocast_tensors(device_type: str, tensors):
+    """``tensors`` (input, offset, mask, weight, bias) in the dtype the op runs in under autocast:
+    bfloat16 under CPU bfloat16 autocast when the extension runs it, else float32."""
     bf16 = device_type == "cpu" and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    return torch.bfloat16 if bf16 and _backend.backend_for("cpu", torch.bfloat16).name == "ext" else torch.float32
-
-
-def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    return t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+    ext = bf16 and _backend.backend_for("cpu", torch.bfloat16).name == "ext"
+    dtype = torch.bfloat16 if ext else torch.float32
+    return [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors]
 
 
 def _validate(

@@ -14,6 +14,7 @@ import ast
 import contextlib
 import itertools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
+from conftest import subprocess_env
 from dcn import _ext, reference
 
 if not _ext.has_emulation():  # the project ships the extension: not having it is a failure, never a skip
@@ -327,6 +329,40 @@ def test_kernels_are_built_to_run_on_all_intra_op_threads():
     library = Path(dcn._C.__file__).read_bytes()
     uses_openmp = b"GOMP_parallel" in library or b"__kmpc_fork_call" in library
     assert uses_openmp == (torch.backends.openmp.is_available() and sys.platform.startswith("linux"))
+
+
+def _capability_in_fresh_process(value: str) -> subprocess.CompletedProcess:
+    """dcn.cpu_capability() in a new interpreter with DCN_CPU_CAPABILITY=value (it is read at the first use)."""
+    code = "import dcn\ntry:\n    print(dcn.cpu_capability())\nexcept ValueError as e:\n    print('ValueError:', e)"
+    env = subprocess_env(DCN_CPU_CAPABILITY=value)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cpu_capability_is_the_best_supported_unless_forced():
+    """Without DCN_CPU_CAPABILITY the kernels run at the best level this CPU supports; the variable forces
+    any supported level; use_cpu_capability switches and restores it in one process."""
+    assert _ext.cpu_capability() == LEVELS[-1] and LEVELS[0] == "baseline"
+    for level in LEVELS:
+        assert _capability_in_fresh_process(level).stdout.strip() == level
+        with _ext.use_cpu_capability(level):
+            assert _ext.cpu_capability() == level
+    assert _ext.cpu_capability() == LEVELS[-1]
+
+
+def test_unknown_cpu_capability_is_a_clear_error():
+    result = _capability_in_fresh_process("sse9")
+    assert result.returncode == 0, result.stderr
+    assert "ValueError: DCN_CPU_CAPABILITY=sse9: unknown CPU capability 'sse9'" in result.stdout
+    with pytest.raises(ValueError, match="unknown CPU capability 'avx'"), _ext.use_cpu_capability("avx"):
+        pass
+
+
+@pytest.mark.parametrize("level", [lv for lv in ("avx2", "avx512") if lv not in LEVELS])
+def test_capability_above_this_cpu_is_refused(level):
+    """A level this CPU lacks is an error, never a silent fallback (runs only on such CPUs)."""
+    assert f"this CPU does not support {level}" in _capability_in_fresh_process(level).stdout
+    with pytest.raises(ValueError, match=f"does not support {level}"), _ext.use_cpu_capability(level):
+        pass
 
 
 def test_bad_budget_is_an_error(monkeypatch):

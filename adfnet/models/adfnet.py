@@ -109,5 +109,6 @@ class ADFNet(nn.Module):
         del c2
         y = self.up1(self.dfe2(y)).add_(c1)
         del c1
-        out = self.tail(self.dfe1(y)).add_(x)
+        out = self.tail(self.dfe1(y))
+        out = out.add_(x) if out.dtype == x.dtype else x + out  # reduced precision: the residual added in x's
         return out.contiguous() if nchw else out

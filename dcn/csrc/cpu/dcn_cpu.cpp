@@ -172,15 +172,17 @@ void forward_tiles(const ConvGeometry& geo, const at::Tensor& input, const at::T
   const int64_t tile = std::max<int64_t>(16, kTileBytes / (kc * input.element_size()));
   const int64_t tiles = (pixels + tile - 1) / tile;
   const SampleTables taps(geo, 1);
-  // Tensors without autograd history: the GEMMs run on worker threads, outside this op's dispatch.
-  const at::Tensor weight_t = weight[0].detach().t();  // (K * C, Cout)
-  const at::Tensor out = output.detach().permute({0, 2, 3, 1}).view({batch * pixels, output.size(1)});
+  const at::Tensor weight_t = weight[0].t();  // (K * C, Cout)
+  const at::Tensor out = output.permute({0, 2, 3, 1}).view({batch * pixels, output.size(1)});
   std::vector<at::Tensor> buffers(at::get_num_threads());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "dcn_forward_tiles_cpu", [&] {
     using T = typename Data<scalar_t>::type;
     const DcnArgs<T> a = make_args<T>(geo, 1, input, offset, mask, taps, 0, 0, tile * kc);
     const auto kernel = kernels_for(static_cast<T*>(nullptr)).im2col;
     at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+      // Worker threads do not inherit the caller's dispatch state (inference mode, autograd below this
+      // op): the GEMM goes straight to its CPU kernel.
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
       at::Tensor& buffer = buffers[at::get_thread_num()];
       if (!buffer.defined()) buffer = at::empty({tile, kc}, input.options());
       for (int64_t item = begin; item < end; ++item) {
