@@ -312,6 +312,35 @@ def test_cpu_training_runs_channels_last_and_equals_nchw(monkeypatch, dtype, cpu
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_conv_activation_and_residual(dtype):
+    """conv_lrelu and conv_add (one oneDNN primitive in CPU inference in channels_last) give the plain
+    conv + LeakyReLU / + residual, in channels_last, under bfloat16 autocast too; with gradients
+    they are the plain modules."""
+    from adfnet.models.ops import conv_add, conv_lrelu
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2).to(dtype)
+    act = torch.nn.LeakyReLU(0.2)
+    x = torch.randn(2, 8, 9, 7).to(dtype).contiguous(memory_format=CL)
+    residual = torch.randn(2, 8, 9, 7).to(dtype).contiguous(memory_format=CL)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    with torch.no_grad():
+        for got, want in [
+            (conv_lrelu(conv, act, x), torch.nn.functional.leaky_relu(conv(x), 0.2)),
+            (conv_add(conv, x, residual), conv(x) + residual),
+        ]:
+            assert got.dtype == dtype and got.is_contiguous(memory_format=CL) and not got.is_contiguous()
+            torch.testing.assert_close(got, want, **tol)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = conv_lrelu(conv.float(), act, x.float())
+        assert mixed.dtype == torch.bfloat16
+        want = torch.nn.functional.leaky_relu(conv.float()(x.float()), 0.2)
+        torch.testing.assert_close(mixed.float(), want, rtol=2e-2, atol=2e-2)
+    out = conv_lrelu(conv.float(), act, x.float().requires_grad_())
+    assert out.grad_fn is not None and "LeakyRelu" in type(out.grad_fn).__name__
+
+
 def test_unknown_formulation_is_refused():
     with pytest.raises(ValueError, match="unknown formulation"), use_formulation("fastest"):
         pass

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import CB, DCB, MCB, MDCB
-from .ops import channels_last_cpu
+from .ops import channels_last_cpu, conv_lrelu
 
 PLACEMENTS = ("decoder", "encoder", "everywhere")
 
@@ -98,9 +98,9 @@ class ADFNet(nn.Module):
         if nchw:
             x = x.contiguous(memory_format=torch.channels_last)
         c1 = self.fe1(self.head(x))
-        c2 = self.fe2(self.lrelu(self.down1(c1)))
-        c3 = self.fe3(self.lrelu(self.down2(c2)))
-        y = self.cfe(self.lrelu(self.down3(c3)))
+        c2 = self.fe2(conv_lrelu(self.down1, self.lrelu, c1))
+        c3 = self.fe3(conv_lrelu(self.down2, self.lrelu, c2))
+        y = self.cfe(conv_lrelu(self.down3, self.lrelu, c3))
         # Each skip is released once added, so that it is not held through the finer decoder levels
         # (without autograd; 0.94 GB at the full-resolution peak of a 2048x2048 inference).
         y = self.up3(y).add_(c3)
