@@ -58,9 +58,13 @@ OPENMP = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.s
 
 # Compiler flags of the per-instruction-set CPU kernel files (by file name ending), x86-64 only: the
 # code they generate runs only where capability.cpp found the instruction set.
+# (-Wno-maybe-uninitialized: GCC 12 warns inside its own AVX-512 intrinsic headers.)
 ISA_FLAGS = {
     "_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
-    "_avx512.cpp": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"],
+    "_avx512.cpp": [
+        *("-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
+        "-Wno-maybe-uninitialized",
+    ],
 }
 X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 

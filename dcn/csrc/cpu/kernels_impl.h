@@ -180,10 +180,10 @@ int64_t group_columns(const DcnArgs<T>& a) {
 }
 
 // Calls fn(c_lo, c_hi, column) for the runs of channels of deformable group g that lie in one
-// convolution group, column = the run's first entry for tap k, relative to the pixel's first column entry.
+// convolution group, column = the run's first entry for tap k, relative to the pixel's first
+// column entry.
 template <typename T, typename Fn>
 void for_runs(const DcnArgs<T>& a, int64_t g, int64_t k, const Fn& fn) {
-  const int64_t K = a.geo.kernel_h * a.geo.kernel_w;
   const int64_t cpg = a.geo.channels / a.geo.deformable_groups;
   const int64_t cg = a.geo.channels / a.groups;
   for (int64_t c = g * cpg, end = c + cpg; c < end;) {
