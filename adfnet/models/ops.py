@@ -415,7 +415,9 @@ def mfi_fusion(parts: Sequence[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
         out = torch.bmm(lhs, rhs) if out is None else out.baddbmm_(lhs, rhs)
         start = stop
     out = out.view(b, h, w, -1).permute(0, 3, 1, 2) if pixels_first else out.view(b, -1, h, w)
+    bias = None if fusion.bias is None else fusion.bias.view(1, -1, 1, 1).to(out.dtype)
+    if torch.is_grad_enabled():  # in place on a view, autograd would copy the whole base in the backward
+        out = out * g.to(out.dtype) + residual
+        return out if bias is None else out + bias
     out = out.mul_(g.to(out.dtype)).add_(residual)
-    if fusion.bias is not None:
-        out.add_(fusion.bias.view(1, -1, 1, 1).to(out.dtype))
-    return out
+    return out if bias is None else out.add_(bias)
