@@ -311,6 +311,35 @@ void dcn_im2col(const DcnArgs<T>& a, T* columns, int64_t b, int64_t p0, int64_t 
   }
 }
 
+// col2im's scatter for W channels per group exactly (see gather_fixed): grad_input (float) +=
+// w * the sample's column gradients at each corner that carries weight.
+template <typename T, int W, typename Plan>
+void scatter_fixed(const Plan& pl, int64_t s0, int64_t n, const T* gcol, float* gin, const int64_t* channel,
+                   const int64_t* column) {
+  using F = Fixed<T, W>;
+  using Fa = Fixed<float, W>;
+  for (int64_t j = 0; j < n; ++j) {
+    const auto g = F::load(gcol + column[s0 + j]);
+    float* dst = gin + channel[s0 + j];
+    for (int q = 0; q < 4; ++q) {
+      const float w = pl.w[q][j];
+      if (w == 0.0f) continue;  // only corners that carry weight receive gradient (as DCNv2)
+      float* d = dst + pl.idx[q][j];
+      Fa::store(d, Fa::fmadd(Fa::set1(w), g, Fa::load(d)));
+    }
+  }
+}
+
+template <int W, typename T, typename Plan, typename A>
+bool scatter_fixed_if(const Plan& pl, int64_t s0, int64_t n, const T* gcol, A* gin, const int64_t* channel,
+                      const int64_t* column) {
+  if constexpr (Fixed<T, W>::kOk && std::is_same_v<A, float>) {
+    scatter_fixed<T, W>(pl, s0, n, gcol, gin, channel, column);
+    return true;
+  }
+  return false;
+}
+
 template <typename T>
 void dcn_col2im(const DcnArgs<T>& a, const T* grad_columns, AccT<T>* grad_input, int64_t b, int64_t g) {
   using A = AccT<T>;
@@ -322,10 +351,18 @@ void dcn_col2im(const DcnArgs<T>& a, const T* grad_columns, AccT<T>* grad_input,
   A* gin = grad_input + b * a.geo.height * a.geo.width * C;
   const bool simd = use_simd(a);
   const int64_t kcg = group_columns(a);
-  const auto rest = Ch::tail((C / a.geo.deformable_groups) % Ch::kWidth);
+  const int64_t cpg = C / a.geo.deformable_groups;
+  const auto rest = Ch::tail(cpg % Ch::kWidth);
+  const bool one_vector = a.single_run && a.groups == 1;
   for (int64_t p = 0; p < P; ++p) {
     const T* gcol = grad_columns + p * kcg;
     for_samples<false, true>(a, simd, b, p, g * K, (g + 1) * K, [&](const auto& pl, int64_t s0, int64_t count) {
+      if (one_vector &&
+          ((cpg == 4 && scatter_fixed_if<4>(pl, s0, count, gcol, gin, a.channel, a.column)) ||
+           (cpg == 8 && scatter_fixed_if<8>(pl, s0, count, gcol, gin, a.channel, a.column)) ||
+           (cpg == 16 && scatter_fixed_if<16>(pl, s0, count, gcol, gin, a.channel, a.column)))) {
+        return;
+      }
       for (int64_t j = 0; j < count; ++j) {
         for_sample_runs(a, s0 + j, rest, [&](int64_t channel, int64_t column, int64_t n, auto last) {
           // Only corners that carry weight receive gradient (as DCNv2: outside ones are never touched).
@@ -345,6 +382,40 @@ void dcn_col2im(const DcnArgs<T>& a, const T* grad_columns, AccT<T>* grad_input,
   }
 }
 
+// col2im_coord for W channels per group exactly (see gather_fixed): the sample's value and its
+// derivatives along y and x, each dotted with the sample's column gradients.
+template <typename T, int W, typename Plan>
+void coord_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, const T* gcol, const int64_t* channel,
+                 const int64_t* column, float* sums) {
+  using F = Fixed<T, W>;
+  for (int64_t j = 0; j < n; ++j) {
+    const T* src = in + channel[s0 + j];
+    auto v = F::set1(0.0f), vy = F::set1(0.0f), vx = F::set1(0.0f);
+    for (int q = 0; q < 4; ++q) {
+      const auto i = pl.idx[q][j];
+      if (i < 0) continue;
+      const auto value = F::load(src + i);
+      v = F::fmadd(F::set1(pl.w[q][j]), value, v);
+      vy = F::fmadd(F::set1(pl.wy[q][j]), value, vy);
+      vx = F::fmadd(F::set1(pl.wx[q][j]), value, vx);
+    }
+    const auto g = F::load(gcol + column[s0 + j]);
+    sums[3 * j] = F::sum(F::mul(g, v));
+    sums[3 * j + 1] = F::sum(F::mul(g, vy));
+    sums[3 * j + 2] = F::sum(F::mul(g, vx));
+  }
+}
+
+template <int W, typename T, typename Plan>
+bool coord_fixed_if(const Plan& pl, int64_t s0, int64_t n, const T* in, const T* gcol, const int64_t* channel,
+                    const int64_t* column, float* sums) {
+  if constexpr (Fixed<T, W>::kOk) {
+    coord_fixed<T, W>(pl, s0, n, in, gcol, channel, column, sums);
+    return true;
+  }
+  return false;
+}
+
 template <typename T>
 void dcn_col2im_coord(const DcnArgs<T>& a, const T* grad_columns, T* grad_offset, const int64_t* go, T* grad_mask,
                       const int64_t* gm, int64_t b, int64_t p0, int64_t p1) {
@@ -353,8 +424,10 @@ void dcn_col2im_coord(const DcnArgs<T>& a, const T* grad_columns, T* grad_offset
   const T* in = a.input + b * a.in_image;
   const bool simd = use_simd(a);
   const int64_t kcg = group_columns(a);
-  const auto rest = Ch::tail((a.geo.channels / a.geo.deformable_groups) % Ch::kWidth);
+  const int64_t cpg = a.geo.channels / a.geo.deformable_groups;
+  const auto rest = Ch::tail(cpg % Ch::kWidth);
   const int64_t samples = a.geo.deformable_groups * a.geo.kernel_h * a.geo.kernel_w;
+  const bool one_vector = a.single_run && a.groups == 1;
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t oy = p / a.geo.out_w;
     const int64_t ox = p % a.geo.out_w;
@@ -362,33 +435,47 @@ void dcn_col2im_coord(const DcnArgs<T>& a, const T* grad_columns, T* grad_offset
     T* g_off = grad_offset + b * go[0] + oy * go[2] + ox * go[3];
     T* g_msk = grad_mask + b * gm[0] + oy * gm[2] + ox * gm[3];
     for_samples<true, false>(a, simd, b, p, 0, samples, [&](const auto& pl, int64_t s0, int64_t count) {
-     for (int64_t j = 0; j < count; ++j) {
-      const int64_t s = s0 + j;
-      auto sum_v = Ch::zero(), sum_y = Ch::zero(), sum_x = Ch::zero();
-      for_sample_runs(a, s, rest, [&](int64_t channel, int64_t column, int64_t n, auto last) {
-        const T* src = in + channel;
-        const T* g = gcol + column;
-        for_chunks<Ch>(n, last, [&](int64_t c, auto t) {
-          auto v = Ch::zero(), vy = Ch::zero(), vx = Ch::zero();
-          for (int q = 0; q < 4; ++q) {
-            const auto i = pl.idx[q][j];
-            if (i < 0) continue;
-            const auto value = Ch::load(src + i + c, t);
-            v = Ch::fmadd(Ch::set1(pl.w[q][j]), value, v);
-            vy = Ch::fmadd(Ch::set1(pl.wy[q][j]), value, vy);
-            vx = Ch::fmadd(Ch::set1(pl.wx[q][j]), value, vx);
-          }
-          const auto gv = Ch::load(g + c, t);
-          sum_v = Ch::fmadd(gv, v, sum_v);
-          sum_y = Ch::fmadd(gv, vy, sum_y);
-          sum_x = Ch::fmadd(gv, vx, sum_x);
+      float sums[3 * kChunk];
+      if (one_vector &&
+          ((cpg == 4 && coord_fixed_if<4>(pl, s0, count, in, gcol, a.channel, a.column, sums)) ||
+           (cpg == 8 && coord_fixed_if<8>(pl, s0, count, in, gcol, a.channel, a.column, sums)) ||
+           (cpg == 16 && coord_fixed_if<16>(pl, s0, count, in, gcol, a.channel, a.column, sums)))) {
+        for (int64_t j = 0; j < count; ++j) {
+          const int64_t s = s0 + j;
+          const A m = pl.mask[j];
+          g_off[2 * s * go[1]] = from_acc<T>(static_cast<A>(sums[3 * j + 1]) * m);
+          g_off[(2 * s + 1) * go[1]] = from_acc<T>(static_cast<A>(sums[3 * j + 2]) * m);
+          g_msk[s * gm[1]] = from_acc<T>(static_cast<A>(sums[3 * j]));
+        }
+        return;
+      }
+      for (int64_t j = 0; j < count; ++j) {
+        const int64_t s = s0 + j;
+        auto sum_v = Ch::zero(), sum_y = Ch::zero(), sum_x = Ch::zero();
+        for_sample_runs(a, s, rest, [&](int64_t channel, int64_t column, int64_t n, auto last) {
+          const T* src = in + channel;
+          const T* g = gcol + column;
+          for_chunks<Ch>(n, last, [&](int64_t c, auto t) {
+            auto v = Ch::zero(), vy = Ch::zero(), vx = Ch::zero();
+            for (int q = 0; q < 4; ++q) {
+              const auto i = pl.idx[q][j];
+              if (i < 0) continue;
+              const auto value = Ch::load(src + i + c, t);
+              v = Ch::fmadd(Ch::set1(pl.w[q][j]), value, v);
+              vy = Ch::fmadd(Ch::set1(pl.wy[q][j]), value, vy);
+              vx = Ch::fmadd(Ch::set1(pl.wx[q][j]), value, vx);
+            }
+            const auto gv = Ch::load(g + c, t);
+            sum_v = Ch::fmadd(gv, v, sum_v);
+            sum_y = Ch::fmadd(gv, vy, sum_y);
+            sum_x = Ch::fmadd(gv, vx, sum_x);
+          });
         });
-      });
-      const A m = pl.mask[j];
-      g_off[2 * s * go[1]] = from_acc<T>(static_cast<A>(Ch::sum(sum_y)) * m);
-      g_off[(2 * s + 1) * go[1]] = from_acc<T>(static_cast<A>(Ch::sum(sum_x)) * m);
-      g_msk[s * gm[1]] = from_acc<T>(static_cast<A>(Ch::sum(sum_v)));
-     }
+        const A m = pl.mask[j];
+        g_off[2 * s * go[1]] = from_acc<T>(static_cast<A>(Ch::sum(sum_y)) * m);
+        g_off[(2 * s + 1) * go[1]] = from_acc<T>(static_cast<A>(Ch::sum(sum_x)) * m);
+        g_msk[s * gm[1]] = from_acc<T>(static_cast<A>(Ch::sum(sum_v)));
+      }
     });
   }
 }

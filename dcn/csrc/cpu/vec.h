@@ -175,6 +175,10 @@ struct Fixed<float, 4> {
   static V fmadd(V a, V b, V c) { return _mm_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm_mul_ps(a, b); }
   static V add(V a, V b) { return _mm_add_ps(a, b); }
+  static float sum(V v) {
+    const __m128 t = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+  }
 };
 template <>
 struct Fixed<float, 8> {
@@ -186,6 +190,7 @@ struct Fixed<float, 8> {
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static float sum(V v) { return Fixed<float, 4>::sum(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))); }
 };
 inline __m128i f32x4_to_bf16(__m128 f) {
   const __m128i u = _mm_castps_si128(f);
@@ -223,6 +228,7 @@ struct Fixed<float, 16> {
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
 };
 template <>
 struct Fixed<BF16, 16> : Fixed<float, 16> {
@@ -373,6 +379,10 @@ struct Fixed<float, 4> {
   static V fmadd(V a, V b, V c) { return _mm_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm_mul_ps(a, b); }
   static V add(V a, V b) { return _mm_add_ps(a, b); }
+  static float sum(V v) {
+    const __m128 t = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+  }
 };
 template <>
 struct Fixed<float, 8> {
@@ -384,6 +394,7 @@ struct Fixed<float, 8> {
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static float sum(V v) { return Fixed<float, 4>::sum(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))); }
 };
 inline __m128i f32x4_to_bf16(__m128 f) {
   const __m128i u = _mm_castps_si128(f);
