@@ -238,8 +238,9 @@ def denoise(
     ``chop`` the image is padded, run and cropped back; unlike the official colour test,
     ``ensemble`` without ``chop`` ensembles the whole image. ``progress`` shows a bar of the chop
     tiles (default: when there are more than 4). The model's train/eval mode is left to the caller.
-    ``precision="bf16"`` runs under bfloat16 autocast (the DCN stays in float32) and returns float32;
-    its output is within about 50 dB PSNR of float32 (benchmarks/bf16_psnr.py).
+    ``precision="bf16"`` runs under bfloat16 autocast (on the CPU the DCN and the dynamic filter too,
+    with float32 sampling and sums) and returns float32; its output is within about 55 dB PSNR of
+    float32 (benchmarks/bf16_psnr.py).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

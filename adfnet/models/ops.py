@@ -260,11 +260,17 @@ def _tap_major_kernels(conv: torch.nn.Conv2d, features: Tensor, channels: int) -
     """``conv(features)`` (9C channels, tap t of channel c at 9c + t) made tap-major: the conv's rows
     reordered to t * C + c, the result viewed as (B, 9, C, H, W). In channels_last a tap's C weights
     then lie together, so the CPU kernels load them as one vector (a reordering of the weights, not
-    of the kernels)."""
-    weight = conv.weight.view(channels, 9, -1, 1, 1).transpose(0, 1).reshape(conv.weight.shape)
+    of the kernels). A channels_last ``features`` map is multiplied as the (BHW, C) matrix it is, one
+    GEMM writing the channels_last result (torch runs a one-thread 1x1 conv through an NCHW copy)."""
+    weight = conv.weight.view(channels, 9, -1).transpose(0, 1).reshape(9 * channels, -1)
     bias = None if conv.bias is None else conv.bias.view(channels, 9).t().reshape(-1)
-    out = F.conv2d(features, weight, bias)
-    return out.view(out.shape[0], 9, channels, *out.shape[2:])
+    b, _, h, w = features.shape
+    if _ext.is_channels_last(features):
+        pixels = features.permute(0, 2, 3, 1).reshape(b * h * w, -1)
+        out = pixels @ weight.t() if bias is None else torch.addmm(bias, pixels, weight.t())
+        return out.view(b, h, w, 9, channels).permute(0, 3, 4, 1, 2)
+    out = F.conv2d(features, weight.view(*weight.shape, 1, 1), bias)
+    return out.view(b, 9, channels, h, w)
 
 
 def _fused_conv(conv: torch.nn.Module, x: Tensor) -> bool:

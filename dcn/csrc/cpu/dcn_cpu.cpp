@@ -164,8 +164,9 @@ constexpr int64_t kTileBytes = 512 << 10;
 // The channels_last forward (one group): each task samples a tile of output pixels into its own
 // small column buffer and multiplies it into the output at once, so the columns never leave the
 // cache (whole-image columns went through memory twice, which made the sampler memory-bound).
+// The bias is added by each tile's GEMM, while its output rows are in cache.
 void forward_tiles(const ConvGeometry& geo, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
-                   const at::Tensor& weight, const at::Tensor& output) {
+                   const at::Tensor& weight, const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const int64_t batch = input.size(0);
   const int64_t pixels = geo.out_h * geo.out_w;
   const int64_t kc = weight.size(2);
@@ -191,7 +192,11 @@ void forward_tiles(const ConvGeometry& geo, const at::Tensor& input, const at::T
         const int64_t count = std::min(tile, pixels - p0);
         kernel(a, mutable_data<T>(buffer), b, p0, p0 + count);
         at::Tensor rows = out.narrow(0, b * pixels + p0, count);
-        at::mm_out(rows, buffer.narrow(0, 0, count), weight_t);
+        if (bias.has_value()) {
+          at::addmm_out(rows, *bias, buffer.narrow(0, 0, count), weight_t);
+        } else {
+          at::mm_out(rows, buffer.narrow(0, 0, count), weight_t);
+        }
       }
     });
   });
@@ -239,10 +244,7 @@ at::Tensor forward_geometry(const ConvGeometry& geo, const at::Tensor& input_, c
   }
   const at::Tensor weight = tap_major_weight(weight_, groups);
   if (cl_out) {
-    forward_tiles(geo, input, offset, mask, weight, output);
-    if (bias.has_value()) {
-      output.add_(bias->view({1, out_channels, 1, 1}));
-    }
+    forward_tiles(geo, input, offset, mask, weight, bias, output);
     return output;
   }
   const SampleTables taps(geo, groups);

@@ -239,13 +239,16 @@ void gather_vectors(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, 
   }
 }
 
-// gather_vectors for W channels per group exactly: plain loads folded into the multiply-adds, no masks.
+// gather_vectors for W channels per group exactly and one convolution group: plain loads folded
+// into the multiply-adds, no masks; sample s = g * K + k reads channels g * W.. and writes columns
+// k * C + g * W.., counted along instead of looked up.
 template <typename T, int W, typename Plan>
-void gather_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, const int64_t* channel,
-                  const int64_t* column) {
+void gather_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t taps, int64_t channels) {
   using F = Fixed<T, W>;
+  int64_t g = s0 / taps;
+  int64_t k = s0 % taps;
   for (int64_t j = 0; j < n; ++j) {
-    const T* src = in + channel[s0 + j];
+    const T* src = in + g * W;
     const auto i0 = pl.idx[0][j], i1 = pl.idx[1][j], i2 = pl.idx[2][j], i3 = pl.idx[3][j];
     // Two sums (shorter dependency chains). Inside the image (almost every sample) all corners
     // are present: one well-predicted branch per corner.
@@ -254,16 +257,19 @@ void gather_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, co
     if (i2 >= 0) hi = F::mul(F::set1(pl.w[2][j]), F::load(src + i2));
     if (i1 >= 0) lo = F::fmadd(F::set1(pl.w[1][j]), F::load(src + i1), lo);
     if (i3 >= 0) hi = F::fmadd(F::set1(pl.w[3][j]), F::load(src + i3), hi);
-    F::store(col + column[s0 + j], F::add(lo, hi));
+    F::store(col + k * channels + g * W, F::add(lo, hi));
+    if (++k == taps) {
+      k = 0;
+      ++g;
+    }
   }
 }
 
 // Runs gather_fixed<W> when this set has W-wide vectors for T (returns false otherwise).
 template <int W, typename T, typename Plan>
-bool gather_fixed_if(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, const int64_t* channel,
-                     const int64_t* column) {
+bool gather_fixed_if(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t taps, int64_t channels) {
   if constexpr (Fixed<T, W>::kOk) {
-    gather_fixed<T, W>(pl, s0, n, in, col, channel, column);
+    gather_fixed<T, W>(pl, s0, n, in, col, taps, channels);
     return true;
   }
   return false;
@@ -280,13 +286,15 @@ void dcn_im2col(const DcnArgs<T>& a, T* columns, int64_t b, int64_t p0, int64_t 
   const int64_t samples = a.geo.deformable_groups * a.geo.kernel_h * a.geo.kernel_w;
   const bool one_vector = a.single_run && a.groups == 1 && cpg <= Ch::kWidth;
   const auto one = Ch::tail(cpg);
+  const int64_t taps = a.geo.kernel_h * a.geo.kernel_w;
+  const int64_t channels = a.geo.channels;
   for (int64_t p = p0; p < p1; ++p) {
     T* col = columns + (p - p0) * kcg;
     for_samples<false, true>(a, simd, b, p, 0, samples, [&](const auto& pl, int64_t s0, int64_t n) {
       if (one_vector) {
-        const bool done = (cpg == 4 && gather_fixed_if<4>(pl, s0, n, in, col, a.channel, a.column)) ||
-                          (cpg == 8 && gather_fixed_if<8>(pl, s0, n, in, col, a.channel, a.column)) ||
-                          (cpg == 16 && gather_fixed_if<16>(pl, s0, n, in, col, a.channel, a.column));
+        const bool done = (cpg == 4 && gather_fixed_if<4>(pl, s0, n, in, col, taps, channels)) ||
+                          (cpg == 8 && gather_fixed_if<8>(pl, s0, n, in, col, taps, channels)) ||
+                          (cpg == 16 && gather_fixed_if<16>(pl, s0, n, in, col, taps, channels));
         if (!done) gather_vectors(pl, s0, n, in, col, a.channel, a.column, one);
         return;
       }
