@@ -181,6 +181,17 @@ at::Tensor bmm_accumulate(const at::Tensor& a, const at::Tensor& b) {
 
 }  // namespace
 
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input, const ConvGeometry& geo,
+                       int64_t batch, int64_t out_channels) {
+  TORCH_CHECK_VALUE(grad_output.scalar_type() == input.scalar_type() && grad_output.device() == input.device(),
+                    "dcn: grad_output must match input in dtype and device, got ", grad_output.scalar_type(), " on ",
+                    grad_output.device());
+  TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == batch && grad_output.size(1) == out_channels &&
+                        grad_output.size(2) == geo.out_h && grad_output.size(3) == geo.out_w,
+                    "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
+                    "), got ", grad_output.sizes());
+}
+
 bool is_channels_last(const at::Tensor& t) {
   return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
@@ -278,14 +289,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
                                            dil_h, dil_w, groups, deformable_groups);
   const int64_t batch = input_.size(0);
   const int64_t out_channels = weight_.size(0);
-  TORCH_CHECK_VALUE(grad_output_.scalar_type() == input_.scalar_type() && grad_output_.device() == input_.device(),
-                    "dcn: grad_output must match input in dtype and device, got ", grad_output_.scalar_type(), " on ",
-                    grad_output_.device());
-  TORCH_CHECK_VALUE(grad_output_.dim() == 4 && grad_output_.size(0) == batch &&
-                        grad_output_.size(1) == out_channels && grad_output_.size(2) == geo.out_h &&
-                        grad_output_.size(3) == geo.out_w,
-                    "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
-                    "), got ", grad_output_.sizes());
+  check_grad_output(grad_output_, input_, geo, batch, out_channels);
   const auto [need_input, need_coord, need_weight] = output_mask;
 
   const at::Tensor grad_output = grad_output_.contiguous();

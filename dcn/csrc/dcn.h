@@ -77,6 +77,11 @@ ConvGeometry row_block(const ConvGeometry& geo, int64_t row, int64_t rows);
 // a full block reused for the smaller last block).
 at::Tensor front(const at::Tensor& buffer, at::IntArrayRef sizes);
 
+// ValueError unless grad_output has input's dtype and device and the output's shape (batch, out_channels,
+// out_h, out_w): the backward drivers' (CPU and generic) check.
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input, const ConvGeometry& geo,
+                       int64_t batch, int64_t out_channels);
+
 // A dense channels_last tensor that is not also NCHW-contiguous.
 bool is_channels_last(const at::Tensor& t);
 

@@ -22,12 +22,15 @@
 #include <vector>
 
 #include "../dcn.h"
-#include "kernels.h"
+#include "aten_data.h"
 
 namespace dcn {
 namespace {
 
 using cpu::BF16;
+using cpu::Data;
+using cpu::data;
+using cpu::mutable_data;
 using cpu::DcnArgs;
 
 void check_cpu_dtype(const at::Tensor& t) {
@@ -36,27 +39,11 @@ void check_cpu_dtype(const at::Tensor& t) {
       "dcn: the CPU kernels support float32, float64 and bfloat16, got ", t.scalar_type());
 }
 
-// The kernels' element type for an ATen scalar type, and the kernels of the chosen instruction set.
-template <typename scalar_t>
-struct Data {
-  using type = scalar_t;
-};
-template <>
-struct Data<c10::BFloat16> {
-  using type = BF16;
-};
+// The kernels of the chosen instruction set.
 const cpu::DcnKernels<float>& kernels_for(float*) { return cpu::kernels().dcn_f32; }
 const cpu::DcnKernels<double>& kernels_for(double*) { return cpu::kernels().dcn_f64; }
 const cpu::DcnKernels<BF16>& kernels_for(BF16*) { return cpu::kernels().dcn_bf16; }
 
-template <typename T>
-const T* data(const at::Tensor& t) {
-  return reinterpret_cast<const T*>(t.const_data_ptr());
-}
-template <typename T>
-T* mutable_data(const at::Tensor& t) {
-  return reinterpret_cast<T*>(t.mutable_data_ptr());
-}
 
 // The input as the kernels read it: channels_last (a copy unless it is already).
 at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
@@ -307,14 +294,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
                                            dil_h, dil_w, groups, deformable_groups);
   const int64_t batch = input_.size(0);
   const int64_t out_channels = weight_.size(0);
-  TORCH_CHECK_VALUE(grad_output_.scalar_type() == input_.scalar_type() && grad_output_.device() == input_.device(),
-                    "dcn: grad_output must match input in dtype and device, got ", grad_output_.scalar_type(), " on ",
-                    grad_output_.device());
-  TORCH_CHECK_VALUE(grad_output_.dim() == 4 && grad_output_.size(0) == batch &&
-                        grad_output_.size(1) == out_channels && grad_output_.size(2) == geo.out_h &&
-                        grad_output_.size(3) == geo.out_w,
-                    "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
-                    "), got ", grad_output_.sizes());
+  check_grad_output(grad_output_, input_, geo, batch, out_channels);
   const auto [need_input, need_coord, need_weight] = output_mask;
   // A channels_last output gradient (one group) is used as (pixels, Cout) matrices in place.
   const bool cl_grad = groups == 1 && is_channels_last(grad_output_);

@@ -19,29 +19,24 @@
 
 #include <algorithm>
 
+#include "../dcn.h"
 #include "../dynamic_filter.h"
 #include "../dynamic_filter_op.h"
-#include "kernels.h"
+#include "aten_data.h"
 
 namespace dcn {
 namespace {
 
 using cpu::BF16;
+using cpu::Data;
+using cpu::data;
+using cpu::mutable_data;
 using cpu::FilterGeometry;
 
-template <typename scalar_t>
-struct Data {
-  using type = scalar_t;
-};
-template <>
-struct Data<c10::BFloat16> {
-  using type = BF16;
-};
 const cpu::FilterKernels<float>& kernels_for(float*) { return cpu::kernels().filter_f32; }
 const cpu::FilterKernels<double>& kernels_for(double*) { return cpu::kernels().filter_f64; }
 const cpu::FilterKernels<BF16>& kernels_for(BF16*) { return cpu::kernels().filter_bf16; }
 
-bool channels_last(const at::Tensor& x) { return !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast); }
 
 // x (or grad) in the layout the op works in: channels_last as it is, else contiguous NCHW.
 at::Tensor in_layout(const at::Tensor& t, bool cl) {
@@ -99,21 +94,13 @@ void for_rows(int64_t batch, int64_t rows, int64_t grain, const Fn& fn) {
   });
 }
 
-template <typename T>
-const T* data(const at::Tensor& t) {
-  return reinterpret_cast<const T*>(t.const_data_ptr());
-}
-template <typename T>
-T* mutable_data(const at::Tensor& t) {
-  return reinterpret_cast<T*>(t.mutable_data_ptr());
-}
 
 // Output rows [first_row, first_row + kernels' height) of the filter, in x's layout.
 at::Tensor filter_rows(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row) {
   if (x_.scalar_type() == at::kHalf) {
     return filter_rows(x_.to(at::kFloat), kernels_.to(at::kFloat), dilation, first_row).to(at::kHalf);
   }
-  const bool cl = channels_last(x_);
+  const bool cl = is_channels_last(x_);
   const at::Tensor x = in_layout(x_, cl);
   const at::Tensor kernels = readable_kernels(kernels_, cl);
   const int64_t rows = kernels.size(-2);
@@ -156,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor> gradients(const at::Tensor& grad_, const at::
     auto [gx, gk] = gradients(grad_.to(at::kFloat), x_.to(at::kFloat), kernels_.to(at::kFloat), dilation);
     return {gx.to(at::kHalf), gk.to(at::kHalf)};
   }
-  const bool cl = channels_last(x_);
+  const bool cl = is_channels_last(x_);
   const at::Tensor x = in_layout(x_, cl);
   const at::Tensor grad = in_layout(grad_, cl);
   const at::Tensor kernels = readable_kernels(kernels_, cl);

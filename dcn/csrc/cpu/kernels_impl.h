@@ -497,11 +497,15 @@ using dynamic_filter::valid_columns;
 // Columns of NCHW rows handled per accumulator block.
 constexpr int64_t kRowBlock = 512;
 
-template <typename T>
-void filter_forward(const FilterGeometry& f, const T* x, const T* k, T* out, int64_t first_row, int64_t r0,
-                    int64_t r1) {
+// The forward and the input gradient are one sum over the taps, out(y, w) = sum_t a(y + s dy_t, w + s dx_t) k_t:
+// the forward (kTransposed false, s = +1) reads the output pixel's kernels, the input gradient (the filter
+// transposed, s = -1) the kernels of the source pixel, which applied them. Output rows [r0, r1) are
+// first_row-relative, as the kernels' rows; a has x's strides, out the o_* strides.
+template <typename T, bool kTransposed>
+void tap_sum(const FilterGeometry& f, const T* a, const T* k, T* out, int64_t first_row, int64_t r0, int64_t r1) {
   using Ch = Chan<T>;
   const int64_t C = f.channels, H = f.height, Wd = f.width, d = f.dilation;
+  const int64_t sign = kTransposed ? -1 : 1;
   if (f.x_channel == 1) {  // channels_last: along the channels
     const bool contiguous_taps = f.k_chan == 1;
     const auto rest = Ch::tail(C % Ch::kWidth);
@@ -509,17 +513,20 @@ void filter_forward(const FilterGeometry& f, const T* x, const T* k, T* out, int
       const int64_t y = first_row + r;
       for (int64_t w = 0; w < Wd; ++w) {
         const T* src[kTaps];
+        const T* ks[kTaps];
         for (int t = 0; t < kTaps; ++t) {
-          const int64_t yy = y + shift(t / 3, d), xx = w + shift(t % 3, d);
-          src[t] = (yy >= 0 && yy < H && xx >= 0 && xx < Wd) ? x + yy * f.x_row + xx * f.x_col : nullptr;
+          const int64_t yy = y + sign * shift(t / 3, d), xx = w + sign * shift(t % 3, d);
+          const bool inside = yy >= 0 && yy < H && xx >= 0 && xx < Wd;
+          src[t] = inside ? a + yy * f.x_row + xx * f.x_col : nullptr;
+          const int64_t kr = kTransposed ? yy - first_row : r, kc = kTransposed ? xx : w;
+          ks[t] = inside ? k + t * f.k_tap + kr * f.k_row + kc * f.k_col : nullptr;
         }
-        const T* kp = k + r * f.k_row + w * f.k_col;
         T* o = out + r * f.o_row + w * f.o_col;
         if (contiguous_taps) {
           for_chunks<Ch>(C, rest, [&](int64_t c, auto tl) {
             auto acc = Ch::zero();
             for (int t = 0; t < kTaps; ++t) {
-              if (src[t] != nullptr) acc = Ch::fmadd(Ch::load(src[t] + c, tl), Ch::load(kp + t * f.k_tap + c, tl), acc);
+              if (src[t] != nullptr) acc = Ch::fmadd(Ch::load(src[t] + c, tl), Ch::load(ks[t] + c, tl), acc);
             }
             Ch::store(o + c, acc, tl);
           });
@@ -527,7 +534,7 @@ void filter_forward(const FilterGeometry& f, const T* x, const T* k, T* out, int
           for (int64_t c = 0; c < C; ++c) {
             AccT<T> acc = 0;
             for (int t = 0; t < kTaps; ++t) {
-              if (src[t] != nullptr) acc += to_float(src[t][c]) * to_float(kp[c * f.k_chan + t * f.k_tap]);
+              if (src[t] != nullptr) acc += to_float(src[t][c]) * to_float(ks[t][c * f.k_chan]);
             }
             o[c] = from_acc<T>(acc);
           }
@@ -545,15 +552,16 @@ void filter_forward(const FilterGeometry& f, const T* x, const T* k, T* out, int
         const int64_t b1 = imin(Wd, b0 + kRowBlock);
         for (int64_t w = b0; w < b1; ++w) acc[w - b0] = 0;
         for (int t = 0; t < kTaps; ++t) {
-          const int64_t yy = y + shift(t / 3, d);
+          const int64_t yy = y + sign * shift(t / 3, d);
           if (yy < 0 || yy >= H) continue;
-          const int64_t s = shift(t % 3, d);
+          const int64_t s = sign * shift(t % 3, d);
           int64_t w0, w1;
           valid_columns(s, Wd, &w0, &w1);
           w0 = imax(w0, b0);
           w1 = imin(w1, b1);
-          const T* __restrict sr = x + c * f.x_channel + yy * f.x_row + s;
-          const T* __restrict kr = k + c * f.k_chan + t * f.k_tap + r * f.k_row;
+          const T* __restrict sr = a + c * f.x_channel + yy * f.x_row + s;
+          const int64_t k_offset = kTransposed ? (yy - first_row) * f.k_row + s : r * f.k_row;
+          const T* __restrict kr = k + c * f.k_chan + t * f.k_tap + k_offset;
           AccT<T>* __restrict ac = acc - b0;
           for (int64_t w = w0; w < w1; ++w) ac[w] += to_float(sr[w]) * to_float(kr[w]);
         }
@@ -565,68 +573,18 @@ void filter_forward(const FilterGeometry& f, const T* x, const T* k, T* out, int
 }
 
 template <typename T>
+void filter_forward(const FilterGeometry& f, const T* x, const T* k, T* out, int64_t first_row, int64_t r0,
+                    int64_t r1) {
+  tap_sum<T, false>(f, x, k, out, first_row, r0, r1);
+}
+
+template <typename T>
 void filter_grad_input(const FilterGeometry& f, const T* g, const T* k, T* gx, int64_t r0, int64_t r1) {
-  using Ch = Chan<T>;
-  const int64_t C = f.channels, H = f.height, Wd = f.width, d = f.dilation;
-  if (f.x_channel == 1) {
-    const bool contiguous_taps = f.k_chan == 1;
-    const auto rest = Ch::tail(C % Ch::kWidth);
-    for (int64_t y = r0; y < r1; ++y) {
-      for (int64_t w = 0; w < Wd; ++w) {
-        const T* gs[kTaps];
-        const T* ks[kTaps];
-        for (int t = 0; t < kTaps; ++t) {
-          const int64_t yy = y - shift(t / 3, d), xx = w - shift(t % 3, d);
-          const bool inside = yy >= 0 && yy < H && xx >= 0 && xx < Wd;
-          gs[t] = inside ? g + yy * f.x_row + xx * f.x_col : nullptr;
-          ks[t] = inside ? k + t * f.k_tap + yy * f.k_row + xx * f.k_col : nullptr;
-        }
-        T* o = gx + y * f.x_row + w * f.x_col;
-        if (contiguous_taps) {
-          for_chunks<Ch>(C, rest, [&](int64_t c, auto tl) {
-            auto acc = Ch::zero();
-            for (int t = 0; t < kTaps; ++t) {
-              if (gs[t] != nullptr) acc = Ch::fmadd(Ch::load(gs[t] + c, tl), Ch::load(ks[t] + c, tl), acc);
-            }
-            Ch::store(o + c, acc, tl);
-          });
-        } else {
-          for (int64_t c = 0; c < C; ++c) {
-            AccT<T> acc = 0;
-            for (int t = 0; t < kTaps; ++t) {
-              if (gs[t] != nullptr) acc += to_float(gs[t][c]) * to_float(ks[t][c * f.k_chan]);
-            }
-            o[c] = from_acc<T>(acc);
-          }
-        }
-      }
-    }
-    return;
-  }
-  AccT<T> acc[kRowBlock];
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t y = r0; y < r1; ++y) {
-      for (int64_t b0 = 0; b0 < Wd; b0 += kRowBlock) {
-        const int64_t b1 = imin(Wd, b0 + kRowBlock);
-        for (int64_t w = b0; w < b1; ++w) acc[w - b0] = 0;
-        for (int t = 0; t < kTaps; ++t) {
-          const int64_t yy = y - shift(t / 3, d);
-          if (yy < 0 || yy >= H) continue;
-          const int64_t s = -shift(t % 3, d);
-          int64_t w0, w1;
-          valid_columns(s, Wd, &w0, &w1);
-          w0 = imax(w0, b0);
-          w1 = imin(w1, b1);
-          const T* __restrict sr = g + c * f.x_channel + yy * f.x_row + s;
-          const T* __restrict kr = k + c * f.k_chan + t * f.k_tap + yy * f.k_row + s;
-          AccT<T>* __restrict ac = acc - b0;
-          for (int64_t w = w0; w < w1; ++w) ac[w] += to_float(sr[w]) * to_float(kr[w]);
-        }
-        T* __restrict o = gx + c * f.x_channel + y * f.x_row;
-        for (int64_t w = b0; w < b1; ++w) o[w] = from_acc<T>(acc[w - b0]);
-      }
-    }
-  }
+  FilterGeometry in_x = f;  // grad_x has x's layout
+  in_x.o_channel = f.x_channel;
+  in_x.o_row = f.x_row;
+  in_x.o_col = f.x_col;
+  tap_sum<T, true>(in_x, g, k, gx, 0, r0, r1);
 }
 
 template <typename T>

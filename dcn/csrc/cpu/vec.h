@@ -160,82 +160,6 @@ inline void load_pairs(const T* p, int n, VF& even, VF& odd) {
 }
 
 
-// Channel vectors of exactly W elements of T (no masks): Fixed<T, W>::kOk says whether this set has them.
-template <typename T, int W>
-struct Fixed {
-  static constexpr bool kOk = false;
-};
-template <>
-struct Fixed<float, 4> {
-  static constexpr bool kOk = true;
-  using V = __m128;
-  static V load(const float* p) { return _mm_loadu_ps(p); }
-  static void store(float* p, V v) { _mm_storeu_ps(p, v); }
-  static V set1(float w) { return _mm_set1_ps(w); }
-  static V fmadd(V a, V b, V c) { return _mm_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm_mul_ps(a, b); }
-  static V add(V a, V b) { return _mm_add_ps(a, b); }
-  static float sum(V v) {
-    const __m128 t = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-  }
-};
-template <>
-struct Fixed<float, 8> {
-  static constexpr bool kOk = true;
-  using V = __m256;
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V set1(float w) { return _mm256_set1_ps(w); }
-  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static float sum(V v) { return Fixed<float, 4>::sum(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))); }
-};
-inline __m128i f32x4_to_bf16(__m128 f) {
-  const __m128i u = _mm_castps_si128(f);
-  const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
-  __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7FFF)), lsb), 16);
-  r = _mm_blendv_epi8(r, _mm_set1_epi32(0x7FC0), _mm_castps_si128(_mm_cmpunord_ps(f, f)));
-  return _mm_packus_epi32(r, r);
-}
-template <>
-struct Fixed<BF16, 4> : Fixed<float, 4> {
-  static V load(const BF16* p) {
-    return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))), 16));
-  }
-  static void store(BF16* p, V v) { _mm_storel_epi64(reinterpret_cast<__m128i*>(p), f32x4_to_bf16(v)); }
-};
-template <>
-struct Fixed<BF16, 8> : Fixed<float, 8> {
-  static V load(const BF16* p) {
-    return _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-  }
-  static void store(BF16* p, V v) {
-    const __m128i lo = f32x4_to_bf16(_mm256_castps256_ps128(v));
-    const __m128i hi = f32x4_to_bf16(_mm256_extractf128_ps(v, 1));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_unpacklo_epi64(lo, hi));
-  }
-};
-template <>
-struct Fixed<float, 16> {
-  static constexpr bool kOk = true;
-  using V = __m512;
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V set1(float w) { return _mm512_set1_ps(w); }
-  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static float sum(V v) { return _mm512_reduce_add_ps(v); }
-};
-template <>
-struct Fixed<BF16, 16> : Fixed<float, 16> {
-  static V load(const BF16* p) { return bf16_to_f32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static void store(BF16* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), f32_to_bf16(v)); }
-};
-
 #elif defined(__AVX2__)
 
 // ---- AVX2 + FMA: 8 lanes ----
@@ -364,11 +288,39 @@ inline void load_pairs(const T* p, int n, VF& even, VF& odd) {
 }
 
 
+#else
+
+// ---- baseline: no vector planner (kLanes = 1); channel "vectors" of one element ----
+constexpr int kLanes = 1;
+
+struct ScalarTail {};
+
+template <typename T>
+struct Chan {
+  using V = float;
+  static constexpr int kWidth = 1;
+  using Tail = ScalarTail;
+  static Tail tail(int64_t) { return {}; }
+  static V load(const T* p, Tail) { return to_float(*p); }
+  static V load_if(const T* p, bool valid, Tail) { return valid ? to_float(*p) : 0.0f; }
+  static void store(T* p, V v, Tail) { *p = from_acc<T>(v); }
+  static V add(V a, V b) { return a + b; }
+  static V zero() { return 0.0f; }
+  static V set1(float w) { return w; }
+  static V fmadd(V a, V b, V c) { return a * b + c; }
+  static V mul(V a, V b) { return a * b; }
+  static float sum(V v) { return v; }
+};
+
+#endif
+
 // Channel vectors of exactly W elements of T (no masks): Fixed<T, W>::kOk says whether this set has them.
 template <typename T, int W>
 struct Fixed {
   static constexpr bool kOk = false;
 };
+
+#if defined(__AVX2__) || defined(__AVX512F__)
 template <>
 struct Fixed<float, 4> {
   static constexpr bool kOk = true;
@@ -422,37 +374,24 @@ struct Fixed<BF16, 8> : Fixed<float, 8> {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_unpacklo_epi64(lo, hi));
   }
 };
-
-#else
-
-// ---- baseline: no vector planner (kLanes = 1); channel "vectors" of one element ----
-constexpr int kLanes = 1;
-
-struct ScalarTail {};
-
-template <typename T>
-struct Chan {
-  using V = float;
-  static constexpr int kWidth = 1;
-  using Tail = ScalarTail;
-  static Tail tail(int64_t) { return {}; }
-  static V load(const T* p, Tail) { return to_float(*p); }
-  static V load_if(const T* p, bool valid, Tail) { return valid ? to_float(*p) : 0.0f; }
-  static void store(T* p, V v, Tail) { *p = from_acc<T>(v); }
-  static V add(V a, V b) { return a + b; }
-  static V zero() { return 0.0f; }
-  static V set1(float w) { return w; }
-  static V fmadd(V a, V b, V c) { return a * b + c; }
-  static V mul(V a, V b) { return a * b; }
-  static float sum(V v) { return v; }
-};
-
 #endif
-
-#if !defined(__AVX2__) && !defined(__AVX512F__)
-template <typename T, int W>
-struct Fixed {
-  static constexpr bool kOk = false;
+#if defined(__AVX512F__)
+template <>
+struct Fixed<float, 16> {
+  static constexpr bool kOk = true;
+  using V = __m512;
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V set1(float w) { return _mm512_set1_ps(w); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
+};
+template <>
+struct Fixed<BF16, 16> : Fixed<float, 16> {
+  static V load(const BF16* p) { return bf16_to_f32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static void store(BF16* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), f32_to_bf16(v)); }
 };
 #endif
 
