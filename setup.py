@@ -12,12 +12,17 @@ Environment:
 The CUDA kernels are always also compiled by the host compiler, through an emulation of the CUDA
 runtime (dcn/csrc/cuda/gpu_runtime.h), as the `cuda_emulated` backend: no CUDA toolkit is needed
 for that, and CI runs the CUDA code paths on the CPU with it.
+
+The CPU kernels are compiled three times on x86-64 (dcn/csrc/cpu/kernels_<isa>.cpp, each with its
+own flags: baseline, AVX2 + FMA, AVX-512); the library picks one at run time from the CPU's
+features (dcn/csrc/cpu/capability.cpp), so one build runs on any x86-64 CPU.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import platform
 import sys
 
 from setuptools import setup
@@ -36,7 +41,8 @@ except ImportError:
         "(pip install -r requirements.txt), then: pip install --no-build-isolation -e .   "
         "(or build in place: sh make.sh)"
     )
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, CppExtension, CUDAExtension  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension as TorchBuildExtension  # noqa: E402
 
 CSRC = os.path.join("dcn", "csrc")
 # PTX as well as sm_80 code: without it, GPUs newer than the list (sm_90, sm_100, sm_120) fail with
@@ -48,6 +54,49 @@ DEFAULT_ARCH_LIST = "8.0+PTX"
 # kernels on all intra-op threads only if the extension itself is compiled with -fopenmp, and
 # silently on one thread otherwise.
 OPENMP = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
+
+
+# Compiler flags of the per-instruction-set CPU kernel files (by file name ending), x86-64 only: the
+# code they generate runs only where capability.cpp found the instruction set.
+# (-Wno-maybe-uninitialized: GCC 12 warns inside its own AVX-512 intrinsic headers.)
+ISA_FLAGS = {
+    "_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    "_avx512.cpp": [
+        *("-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"),
+        "-Wno-maybe-uninitialized",
+    ],
+}
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _isa_flags(source: str) -> list[str]:
+    return next((flags for end, flags in ISA_FLAGS.items() if source.endswith(end)), []) if X86_64 else []
+
+
+class BuildExtension(TorchBuildExtension):
+    """torch's BuildExtension, compiling each group of sources that share ISA flags with those flags."""
+
+    def build_extension(self, ext) -> None:
+        compile_all = self.compiler.compile
+
+        def compile_grouped(sources, *args, extra_postargs=None, **kwargs):
+            objects = []
+            for flags in dict.fromkeys(tuple(_isa_flags(s)) for s in sources):
+                group = [s for s in sources if tuple(_isa_flags(s)) == flags]
+                post = extra_postargs
+                if flags:
+                    if isinstance(post, dict):
+                        post = {**post, "cxx": [*post.get("cxx", []), *flags]}
+                    else:
+                        post = [*(post or []), *flags]
+                objects += compile_all(group, *args, extra_postargs=post, **kwargs)
+            return objects
+
+        self.compiler.compile = compile_grouped
+        try:
+            super().build_extension(ext)
+        finally:
+            self.compiler.compile = compile_all
 
 
 def _with_cuda() -> bool:

@@ -281,8 +281,9 @@ def denoise(
     (of the whole image, of each quadrant as the official code did, of each tile). ``progress`` counts the
     tiles of chop and tiles: a callable is called with 1 after each, True/False shows a bar or not (default:
     when there are more than 4). The model's train/eval mode is left to the caller.
-    ``precision="bf16"`` runs under bfloat16 autocast (the DCN stays in float32); its output is within about
-    50 dB PSNR of float32 (benchmarks/bf16_psnr.py).
+    ``precision="bf16"`` runs under bfloat16 autocast (on the CPU the DCN and the dynamic filter too, with
+    float32 sampling and sums) and returns float32; its output is within about 55 dB PSNR of float32
+    (benchmarks/bf16_psnr.py).
 
     ``check_range=False`` skips the [0, 1] range check, which is there to catch 0-255 images given
     by mistake: a caller that made the noisy input itself from a known sigma (the test harness, the

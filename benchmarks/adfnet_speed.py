@@ -9,6 +9,8 @@ building the model. Times are the median of ``--repeats`` runs after one warm-up
 the true multiply-adds (adfnet.complexity, x2), a training step as 3x the forward; the share is
 against a float32 GEMM (torch.mm 2048^3) measured in this run.
 "default" is glibc's allocator as is; "tuned" calls adfnet.runtime.tune_allocator().
+``--precision bf16`` runs the fast formulation under bfloat16 autocast (training: bf16 autocast
+training); the reference stays the original float32 network.
 
 ``--strict`` adds a stricter activation-memory measurement, each configuration in one more fresh
 process: after loading (the model, the input, the formulation's own libraries: torchvision for the
@@ -18,7 +20,7 @@ high-water mark (VmHWM) minus the resident memory at the reset. So memory kept f
 not hide in the peak, and everything a first call adds (lazy imports, library code paged in,
 oneDNN caches, thread stacks) counts.
 
-    .venv/bin/python benchmarks/adfnet_speed.py [--quick] [--threads N] [--strict] [--out results.md]
+    .venv/bin/python benchmarks/adfnet_speed.py [--quick] [--threads N] [--strict] [--precision bf16] [--out results.md]
 
 The full run takes a long time (the reference needs ~50 s per 1024x1024 inference on 2 cores);
 ``--quick`` uses small sizes to check that everything runs.
@@ -138,7 +140,8 @@ def worker(spec: dict) -> dict:
         macs = count_macs(build_model(spec["model"], 3), (b, 3, h, w))["total"]
     rss_model = _rss_bytes()
     times = []
-    with use_formulation(spec["formulation"]):
+    bf16 = spec.get("precision") == "bf16" and spec["formulation"] == "fast"
+    with use_formulation(spec["formulation"]), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for _ in range(spec["repeats"] + 1):
             start = time.perf_counter()
             step()
@@ -240,6 +243,9 @@ def main(argv: list[str] | None = None) -> None:
         "--strict", action="store_true", help="also measure activation memory strictly (module docstring)"
     )
     parser.add_argument("--strict_only", action="store_true", help="only the strict memory measurement (no timings)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="of the fast formulation (bf16: autocast)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         rows = [r for r in rows if any(text in _label(*r[:5]) for text in args.only)]
     repeats = args.repeats or (1 if args.quick else 3)
-    base = {"threads": args.threads, "repeats": repeats}
+    base = {"threads": args.threads, "repeats": repeats, "precision": args.precision}
 
     gemm = run_isolated({**base, "task": "gemm", "allocator": "default", "repeats": 5})
     if "error" in gemm:
@@ -292,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = (
-        f"ADFNet (RGB, float32) on CPU, {args.threads} threads, torch {_torch_version()}; "
+        f"ADFNet (RGB, reference float32, fast {args.precision}) on CPU, {args.threads} threads, "
+        f"torch {_torch_version()}; "
         f"float32 GEMM peak {gemm['gflops']:.0f} GFLOP/s; load average at the end {load:.1f}"
         + (" (--quick: sizes too small to judge)" if args.quick else "")
     )

@@ -79,7 +79,7 @@ def _deterministic() -> bool:
 
 def _ext_supports(device: str, dtype: torch.dtype, grads: Grads) -> bool:
     if device == "cpu":
-        return dtype in (torch.float32, torch.float64)  # deterministic: work partitioned without atomics
+        return dtype in (torch.float32, torch.float64, torch.bfloat16)  # deterministic: no atomics
     ext = _load_ext()
     if device != "cuda" or ext is None or not ext.has_cuda_kernels():
         return False
@@ -165,14 +165,19 @@ def get_backend() -> str:
 def resolve(input: torch.Tensor, grads: Grads = Grads()) -> Backend:
     """The backend that runs ``input``: the selected one, or the first fallback that can.
 
-    E.g. the extension's CPU kernels are float32/float64 only, so float16 on CPU goes on to
-    torchvision and bfloat16 (which torchvision lacks) to ``reference``; under
+    E.g. the extension's CPU kernels are float32/float64/bfloat16, so float16 on CPU goes on to
+    torchvision; bfloat16 when the extension is not selected goes to ``reference`` (torchvision lacks
+    it); under
     ``torch.use_deterministic_algorithms(True)`` a CUDA call that needs the gradients a backend
     scatters with atomics goes to the deterministic ``reference``.
     """
+    return backend_for(input.device.type, input.dtype, grads)
+
+
+def backend_for(device: str, dtype: torch.dtype, grads: Grads = Grads()) -> Backend:
+    """:func:`resolve` for an input of this device type and dtype."""
     available = available_backends()
     name: str | None = get_backend()
-    device, dtype = input.device.type, input.dtype
     while name is not None:
         backend = TABLE[name]
         if name in available and backend.supports(device, dtype, grads):

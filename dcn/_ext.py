@@ -8,11 +8,18 @@ The DCN: `dcn::modulated_deform_conv` (+ `_backward`), with CPU and (when compil
 and calls them directly where nothing needs that wrapper (:func:`plain_eager`).
 Importing this module never fails; when the extension is not built, `is_available()` is False and
 `load_error()` says why.
+
+The CPU kernels are compiled for several instruction sets and run with the best one this CPU has
+(:func:`cpu_capability`); ``DCN_CPU_CAPABILITY=baseline|avx2|avx512`` forces a level (read at the
+first use; a level this CPU lacks is a ``ValueError``), :func:`use_cpu_capability` another for a
+block of code (the tests run every level).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 
 import torch
 
@@ -52,6 +59,38 @@ def has_emulation() -> bool:
     return is_available() and _HAS_EMULATION
 
 
+CPU_CAPABILITY_ENV = "DCN_CPU_CAPABILITY"
+
+
+def _require() -> None:
+    if _load_error is not None:
+        raise RuntimeError(f"the dcn extension is not available ({_load_error}); build it with `sh make.sh`")
+
+
+def cpu_capability() -> str:
+    """The instruction set the CPU kernels run with now: ``"baseline"``, ``"avx2"`` or ``"avx512"``."""
+    _require()
+    return torch.ops.dcn.cpu_capability()
+
+
+def cpu_capabilities() -> list[str]:
+    """The levels this CPU (and build) can run, lowest first."""
+    _require()
+    return list(torch.ops.dcn.cpu_capabilities())
+
+
+@contextlib.contextmanager
+def use_cpu_capability(level: str) -> Iterator[str]:
+    """Run the CPU kernels at ``level`` in the enclosed block (process-wide; ``ValueError`` if this CPU
+    lacks it), then go back to the previous level."""
+    _require()
+    previous = torch.ops.dcn.set_cpu_capability(level)
+    try:
+        yield level
+    finally:
+        torch.ops.dcn.set_cpu_capability(previous)
+
+
 def _arguments(stride, padding, dilation, groups, deformable_groups) -> tuple[int, ...]:
     """The op schema's flat integer arguments."""
     return (*stride, *padding, *dilation, groups, deformable_groups)
@@ -70,8 +109,7 @@ def modulated_deform_conv(
     deformable_groups: int,
 ) -> torch.Tensor:
     """Modulated deformable convolution with the compiled kernels (differentiable)."""
-    if _load_error is not None:
-        raise RuntimeError(f"the dcn extension is not available ({_load_error}); build it with `sh make.sh`")
+    _require()
     params = _arguments(stride, padding, dilation, groups, deformable_groups)
     return torch.ops.dcn.modulated_deform_conv(input, offset, mask, weight, bias, *params)
 
@@ -129,16 +167,21 @@ def _forward_fake(input, offset, mask, weight, bias, *params):
     return torch.empty(size, dtype=input.dtype, device=input.device, memory_format=layout)
 
 
-def _backward_fake(grad_output, input, offset, mask, weight, bias, *params):
-    need_input, need_sampling, need_weight = params[-1]
-    contiguous = torch.contiguous_format
-    return (
-        torch.empty_like(input, memory_format=contiguous) if need_input else None,
-        torch.empty_like(offset, memory_format=contiguous) if need_sampling else None,
-        torch.empty_like(mask, memory_format=contiguous) if need_sampling else None,
-        torch.empty_like(weight, memory_format=contiguous) if need_weight else None,
-        weight.new_empty((weight.shape[0],)),
-    )
+def _backward_fake_of(in_layouts: bool):
+    """The backward's fake: gradients in their inputs' layouts (``in_layouts``: the CPU kernels) or contiguous."""
+
+    def fake(grad_output, input, offset, mask, weight, bias, *params):
+        need_input, need_sampling, need_weight = params[-1]
+        layout = torch.preserve_format if in_layouts and input.device.type == "cpu" else torch.contiguous_format
+        return (
+            torch.empty_like(input, memory_format=layout) if need_input else None,
+            torch.empty_like(offset, memory_format=layout) if need_sampling else None,
+            torch.empty_like(mask, memory_format=layout) if need_sampling else None,
+            torch.empty_like(weight, memory_format=torch.contiguous_format) if need_weight else None,
+            weight.new_empty((weight.shape[0],)),
+        )
+
+    return fake
 
 
 def _setup_context(ctx, inputs, output):
@@ -170,10 +213,11 @@ def _register() -> None:
     for op in [_OP, _EMULATED_OP] if has_emulation() else [_OP]:
         backward_name = f"{op}_backward"
         torch.library.register_fake(op)(_forward_fake)
-        torch.library.register_fake(backward_name)(_backward_fake)
+        torch.library.register_fake(backward_name)(_backward_fake_of(op == _OP))
         backward_op = getattr(torch.ops.dcn, backward_name.split("::")[1])
         torch.library.register_autograd(op, _backward_of(backward_op), setup_context=_setup_context)
-        # Under autocast the op runs in float32 (inputs may arrive in mixed dtypes), as torchvision's does.
+        # Under autocast the op runs in float32 (inputs may arrive in mixed dtypes), as torchvision's
+        # does; dcn.functional runs the CPU kernels in bfloat16 under bfloat16 autocast instead.
         for device in ("cpu", "cuda"):
             torch.library.register_autocast(op, device, torch.float32)
 
@@ -194,13 +238,20 @@ def _register_dynamic_filter(name: str = "dynamic_filter") -> None:
 
     @torch.library.register_fake(f"dcn::{name}")
     def _(x, kernels, dilation):
-        # The CPU kernel writes channels_last for a channels_last x (adfnet.models.ops.channels_last_inference).
+        # The CPU kernel writes channels_last for a channels_last x (adfnet.models.ops.channels_last_cpu).
         channels_last = x.device.type == "cpu" and name == "dynamic_filter" and is_channels_last(x)
         return torch.empty_like(x, memory_format=torch.channels_last if channels_last else contiguous)
 
     @torch.library.register_fake(f"dcn::{name}_backward")
     def _(grad, x, kernels, dilation):
-        return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
+        if x.device.type != "cpu" or name != "dynamic_filter":
+            return torch.empty_like(x, memory_format=contiguous), torch.empty_like(kernels, memory_format=contiguous)
+        # The CPU kernels: grad_x in x's layout, grad_kernels with the strides of the kernels they read
+        # (NCHW work reads whole rows, so kernels whose rows are not contiguous are read from a copy).
+        channels_last = is_channels_last(x)
+        read = kernels if channels_last or kernels.stride(-1) == 1 else kernels.contiguous()
+        layout = torch.channels_last if channels_last else contiguous
+        return torch.empty_like(x, memory_format=layout), torch.empty_like(read)
 
     def setup_forward(ctx, inputs, output):
         x, kernels, ctx.dilation = inputs

@@ -42,10 +42,13 @@ def modulated_deform_conv(
     Under ``torch.autocast`` the op runs in float32 and returns float32, as torchvision's autocast
     kernel does: in half precision the sampling positions (grid + offset) keep only a few
     fractional bits on large maps, and the layer's float32 weight would not match half inputs.
+    The exception is bfloat16 autocast on the CPU with the compiled extension, whose bfloat16
+    kernels form the sampling positions and bilinear weights in float32 (from the bfloat16 offsets)
+    and accumulate in float32: there all tensors are cast to bfloat16 and the result is bfloat16.
     """
     device_type = input.device.type if isinstance(input, torch.Tensor) else "cpu"
     if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-        tensors = [_float32(t) for t in (input, offset, mask, weight, bias)]
+        tensors = autocast_tensors(device_type, (input, offset, mask, weight, bias))
         with torch.autocast(device_type, enabled=False):
             return modulated_deform_conv(*tensors, stride, padding, dilation, groups, deformable_groups)
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
@@ -60,8 +63,13 @@ def modulated_deform_conv(
     return fn(input, offset, mask, weight, bias, stride, padding, dilation, groups, deformable_groups)
 
 
-def _float32(t: torch.Tensor | None) -> torch.Tensor | None:
-    return t.float() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+def autocast_tensors(device_type: str, tensors):
+    """``tensors`` (input, offset, mask, weight, bias) in the dtype the op runs in under autocast:
+    bfloat16 under CPU bfloat16 autocast when the extension runs it, else float32."""
+    bf16 = device_type == "cpu" and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    ext = bf16 and _backend.backend_for("cpu", torch.bfloat16).name == "ext"
+    dtype = torch.bfloat16 if ext else torch.float32
+    return [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors]
 
 
 def _validate(

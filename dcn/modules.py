@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from . import _backend
-from .functional import modulated_deform_conv
+from .functional import autocast_tensors, modulated_deform_conv
 from .strips import eager_inference, strip_rows
 
 
@@ -63,12 +63,11 @@ def _forward_in_strips(
         stop = min(start + rows, out_h)
         offset = _conv_rows(conv, features, start, stop, slice(0, n_offset))
         mask = _conv_rows(conv, features, start, stop, slice(n_offset, None)).sigmoid_()
+        tensors = (input, offset, mask, layer.weight, layer.bias)
+        if torch.is_autocast_enabled("cpu"):  # the op's dtype under autocast, as dcn.modulated_deform_conv's
+            tensors = autocast_tensors("cpu", tensors)
         strip = torch.ops.dcn.modulated_deform_conv_rows(
-            input,
-            offset,
-            mask,
-            layer.weight,
-            layer.bias,
+            *tensors,
             *layer.stride,
             *layer.padding,
             *layer.dilation,

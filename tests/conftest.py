@@ -63,6 +63,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _cpu_levels() -> list[str]:
+    from dcn import _ext
+
+    return _ext.cpu_capabilities() if _ext.is_available() else []
+
+
+@pytest.fixture(params=_cpu_levels())
+def cpu_level(request) -> Iterator[str]:
+    """The compiled CPU kernels at each instruction-set level this CPU supports (baseline, avx2,
+    avx512: dcn.use_cpu_capability), so that parity tests cover every level's code."""
+    import dcn
+
+    with dcn.use_cpu_capability(request.param):
+        yield request.param
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One intra-op thread: toy runs are latency-bound, and 2 threads on a busy 2-core machine crawl."""

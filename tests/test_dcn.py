@@ -466,12 +466,12 @@ def test_default_prefers_ext_when_built(monkeypatch):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_bfloat16_on_cpu_runs_on_reference(backend, calls):
-    """Except on cuda_emulated, which runs bfloat16 like the CUDA kernels do."""
+def test_bfloat16_on_cpu(backend, calls):
+    """ext and cuda_emulated run bfloat16 in their own kernels; torchvision (which lacks it) hands it to reference."""
     args = _tiny(torch.bfloat16)
     with dcn.use_backend(backend):
         out = dcn.modulated_deform_conv(*args)
-    assert calls == ["cuda_emulated" if backend == "cuda_emulated" else "reference"] and out.dtype == torch.bfloat16
+    assert calls == [backend if backend in ("ext", "cuda_emulated") else "reference"] and out.dtype == torch.bfloat16
     want = reference.modulated_deform_conv(*(a.double() if isinstance(a, torch.Tensor) else a for a in args))
     torch.testing.assert_close(out.double(), want, rtol=0.05, atol=0.05)
 
@@ -487,7 +487,7 @@ def test_float16_on_cpu(backend):
 
 
 def test_routing_when_the_backend_cannot_run_the_input(monkeypatch):
-    """ext CPU kernels are float32/float64; an ext without CUDA kernels skips CUDA inputs; deterministic
+    """ext CPU kernels are float32/float64/bfloat16; an ext without CUDA kernels skips CUDA inputs; deterministic
     CUDA calls skip the backends whose backward needs atomics, but only when that gradient is needed."""
     fake_ext = types.SimpleNamespace(has_cuda_kernels=lambda: False, has_emulation=lambda: True)
     monkeypatch.setattr(_backend, "_load_ext", lambda: fake_ext)
@@ -500,7 +500,8 @@ def test_routing_when_the_backend_cannot_run_the_input(monkeypatch):
 
     assert route("ext", "cpu", torch.float64) == "ext"
     assert route("ext", "cpu", torch.float16) == "torchvision"
-    assert route("ext", "cpu", torch.bfloat16) == "reference"
+    assert route("ext", "cpu", torch.bfloat16) == "ext"
+    assert route("torchvision", "cpu", torch.bfloat16) == "reference"
     assert route("ext", "cuda") == "torchvision"
     assert route("torchvision", "cpu") == "torchvision"
     assert route("reference", "cpu") == "reference"
@@ -544,7 +545,9 @@ def test_import_does_not_import_torchvision():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_autocast_runs_in_float32(backend):
+def test_autocast(backend):
+    """Under CPU bfloat16 autocast the extension runs in bfloat16 (its kernels sample in float32); every
+    other backend runs in float32, as torchvision's autocast kernel does."""
     torch.manual_seed(2)
     layer = dcn.ModulatedDeformConvPack(4, 4, 3, 1, 1, deformable_groups=2, extra_offset_mask=True, offset_in_channel=3)
     x, feats = torch.randn(1, 4, 6, 5), torch.randn(1, 3, 6, 5)
@@ -552,9 +555,9 @@ def test_autocast_runs_in_float32(backend):
         expected = layer([x, feats])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = layer([x.bfloat16(), feats])  # bf16 input, float32 weight, bf16 predicted offsets
-    assert out.dtype == torch.float32
+    assert out.dtype == (torch.bfloat16 if backend == "ext" else torch.float32)
     # The zero-initialised predictor gives exact zero offsets and 0.5 masks in any precision.
-    torch.testing.assert_close(out, expected, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(out.float(), expected, rtol=0.02, atol=0.02)
 
 
 # ---------------------------------------------------------------------------------------------

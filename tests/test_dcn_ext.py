@@ -2,15 +2,19 @@
 
 The public API, backend selection and mmcv's golden values are tested in test_dcn.py; this file
 tests the extension itself: kernels, registration (opcheck, torch.compile), checks and chunking.
-Every kernel test runs twice: on the CPU kernels (`ext`) and on the CUDA kernels compiled for the
-CPU (`cuda_emulated`), the latter also with the 64-bit index path forced and with a capped grid.
+Every kernel test runs on the CPU kernels (`ext`) at every instruction-set level this CPU supports
+(baseline, AVX2, AVX-512: dcn.use_cpu_capability) and on the CUDA kernels compiled for the CPU
+(`cuda_emulated`), the latter also with the 64-bit index path forced and with a capped grid. float64
+runs the kernels' scalar code; the float32 and bfloat16 tests run their vector code.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import itertools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
+from conftest import subprocess_env
 from dcn import _ext, reference
 
 if not _ext.has_emulation():  # the project ships the extension: not having it is a failure, never a skip
@@ -38,16 +43,26 @@ CUDA_MODES = {
     "index64": {"DCN_CUDA_INDEX64": "1"},  # the 64-bit path, normally taken above 2^31 elements only
     "capped_grid": {"DCN_CUDA_MAX_BLOCKS": "1"},  # one block: every thread strides over many items
 }
-VARIANTS = ["ext", *(f"cuda_emulated-{mode}" for mode in CUDA_MODES)]
+LEVELS = _ext.cpu_capabilities()
+VARIANTS = [*(f"ext-{level}" for level in LEVELS), *(f"cuda_emulated-{mode}" for mode in CUDA_MODES)]
 
 
 @pytest.fixture(params=VARIANTS)
 def impl(request, monkeypatch):
-    """An implementation of the op: the CPU kernels, or the emulated CUDA kernels in one launch mode."""
+    """An implementation of the op: the CPU kernels at one instruction-set level, or the emulated CUDA
+    kernels in one launch mode."""
     name, _, mode = request.param.partition("-")
     for key, value in CUDA_MODES.get(mode, {}).items():
         monkeypatch.setenv(key, value)
-    return IMPLS[name]
+    with _ext.use_cpu_capability(mode) if name == "ext" else contextlib.nullcontext():
+        yield IMPLS[name]
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    """The CPU kernels at each instruction-set level this CPU supports."""
+    with _ext.use_cpu_capability(request.param):
+        yield request.param
 
 
 def make_case(
@@ -122,12 +137,25 @@ GRID = {
     "zero_offsets": {"offset_scale": None},
     "far_outside": {"offset_scale": 50.0},
     "channel_blocks": {"c": 5, "cout": 3},  # the CUDA kernels split 5 channels into blocks of 2, 2, 1
+    # ADFNet's shape: 72 samples per pixel (a full chunk of 64 planned together, then 8), 4 channels each
+    "adfnet_groups": {"dg": 8, "c": 32, "cout": 4, "n": 1, "h": 5, "w": 6},
+    # 20 channels per group: whole channel vectors and a partial one (16 + 4, or 8 + 8 + 4)
+    "wide_groups": {"dg": 2, "c": 40, "cout": 3, "n": 1, "h": 5, "w": 4},
+    # deformable groups across the convolution groups' boundary (channels 0-2 | 3-5 vs 0-1 | 2-3 | 4-5)
+    "groups_across": {"groups": 2, "dg": 3, "c": 6, "cout": 4},
 }
 
 
 @pytest.mark.parametrize("name", list(GRID))
 def test_matches_reference(name, impl):
     assert_matches_reference(*make_case(**GRID[name]), fn=impl)
+
+
+@pytest.mark.parametrize("name", list(GRID))
+def test_float32_matches_reference(name, level):
+    """The vector code (planner, channel vectors, float32 sums) against float64 on the same rounded
+    inputs: the CPU kernels at every instruction-set level."""
+    assert_low_precision_matches_float64(_ext.modulated_deform_conv, torch.float32, **GRID[name])
 
 
 def test_forward_matches_torchvision(impl):
@@ -228,32 +256,58 @@ def test_rows_entry_point_equals_the_rows_of_the_whole_output(case):
         torch.ops.dcn.modulated_deform_conv_rows(*rows, -1)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [{}, {"stride": (2, 1), "dilation": (2, 1), "dg": 2}, {"groups": 2, "dg": 2}],
-    ids=["plain", "strided", "groups"],
-)
-def test_channels_last_forward_reads_in_place(monkeypatch, case):
+CL_CASES = {"plain": {}, "strided": {"stride": (2, 1), "dilation": (2, 1), "dg": 2}, "groups": {"groups": 2, "dg": 2}}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(CL_CASES))
+def test_channels_last_forward_reads_in_place(monkeypatch, case, dtype, level):
     """A channels_last input with offset and mask as channel slices of one channels_last prediction
     (as CPU inference passes them) gives the NCHW result, written channels_last (groups = 1),
     whole and in row blocks, and through the rows entry point."""
-    tensors, (stride, padding, dilation, groups, dg) = make_case(n=2, c=4, h=9, w=6, cout=4, **case)
-    x, offset, mask, weight, bias = (t.detach() for t in tensors)
+    tensors, (stride, padding, dilation, groups, dg) = make_case(n=2, c=4, h=9, w=6, cout=4, **CL_CASES[case])
+    x, offset, mask, weight, bias = (t.detach().to(dtype) for t in tensors)
     params = (*stride, *padding, *dilation, groups, dg)
     want = op(x, offset, mask, weight, bias, *params)
     prediction = torch.cat([offset, mask], 1).contiguous(memory_format=torch.channels_last)
     cl_offset, cl_mask = prediction[:, : offset.shape[1]], prediction[:, offset.shape[1] :]
     x_cl = x.contiguous(memory_format=torch.channels_last)
+    tol = 1e-13 if dtype == torch.float64 else 1e-5
     for budget in ("1024", "0"):  # whole images; one output row per block
         monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", budget)
         got = op(x_cl, cl_offset, cl_mask, weight, bias, *params)
         assert got.is_contiguous(memory_format=torch.channels_last) == (groups == 1)
-        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
         rows = torch.ops.dcn.modulated_deform_conv_rows(
             x_cl, cl_offset[:, :, 1:3], cl_mask[:, :, 1:3], weight, bias, *params, 1
         )
-        torch.testing.assert_close(rows, want[:, :, 1:3], rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(rows, want[:, :, 1:3], rtol=tol, atol=tol)
     fake = torch.library.opcheck(op, (x_cl, cl_offset, cl_mask, weight, bias, *params), test_utils=("test_faketensor",))
+    assert fake["test_faketensor"] == "SUCCESS"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(CL_CASES))
+def test_channels_last_backward_reads_and_writes_in_place(monkeypatch, case, dtype, level):
+    """Training in channels_last: the backward takes channels_last input, offset, mask and output
+    gradient as they are and returns every gradient in its input's layout, equal to the NCHW ones,
+    whole and in row blocks."""
+    tensors, (stride, padding, dilation, groups, dg) = make_case(n=2, c=4, h=9, w=6, cout=4, **CL_CASES[case])
+    x, offset, mask, weight, bias = (t.detach().to(dtype) for t in tensors)
+    params = (*stride, *padding, *dilation, groups, dg)
+    grad_out = torch.randn(op(x, offset, mask, weight, bias, *params).shape, dtype=dtype)
+    want = backward_op(grad_out, x, offset, mask, weight, bias, *params, ALL_GRADS)
+    cl = [t.contiguous(memory_format=torch.channels_last) for t in (grad_out, x, offset, mask)]
+    tol = 1e-13 if dtype == torch.float64 else 1e-5
+    for budget in ("1024", "0"):
+        monkeypatch.setenv("DCN_COLUMN_BUDGET_MB", budget)
+        got = backward_op(*cl, weight, bias, *params, ALL_GRADS)
+        for name, g, w, like in zip(("input", "offset", "mask"), got, want, cl[1:], strict=False):
+            assert g.stride() == like.stride(), name  # the input's layout, channels_last
+            torch.testing.assert_close(g, w, rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
+        for g, w in zip(got[3:], want[3:], strict=True):
+            torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    fake = torch.library.opcheck(backward_op, (*cl, weight, bias, *params, ALL_GRADS), test_utils=("test_faketensor",))
     assert fake["test_faketensor"] == "SUCCESS"
 
 
@@ -275,6 +329,40 @@ def test_kernels_are_built_to_run_on_all_intra_op_threads():
     library = Path(dcn._C.__file__).read_bytes()
     uses_openmp = b"GOMP_parallel" in library or b"__kmpc_fork_call" in library
     assert uses_openmp == (torch.backends.openmp.is_available() and sys.platform.startswith("linux"))
+
+
+def _capability_in_fresh_process(value: str) -> subprocess.CompletedProcess:
+    """dcn.cpu_capability() in a new interpreter with DCN_CPU_CAPABILITY=value (it is read at the first use)."""
+    code = "import dcn\ntry:\n    print(dcn.cpu_capability())\nexcept ValueError as e:\n    print('ValueError:', e)"
+    env = subprocess_env(DCN_CPU_CAPABILITY=value)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cpu_capability_is_the_best_supported_unless_forced():
+    """Without DCN_CPU_CAPABILITY the kernels run at the best level this CPU supports; the variable forces
+    any supported level; use_cpu_capability switches and restores it in one process."""
+    assert _ext.cpu_capability() == LEVELS[-1] and LEVELS[0] == "baseline"
+    for level in LEVELS:
+        assert _capability_in_fresh_process(level).stdout.strip() == level
+        with _ext.use_cpu_capability(level):
+            assert _ext.cpu_capability() == level
+    assert _ext.cpu_capability() == LEVELS[-1]
+
+
+def test_unknown_cpu_capability_is_a_clear_error():
+    result = _capability_in_fresh_process("sse9")
+    assert result.returncode == 0, result.stderr
+    assert "ValueError: DCN_CPU_CAPABILITY=sse9: unknown CPU capability 'sse9'" in result.stdout
+    with pytest.raises(ValueError, match="unknown CPU capability 'avx'"), _ext.use_cpu_capability("avx"):
+        pass
+
+
+@pytest.mark.parametrize("level", [lv for lv in ("avx2", "avx512") if lv not in LEVELS])
+def test_capability_above_this_cpu_is_refused(level):
+    """A level this CPU lacks is an error, never a silent fallback (runs only on such CPUs)."""
+    assert f"this CPU does not support {level}" in _capability_in_fresh_process(level).stdout
+    with pytest.raises(ValueError, match=f"does not support {level}"), _ext.use_cpu_capability(level):
+        pass
 
 
 def test_bad_budget_is_an_error(monkeypatch):
@@ -444,8 +532,15 @@ def test_bad_hyperparameters_raise(name):
 
 def test_cpu_kernels_reject_half():
     tensors = [t.detach().half() for t in make_case(n=1, c=4, dg=1)[0]]
-    with pytest.raises(NotImplementedError, match="float32 and float64"):
+    with pytest.raises(NotImplementedError, match="float32, float64 and bfloat16"):
         op(*tensors, 1, 1, 1, 1, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("case", ["basic", "adfnet_groups", "wide_groups"])
+def test_cpu_bfloat16(case, level):
+    """The CPU kernels in bfloat16 (sampling and sums in float32, bfloat16 GEMMs, the input gradient
+    summed in float32) at every instruction-set level."""
+    assert_low_precision_matches_float64(_ext.modulated_deform_conv, torch.bfloat16, **GRID[case])
 
 
 @pytest.mark.parametrize("name", list(OPS))
@@ -477,20 +572,19 @@ def test_input_smaller_than_kernel_is_a_value_error(name):
 LOW_PRECISION_TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 4e-2}
 
 
-def assert_low_precision_matches_float64(fn, dtype, device="cpu", case=None):
+def assert_low_precision_matches_float64(fn, dtype, device="cpu", **case):
     """Output and all gradients in ``dtype`` against float64 computed on the *rounded* inputs (rounding
-    first moves no sample across a bilinear kink), within a tolerance relative to max|want|; ``case``:
-    :func:`make_case`'s options (default two images, two deformable groups, offsets of about 1 px)."""
-    tensors, params = make_case(**(case or {"n": 2, "dg": 2, "offset_scale": 1.0}))
-    rounded = [t.detach().to(dtype) for t in tensors]
-    exact = [t.double().requires_grad_() for t in rounded]
+    first moves no sample across a bilinear kink), within a tolerance relative to max|want|."""
+    tensors, params = make_case(**({"n": 2, "offset_scale": 1.0} | (case or {"dg": 2})))
+    rounded = [t.detach().to(dtype) if t is not None else None for t in tensors]
+    exact = [t.double().requires_grad_() if t is not None else None for t in rounded]
     want_out, want_grads = forward_and_grads(reference.modulated_deform_conv, exact, params, grad_dtype=dtype)
-    low = [t.to(device).requires_grad_() for t in rounded]
+    low = [t.to(device).requires_grad_() if t is not None else None for t in rounded]
     out, grads = forward_and_grads(fn, low, params, grad_dtype=dtype)
     assert out.dtype == dtype and all(g.dtype == dtype for g in grads)
-    for name, got, want in zip(
-        ["output", "input", "offset", "mask", "weight", "bias"], [out, *grads], [want_out, *want_grads], strict=True
-    ):
+    names = [n for n, t in zip(["output", "input", "offset", "mask", "weight", "bias"], [out, *tensors], strict=True)
+             if t is not None]  # fmt: skip
+    for name, got, want in zip(names, [out, *grads], [want_out, *want_grads], strict=True):
         tol = LOW_PRECISION_TOL[dtype] * want.abs().max().item()
         torch.testing.assert_close(got.double().cpu(), want, rtol=0, atol=tol, msg=lambda m, name=name: f"{name}: {m}")
 
@@ -498,7 +592,7 @@ def assert_low_precision_matches_float64(fn, dtype, device="cpu", case=None):
 @pytest.mark.parametrize("mode", list(CUDA_MODES))
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_emulated_low_precision(dtype, mode, monkeypatch):
-    """The CUDA kernels' half and bfloat16 paths (the CPU kernels reject them: test_cpu_kernels_reject_half)."""
+    """The CUDA kernels' half and bfloat16 paths (the CPU kernels reject half: test_cpu_kernels_reject_half)."""
     for key, value in CUDA_MODES[mode].items():
         monkeypatch.setenv(key, value)
     assert_low_precision_matches_float64(_ext.modulated_deform_conv_emulated, dtype)
@@ -588,9 +682,7 @@ LOW_PRECISION_CASES = {
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_cuda_low_precision(dtype, name):
     """Cases of the parity grid in every dtype the CUDA kernels take (float64: test_cuda_matches_cpu)."""
-    assert_low_precision_matches_float64(
-        _ext.modulated_deform_conv, dtype, device="cuda", case=LOW_PRECISION_CASES[name]
-    )
+    assert_low_precision_matches_float64(_ext.modulated_deform_conv, dtype, device="cuda", **LOW_PRECISION_CASES[name])
 
 
 @cuda

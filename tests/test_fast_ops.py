@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from adfnet.models import MCB, MDCB, ADFNet
-from adfnet.models.ops import _fused_available, dynamic_filter, dynamic_filter_reference, use_formulation
+from adfnet.models.ops import (
+    _dynamic_filter_backward_reference,
+    _fused_available,
+    dynamic_filter,
+    dynamic_filter_reference,
+    use_formulation,
+)
 
 pytestmark = pytest.mark.skipif(not _fused_available(), reason="needs the dcn._C extension (sh make.sh)")
 
@@ -19,7 +25,7 @@ def _inputs(b=2, c=3, h=7, w=5, dtype=torch.float64, seed=0):
 
 # Dilation 5 on a 7x5 image: some taps are outside the image for every pixel.
 @pytest.mark.parametrize("dilation", [1, 2, 3, 5, 8])
-def test_fused_dynamic_filter_equals_unfold_values_and_gradients(dilation):
+def test_fused_dynamic_filter_equals_unfold_values_and_gradients(dilation, cpu_level):
     x, k = _inputs()
     fused = torch.ops.dcn.dynamic_filter(x, k, dilation)
     ref = dynamic_filter_reference(x, k, dilation)
@@ -148,9 +154,9 @@ def test_inference_strips_equal_one_piece(monkeypatch, strip_bytes):
 CL = torch.channels_last
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("dilation", [1, 3, 5, 8])
-def test_fused_dynamic_filter_reads_channels_last_in_place(dilation, dtype):
+def test_fused_dynamic_filter_reads_channels_last_in_place(dilation, dtype, cpu_level):
     """channels_last x and kernels (the layout of CPU inference) give the unfold result, written
     channels_last; dilation 5 and 8 on a 7x5 image put taps outside the image everywhere."""
     x, k = (t.detach() for t in _inputs(2, 3, 7, 5))
@@ -159,12 +165,42 @@ def test_fused_dynamic_filter_reads_channels_last_in_place(dilation, dtype):
     )
     assert out.is_contiguous(memory_format=CL) and not out.is_contiguous() and out.dtype == dtype
     ref = dynamic_filter_reference(x.to(dtype).double(), k.to(dtype).double(), dilation)
-    tol = {"rtol": 0, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 2**-8, "atol": 1e-6}
-    torch.testing.assert_close(out.double(), ref, **tol)
+    tol = {torch.float64: {"rtol": 0, "atol": 1e-13}, torch.float32: {"rtol": 1e-5, "atol": 1e-5}}
+    torch.testing.assert_close(out.double(), ref, **tol.get(dtype, {"rtol": 2**-8, "atol": 1e-6}))
     fake = torch.library.opcheck(
         torch.ops.dcn.dynamic_filter, (x.contiguous(memory_format=CL), k.contiguous(memory_format=CL), dilation)
     )
     assert all(result == "SUCCESS" for result in fake.values())
+
+
+TAP_MAJOR_TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}
+
+
+@pytest.mark.parametrize("dtype", list(TAP_MAJOR_TOL))
+@pytest.mark.parametrize("layout", [torch.contiguous_format, CL])
+@pytest.mark.parametrize("channels", [3, 20])  # 20: whole channel vectors and a partial one
+def test_tap_major_kernels(layout, dtype, channels, cpu_level):
+    """Tap-major kernels (B, 9, C, H, W) (a view of a 9C-channel conv output whose rows are reordered
+    to t * C + c, as generated_filter makes them on the CPU) give the unfold result and gradients, in
+    x's layout, at every instruction-set level; grad_kernels keeps the kernels' strides."""
+    x, k = (t.detach() for t in _inputs(2, channels, 7, 5))
+    x, k = x.to(dtype).contiguous(memory_format=layout), k.to(dtype)
+    tap_major = k.view(2, channels, 9, 7, 5).transpose(1, 2).contiguous()  # [b, t, c] = k[b, 9c + t]
+    tap_major = tap_major.view(2, 9 * channels, 7, 5).contiguous(memory_format=layout).view(2, 9, channels, 7, 5)
+    grad = torch.randn(x.shape, dtype=torch.float64).to(dtype).contiguous(memory_format=layout)
+    exact = [t.double() for t in (x, k, grad)]
+    for d in (1, 3):
+        out = torch.ops.dcn.dynamic_filter(x, tap_major, d)
+        grad_x, grad_k = torch.ops.dcn.dynamic_filter_backward(grad, x, tap_major, d)
+        want_x, want_k = _dynamic_filter_backward_reference(exact[2], exact[0], exact[1], d)
+        tol = {"rtol": TAP_MAJOR_TOL[dtype], "atol": TAP_MAJOR_TOL[dtype]}
+        torch.testing.assert_close(out.double(), dynamic_filter_reference(exact[0], exact[1], d), **tol)
+        torch.testing.assert_close(grad_x.double(), want_x, **tol)
+        assert out.stride() == grad_x.stride() == x.stride() and grad_k.stride() == tap_major.stride()
+        want_k = want_k.view(2, channels, 9, 7, 5).transpose(1, 2)
+        torch.testing.assert_close(grad_k.double(), want_k, **tol)
+        strip = torch.ops.dcn.dynamic_filter_rows(x, tap_major[:, :, :, 2:5], d, 2)
+        torch.testing.assert_close(strip, out[:, :, 2:5], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, CL])
@@ -201,8 +237,8 @@ def test_mfi_fusion_on_channels_last_parts():
 def test_cpu_inference_runs_channels_last_and_equals_nchw(monkeypatch):
     """CPU inference in the fast formulation runs in channels_last (convolutions, DCN in strips, the
     fused filter, MFI all read it in place) and returns NCHW: equal to the NCHW run in float64,
-    with the strips forced tiny too. Autograd, the reference formulation and the torchvision
-    backend stay NCHW."""
+    with the strips forced tiny too. The reference formulation and the torchvision backend stay
+    NCHW; training runs channels_last too (test_cpu_training_runs_channels_last_and_equals_nchw)."""
     import dcn
     import dcn.strips
     from adfnet.models import adfnet as adfnet_module
@@ -222,21 +258,86 @@ def test_cpu_inference_runs_channels_last_and_equals_nchw(monkeypatch):
         lambda self, a, *r: layouts.append(a.is_contiguous()) or conv_forward(self, a, *r),
     )
     with torch.no_grad():
-        assert ops.channels_last_inference(x)
+        assert ops.channels_last_cpu(x)
         cl = model(x)
         assert not any(layouts[1:]), "a convolution ran on an NCHW tensor"
         monkeypatch.setattr(dcn.strips, "STRIP_BYTES", 3000)
         cl_strips = model(x)
-        monkeypatch.setattr(adfnet_module, "channels_last_inference", lambda x: False)
+        monkeypatch.setattr(adfnet_module, "channels_last_cpu", lambda x: False)
         nchw = model(x)
         with use_formulation("reference"):
-            assert not ops.channels_last_inference(x)
+            assert not ops.channels_last_cpu(x)
         with dcn.use_backend("torchvision"):
-            assert not ops.channels_last_inference(x)
-    assert not ops.channels_last_inference(x)  # autograd enabled
+            assert not ops.channels_last_cpu(x)
     assert cl.is_contiguous() and cl_strips.is_contiguous()
     torch.testing.assert_close(cl, nchw, rtol=0, atol=1e-12)
     torch.testing.assert_close(cl_strips, nchw, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpu_training_runs_channels_last_and_equals_nchw(monkeypatch, dtype, cpu_level):
+    """Training on the CPU runs in channels_last too: every convolution, the DCN (forward and
+    backward), the tap-major dynamic filter and MFI take channels_last tensors in place, and the
+    output and all parameter gradients equal the NCHW run's, at every instruction-set level."""
+    import dcn
+    from adfnet.models import adfnet as adfnet_module
+    from adfnet.models import ops
+
+    torch.manual_seed(0)
+    model = ADFNet(3, (8, 8, 16, 16)).to(dtype)
+    for module in model.modules():
+        if isinstance(module, dcn.ModulatedDeformConvPack):
+            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.1)
+    x = torch.rand(2, 3, 16, 24, dtype=dtype)
+    params = list(model.parameters())
+    layouts = []
+    conv_forward = torch.nn.Conv2d._conv_forward
+    with monkeypatch.context() as m:
+        m.setattr(
+            torch.nn.Conv2d,
+            "_conv_forward",
+            lambda self, a, *r: layouts.append(a.is_contiguous()) or conv_forward(self, a, *r),
+        )
+        assert torch.is_grad_enabled() and ops.channels_last_cpu(x)
+        cl = model(x)
+        cl_grads = torch.autograd.grad(cl.square().sum(), params)
+    assert not any(layouts[1:]), "a convolution ran on an NCHW tensor"
+    monkeypatch.setattr(adfnet_module, "channels_last_cpu", lambda x: False)
+    nchw = model(x)
+    nchw_grads = torch.autograd.grad(nchw.square().sum(), params)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(cl, nchw, rtol=tol, atol=tol)
+    for a, b in zip(cl_grads, nchw_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_conv_activation_and_residual(dtype):
+    """conv_lrelu and conv_add (one oneDNN primitive in CPU inference in channels_last) give the plain
+    conv + LeakyReLU / + residual, in channels_last, under bfloat16 autocast too; with gradients
+    they are the plain modules."""
+    from adfnet.models.ops import conv_add, conv_lrelu
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2).to(dtype)
+    act = torch.nn.LeakyReLU(0.2)
+    x = torch.randn(2, 8, 9, 7).to(dtype).contiguous(memory_format=CL)
+    residual = torch.randn(2, 8, 9, 7).to(dtype).contiguous(memory_format=CL)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    with torch.no_grad():
+        for got, want in [
+            (conv_lrelu(conv, act, x), torch.nn.functional.leaky_relu(conv(x), 0.2)),
+            (conv_add(conv, x, residual), conv(x) + residual),
+        ]:
+            assert got.dtype == dtype and got.is_contiguous(memory_format=CL) and not got.is_contiguous()
+            torch.testing.assert_close(got, want, **tol)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = conv_lrelu(conv.float(), act, x.float())
+        assert mixed.dtype == torch.bfloat16
+        want = torch.nn.functional.leaky_relu(conv.float()(x.float()), 0.2)
+        torch.testing.assert_close(mixed.float(), want, rtol=2e-2, atol=2e-2)
+    out = conv_lrelu(conv.float(), act, x.float().requires_grad_())
+    assert out.grad_fn is not None and "LeakyRelu" in type(out.grad_fn).__name__
 
 
 def test_unknown_formulation_is_refused():

@@ -3,6 +3,7 @@
 Each file is named after the model it checks (``adfnet_*.pt``, ``sadnet_*.pt``).
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -35,11 +36,18 @@ def test_keys_and_shapes_are_official(golden):
     assert keys == [(k, tuple(shape)) for k, shape in g["keys"]]
 
 
-@pytest.mark.parametrize("backend", dcn.available_backends())
+# The compiled extension at every instruction-set level this CPU supports, the other backends once.
+LEVELS = dcn.cpu_capabilities() if "ext" in dcn.available_backends() else []
+RUNS = [f"ext-{level}" for level in LEVELS] + [b for b in dcn.available_backends() if b != "ext"]
+
+
+@pytest.mark.parametrize("run", RUNS)
 @pytest.mark.parametrize("dtype, key, tol", [(torch.float32, "output", 1e-5), (torch.float64, "output_float64", 1e-9)])
-def test_output_matches_official(golden, backend, dtype, key, tol):
+def test_output_matches_official(golden, run, dtype, key, tol):
     g, model, _ = golden
-    with dcn.use_backend(backend), torch.no_grad():
+    backend, _, level = run.partition("-")
+    capability = dcn.use_cpu_capability(level) if level else contextlib.nullcontext()
+    with dcn.use_backend(backend), capability, torch.no_grad():
         out = model.to(dtype)(g["input"].to(dtype))
     model.float()
     assert out.dtype == dtype

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--amp",
         choices=("none", "fp16", "bf16"),
         default="none",
-        help="mixed precision: fp16 or bf16 on CUDA, bf16 on the CPU (the DCN op stays in fp32)",
+        help="mixed precision: fp16 or bf16 on CUDA (the DCN op stays in fp32), bf16 on the CPU",
     )
     data = p.add_argument_group("data")
     data.add_argument(

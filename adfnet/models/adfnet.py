@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from adfnet.runtime import release_free_memory
 
 from .blocks import CB, DCB, MCB, MDCB
-from .ops import channels_last_inference
+from .ops import channels_last_cpu, conv_lrelu
 
 PLACEMENTS = ("decoder", "encoder", "everywhere")
 
@@ -96,24 +96,25 @@ class ADFNet(nn.Module):
                 "`x, size = adfnet.inference.pad_to_multiple(x)`, then crop the output to `size` "
                 "(adfnet.inference.denoise and test.py do this for you)"
             )
-        channels_last = channels_last_inference(x)  # then run in oneDNN's fast layout, return NCHW
+        channels_last = channels_last_cpu(x)  # then run in oneDNN's fast layout, return NCHW
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         c1 = self.fe1(self.head(x))
-        c2 = self.fe2(self.lrelu(self.down1(c1)))
-        c3 = self.fe3(self.lrelu(self.down2(c2)))
-        y = self.cfe(self.lrelu(self.down3(c3)))
+        c2 = self.fe2(conv_lrelu(self.down1, self.lrelu, c1))
+        c3 = self.fe3(conv_lrelu(self.down2, self.lrelu, c2))
+        y = self.cfe(conv_lrelu(self.down3, self.lrelu, c3))
         # Each skip is released once added, so that it is not held through the finer decoder levels
         # (without autograd): the full-resolution skip would otherwise sit beside the peak of the last level.
         y = self.up3(y).add_(c3)
         del c3
         y = self.up2(self.dfe3(y)).add_(c2)
         del c2
-        if channels_last:  # CPU inference, larger stages next: give the freed heap memory back (adfnet.runtime)
-            release_free_memory()
+        if channels_last and not torch.is_grad_enabled():  # CPU inference, larger stages next: give the freed
+            release_free_memory()  # heap memory back (adfnet.runtime)
         y = self.up1(self.dfe2(y)).add_(c1)
         del c1
-        if channels_last:
+        if channels_last and not torch.is_grad_enabled():
             release_free_memory()
-        out = self.tail(self.dfe1(y)).add_(x)
+        out = self.tail(self.dfe1(y))
+        out = out.add_(x) if out.dtype == x.dtype else x + out  # reduced precision: the residual added in x's
         return out.contiguous() if channels_last else out

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dcn import ModulatedDeformConvPack
 
-from .ops import dynamic_filter, generated_filter, get_formulation, mfi_fusion
+from .ops import conv_add, conv_lrelu, dynamic_filter, generated_filter, get_formulation, mfi_fusion
 
 __all__ = ["CB", "DCB", "MCB", "MDCB", "MFI", "SEKG", "AFG", "DConv", "DynamicBranch", "OffsetBlock", "dynamic_filter"]
 
@@ -59,7 +59,7 @@ class OffsetBlock(nn.Module):
         self.lrelu = _lrelu()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lrelu(self.offset_conv1(x))
+        return conv_lrelu(self.offset_conv1, self.lrelu, x)
 
 
 class CB(nn.Module):
@@ -73,7 +73,7 @@ class CB(nn.Module):
         self.lrelu = _lrelu()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv3(self.lrelu(self.conv2(self.conv1(x)))).add_(x)
+        return conv_add(self.conv3, conv_lrelu(self.conv2, self.lrelu, self.conv1(x)), x)
 
 
 class MFI(nn.Module):
@@ -143,7 +143,7 @@ class DCB(nn.Module):
         self.conv2 = _conv(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(self.lrelu(self.dyconv(self.conv1(x)))).add_(x)
+        return conv_add(self.conv2, self.lrelu(self.dyconv(self.conv1(x))), x)
 
 
 def _integrate(block: MCB | MDCB, parts: Iterator[Tensor], x: Tensor) -> Tensor:
@@ -185,7 +185,7 @@ class MCB(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x0 = self.conv(self.dcn([x, self.offset(x)]))
-        branches = (self.lrelu(conv(x0)) for conv in (self.conv1, self.conv2, self.conv3))
+        branches = (conv_lrelu(conv, self.lrelu, x0) for conv in (self.conv1, self.conv2, self.conv3))
         return _integrate(self, itertools.chain([x0], branches), x)
 
 
@@ -200,7 +200,7 @@ class DynamicBranch(nn.Module):
         self.lrelu = _lrelu()
 
     def forward(self, filtered: Tensor) -> Tensor:
-        return self.lrelu(self.fuse(filtered))
+        return conv_lrelu(self.fuse, self.lrelu, filtered)
 
     def extra_repr(self) -> str:
         return f"dilation={self.dilation}"

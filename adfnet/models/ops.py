@@ -7,10 +7,11 @@
 
 ``"fast"`` (the default) runs the dynamic filter with the fused kernels of the ``dcn._C``
 extension (9 shifted multiply-adds read in place; falls back to unfold when the extension is not
-built) and MFI folded into the fusion conv; CPU inference runs in channels_last
-(:func:`channels_last_inference`). ``"reference"`` is the original formulation: unfold,
-product and sum for the filter, MFI as four full-size temporaries then ``cat`` and the 1x1 conv,
-and torchvision's ``deform_conv2d`` for the DCN. Both compute the same function (parity tests in
+built) and MFI folded into the fusion conv; on the CPU the network runs in channels_last, in
+inference and training (:func:`channels_last_cpu`), with tap-major kernels
+(:func:`generated_filter`). ``"reference"`` is the original formulation: unfold, product and sum
+for the filter, MFI as four full-size temporaries then ``cat`` and the 1x1 conv, and
+torchvision's ``deform_conv2d`` for the DCN. Both compute the same function (parity tests in
 tests/test_fast_ops.py); the reference exists for those tests and for benchmarks/adfnet_speed.py.
 Select it with :func:`use_formulation` or ``ADFNET_FORMULATION=reference``.
 """
@@ -32,7 +33,9 @@ from dcn.strips import eager_inference, strip_rows
 
 __all__ = [
     "FORMULATIONS",
-    "channels_last_inference",
+    "channels_last_cpu",
+    "conv_add",
+    "conv_lrelu",
     "dynamic_filter",
     "dynamic_filter_reference",
     "generated_filter",
@@ -104,8 +107,15 @@ def _dynamic_filter_op(x: Tensor, kernels: Tensor, dilation: int) -> Tensor:
 
 @_dynamic_filter_op.register_fake
 def _(x: Tensor, kernels: Tensor, dilation: int) -> Tensor:
-    torch._check(kernels.shape[1] == 9 * x.shape[1], lambda: "kernels must have 9 channels per input channel")
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
+    taps = kernels.shape[1] * (kernels.shape[2] if kernels.dim() == 5 else 1)
+    torch._check(taps == 9 * x.shape[1], lambda: "kernels must have 9 channels per input channel")
+    return torch.empty_like(x, memory_format=_fused_layout(x))
+
+
+def _fused_layout(x: Tensor) -> torch.memory_format:
+    """The layout of the CPU kernels' results: channels_last for a channels_last x."""
+    cpu_cl = x.device.type == "cpu" and _ext.is_channels_last(x) and _use_fused()
+    return torch.channels_last if cpu_cl else torch.contiguous_format
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -130,7 +140,8 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     """Per-pixel, per-channel 3x3 filtering of ``x`` (B, C, H, W) with zero padding.
 
     ``kernels`` (B, 9C, H, W) holds at channel 9c + t the weight of tap t = 3i + j (row-major) for
-    channel c; taps are ``dilation`` pixels apart:
+    channel c (or, tap-major, (B, 9, C, H, W) at [b, t, c]: the compiled CPU kernels only); taps are
+    ``dilation`` pixels apart:
     out[b, c, h, w] = sum_t x[b, c, h + d(i-1), w + d(j-1)] * kernels[b, 9c + t, h, w].
     Mixed dtypes (autocast) run in the wider one.
     """
@@ -145,19 +156,110 @@ def dynamic_filter(x: Tensor, kernels: Tensor, dilation: int = 1) -> Tensor:
     return _dynamic_filter_op(x, kernels, dilation)
 
 
+def _eager(x: Tensor) -> bool:
+    """The fast formulation on real tensors, not traced (ONNX export traces the plain formulation) nor compiled."""
+    return (
+        get_formulation() == "fast"
+        and x.device.type != "meta"
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def _eager_inference(x: Tensor) -> bool:
-    return get_formulation() == "fast" and x.device.type != "meta" and eager_inference(x)
+    return _eager(x) and eager_inference(x)
 
 
-def channels_last_inference(x: Tensor) -> bool:
-    """Whether a network runs in channels_last: CPU inference in the fast formulation with the
-    compiled ops, which read and write channels_last in place.
+def channels_last_cpu(x: Tensor) -> bool:
+    """Whether a network runs in channels_last: on the CPU in the fast formulation with the compiled
+    ops, whose kernels (forward and backward) read and write channels_last in place.
 
     oneDNN convolutions are faster in channels_last and allocate less: an NCHW one reorders its
-    input and output through blocked copies (benchmarks/adfnet_speed.py measures the difference).
-    Training stays NCHW (the backward kernels read NCHW).
+    input and output through blocked copies (a 32-channel 3x3 conv at 512x768, 2 threads: 102 ms
+    and 151 MB of fresh pages in NCHW, 57 ms and 50 MB in channels_last); their backward likewise.
     """
-    return x.device.type == "cpu" and _eager_inference(x) and _fused_available() and dcn.get_backend() == "ext"
+    return x.device.type == "cpu" and _eager(x) and _fused_available() and dcn.get_backend() == "ext"
+
+
+def _tap_major(to_kernels: Callable[[Tensor], Tensor], x: Tensor) -> bool:
+    """Whether generated_filter makes tap-major kernels: ``to_kernels`` a plain 1x1 conv, and the CPU
+    kernels run the filter."""
+    conv = to_kernels
+    return (
+        isinstance(conv, torch.nn.Conv2d)
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.groups == 1
+        and x.device.type == "cpu"
+        and _eager(x)
+        and _fused_available()
+    )
+
+
+def _tap_major_kernels(conv: torch.nn.Conv2d, features: Tensor, channels: int) -> Tensor:
+    """``conv(features)`` (9C channels, tap t of channel c at 9c + t) made tap-major: the conv's rows
+    reordered to t * C + c, the result viewed as (B, 9, C, H, W). In channels_last a tap's C weights
+    then lie together, so the CPU kernels load them as one vector (a reordering of the weights, not
+    of the kernels). A channels_last ``features`` map is multiplied as the (BHW, C) matrix it is, one
+    GEMM writing the channels_last result (torch runs a one-thread 1x1 conv through an NCHW copy)."""
+    weight = conv.weight.view(channels, 9, -1).transpose(0, 1).reshape(9 * channels, -1)
+    bias = None if conv.bias is None else conv.bias.view(channels, 9).t().reshape(-1)
+    b, _, h, w = features.shape
+    if _ext.is_channels_last(features):
+        pixels = features.permute(0, 2, 3, 1).reshape(b * h * w, -1)
+        out = pixels @ weight.t() if bias is None else torch.addmm(bias, pixels, weight.t())
+        return out.view(b, h, w, 9, channels).permute(0, 3, 4, 1, 2)
+    out = F.conv2d(features, weight.view(*weight.shape, 1, 1), bias)
+    return out.view(b, 9, channels, h, w)
+
+
+def _fused_conv(conv: torch.nn.Module, x: Tensor) -> bool:
+    """Whether ``conv`` and the operation after it run as one oneDNN primitive: CPU inference in
+    channels_last in the fast formulation, a plain zero-padded Conv2d."""
+    return (
+        isinstance(conv, torch.nn.Conv2d)
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and _eager_inference(x)
+        and _ext.is_channels_last(x)
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def _conv_operands(conv: torch.nn.Conv2d, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, list]:
+    """x, weight, bias in the dtype the conv runs in (autocast's rule: bfloat16 under CPU bfloat16
+    autocast) and the conv's geometry arguments."""
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    bias = None if conv.bias is None else conv.bias.to(dtype)
+    geometry = [list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups]
+    return x.to(dtype), conv.weight.to(dtype), bias, geometry
+
+
+def conv_lrelu(conv: torch.nn.Module, act: torch.nn.LeakyReLU, x: Tensor) -> Tensor:
+    """``act(conv(x))``; in CPU inference in channels_last one oneDNN primitive that applies the
+    activation before the output leaves the registers (a separate pass over the map otherwise: in
+    bfloat16 the conv of a 32-channel 256x384 map took 2.8 ms with it, 1.8 ms fused)."""
+    if _fused_conv(conv, x):
+        x, weight, bias, geometry = _conv_operands(conv, x)
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, *geometry, "leaky_relu", [act.negative_slope], ""
+        )
+    return act(conv(x))
+
+
+def conv_add(conv: torch.nn.Module, x: Tensor, residual: Tensor) -> Tensor:
+    """``conv(x) + residual``; fused like :func:`conv_lrelu` when ``residual`` is a channels_last map of
+    the output's dtype."""
+    if _fused_conv(conv, x) and _ext.is_channels_last(residual):
+        x, weight, bias, geometry = _conv_operands(conv, x)
+        if residual.dtype == x.dtype:
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, residual, weight, bias, *geometry, "add", None, None, [], None
+            )
+    return conv(x).add_(residual)
 
 
 def generated_filter(
@@ -165,15 +267,18 @@ def generated_filter(
 ) -> list[Tensor]:
     """``[dynamic_filter(x, to_kernels(features), d) for d in dilations]``.
 
-    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). In CPU
-    inference in the fast formulation, a large kernel tensor (9x the size of the features it filters) is made
-    one strip of rows at a time (:mod:`dcn.strips`):
+    ``to_kernels`` must act pixel by pixel (ADFNet's 1x1 conv from C to 9C channels). On the CPU in
+    the fast formulation the kernels are made tap-major (:func:`_tap_major_kernels`), and in
+    inference a large kernel tensor is made one strip of rows at a time (:mod:`dcn.strips`):
     each strip's kernels are generated and applied to ``x`` for those output rows only
     (``dcn::dynamic_filter_rows`` reads the rows around the strip from the whole ``x``). Every
     output pixel sees the same inputs and kernel values as in one piece, and the full kernel
     tensor never exists.
     """
     b, c, h, w = x.shape
+    if _tap_major(to_kernels, x):
+        conv = to_kernels
+        to_kernels = lambda f: _tap_major_kernels(conv, f, c)  # noqa: E731
     rows = strip_rows(h, 9 * b * c * w * x.element_size())
     if not (rows and x.device.type == "cpu" and _eager_inference(x) and _fused_available()):
         kernels = to_kernels(features)
@@ -216,19 +321,21 @@ def mfi_fusion(parts: Iterable[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     pixels_first = False
     for p in parts:
         b, _, h, w = p.shape
-        acc = torch.promote_types(p.dtype, torch.float32)  # gate statistics in float at least
+        # Gate statistics in float at least. ATen sums bfloat16 in float and rounds the sum once; sum(dtype=float)
+        # would first copy the whole map to float (a fifth of a bf16 inference's time went to those copies).
+        acc = torch.promote_types(p.dtype, torch.float32)
         # channels_last parts are (B, HW, C) matrices as they lie: reduced and multiplied in that form
         # (a reduction over W of the NCHW view of a channels_last map runs strided, 50x slower), the
         # GEMMs give (B, HW, O), a channels_last output, and nothing is reordered.
         pixels_first = _ext.is_channels_last(p)
         if pixels_first:
             p = p.permute(0, 2, 3, 1)  # (B, H, W, C) view, contiguous
-            row_parts.append(p.sum(2, dtype=acc))  # (B, H, C)
-            col_parts.append(p.sum(1, dtype=acc))  # (B, W, C)
+            row_parts.append(p.sum(2).to(acc))  # (B, H, C)
+            col_parts.append(p.sum(1).to(acc))  # (B, W, C)
             a = _gate(row_parts[-1].transpose(1, 2).sum(2) / (h * w))  # (B, C)
         else:
-            row_parts.append(p.sum(3, dtype=acc))  # (B, C, H)
-            col_parts.append(p.sum(2, dtype=acc))  # (B, C, W)
+            row_parts.append(p.sum(3).to(acc))  # (B, C, H)
+            col_parts.append(p.sum(2).to(acc))  # (B, C, W)
             a = _gate(row_parts[-1].sum(2) / (h * w))
         gates.append(a)
         channels_here = p.shape[3] if pixels_first else p.shape[1]
@@ -255,7 +362,9 @@ def mfi_fusion(parts: Iterable[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     cols = _gate(torch.einsum("bc,bcw->bw", a, col_sums) / (channels * h))
     g = (1 + rows[:, :, None] + cols[:, None, :]).unsqueeze(1)  # (B, 1, H, W)
     out = out.view(b, h, w, -1).permute(0, 3, 1, 2) if pixels_first else out.view(b, -1, h, w)
+    bias = None if fusion.bias is None else fusion.bias.view(1, -1, 1, 1).to(out.dtype)
+    if torch.is_grad_enabled():  # in place on a view, autograd would copy the whole base in the backward
+        out = out * g.to(out.dtype) + residual
+        return out if bias is None else out + bias
     out = out.mul_(g.to(out.dtype)).add_(residual)
-    if fusion.bias is not None:
-        out.add_(fusion.bias.view(1, -1, 1, 1).to(out.dtype))
-    return out
+    return out if bias is None else out.add_(bias)

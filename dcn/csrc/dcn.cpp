@@ -35,15 +35,12 @@ double column_budget_bytes() {
   return mb * 1024.0 * 1024.0;
 }
 
+}  // namespace
+
 // How the work is split under the column budget: `images` images per chunk while a whole image's
 // columns fit the budget, otherwise one image at a time in blocks of `rows` output rows (at least
 // one), so the column buffer never exists at full resolution for large images. The last chunk and
 // the last block may be smaller, so any batch size and height work.
-struct Tiling {
-  int64_t images;
-  int64_t rows;
-};
-
 Tiling plan_tiling(int64_t batch, const ConvGeometry& geo, int64_t column_bytes_per_row) {
   const double budget = column_budget_bytes();
   const double row_bytes = static_cast<double>(std::max<int64_t>(column_bytes_per_row, 1));
@@ -64,19 +61,20 @@ ConvGeometry row_block(const ConvGeometry& geo, int64_t row, int64_t rows) {
   return block;
 }
 
+namespace {
+
 // Rows [row, row + rows) of an (n, channels, Ho, Wo) tensor, contiguous as the primitives require
 // (a copy of one block only, never of the whole map, unless the block is the whole map).
 at::Tensor rows_of(const at::Tensor& t, int64_t row, int64_t rows) {
   return t.narrow(2, row, rows).contiguous();
 }
 
-// Validates all arguments (shapes, dtypes, devices, hyper-parameters) and returns the geometry.
-// With first_row >= 0, offset and mask cover only the output rows [first_row, first_row + their
-// height) and the geometry returned is that strip's (the rows entry point).
+}  // namespace
+
 ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                              const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
                              int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w,
-                             int64_t groups, int64_t deformable_groups, int64_t first_row = -1) {
+                             int64_t groups, int64_t deformable_groups, int64_t first_row) {
   TORCH_CHECK_VALUE(input.dim() == 4, "dcn: input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
   TORCH_CHECK_VALUE(offset.dim() == 4, "dcn: offset must be 4-D (N, 2*dg*kh*kw, Ho, Wo), got ", offset.dim(), "-D");
   TORCH_CHECK_VALUE(mask.dim() == 4, "dcn: mask must be 4-D (N, dg*kh*kw, Ho, Wo), got ", mask.dim(), "-D");
@@ -152,8 +150,6 @@ ConvGeometry check_arguments(const at::Tensor& input, const at::Tensor& offset, 
   return strip ? row_block(geo, first_row, rows) : geo;
 }
 
-// The first elements of a contiguous buffer viewed as a contiguous tensor of `sizes` (the buffer of
-// a full block reused for the smaller last block).
 at::Tensor front(const at::Tensor& buffer, at::IntArrayRef sizes) {
   int64_t numel = 1;
   for (const int64_t size : sizes) {
@@ -161,6 +157,8 @@ at::Tensor front(const at::Tensor& buffer, at::IntArrayRef sizes) {
   }
   return buffer.view({-1}).narrow(0, 0, numel).view(sizes);
 }
+
+namespace {
 
 // `matrix` (G, rows, cols) repeated for each of n images: (n*G, rows, cols), for one batched GEMM
 // per chunk (the weight is small next to the columns, so the copy is cheap).
@@ -183,6 +181,21 @@ at::Tensor bmm_accumulate(const at::Tensor& a, const at::Tensor& b) {
 
 }  // namespace
 
+void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input, const ConvGeometry& geo,
+                       int64_t batch, int64_t out_channels) {
+  TORCH_CHECK_VALUE(grad_output.scalar_type() == input.scalar_type() && grad_output.device() == input.device(),
+                    "dcn: grad_output must match input in dtype and device, got ", grad_output.scalar_type(), " on ",
+                    grad_output.device());
+  TORCH_CHECK_VALUE(grad_output.dim() == 4 && grad_output.size(0) == batch && grad_output.size(1) == out_channels &&
+                        grad_output.size(2) == geo.out_h && grad_output.size(3) == geo.out_w,
+                    "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
+                    "), got ", grad_output.sizes());
+}
+
+bool is_channels_last(const at::Tensor& t) {
+  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 void check_same_device(const at::Tensor& input, std::initializer_list<const at::Tensor*> others,
                        const std::optional<at::Tensor>& bias) {
   for (const at::Tensor* t : others) {
@@ -195,56 +208,10 @@ void check_same_device(const at::Tensor& input, std::initializer_list<const at::
 
 namespace {
 
-bool is_channels_last(const at::Tensor& t) {
-  return !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
-
-// The CPU forward of a channels_last input (groups = 1), without copies: the sampler reads the
-// input and the offset/mask views in place, and each GEMM writes its pixels x Cout block straight
-// into the channels_last output (columns^T weight^T), so no block buffer and no reordering.
-at::Tensor forward_channels_last(const Primitives& prims, const ConvGeometry& geo, const at::Tensor& input,
-                                 const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight_,
-                                 const std::optional<at::Tensor>& bias) {
-  const int64_t batch = input.size(0);
-  const int64_t out_channels = weight_.size(0);
-  const int64_t rows = geo.channels * geo.kernel_h * geo.kernel_w;
-  at::Tensor output =
-      at::empty({batch, out_channels, geo.out_h, geo.out_w}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
-  if (batch == 0) {
-    return output;
-  }
-  const at::Tensor weight_t = weight_.contiguous().view({1, out_channels, rows}).transpose(1, 2);  // (1, CK, Cout)
-  const Tiling tiling = plan_tiling(batch, geo, rows * geo.out_w * input.element_size());
-  const at::Tensor columns = at::empty({tiling.images, rows, tiling.rows * geo.out_w}, input.options());
-  // Output rows [row, row + count) of images [start, start + n) as (n, pixels, Cout): a view.
-  const auto pixels_by_channels = [&](int64_t start, int64_t n, int64_t row, int64_t count) {
-    return output.narrow(0, start, n).narrow(2, row, count).permute({0, 2, 3, 1}).view({n, count * geo.out_w, out_channels});
-  };
-  for (int64_t start = 0; start < batch; start += tiling.images) {
-    const int64_t n = std::min(tiling.images, batch - start);
-    const at::Tensor in = input.narrow(0, start, n);
-    for (int64_t row = 0; row < geo.out_h; row += tiling.rows) {
-      const int64_t count = std::min(tiling.rows, geo.out_h - row);
-      const at::Tensor cols = front(columns, {n, rows, count * geo.out_w});
-      prims.im2col(in, offset.narrow(0, start, n).narrow(2, row, count), mask.narrow(0, start, n).narrow(2, row, count),
-                   cols, row_block(geo, row, count));
-      at::Tensor out = pixels_by_channels(start, n, row, count);
-      at::bmm_out(out, cols.transpose(1, 2), weight_t.expand({n, rows, out_channels}));
-    }
-  }
-  if (bias.has_value()) {
-    output.add_(bias->view({1, out_channels, 1, 1}));
-  }
-  return output;
-}
-
 // The forward pass for a checked geometry (of the whole output, or of a strip of its rows).
 at::Tensor forward_geometry(const Primitives& prims, const ConvGeometry& geo, const at::Tensor& input_,
                             const at::Tensor& offset_, const at::Tensor& mask_, const at::Tensor& weight_,
                             const std::optional<at::Tensor>& bias, int64_t groups) {
-  if (prims.strided_im2col && groups == 1 && is_channels_last(input_)) {
-    return forward_channels_last(prims, geo, input_, offset_, mask_, weight_, bias);
-  }
   const at::Tensor input = input_.contiguous();
   const at::Tensor offset = offset_.contiguous();
   const at::Tensor mask = mask_.contiguous();
@@ -313,17 +280,6 @@ at::Tensor modulated_deform_conv_forward(const Primitives& prims, const at::Tens
   return forward_geometry(prims, geo, input, offset, mask, weight, bias, groups);
 }
 
-at::Tensor modulated_deform_conv_rows(const Primitives& prims, const at::Tensor& input, const at::Tensor& offset,
-                                      const at::Tensor& mask, const at::Tensor& weight,
-                                      const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
-                                      int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
-                                      int64_t deformable_groups, int64_t first_row) {
-  TORCH_CHECK_VALUE(first_row >= 0, "dcn: first_row must be non-negative, got ", first_row);
-  const ConvGeometry geo = check_arguments(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
-                                           dil_w, groups, deformable_groups, first_row);
-  return forward_geometry(prims, geo, input, offset, mask, weight, bias, groups);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated_deform_conv_backward(
     const Primitives& prims, const at::Tensor& grad_output_, const at::Tensor& input_, const at::Tensor& offset_,
     const at::Tensor& mask_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t stride_h,
@@ -333,14 +289,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> modulated
                                            dil_h, dil_w, groups, deformable_groups);
   const int64_t batch = input_.size(0);
   const int64_t out_channels = weight_.size(0);
-  TORCH_CHECK_VALUE(grad_output_.scalar_type() == input_.scalar_type() && grad_output_.device() == input_.device(),
-                    "dcn: grad_output must match input in dtype and device, got ", grad_output_.scalar_type(), " on ",
-                    grad_output_.device());
-  TORCH_CHECK_VALUE(grad_output_.dim() == 4 && grad_output_.size(0) == batch &&
-                        grad_output_.size(1) == out_channels && grad_output_.size(2) == geo.out_h &&
-                        grad_output_.size(3) == geo.out_w,
-                    "dcn: grad_output must have shape (", batch, ", ", out_channels, ", ", geo.out_h, ", ", geo.out_w,
-                    "), got ", grad_output_.sizes());
+  check_grad_output(grad_output_, input_, geo, batch, out_channels);
   const auto [need_input, need_coord, need_weight] = output_mask;
 
   const at::Tensor grad_output = grad_output_.contiguous();

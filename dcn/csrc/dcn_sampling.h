@@ -32,7 +32,6 @@
 #endif
 
 namespace dcn {
-
 // Geometry of one convolution (sizes of a single image; the batch is handled by the callers).
 struct ConvGeometry {
   int64_t channels;  // input channels C
@@ -44,6 +43,13 @@ struct ConvGeometry {
   int64_t dil_h, dil_w;
   int64_t deformable_groups;
 };
+
+// The CPU kernels compile this header once per instruction set (cpu/kernels_<isa>.cpp, each with its
+// own compiler flags): DCN_ISA names an inline namespace, so that their copies of the inline
+// functions below are distinct symbols and the linker never hands one ISA's copy to another's caller.
+#ifdef DCN_ISA
+inline namespace DCN_ISA {
+#endif
 
 // floor(v) for v > -1 (inside the sampling band): truncation, one less where it rounded up. The
 // same value as floor there, without a libm call (floorf is one on x86-64 without SSE4.1, and it
@@ -76,71 +82,86 @@ DCN_HOST_DEVICE DCN_INLINE acc_t sample_coord(int64_t out_pos, int64_t stride, i
   return static_cast<acc_t>(out_pos * stride - pad + tap * dil) + offset;
 }
 
+// The corners of the bilinear samples in `inside` (lanes inside the band), from the coordinates
+// (y, x), their floors (y0f, x0f as floats, y0, x0 as indices) and the plane size: corner indices
+// y * row + x * col (row = W, col = 1: flat indices in the plane; -1 for a corner outside the image
+// or a lane outside the band), value weights scaled by `scale`, and with kGrad the weight
+// derivatives with respect to y and x (0 where idx is -1).
+// Corner order: (y0, x0), (y0, x1), (y1, x0), (y1, x1).
+//
+// Generic over lanes: V (float-like), I (index-like) and M (comparison result) are scalars here
+// (make_plan, for the CUDA and scalar CPU kernels) or SIMD vectors (the CPU's vectorised planner,
+// cpu/vec.h), so that both compute one definition. They need arithmetic, comparisons, `&` on M
+// and select(M, a, b) (for scalars below; for SIMD types found by argument-dependent lookup).
+template <typename T>
+DCN_HOST_DEVICE DCN_INLINE T select(bool m, T a, T b) {
+  return m ? a : b;
+}
+
+template <bool kGrad, typename V, typename I, typename M>
+DCN_HOST_DEVICE DCN_INLINE void plan_corners(M inside, V y, V x, V y0f, V x0f, I y0, I x0, I H, I W, I row, I col,
+                                             V scale, I* idx, V* w, V* wy, V* wx) {
+  const V ly = y - y0f;  // distance from the low row
+  const V lx = x - x0f;
+  const V hy = V(1) - ly;
+  const V hx = V(1) - lx;
+  const M row0 = inside & (y0 >= I(0));  // y0 <= H-1 always holds inside the band
+  const M row1 = inside & (y0 + I(1) <= H - I(1));  // y1 >= 0 always holds inside the band
+  const M col0 = inside & (x0 >= I(0));
+  const M col1 = inside & (x0 + I(1) <= W - I(1));
+  const I at = y0 * row + x0 * col;
+  const M in0 = row0 & col0;
+  const M in1 = row0 & col1;
+  const M in2 = row1 & col0;
+  const M in3 = row1 & col1;
+  idx[0] = select(in0, at, I(-1));
+  idx[1] = select(in1, at + col, I(-1));
+  idx[2] = select(in2, at + row, I(-1));
+  idx[3] = select(in3, at + row + col, I(-1));
+  w[0] = select(in0, scale * hy * hx, V(0));
+  w[1] = select(in1, scale * hy * lx, V(0));
+  w[2] = select(in2, scale * ly * hx, V(0));
+  w[3] = select(in3, scale * ly * lx, V(0));
+  if constexpr (kGrad) {
+    wy[0] = select(in0, -hx, V(0));
+    wx[0] = select(in0, -hy, V(0));
+    wy[1] = select(in1, -lx, V(0));
+    wx[1] = select(in1, hy, V(0));
+    wy[2] = select(in2, hx, V(0));
+    wx[2] = select(in2, -ly, V(0));
+    wy[3] = select(in3, lx, V(0));
+    wx[3] = select(in3, ly, V(0));
+  }
+}
+
+// The open band of a sample (written so that a NaN coordinate lies outside).
+template <typename V>
+DCN_HOST_DEVICE DCN_INLINE auto in_band(V y, V x, V H, V W) {
+  return (y > V(-1)) & (y < H) & (x > V(-1)) & (x < W);
+}
+
 // Fills `plan` for the point (y, x) of an H x W plane; `scale` multiplies the value weights w
 // (used to fold the modulation mask in). Weight derivatives are left unscaled.
 template <bool kGrad, typename acc_t, typename index_t>
 DCN_HOST_DEVICE DCN_INLINE void make_plan(acc_t y, acc_t x, index_t H, index_t W, acc_t scale,
                                           SamplePlan<acc_t, index_t>& plan) {
-DCN_UNROLL
-  for (int c = 0; c < 4; ++c) {
-    plan.idx[c] = index_t(-1);
-    plan.w[c] = acc_t(0);
-    if constexpr (kGrad) {
-      plan.wy[c] = acc_t(0);
-      plan.wx[c] = acc_t(0);
-    }
-  }
   // Outside the open band nothing is sampled and the coordinate gradient is 0.
-  // Written so that a NaN coordinate also lands here.
-  if (!(y > acc_t(-1) && y < static_cast<acc_t>(H) && x > acc_t(-1) && x < static_cast<acc_t>(W))) {
+  if (!in_band(y, x, static_cast<acc_t>(H), static_cast<acc_t>(W))) {
+DCN_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      plan.idx[c] = index_t(-1);
+      plan.w[c] = acc_t(0);
+      if constexpr (kGrad) {
+        plan.wy[c] = acc_t(0);
+        plan.wx[c] = acc_t(0);
+      }
+    }
     return;
   }
   const index_t y0 = floor_in_band<index_t>(y);
   const index_t x0 = floor_in_band<index_t>(x);
-  const index_t y1 = y0 + 1;
-  const index_t x1 = x0 + 1;
-  const acc_t ly = y - static_cast<acc_t>(y0);  // distance from the low row
-  const acc_t lx = x - static_cast<acc_t>(x0);
-  const acc_t hy = acc_t(1) - ly;
-  const acc_t hx = acc_t(1) - lx;
-
-  // Corner order: (y0, x0), (y0, x1), (y1, x0), (y1, x1).
-  const bool row0 = y0 >= 0;  // y0 <= H-1 always holds inside the band
-  const bool row1 = y1 <= H - 1;  // y1 >= 0 always holds inside the band
-  const bool col0 = x0 >= 0;
-  const bool col1 = x1 <= W - 1;
-  if (row0 && col0) {
-    plan.idx[0] = y0 * W + x0;
-    plan.w[0] = scale * hy * hx;
-    if constexpr (kGrad) {
-      plan.wy[0] = -hx;
-      plan.wx[0] = -hy;
-    }
-  }
-  if (row0 && col1) {
-    plan.idx[1] = y0 * W + x1;
-    plan.w[1] = scale * hy * lx;
-    if constexpr (kGrad) {
-      plan.wy[1] = -lx;
-      plan.wx[1] = hy;
-    }
-  }
-  if (row1 && col0) {
-    plan.idx[2] = y1 * W + x0;
-    plan.w[2] = scale * ly * hx;
-    if constexpr (kGrad) {
-      plan.wy[2] = hx;
-      plan.wx[2] = -ly;
-    }
-  }
-  if (row1 && col1) {
-    plan.idx[3] = y1 * W + x1;
-    plan.w[3] = scale * ly * lx;
-    if constexpr (kGrad) {
-      plan.wy[3] = lx;
-      plan.wx[3] = ly;
-    }
-  }
+  plan_corners<kGrad>(true, y, x, static_cast<acc_t>(y0), static_cast<acc_t>(x0), y0, x0, H, W, W, index_t(1), scale,
+                      plan.idx, plan.w, plan.wy, plan.wx);
 }
 
 // Plans the sample of kernel tap (i, j) for output pixel (oy, ox), given the tap's offsets and the
@@ -225,4 +246,7 @@ DCN_UNROLL
   }
 }
 
+#ifdef DCN_ISA
+}  // namespace DCN_ISA
+#endif
 }  // namespace dcn

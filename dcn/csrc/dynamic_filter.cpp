@@ -16,11 +16,15 @@ void check_dynamic_filter_args(const at::Tensor& x, const at::Tensor& kernels, i
               "dynamic_filter: kernels (", kernels.scalar_type(), " on ", kernels.device(), ") must match x (",
               x.scalar_type(), " on ", x.device(), ")");
   const bool strip = first_row >= 0;
-  const int64_t rows = strip && kernels.dim() == 4 ? kernels.size(2) : x.size(2);
-  TORCH_CHECK(kernels.dim() == 4 && kernels.size(0) == x.size(0) && kernels.size(1) == 9 * x.size(1) &&
-                  kernels.size(2) == rows && kernels.size(3) == x.size(3),
-              "dynamic_filter: kernels must have shape (B, 9C, H, W) = (", x.size(0), ", ", 9 * x.size(1), ", ",
-              rows, ", ", x.size(3), "), got ", kernels.sizes());
+  const bool tap_major = kernels.dim() == 5;
+  const int64_t rows = strip && kernels.dim() >= 4 ? kernels.size(-2) : x.size(2);
+  const bool shape_ok = tap_major ? kernels.size(0) == x.size(0) && kernels.size(1) == 9 && kernels.size(2) == x.size(1) &&
+                                        kernels.size(3) == rows && kernels.size(4) == x.size(3)
+                                  : kernels.dim() == 4 && kernels.size(0) == x.size(0) &&
+                                        kernels.size(1) == 9 * x.size(1) && kernels.size(2) == rows &&
+                                        kernels.size(3) == x.size(3);
+  TORCH_CHECK(shape_ok, "dynamic_filter: kernels must have shape (B, 9C, H, W) = (", x.size(0), ", ", 9 * x.size(1),
+              ", ", rows, ", ", x.size(3), ") or, tap-major, (B, 9, C, H, W), got ", kernels.sizes());
   TORCH_CHECK(!strip || (rows > 0 && first_row + rows <= x.size(2)), "dynamic_filter: rows [", first_row, ", ",
               first_row + rows, ") are not inside the ", x.size(2), " rows of x");
   TORCH_CHECK(dilation >= 1, "dynamic_filter: dilation must be >= 1, got ", dilation);

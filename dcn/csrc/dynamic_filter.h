@@ -23,6 +23,10 @@
 #endif
 
 namespace dcn {
+// One copy per instruction set in the CPU kernels (see DCN_ISA in dcn_sampling.h).
+#ifdef DCN_ISA
+inline namespace DCN_ISA {
+#endif
 namespace dynamic_filter {
 
 constexpr int kTaps = 9;
@@ -81,4 +85,7 @@ DF_HOST_DEVICE DF_INLINE acc_t grad_input_at(const scalar_t* g, const scalar_t* 
 }
 
 }  // namespace dynamic_filter
+#ifdef DCN_ISA
+}  // namespace DCN_ISA
+#endif
 }  // namespace dcn

@@ -16,7 +16,7 @@
 
 namespace dcn {
 
-// Checks x (B, C, H, W), kernels (B, 9C, H, W) on one device with one dtype, dilation >= 1 and,
+// Checks x (B, C, H, W), kernels (B, 9C, H, W) or tap-major (B, 9, C, H, W) (the CPU kernels only) on one device with one dtype, dilation >= 1 and,
 // when given, grad (B, C, H, W); raises a message naming the mismatch otherwise. With
 // first_row >= 0 the kernels cover the rows [first_row, first_row + Hs) of x only.
 void check_dynamic_filter_args(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation,

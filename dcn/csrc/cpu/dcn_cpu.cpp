@@ -1,308 +1,410 @@
-// CPU primitives of DCNv2 and their registration for the CPU dispatch key.
+// The CPU driver of DCNv2 and its registration for the CPU dispatch key.
 //
-// Work is split with at::parallel_for over partitions whose outputs are disjoint, so results are
-// deterministic and need no atomics:
-//   im2col        per (image, pixel tile, deformable group, tap): writes its own column entries;
-//   col2im        per (image, deformable group, channel block): owns whole grad_input planes;
-//   col2im_coord  per (image, deformable group, tap, pixel tile): owns its grad_offset/grad_mask.
-// The sampling plans (corner indices and weights) of a pixel tile are computed once and reused for
-// all channels of the deformable group (torchvision recomputes them for every channel).
+// The CPU works on channels_last data with pixel-major columns (kernels.h): an input, offsets,
+// masks and gradients that are channels_last are read and written in place (inference and
+// training in channels_last never copy them); others are reordered once per call. A block's
+// columns form a (pixels, K * C) matrix, so the GEMM writes a channels_last output directly
+// (columns x weight^T) or an NCHW one (weight x columns^T); the weight is reordered to tap-major
+// (Cout, K, C) to match. The sampling runs in the kernels of the instruction set chosen at run time
+// (capability.cpp), split with at::parallel_for over partitions whose outputs are disjoint, so results
+// are deterministic and need no atomics:
+//   im2col        per (image, range of output pixels);
+//   col2im        per (image, deformable group): owns the group's channels of grad_input;
+//   col2im_coord  per (image, range of output pixels): owns their offset and mask gradients.
+// float32, float64 and bfloat16 (sampling and sums in float, the GEMMs in bfloat16 with float
+// accumulation, the input gradient scattered into a float buffer).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <array>
+#include <vector>
 
 #include "../dcn.h"
+#include "aten_data.h"
 
 namespace dcn {
 namespace {
 
-// Output pixels planned together: small enough for the plans to stay in L1, large enough to
-// amortise the per-channel loop overhead.
-constexpr int64_t kTile = 64;
+using cpu::BF16;
+using cpu::Data;
+using cpu::data;
+using cpu::mutable_data;
+using cpu::DcnArgs;
 
 void check_cpu_dtype(const at::Tensor& t) {
-  TORCH_CHECK_NOT_IMPLEMENTED(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
-                              "dcn: the CPU kernels support float32 and float64, got ", t.scalar_type());
+  TORCH_CHECK_NOT_IMPLEMENTED(
+      t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble || t.scalar_type() == at::kBFloat16,
+      "dcn: the CPU kernels support float32, float64 and bfloat16, got ", t.scalar_type());
 }
 
-// Element strides of a 4-D tensor (image, channel, row, column): the forward reads channels_last
-// inputs and strided offset/mask views (channel slices of one prediction) in place.
-struct Strides {
-  int64_t image, channel, row, col;
+// The kernels of the chosen instruction set.
+const cpu::DcnKernels<float>& kernels_for(float*) { return cpu::kernels().dcn_f32; }
+const cpu::DcnKernels<double>& kernels_for(double*) { return cpu::kernels().dcn_f64; }
+const cpu::DcnKernels<BF16>& kernels_for(BF16*) { return cpu::kernels().dcn_bf16; }
+
+
+// The input as the kernels read it: channels_last (a copy unless it is already).
+at::Tensor channels_last(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
+
+// Offsets and masks as the kernels read them: any strides, but a pixel's channels contiguous.
+at::Tensor pixel_channels(const at::Tensor& t) {
+  return t.size(1) == 1 || t.stride(1) == 1 ? t : t.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// Per-sample tables of a call (s = g * K + k): the tap's i * dil_h and j * dil_w (padded to a
+// multiple of 16 for the vector planner's loads) and, when every deformable group lies inside one
+// convolution group, its first channel, convolution group and column offset (see DcnArgs).
+struct SampleTables {
+  std::vector<int32_t> y, x;
+  bool single_run;
+  std::vector<int64_t> channel, group, column;
+  SampleTables(const ConvGeometry& geo, int64_t groups) {
+    const int64_t K = geo.kernel_h * geo.kernel_w;
+    const int64_t samples = geo.deformable_groups * K;
+    const int64_t cpg = geo.channels / geo.deformable_groups;
+    const int64_t cg = geo.channels / groups;
+    single_run = cg % cpg == 0;
+    const int64_t padded = (samples + 15) / 16 * 16;
+    y.assign(padded, 0);
+    x.assign(padded, 0);
+    channel.assign(samples, 0);
+    group.assign(samples, 0);
+    column.assign(samples, 0);
+    for (int64_t s = 0; s < samples; ++s) {
+      const int64_t k = s % K;
+      y[s] = static_cast<int32_t>(k / geo.kernel_w * geo.dil_h);
+      x[s] = static_cast<int32_t>(k % geo.kernel_w * geo.dil_w);
+      channel[s] = s / K * cpg;
+      group[s] = channel[s] / cg;
+      column[s] = k * cg + channel[s] - group[s] * cg;
+    }
+  }
 };
 
-Strides strides_of(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
-
-// Strides of a contiguous (N, channels, Ho, Wo) map (the backward's offsets and masks).
-Strides output_map_strides(int64_t channels, const ConvGeometry& geo) {
-  return {channels * geo.out_h * geo.out_w, geo.out_h * geo.out_w, geo.out_w, 1};
+// Kernel arguments for images [start, ...) of a call and output rows [row, row + rows) (geo is the block's).
+// col_group: elements between the convolution groups' column matrices (see DcnArgs).
+template <typename T>
+DcnArgs<T> make_args(const ConvGeometry& geo, int64_t groups, const at::Tensor& input, const at::Tensor& offset,
+                     const at::Tensor& mask, const SampleTables& taps, int64_t start, int64_t row, int64_t col_group) {
+  DcnArgs<T> a;
+  a.geo = geo;
+  a.groups = groups;
+  a.col_group = col_group;
+  a.input = data<T>(input) + start * input.stride(0);
+  a.in_image = input.stride(0);
+  a.in_pixel = input.stride(3);
+  a.offset = data<T>(offset) + start * offset.stride(0) + row * offset.stride(2);
+  a.off_image = offset.stride(0);
+  a.off_row = offset.stride(2);
+  a.off_col = offset.stride(3);
+  a.mask = data<T>(mask) + start * mask.stride(0) + row * mask.stride(2);
+  a.mask_image = mask.stride(0);
+  a.mask_row = mask.stride(2);
+  a.mask_col = mask.stride(3);
+  a.tap_y = taps.y.data();
+  a.tap_x = taps.x.data();
+  a.single_run = taps.single_run;
+  a.channel = taps.channel.data();
+  a.group = taps.group.data();
+  a.column = taps.column.data();
+  return a;
 }
 
-// Plans the samples of tap k of deformable group g for the output pixels [p0, p0 + count) of
-// image b. The output position advances incrementally (no divisions per pixel). Stores the mask
-// values in `masks` unless it is null.
-template <bool kGrad, bool kFoldMask, typename scalar_t>
-void plan_tile(const ConvGeometry& geo, const scalar_t* offset, const Strides& os, const scalar_t* mask,
-               const Strides& ms, int64_t b, int64_t g, int64_t k, int64_t p0, int64_t count,
-               SamplePlan<at::opmath_type<scalar_t>, int64_t>* plans, at::opmath_type<scalar_t>* masks) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = geo.kernel_h * geo.kernel_w;
-  const int64_t dg = geo.deformable_groups;
-  const scalar_t* dy = offset + b * os.image + offset_channel<int64_t>(0, g, k, dg, K) * os.channel;
-  const scalar_t* dx = dy + os.channel;
-  const scalar_t* m = mask + b * ms.image + mask_channel<int64_t>(0, g, k, dg, K) * ms.channel;
-  const int64_t i = k / geo.kernel_w;
-  const int64_t j = k % geo.kernel_w;
-  int64_t oy = p0 / geo.out_w;
-  int64_t ox = p0 % geo.out_w;
-  for (int64_t t = 0; t < count; ++t) {
-    const int64_t at_offset = oy * os.row + ox * os.col;
-    const auto mv = static_cast<acc_t>(m[oy * ms.row + ox * ms.col]);
-    plan_sample<kGrad>(geo, i, j, oy, ox, static_cast<acc_t>(dy[at_offset]), static_cast<acc_t>(dx[at_offset]),
-                       kFoldMask ? mv : acc_t(1), plans[t]);
-    if (masks != nullptr) {
-      masks[t] = mv;
+// Calls fn(b, p0, p1) over the output pixels of n images in parallel, in ranges within one image.
+template <typename Fn>
+void for_pixel_ranges(int64_t n, int64_t pixels, const Fn& fn) {
+  constexpr int64_t kGrain = 64;
+  at::parallel_for(0, n * pixels, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t b = i / pixels;
+      const int64_t p0 = i % pixels;
+      const int64_t p1 = std::min(pixels, p0 + (end - i));
+      fn(b, p0, p1);
+      i += p1 - p0;
     }
-    if (++ox == geo.out_w) {
-      ox = 0;
-      ++oy;
+  });
+}
+
+// columns (n * groups, P, K * C / groups) of images [start, start + n), output rows [row, row + block.out_h).
+void im2col(const ConvGeometry& block, int64_t groups, const at::Tensor& input, const at::Tensor& offset,
+            const at::Tensor& mask, const SampleTables& taps, int64_t start, int64_t n, int64_t row,
+            const at::Tensor& columns) {
+  const int64_t pixels = block.out_h * block.out_w;
+  const int64_t image_columns = pixels * columns.size(2) * groups;
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "dcn_im2col_cpu", [&] {
+    using T = typename Data<scalar_t>::type;
+    const DcnArgs<T> a = make_args<T>(block, groups, input, offset, mask, taps, start, row, pixels * columns.size(2));
+    const auto kernel = kernels_for(static_cast<T*>(nullptr)).im2col;
+    T* cols = mutable_data<T>(columns);
+    for_pixel_ranges(n, pixels, [&](int64_t b, int64_t p0, int64_t p1) {
+      kernel(a, cols + b * image_columns + p0 * columns.size(2), b, p0, p1);
+    });
+  });
+}
+
+// Output pixels per tile of the channels_last forward: the tile's columns (512 KB) stay in the
+// core's L2 cache between the sampler writing them and the GEMM reading them.
+constexpr int64_t kTileBytes = 512 << 10;
+
+// The channels_last forward (one group): each task samples a tile of output pixels into its own
+// small column buffer and multiplies it into the output at once, so the columns never leave the
+// cache (whole-image columns went through memory twice, which made the sampler memory-bound).
+// The bias is added to each tile's rows while they are in cache.
+void forward_tiles(const ConvGeometry& geo, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
+                   const at::Tensor& weight, const std::optional<at::Tensor>& bias, const at::Tensor& output) {
+  const int64_t batch = input.size(0);
+  const int64_t pixels = geo.out_h * geo.out_w;
+  const int64_t kc = weight.size(2);
+  const int64_t tile = std::max<int64_t>(16, kTileBytes / (kc * input.element_size()));
+  const int64_t tiles = (pixels + tile - 1) / tile;
+  const SampleTables taps(geo, 1);
+  const at::Tensor weight_t = weight[0].t();  // (K * C, Cout)
+  const at::Tensor out = output.permute({0, 2, 3, 1}).view({batch * pixels, output.size(1)});
+  std::vector<at::Tensor> buffers(at::get_num_threads());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "dcn_forward_tiles_cpu", [&] {
+    using T = typename Data<scalar_t>::type;
+    const DcnArgs<T> a = make_args<T>(geo, 1, input, offset, mask, taps, 0, 0, tile * kc);
+    const auto kernel = kernels_for(static_cast<T*>(nullptr)).im2col;
+    at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+      // Worker threads do not inherit the caller's dispatch state (inference mode, autograd below this
+      // op): the GEMM goes straight to its CPU kernel.
+      const at::AutoDispatchBelowADInplaceOrView below_autograd;
+      at::Tensor& buffer = buffers[at::get_thread_num()];
+      if (!buffer.defined()) buffer = at::empty({tile, kc}, input.options());
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t b = item / tiles;
+        const int64_t p0 = item % tiles * tile;
+        const int64_t count = std::min(tile, pixels - p0);
+        kernel(a, mutable_data<T>(buffer), b, p0, p0 + count);
+        at::Tensor rows = out.narrow(0, b * pixels + p0, count);
+        at::mm_out(rows, buffer.narrow(0, 0, count), weight_t);
+        if (bias.has_value()) {
+          rows.add_(*bias);  // (addmm copies the bias into the rows first: slower in bfloat16)
+        }
+      }
+    });
+  });
+}
+
+// Rows [row, row + count) of images [start, start + n) of a dense channels_last (N, C, H, W) tensor as an
+// (n, count * W, C) view.
+at::Tensor pixels_by_channels(const at::Tensor& t, int64_t start, int64_t n, int64_t row, int64_t count) {
+  return t.narrow(0, start, n).narrow(2, row, count).permute({0, 2, 3, 1}).view({n, count * t.size(3), t.size(1)});
+}
+
+// `matrix` (G, rows, cols) repeated for each of n images: (n * G, rows, cols), for one batched GEMM
+// per chunk (the weight is small next to the columns, so the copy is cheap).
+at::Tensor per_image(const at::Tensor& matrix, int64_t n) {
+  return matrix.unsqueeze(0).expand({n, -1, -1, -1}).reshape({-1, matrix.size(1), matrix.size(2)});
+}
+
+// weight (Cout, Cg, kh, kw) as the (groups, Cout / groups, K * Cg) matrices of the tap-major columns.
+at::Tensor tap_major_weight(const at::Tensor& weight, int64_t groups) {
+  const int64_t out = weight.size(0) / groups;
+  const int64_t cg = weight.size(1);
+  const int64_t taps = weight.size(2) * weight.size(3);
+  return weight.reshape({groups, out, cg, taps}).transpose(2, 3).contiguous().view({groups, out, taps * cg});
+}
+
+at::Tensor forward_geometry(const ConvGeometry& geo, const at::Tensor& input_, const at::Tensor& offset_,
+                            const at::Tensor& mask_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias,
+                            int64_t groups) {
+  check_cpu_dtype(input_);
+  // The output is channels_last for a channels_last input (one group: a single GEMM writes it).
+  const bool cl_out = groups == 1 && is_channels_last(input_);
+  const at::Tensor input = channels_last(input_);
+  const at::Tensor offset = pixel_channels(offset_);
+  const at::Tensor mask = pixel_channels(mask_);
+  const int64_t batch = input.size(0);
+  const int64_t out_channels = weight_.size(0);
+  const int64_t group_out = out_channels / groups;
+  const int64_t kc = geo.kernel_h * geo.kernel_w * geo.channels;
+  const int64_t group_kc = kc / groups;
+  at::Tensor output = at::empty({batch, out_channels, geo.out_h, geo.out_w},
+                                input.options().memory_format(cl_out ? at::MemoryFormat::ChannelsLast
+                                                                     : at::MemoryFormat::Contiguous));
+  if (batch == 0) {
+    return output;
+  }
+  const at::Tensor weight = tap_major_weight(weight_, groups);
+  if (cl_out) {
+    forward_tiles(geo, input, offset, mask, weight, bias, output);
+    return output;
+  }
+  const SampleTables taps(geo, groups);
+  const Tiling tiling = plan_tiling(batch, geo, kc * geo.out_w * input.element_size());
+  const at::Tensor columns = at::empty({tiling.images * groups, tiling.rows * geo.out_w, group_kc}, input.options());
+  // A block's NCHW result goes to a small buffer first: the output rows of one channel are not
+  // contiguous across channels.
+  const at::Tensor block_out = tiling.rows < geo.out_h
+                                   ? at::empty({groups, group_out, tiling.rows * geo.out_w}, input.options())
+                                   : at::Tensor();
+  for (int64_t start = 0; start < batch; start += tiling.images) {
+    const int64_t n = std::min(tiling.images, batch - start);
+    for (int64_t row = 0; row < geo.out_h; row += tiling.rows) {
+      const int64_t count = std::min(tiling.rows, geo.out_h - row);
+      const int64_t pixels = count * geo.out_w;
+      const at::Tensor cols = front(columns, {n * groups, pixels, group_kc});
+      im2col(row_block(geo, row, count), groups, input, offset, mask, taps, start, n, row, cols);
+      if (count == geo.out_h) {
+        at::Tensor out = output.narrow(0, start, n).view({n * groups, group_out, pixels});
+        at::bmm_out(out, per_image(weight, n), cols.transpose(1, 2));
+      } else {
+        at::Tensor out = front(block_out, {groups, group_out, pixels});
+        at::bmm_out(out, weight, cols.transpose(1, 2));
+        output.narrow(0, start, 1).narrow(2, row, count).copy_(out.view({1, out_channels, count, geo.out_w}));
+      }
     }
   }
-}
-
-// The column entries of `count` planned samples for the `channels` channels of a deformable group
-// from a channels_last image (`input` at the group's first channel, `pixel_stride` = C): pixel by
-// pixel, each corner's channels read together (they lie together; channel by channel, every
-// corner read would touch another cache line). Channel c's entries go to column row c * row_stride.
-// The same sum as plan_value: corners with index -1 are never read.
-template <typename scalar_t, typename acc_t>
-void channels_last_columns(const SamplePlan<acc_t, int64_t>* plans, int64_t count, const scalar_t* input,
-                           int64_t pixel_stride, int64_t channels, scalar_t* columns, int64_t row_stride) {
-  constexpr int64_t kBlock = 8;
-  for (int64_t c0 = 0; c0 < channels; c0 += kBlock) {
-    const int64_t n = std::min(kBlock, channels - c0);
-    for (int64_t t = 0; t < count; ++t) {
-      acc_t sum[kBlock] = {};
-      for (int corner = 0; corner < 4; ++corner) {
-        const int64_t idx = plans[t].idx[corner];
-        if (idx < 0) continue;
-        const acc_t w = plans[t].w[corner];
-        const scalar_t* px = input + idx * pixel_stride + c0;
-        for (int64_t c = 0; c < n; ++c) sum[c] += w * static_cast<acc_t>(px[c]);
-      }
-      for (int64_t c = 0; c < n; ++c) columns[(c0 + c) * row_stride + t] = static_cast<scalar_t>(sum[c]);
-    }
+  // Adding the bias afterwards is much cheaper than a GEMM with a broadcast bias.
+  if (bias.has_value()) {
+    output.add_(bias->view({1, out_channels, 1, 1}));
   }
+  return output;
 }
-
-// `input` is NCHW or channels_last (is.col = C, is.channel = 1).
-template <typename scalar_t>
-void im2col_kernel(const scalar_t* input, const Strides& is, const scalar_t* offset, const Strides& os,
-                   const scalar_t* mask, const Strides& ms, scalar_t* columns, int64_t batch, const ConvGeometry& geo) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = geo.kernel_h * geo.kernel_w;
-  const int64_t dg = geo.deformable_groups;
-  const int64_t group_channels = geo.channels / dg;
-  const int64_t out_pixels = geo.out_h * geo.out_w;
-  const int64_t tiles = (out_pixels + kTile - 1) / kTile;
-  // Tile-major: all (group, tap) items of a pixel tile run back to back, so the tile's offsets and
-  // masks are read from cache whatever their layout (channels_last keeps a pixel's 3*dg*K
-  // predictions together: a (group, tap)-major order would stream them all from memory per tap).
-  at::parallel_for(0, batch * tiles * dg * K, 1, [&](int64_t begin, int64_t end) {
-    SamplePlan<acc_t, int64_t> plans[kTile];
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t k = item % K;
-      const int64_t g = (item / K) % dg;
-      const int64_t tile = (item / (K * dg)) % tiles;
-      const int64_t b = item / (K * dg * tiles);
-      const int64_t p0 = tile * kTile;
-      const int64_t count = std::min(kTile, out_pixels - p0);
-      plan_tile<false, true>(geo, offset, os, mask, ms, b, g, k, p0, count, plans, static_cast<acc_t*>(nullptr));
-      if (is.col != 1) {
-        channels_last_columns(plans, count, input + b * is.image + g * group_channels * is.channel, is.col,
-                              group_channels, columns + column_row(b, g * group_channels, k, geo.channels, K) * out_pixels + p0,
-                              K * out_pixels);
-        continue;
-      }
-      for (int64_t cg = 0; cg < group_channels; ++cg) {
-        const int64_t c = g * group_channels + cg;
-        const scalar_t* in_plane = input + b * is.image + c * is.channel;
-        scalar_t* col = columns + column_row(b, c, k, geo.channels, K) * out_pixels + p0;
-        for (int64_t t = 0; t < count; ++t) {
-          col[t] = static_cast<scalar_t>(plan_value(plans[t], in_plane));
-        }
-      }
-    }
-  });
-}
-
-template <typename scalar_t>
-void col2im_kernel(const scalar_t* grad_columns, const scalar_t* offset, const scalar_t* mask, scalar_t* grad_input,
-                   int64_t batch, const ConvGeometry& geo) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = geo.kernel_h * geo.kernel_w;
-  const int64_t dg = geo.deformable_groups;
-  const int64_t group_channels = geo.channels / dg;
-  const int64_t plane = geo.height * geo.width;
-  const int64_t out_pixels = geo.out_h * geo.out_w;
-  const Strides os = output_map_strides(2 * dg * K, geo);
-  const Strides ms = output_map_strides(dg * K, geo);
-  // Split the channels of a group into blocks only when (image, group) pairs alone cannot keep
-  // all threads busy: every block re-plans its samples.
-  const int64_t pairs = batch * dg;
-  const int64_t blocks = std::clamp<int64_t>((4 * at::get_num_threads() + pairs - 1) / pairs, 1, group_channels);
-  const int64_t block_channels = (group_channels + blocks - 1) / blocks;
-  at::parallel_for(0, pairs * blocks, 1, [&](int64_t begin, int64_t end) {
-    SamplePlan<acc_t, int64_t> plans[kTile];
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t block = item % blocks;
-      const int64_t g = (item / blocks) % dg;
-      const int64_t b = item / (blocks * dg);
-      const int64_t c_begin = g * group_channels + block * block_channels;
-      const int64_t c_end = std::min(c_begin + block_channels, (g + 1) * group_channels);
-      if (c_begin >= c_end) {
-        continue;
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        for (int64_t p0 = 0; p0 < out_pixels; p0 += kTile) {
-          const int64_t count = std::min(kTile, out_pixels - p0);
-          plan_tile<false, true>(geo, offset, os, mask, ms, b, g, k, p0, count, plans, static_cast<acc_t*>(nullptr));
-          for (int64_t c = c_begin; c < c_end; ++c) {
-            scalar_t* grad_plane = grad_input + (b * geo.channels + c) * plane;
-            const scalar_t* gcol = grad_columns + column_row(b, c, k, geo.channels, K) * out_pixels + p0;
-            for (int64_t t = 0; t < count; ++t) {
-              const acc_t gv = static_cast<acc_t>(gcol[t]);
-              const auto& pl = plans[t];
-              // Only corners that carry weight receive gradient (as DCNv2: outside ones are never touched).
-              for (int corner = 0; corner < 4; ++corner) {
-                if (pl.w[corner] != acc_t(0)) {
-                  grad_plane[pl.idx[corner]] += static_cast<scalar_t>(pl.w[corner] * gv);
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  });
-}
-
-template <typename scalar_t>
-void col2im_coord_kernel(const scalar_t* grad_columns, const scalar_t* input, const scalar_t* offset,
-                         const scalar_t* mask, scalar_t* grad_offset, scalar_t* grad_mask, int64_t batch,
-                         const ConvGeometry& geo) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = geo.kernel_h * geo.kernel_w;
-  const int64_t dg = geo.deformable_groups;
-  const int64_t group_channels = geo.channels / dg;
-  const int64_t plane = geo.height * geo.width;
-  const int64_t out_pixels = geo.out_h * geo.out_w;
-  const Strides os = output_map_strides(2 * dg * K, geo);
-  const Strides ms = output_map_strides(dg * K, geo);
-  const int64_t tiles = (out_pixels + kTile - 1) / kTile;
-  at::parallel_for(0, batch * dg * K * tiles, 1, [&](int64_t begin, int64_t end) {
-    SamplePlan<acc_t, int64_t> plans[kTile];
-    acc_t masks[kTile];
-    acc_t acc_mask[kTile];
-    acc_t acc_y[kTile];
-    acc_t acc_x[kTile];
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t tile = item % tiles;
-      const int64_t k = (item / tiles) % K;
-      const int64_t g = (item / (tiles * K)) % dg;
-      const int64_t b = item / (tiles * K * dg);
-      const int64_t p0 = tile * kTile;
-      const int64_t count = std::min(kTile, out_pixels - p0);
-      plan_tile<true, false>(geo, offset, os, mask, ms, b, g, k, p0, count, plans, masks);
-      for (int64_t t = 0; t < count; ++t) {
-        acc_mask[t] = acc_y[t] = acc_x[t] = acc_t(0);
-      }
-      for (int64_t cg = 0; cg < group_channels; ++cg) {
-        const int64_t c = g * group_channels + cg;
-        const scalar_t* in_plane = input + (b * geo.channels + c) * plane;
-        const scalar_t* gcol = grad_columns + column_row(b, c, k, geo.channels, K) * out_pixels + p0;
-        for (int64_t t = 0; t < count; ++t) {
-          acc_t value, d_y, d_x;
-          plan_value_and_grad(plans[t], in_plane, value, d_y, d_x);
-          const acc_t gv = static_cast<acc_t>(gcol[t]);
-          acc_mask[t] += gv * value;
-          acc_y[t] += gv * d_y;
-          acc_x[t] += gv * d_x;
-        }
-      }
-      scalar_t* g_dy = grad_offset + offset_channel(b, g, k, dg, K) * out_pixels + p0;
-      scalar_t* g_dx = g_dy + out_pixels;
-      scalar_t* g_m = grad_mask + mask_channel(b, g, k, dg, K) * out_pixels + p0;
-      for (int64_t t = 0; t < count; ++t) {
-        g_dy[t] = static_cast<scalar_t>(acc_y[t] * masks[t]);
-        g_dx[t] = static_cast<scalar_t>(acc_x[t] * masks[t]);
-        g_m[t] = static_cast<scalar_t>(acc_mask[t]);
-      }
-    }
-  });
-}
-
-void im2col_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& columns,
-                const ConvGeometry& geo) {
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "dcn_im2col_cpu", [&] {
-    im2col_kernel<scalar_t>(input.const_data_ptr<scalar_t>(), strides_of(input), offset.const_data_ptr<scalar_t>(),
-                            strides_of(offset), mask.const_data_ptr<scalar_t>(), strides_of(mask),
-                            columns.mutable_data_ptr<scalar_t>(), input.size(0), geo);
-  });
-}
-
-void col2im_cpu(const at::Tensor& grad_columns, const at::Tensor& offset, const at::Tensor& mask,
-                const at::Tensor& grad_input, const ConvGeometry& geo) {
-  AT_DISPATCH_FLOATING_TYPES(grad_columns.scalar_type(), "dcn_col2im_cpu", [&] {
-    col2im_kernel<scalar_t>(grad_columns.const_data_ptr<scalar_t>(), offset.const_data_ptr<scalar_t>(),
-                            mask.const_data_ptr<scalar_t>(), grad_input.mutable_data_ptr<scalar_t>(),
-                            grad_input.size(0), geo);
-  });
-}
-
-void col2im_coord_cpu(const at::Tensor& grad_columns, const at::Tensor& input, const at::Tensor& offset,
-                      const at::Tensor& mask, const at::Tensor& grad_offset, const at::Tensor& grad_mask,
-                      const ConvGeometry& geo) {
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "dcn_col2im_coord_cpu", [&] {
-    col2im_coord_kernel<scalar_t>(grad_columns.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
-                                  offset.const_data_ptr<scalar_t>(), mask.const_data_ptr<scalar_t>(),
-                                  grad_offset.mutable_data_ptr<scalar_t>(), grad_mask.mutable_data_ptr<scalar_t>(),
-                                  input.size(0), geo);
-  });
-}
-
-constexpr Primitives kCpuPrimitives{im2col_cpu, col2im_cpu, col2im_coord_cpu, /*strided_im2col=*/true};
 
 at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                        const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h,
                        int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
                        int64_t deformable_groups) {
-  check_cpu_dtype(input);
-  return modulated_deform_conv_forward(kCpuPrimitives, input, offset, mask, weight, bias, stride_h, stride_w, pad_h,
-                                       pad_w, dil_h, dil_w, groups, deformable_groups);
+  const ConvGeometry geo = check_arguments(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                                           dil_w, groups, deformable_groups);
+  return forward_geometry(geo, input, offset, mask, weight, bias, groups);
 }
 
 at::Tensor rows_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
                     const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h,
                     int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups,
                     int64_t first_row) {
-  check_cpu_dtype(input);
-  return modulated_deform_conv_rows(kCpuPrimitives, input, offset, mask, weight, bias, stride_h, stride_w, pad_h,
-                                    pad_w, dil_h, dil_w, groups, deformable_groups, first_row);
+  TORCH_CHECK_VALUE(first_row >= 0, "dcn: first_row must be non-negative, got ", first_row);
+  const ConvGeometry geo = check_arguments(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                                           dil_w, groups, deformable_groups, first_row);
+  return forward_geometry(geo, input, offset, mask, weight, bias, groups);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
-    const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
+    const at::Tensor& grad_output_, const at::Tensor& input_, const at::Tensor& offset_, const at::Tensor& mask_,
+    const at::Tensor& weight_, const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w,
     int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups,
     std::array<bool, 3> output_mask) {
-  check_cpu_dtype(input);
-  return modulated_deform_conv_backward(kCpuPrimitives, grad_output, input, offset, mask, weight, bias, stride_h,
-                                        stride_w, pad_h, pad_w, dil_h, dil_w, groups, deformable_groups, output_mask);
+  check_cpu_dtype(input_);
+  const ConvGeometry geo = check_arguments(input_, offset_, mask_, weight_, bias, stride_h, stride_w, pad_h, pad_w,
+                                           dil_h, dil_w, groups, deformable_groups);
+  const int64_t batch = input_.size(0);
+  const int64_t out_channels = weight_.size(0);
+  check_grad_output(grad_output_, input_, geo, batch, out_channels);
+  const auto [need_input, need_coord, need_weight] = output_mask;
+  // A channels_last output gradient (one group) is used as (pixels, Cout) matrices in place.
+  const bool cl_grad = groups == 1 && is_channels_last(grad_output_);
+  const at::Tensor grad_output = cl_grad ? grad_output_ : grad_output_.contiguous();
+  const at::Tensor input = channels_last(input_);
+  const at::Tensor offset = pixel_channels(offset_);
+  const at::Tensor mask = pixel_channels(mask_);
+  const int64_t group_out = out_channels / groups;
+  const int64_t kc = geo.kernel_h * geo.kernel_w * geo.channels;
+  const int64_t group_kc = kc / groups;
+  const auto acc_dtype = at::toOpMathType(input.scalar_type());
+
+  // Gradients in their inputs' layouts. The input gradient is scattered into a channels_last
+  // buffer of the accumulation type: grad_input itself when it is one.
+  at::Tensor grad_input = need_input ? at::zeros_like(input_) : at::Tensor();
+  at::Tensor grad_input_acc;
+  if (need_input) {
+    grad_input_acc = grad_input.scalar_type() == acc_dtype && grad_input.is_contiguous(at::MemoryFormat::ChannelsLast)
+                         ? grad_input
+                         : at::empty(input.sizes(), input.options().dtype(acc_dtype).memory_format(
+                                                        at::MemoryFormat::ChannelsLast))
+                               .zero_();  // (at::zeros would drop the memory format)
+  }
+  at::Tensor grad_offset = need_coord ? at::empty_like(offset_) : at::Tensor();
+  at::Tensor grad_mask = need_coord ? at::empty_like(mask_) : at::Tensor();
+  at::Tensor grad_bias = grad_output.sum({0, 2, 3});
+  at::Tensor grad_weight_acc =
+      need_weight ? at::zeros({groups, group_out, group_kc}, input.options().dtype(acc_dtype)) : at::Tensor();
+  if (batch > 0 && (need_input || need_coord || need_weight)) {
+    const at::Tensor weight = tap_major_weight(weight_, groups);
+    const SampleTables taps(geo, groups);
+    const Tiling tiling = plan_tiling(batch, geo, kc * geo.out_w * input.element_size());
+    // One buffer: first the columns (for grad_weight), then overwritten by the column gradients.
+    const at::Tensor columns = at::empty({tiling.images * groups, tiling.rows * geo.out_w, group_kc}, input.options());
+    for (int64_t start = 0; start < batch; start += tiling.images) {
+      const int64_t n = std::min(tiling.images, batch - start);
+      for (int64_t row = 0; row < geo.out_h; row += tiling.rows) {
+        const int64_t count = std::min(tiling.rows, geo.out_h - row);
+        const int64_t pixels = count * geo.out_w;
+        const ConvGeometry block = row_block(geo, row, count);
+        const at::Tensor cols = front(columns, {n * groups, pixels, group_kc});
+        // The NCHW output gradient as (n * groups, Cout / groups, pixels): a view, or a copy of a row block.
+        const auto grad_out_nchw = [&] {
+          return grad_output.narrow(0, start, n).narrow(2, row, count).contiguous().view({n * groups, group_out, pixels});
+        };
+        if (need_weight) {
+          im2col(block, groups, input, offset, mask, taps, start, n, row, cols);
+          if (cl_grad) {  // one GEMM over all pixels of the chunk
+            const at::Tensor g = pixels_by_channels(grad_output, start, n, row, count).reshape({n * pixels, out_channels});
+            grad_weight_acc[0].add_(at::mm(g.t(), cols.view({n * pixels, kc})));
+          } else {
+            const at::Tensor partial = at::bmm(grad_out_nchw(), cols).view({n, groups, group_out, group_kc});
+            grad_weight_acc.add_(partial.sum(0, false, acc_dtype));
+          }
+        }
+        if (!(need_input || need_coord)) {
+          continue;
+        }
+        at::Tensor grad_cols = cols;
+        if (cl_grad) {
+          at::Tensor flat = cols.view({n * pixels, kc});
+          at::mm_out(flat, pixels_by_channels(grad_output, start, n, row, count).reshape({n * pixels, out_channels}),
+                     weight[0]);
+        } else {
+          at::bmm_out(grad_cols, grad_out_nchw().transpose(1, 2), per_image(weight, n));
+        }
+        AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "dcn_backward_cpu", [&] {
+          using T = typename Data<scalar_t>::type;
+          const DcnArgs<T> a = make_args<T>(block, groups, input, offset, mask, taps, start, row, pixels * group_kc);
+          const auto& k = kernels_for(static_cast<T*>(nullptr));
+          const T* gcols = data<T>(cols);
+          const int64_t image_columns = pixels * kc;
+          if (need_coord) {
+            T* g_off = mutable_data<T>(grad_offset) + start * grad_offset.stride(0) + row * grad_offset.stride(2);
+            T* g_msk = mutable_data<T>(grad_mask) + start * grad_mask.stride(0) + row * grad_mask.stride(2);
+            const int64_t go[4] = {grad_offset.stride(0), grad_offset.stride(1), grad_offset.stride(2),
+                                   grad_offset.stride(3)};
+            const int64_t gm[4] = {grad_mask.stride(0), grad_mask.stride(1), grad_mask.stride(2), grad_mask.stride(3)};
+            for_pixel_ranges(n, pixels, [&](int64_t b, int64_t p0, int64_t p1) {
+              k.col2im_coord(a, gcols + b * image_columns + p0 * group_kc, g_off, go, g_msk, gm, b, p0, p1);
+            });
+          }
+          if (need_input) {
+            using A = typename cpu::Acc<T>::type;
+            A* g_in = grad_input_acc.mutable_data_ptr<A>() + start * grad_input_acc.stride(0);
+            const int64_t dg = geo.deformable_groups;
+            at::parallel_for(0, n * dg, 1, [&](int64_t begin, int64_t end) {
+              for (int64_t item = begin; item < end; ++item) {
+                k.col2im(a, gcols + item / dg * image_columns, g_in, item / dg, item % dg);
+              }
+            });
+          }
+        });
+      }
+    }
+  }
+  if (need_input && !grad_input_acc.is_same(grad_input)) {
+    grad_input.copy_(grad_input_acc);
+  }
+  at::Tensor grad_weight;
+  if (need_weight) {
+    const int64_t cg = weight_.size(1);
+    const int64_t taps = geo.kernel_h * geo.kernel_w;
+    grad_weight = grad_weight_acc.view({groups, group_out, taps, cg})
+                      .transpose(2, 3)
+                      .reshape(weight_.sizes())
+                      .to(input.scalar_type())
+                      .contiguous();
+  }
+  return {grad_input, grad_offset, grad_mask, grad_weight, grad_bias};
 }
 
 }  // namespace

@@ -1,151 +1,121 @@
-// CPU kernels of the dynamic-filter op (math in ../dynamic_filter.h).
+// CPU driver of the dynamic-filter op (math in ../dynamic_filter.h, kernels in kernels_impl.h, run
+// in the instruction set chosen at run time).
 //
-// Work is one output row (image, channel, row) at a time, rows split with at::parallel_for, so
-// results are deterministic. A row is 9 shifted multiply-adds over the columns where the tap is
-// inside the image (valid_columns), contiguous loops the compiler vectorises; the row accumulates
-// in a small buffer of the accumulation type (float for bfloat16/half), nothing else is allocated.
+// x, grad and the outputs keep x's layout: channels_last tensors (the layout in which oneDNN
+// convolutions are fastest and allocate least) are read and written in place, anything else as
+// NCHW. The kernels tensor is (B, 9C, H, W) with tap t of channel c at channel 9c + t, or
+// (B, 9, C, H, W) "tap-major" (the CPU only): a tap's C channels together, which in channels_last
+// lets the kernels load a tap's weights as one channel vector (adfnet's generated_filter makes
+// them so, by reordering the rows of the 1x1 conv that generates them). Any kernels strides are
+// read in place, and grad_kernels has the kernels' strides.
 //
-// The forward also reads channels_last tensors in place (the layout in which oneDNN convolutions
-// are fastest and allocate least) and then writes a channels_last output: one task per image row,
-// per pixel the channels of its 9 neighbours (a zero row for taps outside the image).
+// Work is split over (image, row) with at::parallel_for; every output element is written by one
+// task (all gathers), so results are deterministic. float32, float64 and bfloat16 (float
+// accumulation); float16 runs through float32.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
 
+#include "../dcn.h"
 #include "../dynamic_filter.h"
 #include "../dynamic_filter_op.h"
+#include "aten_data.h"
 
 namespace dcn {
 namespace {
 
-using dynamic_filter::kTaps;
-using dynamic_filter::shift;
-using dynamic_filter::valid_columns;
+using cpu::BF16;
+using cpu::Data;
+using cpu::data;
+using cpu::mutable_data;
+using cpu::FilterGeometry;
 
-// Rows per parallel task: about 64k multiply-adds, enough to amortise the scheduling.
-int64_t row_grain(int64_t width) { return std::max<int64_t>(1, (64 * 1024) / (kTaps * std::max<int64_t>(width, 1))); }
+const cpu::FilterKernels<float>& kernels_for(float*) { return cpu::kernels().filter_f32; }
+const cpu::FilterKernels<double>& kernels_for(double*) { return cpu::kernels().filter_f64; }
+const cpu::FilterKernels<BF16>& kernels_for(BF16*) { return cpu::kernels().filter_bf16; }
 
-// Calls fn(row, plane_index bc, h) for rows [0, planes * height) in parallel.
-template <typename Fn>
-void for_each_row(int64_t planes, int64_t height, int64_t width, const Fn& fn) {
-  at::parallel_for(0, planes * height, row_grain(width), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) fn(r / height, r % height);
-  });
+
+// x (or grad) in the layout the op works in: channels_last as it is, else contiguous NCHW.
+at::Tensor in_layout(const at::Tensor& t, bool cl) {
+  return t.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 }
 
-// Row gather shared by the forward and the input gradient, which differ only in direction:
-//   forward (kTransposed = false): out(h, w) = sum_t src(h + dy_t, w + dx_t) * k_t(h, w), src = x;
-//   grad_x  (kTransposed = true):  out(h, w) = sum_t src(h - dy_t, w - dx_t) * k_t(h - dy_t, w - dx_t), src = g.
-// The output (and, in the forward, the kernels) may cover only the rows [first_row, first_row + out_rows)
-// of the `height` rows of src: inference strips.
-template <bool kTransposed, typename scalar_t>
-void gather_kernel(const scalar_t* __restrict src, const scalar_t* __restrict k, scalar_t* __restrict out,
-                   int64_t planes, int64_t height, int64_t width, int64_t d, int64_t first_row, int64_t out_rows) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = height * width;
-  const int64_t out_plane = out_rows * width;
-  const int64_t sign = kTransposed ? -1 : 1;
-  at::parallel_for(0, planes * out_rows, row_grain(width), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(width);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t bc = r / out_rows;
-      const int64_t h = r % out_rows;
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      acc_t* __restrict a = acc.data();
-      for (int64_t t = 0; t < kTaps; ++t) {
-        const int64_t y = first_row + h + sign * shift(t / 3, d);
-        if (y < 0 || y >= height) continue;
-        const int64_t s = sign * shift(t % 3, d);
-        int64_t w0, w1;
-        valid_columns(s, width, &w0, &w1);
-        const scalar_t* __restrict sr = src + bc * plane + y * width + s;
-        const scalar_t* __restrict kr = k + (bc * kTaps + t) * out_plane + (kTransposed ? y * width + s : h * width);
-        for (int64_t w = w0; w < w1; ++w) a[w] += static_cast<acc_t>(sr[w]) * static_cast<acc_t>(kr[w]);
-      }
-      scalar_t* __restrict o = out + bc * out_plane + h * width;
-      for (int64_t w = 0; w < width; ++w) o[w] = static_cast<scalar_t>(a[w]);
-    }
-  });
-}
+// Kernels as the kernels read them: NCHW work reads rows, so a row must be contiguous there.
+at::Tensor readable_kernels(const at::Tensor& k, bool cl) { return cl || k.stride(-1) == 1 ? k : k.contiguous(); }
 
-template <typename scalar_t>
-void forward_kernel_channels_last(const scalar_t* __restrict x, const scalar_t* __restrict k, scalar_t* __restrict out,
-                                  int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t d,
-                                  int64_t first_row, int64_t out_rows) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const std::vector<scalar_t> zeros(channels, scalar_t(0));
-  at::parallel_for(0, batch * out_rows, row_grain(width * channels), [&](int64_t begin, int64_t end) {
-    const scalar_t* taps[kTaps];
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t b = r / out_rows;
-      const int64_t h = r % out_rows;
-      for (int64_t w = 0; w < width; ++w) {
-        for (int64_t t = 0; t < kTaps; ++t) {
-          const int64_t y = first_row + h + shift(t / 3, d);
-          const int64_t xx = w + shift(t % 3, d);
-          const bool inside = y >= 0 && y < height && xx >= 0 && xx < width;
-          taps[t] = inside ? x + ((b * height + y) * width + xx) * channels : zeros.data();
-        }
-        const int64_t pixel = (b * out_rows + h) * width + w;
-        const scalar_t* __restrict kp = k + pixel * kTaps * channels;
-        scalar_t* __restrict o = out + pixel * channels;
-        for (int64_t c = 0; c < channels; ++c) {
-          acc_t sum = acc_t(0);
-          for (int64_t t = 0; t < kTaps; ++t) sum += static_cast<acc_t>(taps[t][c]) * static_cast<acc_t>(kp[c * kTaps + t]);
-          o[c] = static_cast<scalar_t>(sum);
-        }
-      }
-    }
-  });
-}
-
-template <typename scalar_t>
-void grad_kernels_kernel(const scalar_t* __restrict g, const scalar_t* __restrict x, scalar_t* __restrict gk,
-                         int64_t planes, int64_t height, int64_t width, int64_t d) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t plane = height * width;
-  for_each_row(planes, height, width, [&](int64_t bc, int64_t h) {
-    const scalar_t* __restrict gr = g + bc * plane + h * width;
-    for (int64_t t = 0; t < kTaps; ++t) {
-      scalar_t* __restrict dst = gk + (bc * kTaps + t) * plane + h * width;
-      const int64_t y = h + shift(t / 3, d);
-      int64_t w0 = 0, w1 = 0;
-      if (y >= 0 && y < height) valid_columns(shift(t % 3, d), width, &w0, &w1);
-      std::fill(dst, dst + w0, scalar_t(0));
-      const scalar_t* __restrict xr = x + bc * plane + y * width + shift(t % 3, d);
-      for (int64_t w = w0; w < w1; ++w) dst[w] = static_cast<scalar_t>(static_cast<acc_t>(gr[w]) * static_cast<acc_t>(xr[w]));
-      std::fill(dst + w1, dst + width, scalar_t(0));
-    }
-  });
-}
-
-// Output rows [first_row, first_row + kernels.size(2)) of the filter (all rows: first_row = 0 and
-// kernels as tall as x), written in x's layout when that is channels_last.
-at::Tensor filter_rows(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row) {
-  const int64_t rows = kernels_.size(2);
-  if (!x_.is_contiguous() && x_.is_contiguous(at::MemoryFormat::ChannelsLast)) {
-    const at::Tensor kernels = kernels_.contiguous(at::MemoryFormat::ChannelsLast);
-    at::Tensor out = at::empty({x_.size(0), x_.size(1), rows, x_.size(3)},
-                               x_.options().memory_format(at::MemoryFormat::ChannelsLast));
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x_.scalar_type(), "dynamic_filter_cpu", [&] {
-      forward_kernel_channels_last<scalar_t>(x_.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
-                                             out.mutable_data_ptr<scalar_t>(), x_.size(0), x_.size(1), x_.size(2),
-                                             x_.size(3), dilation, first_row, rows);
-    });
-    return out;
+// The strides of a kernels tensor (4-D channel-major or 5-D tap-major) in `f`.
+void set_kernel_strides(FilterGeometry& f, const at::Tensor& k) {
+  if (k.dim() == 5) {
+    f.k_tap = k.stride(1);
+    f.k_chan = k.stride(2);
+  } else {
+    f.k_tap = k.stride(1);
+    f.k_chan = 9 * k.stride(1);
   }
-  const at::Tensor x = x_.contiguous();
-  const at::Tensor kernels = kernels_.contiguous();
-  at::Tensor out = at::empty({x.size(0), x.size(1), rows, x.size(3)}, x.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dynamic_filter_cpu", [&] {
-    gather_kernel<false, scalar_t>(x.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
-                                   out.mutable_data_ptr<scalar_t>(), x.size(0) * x.size(1), x.size(2), x.size(3),
-                                   dilation, first_row, rows);
+  f.k_row = k.stride(-2);
+  f.k_col = k.stride(-1);
+}
+
+FilterGeometry geometry(const at::Tensor& x, const at::Tensor& k, const at::Tensor& out, int64_t dilation) {
+  FilterGeometry f;
+  f.channels = x.size(1);
+  f.height = x.size(2);
+  f.width = x.size(3);
+  f.dilation = dilation;
+  f.x_channel = x.stride(1);
+  f.x_row = x.stride(2);
+  f.x_col = x.stride(3);
+  f.o_channel = out.stride(1);
+  f.o_row = out.stride(2);
+  f.o_col = out.stride(3);
+  set_kernel_strides(f, k);
+  return f;
+}
+
+// Work per (image, row) task: about 64k multiply-adds per grain.
+int64_t row_grain(const FilterGeometry& f) {
+  return std::max<int64_t>(1, (64 * 1024) / (dynamic_filter::kTaps * std::max<int64_t>(f.width * f.channels, 1)));
+}
+
+// Calls fn(b, r0, r1) for the rows [0, rows) of every image in parallel.
+template <typename Fn>
+void for_rows(int64_t batch, int64_t rows, int64_t grain, const Fn& fn) {
+  at::parallel_for(0, batch * rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t b = i / rows;
+      const int64_t r0 = i % rows;
+      const int64_t r1 = std::min(rows, r0 + (end - i));
+      fn(b, r0, r1);
+      i += r1 - r0;
+    }
+  });
+}
+
+
+// Output rows [first_row, first_row + kernels' height) of the filter, in x's layout.
+at::Tensor filter_rows(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row) {
+  if (x_.scalar_type() == at::kHalf) {
+    return filter_rows(x_.to(at::kFloat), kernels_.to(at::kFloat), dilation, first_row).to(at::kHalf);
+  }
+  const bool cl = is_channels_last(x_);
+  const at::Tensor x = in_layout(x_, cl);
+  const at::Tensor kernels = readable_kernels(kernels_, cl);
+  const int64_t rows = kernels.size(-2);
+  at::Tensor out = at::empty({x.size(0), x.size(1), rows, x.size(3)},
+                             x.options().memory_format(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  const FilterGeometry f = geometry(x, kernels, out, dilation);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "dynamic_filter_cpu", [&] {
+    using T = typename Data<scalar_t>::type;
+    const auto kernel = kernels_for(static_cast<T*>(nullptr)).forward;
+    const T* xp = data<T>(x);
+    const T* kp = data<T>(kernels);
+    T* op = mutable_data<T>(out);
+    for_rows(x.size(0), rows, row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
+      kernel(f, xp + b * x.stride(0), kp + b * kernels.stride(0), op + b * out.stride(0), first_row, r0, r1);
+    });
   });
   return out;
 }
@@ -160,23 +130,49 @@ at::Tensor forward_rows_cpu(const at::Tensor& x, const at::Tensor& kernels, int6
   return filter_rows(x, kernels, dilation, first_row);
 }
 
-std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad_, const at::Tensor& x_,
-                                                const at::Tensor& kernels_, int64_t dilation) {
-  check_dynamic_filter_args(x_, kernels_, dilation, &grad_);
-  const at::Tensor grad = grad_.contiguous();
-  const at::Tensor x = x_.contiguous();
-  const at::Tensor kernels = kernels_.contiguous();
+// An uninitialised tensor with t's strides when they are dense (a tap-major view of a channels_last
+// conv output is), else contiguous.
+at::Tensor empty_with_strides_of(const at::Tensor& t) {
+  return t.is_non_overlapping_and_dense() ? at::empty_strided(t.sizes(), t.strides(), t.options())
+                                          : at::empty(t.sizes(), t.options());
+}
+
+std::tuple<at::Tensor, at::Tensor> gradients(const at::Tensor& grad_, const at::Tensor& x_, const at::Tensor& kernels_,
+                                             int64_t dilation) {
+  if (x_.scalar_type() == at::kHalf) {
+    auto [gx, gk] = gradients(grad_.to(at::kFloat), x_.to(at::kFloat), kernels_.to(at::kFloat), dilation);
+    return {gx.to(at::kHalf), gk.to(at::kHalf)};
+  }
+  const bool cl = is_channels_last(x_);
+  const at::Tensor x = in_layout(x_, cl);
+  const at::Tensor grad = in_layout(grad_, cl);
+  const at::Tensor kernels = readable_kernels(kernels_, cl);
   at::Tensor grad_x = at::empty_like(x);
-  at::Tensor grad_kernels = at::empty_like(kernels);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "dynamic_filter_backward_cpu", [&] {
-    const int64_t planes = x.size(0) * x.size(1);
-    gather_kernel<true, scalar_t>(grad.const_data_ptr<scalar_t>(), kernels.const_data_ptr<scalar_t>(),
-                                  grad_x.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation, 0,
-                                  x.size(2));
-    grad_kernels_kernel<scalar_t>(grad.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(),
-                                  grad_kernels.mutable_data_ptr<scalar_t>(), planes, x.size(2), x.size(3), dilation);
+  at::Tensor grad_kernels = empty_with_strides_of(kernels);
+  const FilterGeometry f = geometry(x, kernels, x, dilation);
+  FilterGeometry fk = f;
+  set_kernel_strides(fk, grad_kernels);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "dynamic_filter_backward_cpu", [&] {
+    using T = typename Data<scalar_t>::type;
+    const auto& k = kernels_for(static_cast<T*>(nullptr));
+    const T* gp = data<T>(grad);
+    const T* xp = data<T>(x);
+    const T* kp = data<T>(kernels);
+    T* gxp = mutable_data<T>(grad_x);
+    T* gkp = mutable_data<T>(grad_kernels);
+    const int64_t xs = x.stride(0), ks = kernels.stride(0), gks = grad_kernels.stride(0);
+    for_rows(x.size(0), x.size(2), row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
+      k.grad_input(f, gp + b * xs, kp + b * ks, gxp + b * xs, r0, r1);
+      k.grad_kernels(fk, gp + b * xs, xp + b * xs, gkp + b * gks, r0, r1);
+    });
   });
   return {grad_x, grad_kernels};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward_cpu(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& kernels,
+                                                int64_t dilation) {
+  check_dynamic_filter_args(x, kernels, dilation, &grad);
+  return gradients(grad, x, kernels, dilation);
 }
 
 }  // namespace

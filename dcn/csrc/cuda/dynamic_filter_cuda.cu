@@ -21,6 +21,10 @@ using dynamic_filter::kTaps;
 
 constexpr int kThreads = 256;
 
+void check_channel_major(const at::Tensor& kernels) {
+  TORCH_CHECK(kernels.dim() == 4, "dynamic_filter: tap-major (B, 9, C, H, W) kernels are read by the CPU kernels only");
+}
+
 // out[bc, h, w] for every element (bc = image * C + channel).
 template <typename scalar_t>
 DCN_KERNEL void forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ k,
@@ -66,6 +70,7 @@ DCN_KERNEL void grad_kernels_kernel(const scalar_t* __restrict__ g, const scalar
 
 at::Tensor dynamic_filter_cuda(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation) {
   check_dynamic_filter_args(x_, kernels_, dilation);  // before the guard reads x's device
+  check_channel_major(kernels_);
   const gpu::DeviceGuard guard(x_.device());
   const at::Tensor x = x_.contiguous();
   const at::Tensor kernels = kernels_.contiguous();
@@ -83,6 +88,7 @@ at::Tensor dynamic_filter_cuda(const at::Tensor& x_, const at::Tensor& kernels_,
 std::tuple<at::Tensor, at::Tensor> dynamic_filter_backward_cuda(const at::Tensor& grad_, const at::Tensor& x_,
                                                                 const at::Tensor& kernels_, int64_t dilation) {
   check_dynamic_filter_args(x_, kernels_, dilation, &grad_);
+  check_channel_major(kernels_);
   const gpu::DeviceGuard guard(x_.device());
   const at::Tensor grad = grad_.contiguous();
   const at::Tensor x = x_.contiguous();
