@@ -169,6 +169,19 @@ NOISE_MODELS: dict[str, _Spec] = {
 NOISE_NAMES = tuple(NOISE_MODELS)
 
 
+def _check_call(clean: torch.Tensor, seed: int | None, generator: torch.Generator | None) -> None:
+    """What every noise model's call refuses: both a seed and a generator, images that are not 3-D or 4-D."""
+    if seed is not None and generator is not None:
+        raise ValueError("pass either seed or generator to a noise model, not both")
+    if clean.dim() not in (3, 4):
+        raise ValueError(f"noise models expect (C, H, W) or (B, C, H, W) images, got shape {tuple(clean.shape)}")
+
+
+def _from_global_rng() -> torch.Generator:
+    """A generator seeded from torch's global RNG: a call given neither seed nor generator follows torch.manual_seed."""
+    return torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """A validated noise model; call it like :func:`add_awgn`. Made by :func:`build_noise`."""
@@ -180,14 +193,11 @@ class NoiseModel:
         self, clean: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``clean`` (``(C, H, W)`` or ``(B, C, H, W)``) plus noise; ``seed`` reseeds per image, see the module."""
-        if seed is not None and generator is not None:
-            raise ValueError("pass either seed or generator to a noise model, not both")
-        if clean.dim() not in (3, 4):
-            raise ValueError(f"noise models expect (C, H, W) or (B, C, H, W) images, got shape {tuple(clean.shape)}")
+        _check_call(clean, seed, generator)
         if self.name == "awgn" and (seed is None or clean.dim() == 3 or clean.shape[0] == 1):
             return add_awgn(clean, self.params[0], seed=seed, generator=generator)  # the official draw, bit for bit
         if generator is None and seed is None:
-            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))  # from the global RNG
+            generator = _from_global_rng()
         images = clean.detach().to("cpu", torch.float32).reshape(-1, *clean.shape[-3:])
         sampler = NOISE_MODELS[self.name].sampler
         noise = torch.cat(
@@ -287,12 +297,9 @@ class LearnedNoise(NoiseModel):
     def __call__(
         self, clean: torch.Tensor, seed: int | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        if seed is not None and generator is not None:
-            raise ValueError("pass either seed or generator to a noise model, not both")
-        if clean.dim() not in (3, 4):
-            raise ValueError(f"noise models expect (C, H, W) or (B, C, H, W) images, got shape {tuple(clean.shape)}")
+        _check_call(clean, seed, generator)
         if generator is None and seed is None:
-            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+            generator = _from_global_rng()
         images = clean.detach().to("cpu", torch.float32).reshape(-1, *clean.shape[-3:])
         noises = []
         for img in images:
