@@ -175,8 +175,8 @@ def channels_last_cpu(x: Tensor) -> bool:
     ops, whose kernels (forward and backward) read and write channels_last in place.
 
     oneDNN convolutions are faster in channels_last and allocate less: an NCHW one reorders its
-    input and output through blocked copies (a 32-channel 3x3 conv at 512x768, 2 threads: 102 ms
-    and 151 MB of fresh pages in NCHW, 57 ms and 50 MB in channels_last); their backward likewise.
+    input and output through blocked copies, which cost time and fresh pages (docs/SPEED.md measures
+    it); their backward likewise.
     """
     return x.device.type == "cpu" and _eager(x) and _fused_available() and dcn.get_backend() == "ext"
 
@@ -241,7 +241,7 @@ def _conv_operands(conv: torch.nn.Conv2d, x: Tensor) -> tuple[Tensor, Tensor, Te
 def conv_lrelu(conv: torch.nn.Module, act: torch.nn.LeakyReLU, x: Tensor) -> Tensor:
     """``act(conv(x))``; in CPU inference in channels_last one oneDNN primitive that applies the
     activation before the output leaves the registers (a separate pass over the map otherwise: in
-    bfloat16 the conv of a 32-channel 256x384 map took 2.8 ms with it, 1.8 ms fused)."""
+    bfloat16, where the convolution itself is fast, that pass is a large share of its time)."""
     if _fused_conv(conv, x):
         x, weight, bias, geometry = _conv_operands(conv, x)
         return torch.ops.mkldnn._convolution_pointwise(
@@ -322,7 +322,7 @@ def mfi_fusion(parts: Iterable[Tensor], fusion: torch.nn.Conv2d, residual: Tenso
     for p in parts:
         b, _, h, w = p.shape
         # Gate statistics in float at least. ATen sums bfloat16 in float and rounds the sum once; sum(dtype=float)
-        # would first copy the whole map to float (a fifth of a bf16 inference's time went to those copies).
+        # would first copy the whole map to float, a large share of a bf16 inference's time.
         acc = torch.promote_types(p.dtype, torch.float32)
         # channels_last parts are (B, HW, C) matrices as they lie: reduced and multiplied in that form
         # (a reduction over W of the NCHW view of a channels_last map runs strided, 50x slower), the
