@@ -336,3 +336,37 @@ def test_a_staged_recipe_refuses_what_applies_to_one_run(tmp_path: Path, capsys:
         assert train_cli.main(argv) == 1
         assert f"error: {' '.join(flags)} applies to one run: with a staged recipe" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_measurement_runs_both_chains_at_toy_scale(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """experiments/dbsn.py end to end on a few bundled images: its two AWGN arms side by side (each trains only),
+    then the scoring, and the SIDD chain; a second call finds every step done and only prints the tables."""
+    from experiments import dbsn as measure
+
+    folders = {name: tmp_path / name for name in ("train", "clean", "sidd/NOISY", "sidd/GT")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    for path in sorted(TRAIN_GRAY.iterdir())[:3]:
+        (folders["train"] / path.name).write_bytes(path.read_bytes())
+    for path in sorted(SET12.iterdir())[:2]:  # clean images of the distillation and the students' validation
+        (folders["clean"] / path.name).write_bytes(path.read_bytes())
+    for name in ("10.png", "11.png"):
+        for kind in ("NOISY", "GT"):
+            (folders[f"sidd/{kind}"] / name).write_bytes((SIDD_SAMPLES / kind / name).read_bytes())
+    out = tmp_path / "m"
+    common = ["--budget", "0.001", "--train_dir", str(folders["train"]), "--clean_dir", str(folders["clean"])]
+    common += ["--test_dirs", str(SET12), "--limit", "1", "--out", str(out)]
+    assert measure.main(["awgn-dbsn", *common]) == 0 and measure.main(["awgn-supervised", *common]) == 0
+    assert not (out / "dbsn_table.md").exists()  # the arms train; scoring is awgn's
+    assert measure.main(["awgn", "sidd", *common, "--sidd_dir", str(tmp_path / "sidd")]) == 0
+    table = (out / "dbsn_table.md").read_text()
+    for row in ("| D-BSN (noisy images only) |", "| ADFNet distilled from D-BSN |", "| D-BSN (MAP output) |"):
+        assert row in table
+    assert "28.88 (D-BSN)" in table and "29.41 (N2C)" in table  # DBSN's published BSD68 numbers beside ours
+    commands = (out / "commands.sh").read_text().splitlines()
+    assert all(line.startswith((".venv/bin/adfnet-train ", ".venv/bin/adfnet-test ")) for line in commands)
+    assert len(commands) == 4 + 6  # 3 training runs + the SIDD recipe; 3 networks x 2 protocols scored
+    capsys.readouterr()
+    assert measure.main(["awgn", "sidd", *common, "--sidd_dir", str(tmp_path / "sidd")]) == 0
+    assert (out / "commands.sh").read_text().splitlines() == commands  # nothing ran again
