@@ -226,6 +226,12 @@ def test_bad_training_images_are_named_and_left_out(tmp_path: Path) -> None:
     assert "epoch 1: loss" in log
 
 
+def default_sigint() -> None:
+    """The child's SIGINT as in a terminal: a suite started in the background (``cmd &``, CI runners) inherits
+    SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_cleanly_with_the_resume_command(tmp_path: Path) -> None:
     ckpt = tmp_path / "run/checkpoint_latest.pt"
     proc = subprocess.Popen(
@@ -234,6 +240,7 @@ def test_ctrl_c_stops_cleanly_with_the_resume_command(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.time() + 240
@@ -270,6 +277,7 @@ def test_ctrl_c_while_checking_the_training_images_exits_130(tmp_path: Path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=ENV,
+        preexec_fn=default_sigint,
     )
     seen = bytearray()
     try:
@@ -319,6 +327,7 @@ def test_ctrl_c_during_a_checkpoint_write_finishes_the_file_first(tmp_path: Path
     """A Ctrl-C inside torch.save would surface as a zip-writer RuntimeError (a traceback, a lost save):
     it is held until the file is complete and renamed, then raised as KeyboardInterrupt."""
     real_save = torch.save
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whoever started pytest
 
     def save_interrupted(obj, f):
         os.kill(os.getpid(), signal.SIGINT)  # arrives while the zip is being written
@@ -330,5 +339,6 @@ def test_ctrl_c_during_a_checkpoint_write_finishes_the_file_first(tmp_path: Path
         atomic_save({"epoch": 3, "w": torch.arange(4.0)}, target)
     monkeypatch.setattr(state_module.torch, "save", real_save)
     assert torch.equal(torch.load(target)["w"], torch.arange(4.0))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before the save, back
+    signal.signal(signal.SIGINT, handler)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_latest.pt"]
