@@ -75,14 +75,28 @@ def release_free_memory() -> None:
     freed) come from the heap, and freed heap memory stays resident, between live blocks, until
     trimmed. In ADFNet's CPU inference that is the strips and the maps of the low-resolution levels;
     the full-resolution maps of a large image are mapped afresh on top of it. Trimming before the
-    decoder's larger stages lowers the first inference's peak at no measurable cost in time (the
-    trimmed pages are faulted in again; docs/SPEED.md has the measurement). Does nothing after
+    decoder's larger stages lowers the first inference's peak; the trimmed pages are faulted in again
+    when the heap serves later blocks (:func:`release_free_memory_before`). Does nothing after
     :func:`tune_allocator` (which keeps freed memory on purpose), under a preloaded allocator, or
     without glibc.
     """
     trim = None if _kept else _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+# glibc's largest dynamic mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX): larger blocks are
+# always mapped afresh, smaller ones come from the heap once the threshold has risen to their size.
+MMAP_THRESHOLD_MAX = 32 << 20
+
+
+def release_free_memory_before(block_bytes: int) -> None:
+    """:func:`release_free_memory` when the blocks about to be allocated (``block_bytes`` each) are too large
+    to come from the heap: only then would its free memory stay resident, unused, beside them. Blocks
+    below glibc's largest mmap threshold are served from that free memory; trimming it would only make
+    them fault its pages in again (docs/SPEED.md measures the cost)."""
+    if block_bytes > MMAP_THRESHOLD_MAX:
+        release_free_memory()
 
 
 @functools.cache

@@ -20,7 +20,8 @@ def _conv_rows(conv: nn.Conv2d, x: torch.Tensor, start: int, stop: int, channels
     kh, sh, (ph, pw), dh = conv.kernel_size[0], conv.stride[0], conv.padding, conv.dilation[0]
     first, last = start * sh - ph, (stop - 1) * sh - ph + dh * (kh - 1) + 1
     rows = x[:, :, max(first, 0) : min(last, x.shape[2])]
-    rows = F.pad(rows, (0, 0, max(-first, 0), max(last - x.shape[2], 0)))
+    if first < 0 or last > x.shape[2]:  # only strips at the edges: F.pad copies even when it pads nothing
+        rows = F.pad(rows, (0, 0, max(-first, 0), max(last - x.shape[2], 0)))
     return _predict(conv, rows, channels, padding=(0, pw))
 
 

@@ -199,23 +199,31 @@ def test_tap_major_kernels(layout, dtype, channels, cpu_level):
         assert out.stride() == grad_x.stride() == x.stride() and grad_k.stride() == tap_major.stride()
         want_k = want_k.view(2, channels, 9, 7, 5).transpose(1, 2)
         torch.testing.assert_close(grad_k.double(), want_k, **tol)
-        strip = torch.ops.dcn.dynamic_filter_rows(x, tap_major[:, :, :, 2:5], d, 2)
-        torch.testing.assert_close(strip, out[:, :, 2:5], rtol=0, atol=0)
+        rows = torch.zeros_like(x)
+        torch.ops.dcn.dynamic_filter_rows(x, tap_major[:, :, :, 2:5], d, 2, rows)
+        torch.testing.assert_close(rows[:, :, 2:5], out[:, :, 2:5], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, CL])
 def test_dynamic_filter_rows_are_the_rows_of_the_whole_filter(layout):
-    """dcn::dynamic_filter_rows (inference strips: kernels of some output rows, x whole) equals those
-    rows of the whole filter bit for bit, strips at the edges and of one row included, for
-    dilations larger than a strip; rows outside x are refused."""
+    """dcn::dynamic_filter_rows (inference strips: kernels of some output rows, x whole) writes those
+    rows of the whole filter bit for bit into the output and leaves its other rows alone, strips at
+    the edges and of one row included, for dilations larger than a strip; an output of the other
+    layout gets the same rows; rows outside x and an output of another shape are refused."""
     x, k = (t.detach().contiguous(memory_format=layout) for t in _inputs(2, 3, 11, 6))
+    other = torch.channels_last if layout == torch.contiguous_format else torch.contiguous_format
     for d in (1, 3, 5):
         whole = torch.ops.dcn.dynamic_filter(x, k, d)
-        for r0, r1 in [(0, 2), (2, 3), (3, 9), (9, 11)]:
-            strip = torch.ops.dcn.dynamic_filter_rows(x, k[:, :, r0:r1].contiguous(memory_format=layout), d, r0)
-            assert torch.equal(strip, whole[:, :, r0:r1])
+        for out_layout in (layout, other):
+            for r0, r1 in [(0, 2), (2, 3), (3, 9), (9, 11)]:
+                out = torch.full_like(x, float("nan")).contiguous(memory_format=out_layout)
+                torch.ops.dcn.dynamic_filter_rows(x, k[:, :, r0:r1].contiguous(memory_format=layout), d, r0, out)
+                assert torch.equal(out[:, :, r0:r1], whole[:, :, r0:r1])
+                assert out[:, :, :r0].isnan().all() and out[:, :, r1:].isnan().all()
     with pytest.raises(RuntimeError, match="are not inside the 11 rows"):
-        torch.ops.dcn.dynamic_filter_rows(x, k[:, :, :3], 1, 9)
+        torch.ops.dcn.dynamic_filter_rows(x, k[:, :, :3], 1, 9, torch.empty_like(x))
+    with pytest.raises(RuntimeError, match="out must match x"):
+        torch.ops.dcn.dynamic_filter_rows(x, k[:, :, :3], 1, 0, torch.empty_like(x[:, :, 1:]))
 
 
 def test_mfi_fusion_on_channels_last_parts():
@@ -272,6 +280,33 @@ def test_cpu_inference_runs_channels_last_and_equals_nchw(monkeypatch):
     assert cl.is_contiguous() and cl_strips.is_contiguous()
     torch.testing.assert_close(cl, nchw, rtol=0, atol=1e-12)
     torch.testing.assert_close(cl_strips, nchw, rtol=0, atol=1e-12)
+
+
+def test_bf16_inference_strips_equal_one_piece(monkeypatch):
+    """Under CPU bfloat16 autocast the strips of generated kernels share one buffer in the dtype autocast
+    gives the 1x1 conv (bfloat16): strips forced tiny give the one-piece bfloat16 output up to its rounding,
+    and the kernels that reach the filter are bfloat16."""
+    import dcn.strips
+    from adfnet.models import ops
+
+    torch.manual_seed(0)
+    model = ADFNet(3, (8, 8, 16, 16)).eval()
+    x = torch.rand(1, 3, 24, 16)
+    kernel_dtypes = []
+    tap_major_kernels = ops._tap_major_kernels
+
+    def recorded(*args):
+        kernels = tap_major_kernels(*args)
+        kernel_dtypes.append(kernels.dtype)
+        return kernels
+
+    monkeypatch.setattr(ops, "_tap_major_kernels", recorded)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = model(x)
+        monkeypatch.setattr(dcn.strips, "STRIP_BYTES", 1000)
+        strips = model(x)
+    assert set(kernel_dtypes) == {torch.bfloat16}
+    torch.testing.assert_close(strips.float(), whole.float(), rtol=0, atol=2e-2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

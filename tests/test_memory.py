@@ -40,7 +40,8 @@ def test_first_inference_imports_nothing_more() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim and /proc are glibc/Linux's")
 def test_release_free_memory_gives_back_freed_heap_unless_tuned() -> None:
     """Half of 2,000 heap blocks of 60 KB freed: the holes stay resident until trimmed; after
-    tune_allocator (which keeps freed memory on purpose) nothing is trimmed."""
+    tune_allocator (which keeps freed memory on purpose) nothing is trimmed. Before blocks that the heap
+    can serve (up to glibc's 32 MiB mmap threshold) nothing is trimmed either: they reuse the holes."""
     code = (
         "import sys\n"
         "from adfnet import runtime\n"
@@ -51,11 +52,17 @@ def test_release_free_memory_gives_back_freed_heap_unless_tuned() -> None:
         "blocks = [bytearray(60_000) for _ in range(2000)]\n"
         "del blocks[::2]\n"
         "before = rss()\n"
-        "runtime.release_free_memory()\n"
+        "if sys.argv[1] == 'heap-sized':\n"
+        "    runtime.release_free_memory_before(32 << 20)\n"
+        "elif sys.argv[1] == 'mapped':\n"
+        "    runtime.release_free_memory_before((32 << 20) + 1)\n"
+        "else:\n"
+        "    runtime.release_free_memory()\n"
         "print(before - rss())\n"
     )
     preloaded = preloaded_allocator() is not None  # the children inherit LD_PRELOAD
-    for mode, released in (("default", not preloaded), ("tuned", False)):
+    cases = (("default", not preloaded), ("tuned", False), ("heap-sized", False), ("mapped", not preloaded))
+    for mode, released in cases:
         proc = subprocess.run(
             [sys.executable, "-c", code, mode], capture_output=True, text=True, env=subprocess_env(), check=True
         )

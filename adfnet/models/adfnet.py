@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from adfnet.runtime import release_free_memory
+from adfnet.runtime import release_free_memory_before
 
 from .blocks import CB, DCB, MCB, MDCB
 from .ops import channels_last_cpu, conv_lrelu
@@ -22,6 +22,10 @@ class Stage(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fe(x)
+
+
+def _bytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
 
 
 class ADFNet(nn.Module):
@@ -109,12 +113,14 @@ class ADFNet(nn.Module):
         del c3
         y = self.up2(self.dfe3(y)).add_(c2)
         del c2
-        if channels_last and not torch.is_grad_enabled():  # CPU inference, larger stages next: give the freed
-            release_free_memory()  # heap memory back (adfnet.runtime)
+        # CPU inference, larger stages next: the freed heap memory back, unless their maps reuse it (adfnet.runtime)
+        trim = channels_last and not torch.is_grad_enabled()
+        if trim:
+            release_free_memory_before(_bytes(y))
         y = self.up1(self.dfe2(y)).add_(c1)
         del c1
-        if channels_last and not torch.is_grad_enabled():
-            release_free_memory()
+        if trim:
+            release_free_memory_before(_bytes(y))
         out = self.tail(self.dfe1(y))
         out = out.add_(x) if out.dtype == x.dtype else x + out  # reduced precision: the residual added in x's
         return out.contiguous() if channels_last else out

@@ -197,18 +197,27 @@ def _tap_major(to_kernels: Callable[[Tensor], Tensor], x: Tensor) -> bool:
     )
 
 
-def _tap_major_kernels(conv: torch.nn.Conv2d, features: Tensor, channels: int) -> Tensor:
+def _tap_major_kernels(conv: torch.nn.Conv2d, features: Tensor, channels: int, buffer: Tensor | None = None) -> Tensor:
     """``conv(features)`` (9C channels, tap t of channel c at 9c + t) made tap-major: the conv's rows
     reordered to t * C + c, the result viewed as (B, 9, C, H, W). In channels_last a tap's C weights
     then lie together, so the CPU kernels load them as one vector (a reordering of the weights, not
     of the kernels). A channels_last ``features`` map is multiplied as the (BHW, C) matrix it is, one
-    GEMM writing the channels_last result (torch runs a one-thread 1x1 conv through an NCHW copy)."""
+    GEMM writing the channels_last result (torch runs a one-thread 1x1 conv through an NCHW copy),
+    written into the front of ``buffer`` when one is given (:func:`_kernel_buffer`)."""
     weight = conv.weight.view(channels, 9, -1).transpose(0, 1).reshape(9 * channels, -1)
     bias = None if conv.bias is None else conv.bias.view(channels, 9).t().reshape(-1)
     b, _, h, w = features.shape
     if _ext.is_channels_last(features):
         pixels = features.permute(0, 2, 3, 1).reshape(b * h * w, -1)
-        out = pixels @ weight.t() if bias is None else torch.addmm(bias, pixels, weight.t())
+        if buffer is None:
+            out = pixels @ weight.t() if bias is None else torch.addmm(bias, pixels, weight.t())
+        else:  # autocast does not see out= calls: its dtype, the buffer's, by hand
+            out = buffer[: pixels.shape[0] * weight.shape[0]].view(pixels.shape[0], -1)
+            pixels, weight = pixels.to(out.dtype), weight.to(out.dtype)
+            if bias is None:
+                torch.mm(pixels, weight.t(), out=out)
+            else:
+                torch.addmm(bias.to(out.dtype), pixels, weight.t(), out=out)
         return out.view(b, h, w, 9, channels).permute(0, 3, 4, 1, 2)
     out = F.conv2d(features, weight.view(*weight.shape, 1, 1), bias)
     return out.view(b, 9, channels, h, w)
@@ -262,6 +271,19 @@ def conv_add(conv: torch.nn.Module, x: Tensor, residual: Tensor) -> Tensor:
     return conv(x).add_(residual)
 
 
+def _kernel_buffer(conv: torch.nn.Conv2d, features: Tensor, numel: int) -> Tensor | None:
+    """One strip's worth of kernels, which every strip of :func:`generated_filter` writes in turn, in the
+    dtype the conv would give (autocast's or the promoted one): a fresh tensor per strip would be mapped
+    and page-faulted anew each time (a large share of an inference's time under glibc's defaults)."""
+    if not _ext.is_channels_last(features):
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+    else:
+        dtype = torch.promote_types(features.dtype, conv.weight.dtype)
+    return torch.empty(numel, dtype=dtype)
+
+
 def generated_filter(
     x: Tensor, features: Tensor, to_kernels: Callable[[Tensor], Tensor], dilations: Sequence[int]
 ) -> list[Tensor]:
@@ -271,16 +293,19 @@ def generated_filter(
     the fast formulation the kernels are made tap-major (:func:`_tap_major_kernels`), and in
     inference a large kernel tensor is made one strip of rows at a time (:mod:`dcn.strips`):
     each strip's kernels are generated and applied to ``x`` for those output rows only
-    (``dcn::dynamic_filter_rows`` reads the rows around the strip from the whole ``x``). Every
-    output pixel sees the same inputs and kernel values as in one piece, and the full kernel
-    tensor never exists.
+    (``dcn::dynamic_filter_rows`` reads the rows around the strip from the whole ``x`` and writes
+    the strip's rows of the whole output in place). Every output pixel sees the same inputs and
+    kernel values as in one piece, and the full kernel tensor never exists; the strips share one
+    kernel buffer (:func:`_kernel_buffer`).
     """
     b, c, h, w = x.shape
+    rows = strip_rows(h, 9 * b * c * w * x.element_size())
+    strips = rows and x.device.type == "cpu" and _eager_inference(x) and _fused_available()
     if _tap_major(to_kernels, x):
         conv = to_kernels
-        to_kernels = lambda f: _tap_major_kernels(conv, f, c)  # noqa: E731
-    rows = strip_rows(h, 9 * b * c * w * x.element_size())
-    if not (rows and x.device.type == "cpu" and _eager_inference(x) and _fused_available()):
+        buffer = _kernel_buffer(conv, features, b * rows * w * 9 * c) if strips else None
+        to_kernels = lambda f: _tap_major_kernels(conv, f, c, buffer)  # noqa: E731
+    if not strips:
         kernels = to_kernels(features)
         return [dynamic_filter(x, kernels, d) for d in dilations]
     outs: list[Tensor] = []
@@ -290,11 +315,10 @@ def generated_filter(
         if kernels.dtype != x.dtype:  # autocast: both in the wider dtype, as dynamic_filter does
             dtype = torch.promote_types(x.dtype, kernels.dtype)
             x, kernels = x.to(dtype), kernels.to(dtype)
-        strips = [torch.ops.dcn.dynamic_filter_rows(x, kernels, d, r0) for d in dilations]
         if not outs:
-            outs = [torch.empty_like(x, dtype=s.dtype) for s in strips]
-        for out, strip in zip(outs, strips, strict=True):
-            out[:, :, r0:r1] = strip
+            outs = [torch.empty_like(x) for _ in dilations]
+        for out, d in zip(outs, dilations, strict=True):
+            torch.ops.dcn.dynamic_filter_rows(x, kernels, d, r0, out)  # writes rows [r0, r1) of out
     return outs
 
 

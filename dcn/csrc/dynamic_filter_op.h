@@ -11,8 +11,8 @@
   "(Tensor grad, Tensor x, Tensor kernels, int dilation) -> (Tensor grad_x, Tensor grad_kernels)"
 
 // Inference strips: kernels (B, 9C, Hs, W) for the output rows [first_row, first_row + Hs) only,
-// x whole; returns those rows (CPU).
-#define DF_ROWS_SCHEMA "(Tensor x, Tensor kernels, int dilation, int first_row) -> Tensor"
+// x whole; writes those rows of out (x's shape) (CPU).
+#define DF_ROWS_SCHEMA "(Tensor x, Tensor kernels, int dilation, int first_row, Tensor(a!) out) -> ()"
 
 namespace dcn {
 

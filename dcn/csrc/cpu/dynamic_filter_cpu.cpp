@@ -95,17 +95,13 @@ void for_rows(int64_t batch, int64_t rows, int64_t grain, const Fn& fn) {
 }
 
 
-// Output rows [first_row, first_row + kernels' height) of the filter, in x's layout.
-at::Tensor filter_rows(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row) {
-  if (x_.scalar_type() == at::kHalf) {
-    return filter_rows(x_.to(at::kFloat), kernels_.to(at::kFloat), dilation, first_row).to(at::kHalf);
-  }
+// Output rows [first_row, first_row + kernels' height) of the filter into `out` (B, C, those rows, W), which
+// has the layout the kernels write: x's (channels_last or contiguous NCHW) or a view of such a tensor's rows.
+void filter_rows_into(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row,
+                      const at::Tensor& out) {
   const bool cl = is_channels_last(x_);
   const at::Tensor x = in_layout(x_, cl);
   const at::Tensor kernels = readable_kernels(kernels_, cl);
-  const int64_t rows = kernels.size(-2);
-  at::Tensor out = at::empty({x.size(0), x.size(1), rows, x.size(3)},
-                             x.options().memory_format(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
   const FilterGeometry f = geometry(x, kernels, out, dilation);
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "dynamic_filter_cpu", [&] {
     using T = typename Data<scalar_t>::type;
@@ -113,10 +109,21 @@ at::Tensor filter_rows(const at::Tensor& x_, const at::Tensor& kernels_, int64_t
     const T* xp = data<T>(x);
     const T* kp = data<T>(kernels);
     T* op = mutable_data<T>(out);
-    for_rows(x.size(0), rows, row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
+    for_rows(x.size(0), out.size(2), row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
       kernel(f, xp + b * x.stride(0), kp + b * kernels.stride(0), op + b * out.stride(0), first_row, r0, r1);
     });
   });
+}
+
+// Output rows [first_row, first_row + kernels' height) of the filter, in x's layout.
+at::Tensor filter_rows(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation, int64_t first_row) {
+  if (x.scalar_type() == at::kHalf) {
+    return filter_rows(x.to(at::kFloat), kernels.to(at::kFloat), dilation, first_row).to(at::kHalf);
+  }
+  const bool cl = is_channels_last(x);
+  at::Tensor out = at::empty({x.size(0), x.size(1), kernels.size(-2), x.size(3)},
+                             x.options().memory_format(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  filter_rows_into(x, kernels, dilation, first_row, out);
   return out;
 }
 
@@ -125,9 +132,21 @@ at::Tensor forward_cpu(const at::Tensor& x, const at::Tensor& kernels, int64_t d
   return filter_rows(x, kernels, dilation, 0);
 }
 
-at::Tensor forward_rows_cpu(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation, int64_t first_row) {
+// The rows a strip's kernels cover, written into those rows of `out` (x's shape): inference assembles the
+// whole output in place, strip by strip, instead of copying each strip into it.
+void forward_rows_cpu(const at::Tensor& x, const at::Tensor& kernels, int64_t dilation, int64_t first_row,
+                      const at::Tensor& out) {
   check_dynamic_filter_args(x, kernels, dilation, nullptr, first_row);
-  return filter_rows(x, kernels, dilation, first_row);
+  TORCH_CHECK(out.sizes() == x.sizes() && out.scalar_type() == x.scalar_type() && out.device() == x.device(),
+              "dynamic_filter_rows: out must match x in shape, dtype and device, got ", out.sizes(), " ",
+              out.scalar_type(), " on ", out.device(), " for x ", x.sizes(), " ", x.scalar_type());
+  const at::Tensor rows = out.narrow(2, first_row, kernels.size(-2));
+  const bool cl = is_channels_last(x);
+  if (x.scalar_type() == at::kHalf || !out.is_contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous)) {
+    rows.copy_(filter_rows(x, kernels, dilation, first_row));  // not a layout the kernels write
+    return;
+  }
+  filter_rows_into(x, kernels, dilation, first_row, rows);
 }
 
 // An uninitialised tensor with t's strides when they are dense (a tap-major view of a channels_last
