@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from . import _backend
+from . import _backend, _ext
 from .functional import autocast_tensors, modulated_deform_conv
 from .strips import eager_inference, strip_rows
 
@@ -67,7 +67,12 @@ def _forward_in_strips(
         tensors = (input, offset, mask, layer.weight, layer.bias)
         if torch.is_autocast_enabled("cpu"):  # the op's dtype under autocast, as dcn.modulated_deform_conv's
             tensors = autocast_tensors("cpu", tensors)
-        strip = torch.ops.dcn.modulated_deform_conv_rows(
+        if out is None:  # in the layout the op writes (channels_last from a channels_last input, one group)
+            channels_last = layer.groups == 1 and _ext.is_channels_last(input)
+            layout = torch.channels_last if channels_last else torch.contiguous_format
+            size = (input.shape[0], layer.out_channels, out_h, offset.shape[3])
+            out = torch.empty(size, dtype=tensors[0].dtype, device=input.device, memory_format=layout)
+        torch.ops.dcn.modulated_deform_conv_rows(
             *tensors,
             *layer.stride,
             *layer.padding,
@@ -75,12 +80,8 @@ def _forward_in_strips(
             layer.groups,
             layer.deformable_groups,
             start,
-        )
-        if out is None:
-            layout = torch.contiguous_format if strip.is_contiguous() else torch.channels_last  # the op's choice
-            size = (*strip.shape[:2], out_h, strip.shape[3])
-            out = torch.empty(size, dtype=strip.dtype, device=strip.device, memory_format=layout)
-        out[:, :, start:stop] = strip
+            out,
+        )  # writes the output rows [start, stop)
     return out
 
 

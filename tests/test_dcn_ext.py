@@ -233,27 +233,40 @@ def test_chunking_invariance(monkeypatch, impl):
             torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("case", ["plain", "stride_dilation_groups"])
+@pytest.mark.parametrize("case", ["plain", "stride_dilation_groups", "channels_last_one_image"])
 def test_rows_entry_point_equals_the_rows_of_the_whole_output(case):
-    """dcn::modulated_deform_conv_rows (inference strips) gives the rows of the whole output (up to
-    the GEMM's summation order), for every strip of a partition incl. first, last and one-row
-    strips, and checks that the strip lies inside the output."""
-    kwargs = {"plain": {}, "stride_dilation_groups": {"stride": (2, 1), "dilation": (2, 1), "groups": 2, "dg": 2}}
-    tensors, (stride, padding, dilation, groups, dg) = make_case(n=2, c=4, h=13, w=6, cout=4, **kwargs[case])
+    """dcn::modulated_deform_conv_rows (inference strips) writes the rows of the whole output (up to
+    the GEMM's summation order) into those rows of the output it is given and leaves the others alone,
+    for every strip of a partition incl. first, last and one-row strips, in place (one channels_last
+    image) or through a copy (the other layouts); it checks that the strip lies inside the output and
+    that the output has the right shape."""
+    kwargs = {
+        "plain": {},
+        "stride_dilation_groups": {"stride": (2, 1), "dilation": (2, 1), "groups": 2, "dg": 2},
+        "channels_last_one_image": {"n": 1},
+    }
+    n = kwargs[case].pop("n", 2)
+    tensors, (stride, padding, dilation, groups, dg) = make_case(n=n, c=4, h=13, w=6, cout=4, **kwargs[case])
     x, offset, mask, weight, bias = (t.detach() for t in tensors)
+    layout = torch.channels_last if case == "channels_last_one_image" else torch.contiguous_format
+    x, offset, mask = (t.contiguous(memory_format=layout) for t in (x, offset, mask))
     whole = op(x, offset, mask, weight, bias, *stride, *padding, *dilation, groups, dg)
     bounds = [0, 1, 3, 4, whole.shape[2]]
     for start, stop in itertools.pairwise(bounds):
-        strip = torch.ops.dcn.modulated_deform_conv_rows(
+        out = torch.full_like(whole, float("nan"))
+        torch.ops.dcn.modulated_deform_conv_rows(
             x, offset[:, :, start:stop], mask[:, :, start:stop], weight, bias,
-            *stride, *padding, *dilation, groups, dg, start,
+            *stride, *padding, *dilation, groups, dg, start, out,
         )  # fmt: skip
-        torch.testing.assert_close(strip, whole[:, :, start:stop], rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(out[:, :, start:stop], whole[:, :, start:stop], rtol=1e-13, atol=1e-13)
+        assert out[:, :, :start].isnan().all() and out[:, :, stop:].isnan().all()
     rows = (x, offset[:, :, 2:], mask[:, :, 2:], weight, bias, *stride, *padding, *dilation, groups, dg)
     with pytest.raises(ValueError, match="are not inside the"):
-        torch.ops.dcn.modulated_deform_conv_rows(*rows, 3)
+        torch.ops.dcn.modulated_deform_conv_rows(*rows, 3, torch.empty_like(whole))
     with pytest.raises(ValueError, match="first_row must be non-negative"):
-        torch.ops.dcn.modulated_deform_conv_rows(*rows, -1)
+        torch.ops.dcn.modulated_deform_conv_rows(*rows, -1, torch.empty_like(whole))
+    with pytest.raises(ValueError, match="out must be the whole output"):
+        torch.ops.dcn.modulated_deform_conv_rows(*rows, 0, torch.empty_like(whole[:, 1:]))
 
 
 CL_CASES = {"plain": {}, "strided": {"stride": (2, 1), "dilation": (2, 1), "dg": 2}, "groups": {"groups": 2, "dg": 2}}
@@ -278,10 +291,11 @@ def test_channels_last_forward_reads_in_place(monkeypatch, case, dtype, level):
         got = op(x_cl, cl_offset, cl_mask, weight, bias, *params)
         assert got.is_contiguous(memory_format=torch.channels_last) == (groups == 1)
         torch.testing.assert_close(got, want, rtol=tol, atol=tol)
-        rows = torch.ops.dcn.modulated_deform_conv_rows(
-            x_cl, cl_offset[:, :, 1:3], cl_mask[:, :, 1:3], weight, bias, *params, 1
+        rows = torch.zeros_like(got)
+        torch.ops.dcn.modulated_deform_conv_rows(
+            x_cl, cl_offset[:, :, 1:3], cl_mask[:, :, 1:3], weight, bias, *params, 1, rows
         )
-        torch.testing.assert_close(rows, want[:, :, 1:3], rtol=tol, atol=tol)
+        torch.testing.assert_close(rows[:, :, 1:3], want[:, :, 1:3], rtol=tol, atol=tol)
     fake = torch.library.opcheck(op, (x_cl, cl_offset, cl_mask, weight, bias, *params), test_utils=("test_faketensor",))
     assert fake["test_faketensor"] == "SUCCESS"
 

@@ -46,12 +46,13 @@ struct Primitives {
   "-> (Tensor grad_input, Tensor grad_offset, Tensor grad_mask, Tensor grad_weight, Tensor grad_bias)"
 
 // Inference entry point for a strip of output rows: offset and mask hold the rows
-// [first_row, first_row + Hs) only and the result is those Hs rows of the output. The full-size
-// offset/mask maps then never exist (they have 3*dg*K channels: 216 for ADFNet). No autograd.
+// [first_row, first_row + Hs) only, and those Hs rows of the output are written into out (the
+// whole output). The full-size offset/mask maps then never exist (they have 3*dg*K channels: 216
+// for ADFNet). No autograd.
 #define DCN_ROWS_SCHEMA                                                   \
   "(Tensor input, Tensor offset, Tensor mask, Tensor weight, Tensor? bias, " \
   "int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w, " \
-  "int groups, int deformable_groups, int first_row) -> Tensor"
+  "int groups, int deformable_groups, int first_row, Tensor(a!) out) -> ()"
 
 // Validates all arguments (shapes, dtypes, devices, hyper-parameters) and returns the geometry.
 // With first_row >= 0, offset and mask cover only the output rows [first_row, first_row + their

@@ -208,12 +208,16 @@ at::Tensor tap_major_weight(const at::Tensor& weight, int64_t groups) {
   return weight.reshape({groups, out, cg, taps}).transpose(2, 3).contiguous().view({groups, out, taps * cg});
 }
 
+// The output is channels_last for a channels_last input (one group: a single GEMM writes it).
+bool channels_last_output(const at::Tensor& input, int64_t groups) { return groups == 1 && is_channels_last(input); }
+
+// `into`, when given, is where the output goes (rows of a larger channels_last output of one image; see
+// rows_cpu); otherwise a new tensor.
 at::Tensor forward_geometry(const ConvGeometry& geo, const at::Tensor& input_, const at::Tensor& offset_,
                             const at::Tensor& mask_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias,
-                            int64_t groups) {
+                            int64_t groups, const std::optional<at::Tensor>& into = std::nullopt) {
   check_cpu_dtype(input_);
-  // The output is channels_last for a channels_last input (one group: a single GEMM writes it).
-  const bool cl_out = groups == 1 && is_channels_last(input_);
+  const bool cl_out = channels_last_output(input_, groups);
   const at::Tensor input = channels_last(input_);
   const at::Tensor offset = pixel_channels(offset_);
   const at::Tensor mask = pixel_channels(mask_);
@@ -222,9 +226,10 @@ at::Tensor forward_geometry(const ConvGeometry& geo, const at::Tensor& input_, c
   const int64_t group_out = out_channels / groups;
   const int64_t kc = geo.kernel_h * geo.kernel_w * geo.channels;
   const int64_t group_kc = kc / groups;
-  at::Tensor output = at::empty({batch, out_channels, geo.out_h, geo.out_w},
-                                input.options().memory_format(cl_out ? at::MemoryFormat::ChannelsLast
-                                                                     : at::MemoryFormat::Contiguous));
+  at::Tensor output = into.has_value() ? *into
+                                       : at::empty({batch, out_channels, geo.out_h, geo.out_w},
+                                                   input.options().memory_format(cl_out ? at::MemoryFormat::ChannelsLast
+                                                                                        : at::MemoryFormat::Contiguous));
   if (batch == 0) {
     return output;
   }
@@ -274,14 +279,27 @@ at::Tensor forward_cpu(const at::Tensor& input, const at::Tensor& offset, const 
   return forward_geometry(geo, input, offset, mask, weight, bias, groups);
 }
 
-at::Tensor rows_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
-                    const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h,
-                    int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups,
-                    int64_t first_row) {
+// Writes the strip's output rows into those rows of `out` (the whole output): in place where the tiles can
+// write them (one image, one group, channels_last throughout), else through a copy.
+void rows_cpu(const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask, const at::Tensor& weight,
+              const std::optional<at::Tensor>& bias, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+              int64_t dil_h, int64_t dil_w, int64_t groups, int64_t deformable_groups, int64_t first_row,
+              const at::Tensor& out) {
   TORCH_CHECK_VALUE(first_row >= 0, "dcn: first_row must be non-negative, got ", first_row);
   const ConvGeometry geo = check_arguments(input, offset, mask, weight, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
                                            dil_w, groups, deformable_groups, first_row);
-  return forward_geometry(geo, input, offset, mask, weight, bias, groups);
+  TORCH_CHECK_VALUE(out.dim() == 4 && out.size(0) == input.size(0) && out.size(1) == weight.size(0) &&
+                        out.size(2) >= first_row + geo.out_h && out.size(3) == geo.out_w &&
+                        out.scalar_type() == input.scalar_type() && out.device() == input.device(),
+                    "dcn: out must be the whole output, (", input.size(0), ", ", weight.size(0), ", Ho, ", geo.out_w,
+                    ") with Ho >= ", first_row + geo.out_h, ", of the input's dtype and device, got ", out.sizes(), " ",
+                    out.scalar_type(), " on ", out.device());
+  const at::Tensor rows = out.narrow(2, first_row, geo.out_h);
+  if (input.size(0) == 1 && channels_last_output(input, groups) && out.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    forward_geometry(geo, input, offset, mask, weight, bias, groups, rows);
+  } else {
+    rows.copy_(forward_geometry(geo, input, offset, mask, weight, bias, groups));
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
