@@ -211,7 +211,7 @@ def _tap_major_kernels(conv: torch.nn.Conv2d, features: Tensor, channels: int, b
         pixels = features.permute(0, 2, 3, 1).reshape(b * h * w, -1)
         if buffer is None:
             out = pixels @ weight.t() if bias is None else torch.addmm(bias, pixels, weight.t())
-        else:  # autocast does not see out= calls: its dtype, the buffer's, by hand
+        else:  # autocast does not see out= calls: its dtype (the buffer's) by hand
             out = buffer[: pixels.shape[0] * weight.shape[0]].view(pixels.shape[0], -1)
             pixels, weight = pixels.to(out.dtype), weight.to(out.dtype)
             if bias is None:
@@ -238,10 +238,16 @@ def _fused_conv(conv: torch.nn.Module, x: Tensor) -> bool:
     )
 
 
+def _run_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a convolution or GEMM of ``x`` runs in on the CPU (autocast's rule: bfloat16 under CPU
+    bfloat16 autocast), for the calls that autocast does not see (oneDNN's fused ops, ``out=``)."""
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+
+
 def _conv_operands(conv: torch.nn.Conv2d, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None, list]:
-    """x, weight, bias in the dtype the conv runs in (autocast's rule: bfloat16 under CPU bfloat16
-    autocast) and the conv's geometry arguments."""
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    """x, weight, bias in the dtype the conv runs in (:func:`_run_dtype`) and the conv's geometry
+    arguments."""
+    dtype = _run_dtype(x)
     bias = None if conv.bias is None else conv.bias.to(dtype)
     geometry = [list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups]
     return x.to(dtype), conv.weight.to(dtype), bias, geometry
@@ -271,17 +277,11 @@ def conv_add(conv: torch.nn.Module, x: Tensor, residual: Tensor) -> Tensor:
     return conv(x).add_(residual)
 
 
-def _kernel_buffer(conv: torch.nn.Conv2d, features: Tensor, numel: int) -> Tensor | None:
+def _kernel_buffer(features: Tensor, numel: int) -> Tensor | None:
     """One strip's worth of kernels, which every strip of :func:`generated_filter` writes in turn, in the
-    dtype the conv would give (autocast's or the promoted one): a fresh tensor per strip would be mapped
-    and page-faulted anew each time (a large share of an inference's time under glibc's defaults)."""
-    if not _ext.is_channels_last(features):
-        return None
-    if torch.is_autocast_enabled("cpu"):
-        dtype = torch.get_autocast_dtype("cpu")
-    else:
-        dtype = torch.promote_types(features.dtype, conv.weight.dtype)
-    return torch.empty(numel, dtype=dtype)
+    dtype the 1x1 conv runs in (:func:`_run_dtype`): a fresh tensor per strip would be mapped and
+    page-faulted anew each time (a large share of an inference's time under glibc's defaults)."""
+    return torch.empty(numel, dtype=_run_dtype(features)) if _ext.is_channels_last(features) else None
 
 
 def generated_filter(
@@ -303,7 +303,7 @@ def generated_filter(
     strips = rows and x.device.type == "cpu" and _eager_inference(x) and _fused_available()
     if _tap_major(to_kernels, x):
         conv = to_kernels
-        buffer = _kernel_buffer(conv, features, b * rows * w * 9 * c) if strips else None
+        buffer = _kernel_buffer(features, b * rows * w * 9 * c) if strips else None
         to_kernels = lambda f: _tap_major_kernels(conv, f, c, buffer)  # noqa: E731
     if not strips:
         kernels = to_kernels(features)

@@ -112,20 +112,8 @@ DcnArgs<T> make_args(const ConvGeometry& geo, int64_t groups, const at::Tensor& 
   return a;
 }
 
-// Calls fn(b, p0, p1) over the output pixels of n images in parallel, in ranges within one image.
-template <typename Fn>
-void for_pixel_ranges(int64_t n, int64_t pixels, const Fn& fn) {
-  constexpr int64_t kGrain = 64;
-  at::parallel_for(0, n * pixels, kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const int64_t b = i / pixels;
-      const int64_t p0 = i % pixels;
-      const int64_t p1 = std::min(pixels, p0 + (end - i));
-      fn(b, p0, p1);
-      i += p1 - p0;
-    }
-  });
-}
+// Output pixels per parallel task of the samplers (im2col, col2im_coord).
+constexpr int64_t kPixelGrain = 64;
 
 // columns (n * groups, P, K * C / groups) of images [start, start + n), output rows [row, row + block.out_h).
 void im2col(const ConvGeometry& block, int64_t groups, const at::Tensor& input, const at::Tensor& offset,
@@ -138,7 +126,7 @@ void im2col(const ConvGeometry& block, int64_t groups, const at::Tensor& input, 
     const DcnArgs<T> a = make_args<T>(block, groups, input, offset, mask, taps, start, row, pixels * columns.size(2));
     const auto kernel = kernels_for(static_cast<T*>(nullptr)).im2col;
     T* cols = mutable_data<T>(columns);
-    for_pixel_ranges(n, pixels, [&](int64_t b, int64_t p0, int64_t p1) {
+    cpu::for_image_ranges(n, pixels, kPixelGrain, [&](int64_t b, int64_t p0, int64_t p1) {
       kernel(a, cols + b * image_columns + p0 * columns.size(2), b, p0, p1);
     });
   });
@@ -391,7 +379,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_
             const int64_t go[4] = {grad_offset.stride(0), grad_offset.stride(1), grad_offset.stride(2),
                                    grad_offset.stride(3)};
             const int64_t gm[4] = {grad_mask.stride(0), grad_mask.stride(1), grad_mask.stride(2), grad_mask.stride(3)};
-            for_pixel_ranges(n, pixels, [&](int64_t b, int64_t p0, int64_t p1) {
+            cpu::for_image_ranges(n, pixels, kPixelGrain, [&](int64_t b, int64_t p0, int64_t p1) {
               k.col2im_coord(a, gcols + b * image_columns + p0 * group_kc, g_off, go, g_msk, gm, b, p0, p1);
             });
           }

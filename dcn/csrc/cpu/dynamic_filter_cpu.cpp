@@ -80,21 +80,6 @@ int64_t row_grain(const FilterGeometry& f) {
   return std::max<int64_t>(1, (64 * 1024) / (dynamic_filter::kTaps * std::max<int64_t>(f.width * f.channels, 1)));
 }
 
-// Calls fn(b, r0, r1) for the rows [0, rows) of every image in parallel.
-template <typename Fn>
-void for_rows(int64_t batch, int64_t rows, int64_t grain, const Fn& fn) {
-  at::parallel_for(0, batch * rows, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end;) {
-      const int64_t b = i / rows;
-      const int64_t r0 = i % rows;
-      const int64_t r1 = std::min(rows, r0 + (end - i));
-      fn(b, r0, r1);
-      i += r1 - r0;
-    }
-  });
-}
-
-
 // Output rows [first_row, first_row + kernels' height) of the filter into `out` (B, C, those rows, W), which
 // has the layout the kernels write: x's (channels_last or contiguous NCHW) or a view of such a tensor's rows.
 void filter_rows_into(const at::Tensor& x_, const at::Tensor& kernels_, int64_t dilation, int64_t first_row,
@@ -109,7 +94,7 @@ void filter_rows_into(const at::Tensor& x_, const at::Tensor& kernels_, int64_t 
     const T* xp = data<T>(x);
     const T* kp = data<T>(kernels);
     T* op = mutable_data<T>(out);
-    for_rows(x.size(0), out.size(2), row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
+    cpu::for_image_ranges(x.size(0), out.size(2), row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
       kernel(f, xp + b * x.stride(0), kp + b * kernels.stride(0), op + b * out.stride(0), first_row, r0, r1);
     });
   });
@@ -180,7 +165,7 @@ std::tuple<at::Tensor, at::Tensor> gradients(const at::Tensor& grad_, const at::
     T* gxp = mutable_data<T>(grad_x);
     T* gkp = mutable_data<T>(grad_kernels);
     const int64_t xs = x.stride(0), ks = kernels.stride(0), gks = grad_kernels.stride(0);
-    for_rows(x.size(0), x.size(2), row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
+    cpu::for_image_ranges(x.size(0), x.size(2), row_grain(f), [&](int64_t b, int64_t r0, int64_t r1) {
       k.grad_input(f, gp + b * xs, kp + b * ks, gxp + b * xs, r0, r1);
       k.grad_kernels(fk, gp + b * xs, xp + b * xs, gkp + b * gks, r0, r1);
     });
