@@ -91,6 +91,26 @@ def use_cpu_capability(level: str) -> Iterator[str]:
         torch.ops.dcn.set_cpu_capability(previous)
 
 
+@contextlib.contextmanager
+def large_block_cache() -> Iterator[bool]:
+    """Keep the CPU blocks of 32 MiB and more that are freed in the enclosed block for requests of the
+    same size (process-wide; nests), instead of glibc unmapping them and the next one faulting its
+    pages in again. Never holds more memory than was live before (csrc/cpu/block_cache.cpp); on leaving,
+    the kept blocks are released. Yields False, changing nothing, without the extension or when another
+    CPU allocator is installed with a higher priority."""
+    entered = is_available() and torch.ops.dcn.block_cache_enter()
+    try:
+        yield entered
+    finally:
+        if entered:
+            torch.ops.dcn.block_cache_exit()
+
+
+def large_block_cache_kept_bytes() -> int:
+    """Bytes the large-block cache holds for reuse now (0 outside :func:`large_block_cache`)."""
+    return torch.ops.dcn.block_cache_kept_bytes() if is_available() else 0
+
+
 def _arguments(stride, padding, dilation, groups, deformable_groups) -> tuple[int, ...]:
     """The op schema's flat integer arguments."""
     return (*stride, *padding, *dilation, groups, deformable_groups)

@@ -1,5 +1,6 @@
-"""What a first CPU inference costs in memory: no lazy import of torch's compiler stack, heap given back
-between the decoder's stages (measured: benchmarks/adfnet_speed.py --strict)."""
+"""What a CPU inference costs in memory: no lazy import of torch's compiler stack, heap given back between
+the decoder's stages, large blocks reused within a forward pass instead of mapped afresh (measured:
+benchmarks/adfnet_speed.py --strict)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,81 @@ def test_release_free_memory_gives_back_freed_heap_unless_tuned() -> None:
         )
         freed = int(proc.stdout)
         assert freed > 40e6 if released else freed < 5e6, (mode, freed)  # ~60 MB of holes
+
+
+def _thp_always() -> bool:
+    """Transparent huge pages for every mapping: then a fresh 64 MiB block faults ~32 huge pages, not 16,384."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[always]" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page faults are counted through Linux's rusage")
+def test_large_block_cache_reuses_freed_blocks_without_page_faults() -> None:
+    """Inside the scope a freed 64 MiB block is handed to the next request of its size: same address, its pages
+    already there (glibc maps a fresh one and faults all 16,384 pages in again). Small blocks are not kept; a
+    request of another size first releases the kept blocks it would otherwise pile on; leaving releases the rest."""
+    code = (
+        "import resource, torch\n"
+        "from dcn._ext import large_block_cache, large_block_cache_kept_bytes as kept\n"
+        "MB = 1 << 20\n"
+        "def faults():\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "def filled(n):\n"
+        "    t = torch.empty(n, dtype=torch.uint8)\n"
+        "    t.fill_(1)\n"
+        "    return t\n"
+        "filled(64 * MB)\n"
+        "f = faults()\n"
+        "filled(64 * MB)\n"
+        "outside = faults() - f\n"
+        "with large_block_cache() as on:\n"
+        "    a = filled(64 * MB)\n"
+        "    address = a.data_ptr()\n"
+        "    del a\n"
+        "    k1 = kept()\n"
+        "    f = faults()\n"
+        "    b = filled(64 * MB)\n"
+        "    inside = faults() - f\n"
+        "    same = b.data_ptr() == address\n"
+        "    del b\n"
+        "    filled(MB)\n"
+        "    k2 = kept()\n"
+        "    c = filled(40 * MB)\n"
+        "    k3 = kept()\n"
+        "    del c\n"
+        "    k4 = kept()\n"
+        "print(on, outside, inside, same, k1 // MB, k2 // MB, k3 // MB, k4 // MB, kept())\n"
+    )
+    on, outside, inside, same, *kept = _run(code)
+    assert on == "True" and same == "True"
+    assert [int(k) for k in kept] == [64, 64, 0, 40, 0]
+    assert int(inside) < 200, inside
+    if preloaded_allocator() is None and not _thp_always():
+        assert int(outside) > 15_000, outside  # what the cache saves: 16,384 pages
+
+
+def test_adfnet_cpu_inference_runs_inside_the_large_block_cache() -> None:
+    """A block of 33 MiB freed during ADFNet's CPU inference is kept (the cache is on), not in training, and
+    nothing is kept once the forward returns."""
+    code = (
+        "import torch\n"
+        "from adfnet.models import ADFNet\n"
+        "from dcn._ext import large_block_cache_kept_bytes as kept\n"
+        "seen = []\n"
+        "def hook(module, args):\n"
+        "    torch.empty(33 << 20, dtype=torch.uint8)\n"
+        "    seen.append(kept() >> 20)\n"
+        "model = ADFNet(3, (8, 8, 16, 16)).eval()\n"
+        "model.head.register_forward_pre_hook(hook)\n"
+        "x = torch.rand(1, 3, 16, 24)\n"
+        "with torch.inference_mode():\n"
+        "    model(x)\n"
+        "after = kept()\n"
+        "model.train()\n"
+        "model(x).sum().backward()\n"
+        "print(*seen, after, kept())\n"
+    )
+    assert _run(code) == ["33", "0", "0", "0"]

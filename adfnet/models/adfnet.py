@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
 from adfnet.runtime import release_free_memory_before
+from dcn._ext import large_block_cache
 
 from .blocks import CB, DCB, MCB, MDCB
 from .ops import channels_last_cpu, conv_lrelu
@@ -101,6 +104,13 @@ class ADFNet(nn.Module):
                 "(adfnet.inference.denoise and test.py do this for you)"
             )
         channels_last = channels_last_cpu(x)  # then run in oneDNN's fast layout, return NCHW
+        # CPU inference: large maps reuse the freed ones' pages instead of faulting fresh ones (dcn's
+        # large_block_cache), and the heap is trimmed before the larger decoder stages (adfnet.runtime)
+        inference = channels_last and not torch.is_grad_enabled()
+        with large_block_cache() if inference else contextlib.nullcontext():
+            return self._forward(x, channels_last, inference)
+
+    def _forward(self, x: Tensor, channels_last: bool, trim: bool) -> Tensor:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         c1 = self.fe1(self.head(x))
@@ -113,8 +123,7 @@ class ADFNet(nn.Module):
         del c3
         y = self.up2(self.dfe3(y)).add_(c2)
         del c2
-        # CPU inference, larger stages next: the freed heap memory back, unless their maps reuse it (adfnet.runtime)
-        trim = channels_last and not torch.is_grad_enabled()
+        # larger stages next: the freed heap memory back, unless their maps reuse it
         if trim:
             release_free_memory_before(_bytes(y))
         y = self.up1(self.dfe2(y)).add_(c1)
