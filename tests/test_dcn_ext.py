@@ -137,8 +137,10 @@ GRID = {
     "zero_offsets": {"offset_scale": None},
     "far_outside": {"offset_scale": 50.0},
     "channel_blocks": {"c": 5, "cout": 3},  # the CUDA kernels split 5 channels into blocks of 2, 2, 1
-    # ADFNet's shape: 72 samples per pixel (a full chunk of 64 planned together, then 8), 4 channels each
+    # ADFNet's shape: 72 samples per pixel (one chunk of whole deformable groups: the unrolled gather), 4 channels each
     "adfnet_groups": {"dg": 8, "c": 32, "cout": 4, "n": 1, "h": 5, "w": 6},
+    # 144 samples of 4 channels: chunks of 80 that split a group's taps (the gather counts taps along)
+    "split_groups": {"dg": 16, "c": 64, "cout": 4, "n": 1, "h": 5, "w": 6},
     # 20 channels per group: whole channel vectors and a partial one (16 + 4, or 8 + 8 + 4)
     "wide_groups": {"dg": 2, "c": 40, "cout": 3, "n": 1, "h": 5, "w": 4},
     # deformable groups across the convolution groups' boundary (channels 0-2 | 3-5 vs 0-1 | 2-3 | 4-5)

@@ -34,6 +34,7 @@ constexpr int kChunk = 80;  // ADFNet's 8 groups x 9 taps in one
 template <typename Idx, typename A>
 struct Plans {
   Idx idx[4][kChunk];
+  Idx inner[kChunk];  // idx[0] when all four corners lie inside the image, else -1
   A w[4][kChunk];
   A wy[4][kChunk];
   A wx[4][kChunk];
@@ -79,6 +80,7 @@ void plan_scalar(const DcnArgs<T>& a, int64_t oy, int64_t ox, const T* off, cons
       }
     }
     pl.mask[j] = m;
+    pl.inner[j] = pl.idx[0][j] >= 0 && pl.idx[3][j] >= 0 ? pl.idx[0][j] : -1;
   }
 }
 
@@ -116,6 +118,7 @@ void plan_simd(const DcnArgs<T>& a, int64_t oy, int64_t ox, const T* off, const 
     // corner indices as element offsets: y * W * pixel + x * pixel
     plan_corners<kGrad>(inside, ys, xs, y0f, x0f, to_index(y0f), to_index(x0f), H, W, row, pixel,
                         kFold ? m : VF(1.0f), idx, w, wy, wx);
+    store_lanes(pl.inner + j, select((idx[0] >= VI(0)) & (idx[3] >= VI(0)), idx[0], VI(-1)));
     for (int q = 0; q < 4; ++q) {
       store_lanes(pl.idx[q] + j, idx[q]);
       store_lanes(pl.w[q] + j, w[q]);
@@ -239,25 +242,38 @@ void gather_vectors(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, 
   }
 }
 
+// One bilinear sample of W channels for gather_fixed: c0..c3 point at the group's channels shifted by
+// a corner's distance from the first corner (0, one pixel, one row, both). An inner sample (all four
+// corners inside the image: almost every one) needs one index and no branch per corner.
+template <typename F, typename Plan, typename T>
+inline typename F::V sample_fixed(const Plan& pl, int64_t j, const T* c0, const T* c1, const T* c2, const T* c3) {
+  // Two sums (shorter dependency chains).
+  const auto f = pl.inner[j];
+  if (f >= 0) {
+    return F::add(F::fmadd(F::set1(pl.w[1][j]), F::load(c1 + f), F::mul(F::set1(pl.w[0][j]), F::load(c0 + f))),
+                  F::fmadd(F::set1(pl.w[3][j]), F::load(c3 + f), F::mul(F::set1(pl.w[2][j]), F::load(c2 + f))));
+  }
+  const auto i0 = pl.idx[0][j], i1 = pl.idx[1][j], i2 = pl.idx[2][j], i3 = pl.idx[3][j];
+  auto lo = F::set1(0.0f), hi = F::set1(0.0f);
+  if (i0 >= 0) lo = F::mul(F::set1(pl.w[0][j]), F::load(c0 + i0));
+  if (i2 >= 0) hi = F::mul(F::set1(pl.w[2][j]), F::load(c0 + i2));
+  if (i1 >= 0) lo = F::fmadd(F::set1(pl.w[1][j]), F::load(c0 + i1), lo);
+  if (i3 >= 0) hi = F::fmadd(F::set1(pl.w[3][j]), F::load(c0 + i3), hi);
+  return F::add(lo, hi);
+}
+
 // gather_vectors for W channels per group exactly and one convolution group: plain loads folded
 // into the multiply-adds, no masks; sample s = g * K + k reads channels g * W.. and writes columns
-// k * C + g * W.., counted along instead of looked up.
+// k * C + g * W.., counted along instead of looked up. pixel and row: the input's strides.
 template <typename T, int W, typename Plan>
-void gather_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t taps, int64_t channels) {
+void gather_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t taps, int64_t channels,
+                  int64_t pixel, int64_t row) {
   using F = Fixed<T, W>;
   int64_t g = s0 / taps;
   int64_t k = s0 % taps;
   for (int64_t j = 0; j < n; ++j) {
-    const T* src = in + g * W;
-    const auto i0 = pl.idx[0][j], i1 = pl.idx[1][j], i2 = pl.idx[2][j], i3 = pl.idx[3][j];
-    // Two sums (shorter dependency chains). Inside the image (almost every sample) all corners
-    // are present: one well-predicted branch per corner.
-    auto lo = F::set1(0.0f), hi = F::set1(0.0f);
-    if (i0 >= 0) lo = F::mul(F::set1(pl.w[0][j]), F::load(src + i0));
-    if (i2 >= 0) hi = F::mul(F::set1(pl.w[2][j]), F::load(src + i2));
-    if (i1 >= 0) lo = F::fmadd(F::set1(pl.w[1][j]), F::load(src + i1), lo);
-    if (i3 >= 0) hi = F::fmadd(F::set1(pl.w[3][j]), F::load(src + i3), hi);
-    F::store(col + k * channels + g * W, F::add(lo, hi));
+    const T* c0 = in + g * W;
+    F::store(col + k * channels + g * W, sample_fixed<F>(pl, j, c0, c0 + pixel, c0 + row, c0 + row + pixel));
     if (++k == taps) {
       k = 0;
       ++g;
@@ -265,11 +281,39 @@ void gather_fixed(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, in
   }
 }
 
+// gather_fixed for whole deformable groups of kTaps samples (the chunk starts and ends at group
+// boundaries): the taps unrolled, so that a sample's plan entries lie at constant offsets from its
+// group's and its columns one stride after the previous tap's (a third fewer instructions per sample
+// than counting taps and groups along, about 10 % of the forward).
+template <typename T, int W, int kTaps, typename Plan>
+void gather_fixed_groups(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t channels, int64_t pixel,
+                         int64_t row) {
+  using F = Fixed<T, W>;
+  for (int64_t j0 = 0; j0 < n; j0 += kTaps) {
+    const int64_t g = (s0 + j0) / kTaps;
+    const T* c0 = in + g * W;
+    const T* c1 = c0 + pixel;
+    const T* c2 = c0 + row;
+    const T* c3 = c2 + pixel;
+    T* dst = col + g * W;
+#pragma GCC unroll 16
+    for (int k = 0; k < kTaps; ++k) {
+      F::store(dst, sample_fixed<F>(pl, j0 + k, c0, c1, c2, c3));
+      dst += channels;
+    }
+  }
+}
+
 // Runs gather_fixed<W> when this set has W-wide vectors for T (returns false otherwise).
 template <int W, typename T, typename Plan>
-bool gather_fixed_if(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t taps, int64_t channels) {
+bool gather_fixed_if(const Plan& pl, int64_t s0, int64_t n, const T* in, T* col, int64_t taps, int64_t channels,
+                     int64_t pixel, int64_t row) {
   if constexpr (Fixed<T, W>::kOk) {
-    gather_fixed<T, W>(pl, s0, n, in, col, taps, channels);
+    if (taps == 9 && s0 % 9 == 0 && n % 9 == 0) {  // 3x3 kernels (ADFNet, SADNet)
+      gather_fixed_groups<T, W, 9>(pl, s0, n, in, col, channels, pixel, row);
+    } else {
+      gather_fixed<T, W>(pl, s0, n, in, col, taps, channels, pixel, row);
+    }
     return true;
   }
   return false;
@@ -288,13 +332,15 @@ void dcn_im2col(const DcnArgs<T>& a, T* columns, int64_t b, int64_t p0, int64_t 
   const auto one = Ch::tail(cpg);
   const int64_t taps = a.geo.kernel_h * a.geo.kernel_w;
   const int64_t channels = a.geo.channels;
+  const int64_t pixel = a.in_pixel;
+  const int64_t row = a.geo.width * a.in_pixel;
   for (int64_t p = p0; p < p1; ++p) {
     T* col = columns + (p - p0) * kcg;
     for_samples<false, true>(a, simd, b, p, 0, samples, [&](const auto& pl, int64_t s0, int64_t n) {
       if (one_vector) {
-        const bool done = (cpg == 4 && gather_fixed_if<4>(pl, s0, n, in, col, taps, channels)) ||
-                          (cpg == 8 && gather_fixed_if<8>(pl, s0, n, in, col, taps, channels)) ||
-                          (cpg == 16 && gather_fixed_if<16>(pl, s0, n, in, col, taps, channels));
+        const bool done = (cpg == 4 && gather_fixed_if<4>(pl, s0, n, in, col, taps, channels, pixel, row)) ||
+                          (cpg == 8 && gather_fixed_if<8>(pl, s0, n, in, col, taps, channels, pixel, row)) ||
+                          (cpg == 16 && gather_fixed_if<16>(pl, s0, n, in, col, taps, channels, pixel, row));
         if (!done) gather_vectors(pl, s0, n, in, col, a.channel, a.column, one);
         return;
       }
