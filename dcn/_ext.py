@@ -93,11 +93,11 @@ def use_cpu_capability(level: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def large_block_cache() -> Iterator[bool]:
-    """Keep the CPU blocks of 32 MiB and more that are freed in the enclosed block for requests of the
-    same size (process-wide; nests), instead of glibc unmapping them and the next one faulting its
-    pages in again. Never holds more memory than was live before (csrc/cpu/block_cache.cpp); on leaving,
-    the kept blocks are released. Yields False, changing nothing, without the extension or when another
-    CPU allocator is installed with a higher priority."""
+    """In the enclosed block, keep the last CPU block of 32 MiB or more that was freed for the next request
+    of its size (process-wide; nests), instead of glibc unmapping it and the next one faulting its pages
+    in again (csrc/cpu/block_cache.cpp). It holds at most that one block beyond the live memory; a request
+    of another size releases it, and so does leaving. Yields False, changing nothing, without the
+    extension or when another CPU allocator is installed with a higher priority."""
     entered = is_available() and torch.ops.dcn.block_cache_enter()
     try:
         yield entered
