@@ -34,7 +34,7 @@ constexpr int kChunk = 80;  // ADFNet's 8 groups x 9 taps in one
 template <typename Idx, typename A>
 struct Plans {
   Idx idx[4][kChunk];
-  Idx inner[kChunk];  // idx[0] when all four corners lie inside the image, else -1
+  Idx inner[kChunk];  // idx[0] when all four corners lie inside the image, else -1 (value plans only)
   A w[4][kChunk];
   A wy[4][kChunk];
   A wx[4][kChunk];
@@ -80,7 +80,7 @@ void plan_scalar(const DcnArgs<T>& a, int64_t oy, int64_t ox, const T* off, cons
       }
     }
     pl.mask[j] = m;
-    pl.inner[j] = pl.idx[0][j] >= 0 && pl.idx[3][j] >= 0 ? pl.idx[0][j] : -1;
+    if constexpr (!kGrad) pl.inner[j] = pl.idx[0][j] >= 0 && pl.idx[3][j] >= 0 ? pl.idx[0][j] : -1;
   }
 }
 
@@ -118,7 +118,7 @@ void plan_simd(const DcnArgs<T>& a, int64_t oy, int64_t ox, const T* off, const 
     // corner indices as element offsets: y * W * pixel + x * pixel
     plan_corners<kGrad>(inside, ys, xs, y0f, x0f, to_index(y0f), to_index(x0f), H, W, row, pixel,
                         kFold ? m : VF(1.0f), idx, w, wy, wx);
-    store_lanes(pl.inner + j, select((idx[0] >= VI(0)) & (idx[3] >= VI(0)), idx[0], VI(-1)));
+    if constexpr (!kGrad) store_lanes(pl.inner + j, select((idx[0] >= VI(0)) & (idx[3] >= VI(0)), idx[0], VI(-1)));
     for (int q = 0; q < 4; ++q) {
       store_lanes(pl.idx[q] + j, idx[q]);
       store_lanes(pl.w[q] + j, w[q]);
