@@ -302,6 +302,33 @@ def test_channels_last_forward_reads_in_place(monkeypatch, case, dtype, level):
     assert fake["test_faketensor"] == "SUCCESS"
 
 
+# float32 channels_last layers with output channels a multiple of 8: on AVX2 and AVX-512 the forward
+# samples a few pixels at a time and multiplies their columns in registers (the fused forward).
+FUSED_CASES = {
+    "adfnet": {"c": 32, "cout": 32, "dg": 8, "h": 7, "w": 11},  # 77 pixels: partial register blocks
+    "border": {"c": 32, "cout": 32, "dg": 8, "h": 3, "w": 4, "offset_scale": 3.0},  # most samples cross the edge
+    "all_outside": {"c": 32, "cout": 32, "dg": 8, "offset_scale": 50.0},
+    "wide_out_no_bias": {"c": 16, "cout": 48, "dg": 2, "bias": False},  # 8 channels per group; outputs 32 + 16
+    "general_gather": {"c": 12, "cout": 8, "dg": 4},  # 3 channels per group
+    "stride2": {"c": 16, "cout": 16, "dg": 4, "stride": (2, 2), "h": 9, "w": 8},
+    "many_tiles": {"c": 8, "cout": 16, "dg": 2, "h": 40, "w": 61, "n": 1},  # tiles of 455 pixels over the threads
+}
+
+
+@pytest.mark.parametrize("case", list(FUSED_CASES))
+def test_fused_channels_last_forward(case, level):
+    """The channels_last float32 forward at every level against float64 on the rounded inputs."""
+    tensors, params = make_case(**({"n": 2} | FUSED_CASES[case]))
+    rounded = [t.detach().float() if t is not None else None for t in tensors]
+    want = reference.modulated_deform_conv(*[t.double() if t is not None else None for t in rounded], *params)
+    x, *rest = rounded
+    with torch.inference_mode():
+        got = _ext.modulated_deform_conv(x.contiguous(memory_format=torch.channels_last), *rest, *params)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    tol = LOW_PRECISION_TOL[torch.float32] * want.abs().max().item()
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("case", list(CL_CASES))
 def test_channels_last_backward_reads_and_writes_in_place(monkeypatch, case, dtype, level):

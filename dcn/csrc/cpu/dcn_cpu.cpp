@@ -139,7 +139,9 @@ constexpr int64_t kTileBytes = 512 << 10;
 // The channels_last forward (one group): each task samples a tile of output pixels into its own
 // small column buffer and multiplies it into the output at once, so the columns never leave the
 // cache (whole-image columns went through memory twice, which made the sampler memory-bound).
-// The bias is added to each tile's rows while they are in cache.
+// The bias is added to each tile's rows while they are in cache. In float32, where the chosen
+// instruction set has the fused forward (kernels.h), a tile is only the unit of parallel work:
+// the kernel samples and multiplies a few pixels at a time in the L1 cache instead.
 void forward_tiles(const ConvGeometry& geo, const at::Tensor& input, const at::Tensor& offset, const at::Tensor& mask,
                    const at::Tensor& weight, const std::optional<at::Tensor>& bias, const at::Tensor& output) {
   const int64_t batch = input.size(0);
@@ -154,7 +156,26 @@ void forward_tiles(const ConvGeometry& geo, const at::Tensor& input, const at::T
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, input.scalar_type(), "dcn_forward_tiles_cpu", [&] {
     using T = typename Data<scalar_t>::type;
     const DcnArgs<T> a = make_args<T>(geo, 1, input, offset, mask, taps, 0, 0, tile * kc);
-    const auto kernel = kernels_for(static_cast<T*>(nullptr)).im2col;
+    const auto& kernels = kernels_for(static_cast<T*>(nullptr));
+    const int64_t cout = output.size(1);
+    if (kernels.forward_fused != nullptr && cout % kernels.fused_cout == 0) {
+      const at::Tensor wt = weight_t.contiguous();
+      const at::Tensor b_vec = bias.has_value() ? bias->contiguous() : at::Tensor();
+      const T* bias_data = b_vec.defined() ? data<T>(b_vec) : nullptr;
+      T* out_data = mutable_data<T>(output);
+      at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+        at::Tensor& buffer = buffers[at::get_thread_num()];
+        if (!buffer.defined()) buffer = at::zeros({kernels.fused_pixels, kc}, input.options());
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t b = item / tiles;
+          const int64_t p0 = item % tiles * tile;
+          kernels.forward_fused(a, data<T>(wt), bias_data, cout, out_data + b * output.stride(0), mutable_data<T>(buffer),
+                                b, p0, std::min(pixels, p0 + tile));
+        }
+      });
+      return;
+    }
+    const auto kernel = kernels.im2col;
     at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
       // Worker threads do not inherit the caller's dispatch state (inference mode, autograd below this
       // op): the GEMM goes straight to its CPU kernel.

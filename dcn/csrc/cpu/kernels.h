@@ -77,6 +77,15 @@ struct DcnKernels {
   // pixel p0; grad_offset and grad_mask have any strides {image, channel, row, col}).
   void (*col2im_coord)(const DcnArgs<T>& a, const T* grad_columns, T* grad_offset, const int64_t* go_strides,
                        T* grad_mask, const int64_t* gm_strides, int64_t b, int64_t p0, int64_t p1);
+  // The forward of output pixels [p0, p1) of image b with the GEMM fused in (one convolution group,
+  // channels_last output): out (the image's (pixels, cout) rows) = columns x weight_t (K * C, cout) +
+  // bias (may be null). The columns of fused_pixels pixels at a time go to `scratch` (fused_pixels
+  // rows of K * C, zeroed by the caller once) and are multiplied while they are in the L1 cache.
+  // nullptr where this set has no such kernel for T; cout must be a multiple of fused_cout.
+  void (*forward_fused)(const DcnArgs<T>& a, const T* weight_t, const T* bias, int64_t cout, T* out, T* scratch,
+                        int64_t b, int64_t p0, int64_t p1);
+  int64_t fused_pixels;
+  int64_t fused_cout;
 };
 
 // The dynamic filter (dynamic_filter.h) on one image:

@@ -88,6 +88,9 @@ inline VF operator*(VF a, VF b) { return VF(_mm512_mul_ps(a.v, b.v)); }
 inline VF operator-(VF a) { return VF(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(INT32_MIN)))); }
 inline VM operator>(VF a, VF b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ)}; }
 inline VM operator<(VF a, VF b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
+inline VM operator>=(VF a, VF b) { return {_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ)}; }
+// Whether m holds in every lane of `lanes`.
+inline bool covers(VM m, VM lanes) { return (m.m & lanes.m) == lanes.m; }
 inline VI operator+(VI a, VI b) { return VI(_mm512_add_epi32(a.v, b.v)); }
 inline VI operator-(VI a, VI b) { return VI(_mm512_sub_epi32(a.v, b.v)); }
 inline VI operator*(VI a, VI b) { return VI(_mm512_mullo_epi32(a.v, b.v)); }
@@ -188,6 +191,8 @@ inline VF operator*(VF a, VF b) { return VF(_mm256_mul_ps(a.v, b.v)); }
 inline VF operator-(VF a) { return VF(_mm256_xor_ps(a.v, _mm256_set1_ps(-0.0f))); }
 inline VM operator>(VF a, VF b) { return {_mm256_castps_si256(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ))}; }
 inline VM operator<(VF a, VF b) { return {_mm256_castps_si256(_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ))}; }
+inline VM operator>=(VF a, VF b) { return {_mm256_castps_si256(_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ))}; }
+inline bool covers(VM m, VM lanes) { return _mm256_testc_si256(m.m, lanes.m) != 0; }
 inline VI operator+(VI a, VI b) { return VI(_mm256_add_epi32(a.v, b.v)); }
 inline VI operator-(VI a, VI b) { return VI(_mm256_sub_epi32(a.v, b.v)); }
 inline VI operator*(VI a, VI b) { return VI(_mm256_mullo_epi32(a.v, b.v)); }
