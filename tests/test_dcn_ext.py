@@ -327,6 +327,16 @@ def test_fused_channels_last_forward(case, level):
     assert got.is_contiguous(memory_format=torch.channels_last)
     tol = LOW_PRECISION_TOL[torch.float32] * want.abs().max().item()
     torch.testing.assert_close(got.double(), want, rtol=0, atol=tol)
+    # the strips entry point (CPU inference), which writes the rows of one image's output in place
+    x1, offset, mask = (t[:1].contiguous(memory_format=torch.channels_last) for t in rounded[:3])
+    rows = torch.full_like(got[:1], float("nan"))
+    start, stop = 1, min(3, got.shape[2])
+    flat = (*params[0], *params[1], *params[2], params[3], params[4])
+    with torch.inference_mode():
+        torch.ops.dcn.modulated_deform_conv_rows(
+            x1, offset[:, :, start:stop], mask[:, :, start:stop], *rounded[3:], *flat, start, rows
+        )
+    torch.testing.assert_close(rows[:, :, start:stop].double(), want[:1, :, start:stop], rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -362,9 +362,13 @@ void dcn_im2col(const DcnArgs<T>& a, T* columns, int64_t b, int64_t p0, int64_t 
     T* col = columns + (p - p0) * kcg;
     if (fixed) {  // sample_fixed reads only the inner samples' first corners
       for_samples<false, true, true>(a, simd, b, p, 0, samples, [&](const auto& pl, int64_t s0, int64_t n) {
-        (cpg == 4 && gather_fixed_if<4>(pl, s0, n, in, col, taps, channels, pixel, row)) ||
-            (cpg == 8 && gather_fixed_if<8>(pl, s0, n, in, col, taps, channels, pixel, row)) ||
-            (cpg == 16 && gather_fixed_if<16>(pl, s0, n, in, col, taps, channels, pixel, row));
+        if (cpg == 4) {
+          gather_fixed_if<4>(pl, s0, n, in, col, taps, channels, pixel, row);
+        } else if (cpg == 8) {
+          gather_fixed_if<8>(pl, s0, n, in, col, taps, channels, pixel, row);
+        } else {
+          gather_fixed_if<16>(pl, s0, n, in, col, taps, channels, pixel, row);
+        }
       });
       continue;
     }
@@ -729,17 +733,17 @@ constexpr int kGemmRows = 1;
 #endif
 constexpr int64_t kFusedPixels = 2 * kGemmRows;
 
-// Rows [0, rows) of out (rows <= kGemmRows), NV vectors of output channels: the sum over k of
-// col[i][k] * wt[k][o], plus bias[o]. All kGemmRows rows of col are read (rows past `rows` hold
-// earlier pixels' columns or zeros and are not stored).
+// Rows [0, rows) of out (rows <= kGemmRows), NV vectors of output channels from o0: the sum over k
+// of col[i][k] * wt[k][o], plus bias[o0 + o] (bias may be null). All kGemmRows rows of col are read
+// (rows past `rows` hold earlier pixels' columns or zeros and are not stored).
 template <typename F, int NV>
-inline void gemm_rows(const float* col, int64_t kc, const float* wt, int64_t cout, const float* bias, float* out,
-                      int64_t rows) {
+inline void gemm_rows(const float* col, int64_t kc, const float* wt, int64_t cout, const float* bias, int64_t o0,
+                      float* out, int64_t rows) {
   using V = typename F::V;
   V acc[kGemmRows][NV];
 #pragma GCC unroll 2
   for (int v = 0; v < NV; ++v) {
-    const V init = bias != nullptr ? F::load(bias + v * kGemmWidth) : F::set1(0.0f);
+    const V init = bias != nullptr ? F::load(bias + o0 + v * kGemmWidth) : F::set1(0.0f);
 #pragma GCC unroll 12
     for (int i = 0; i < kGemmRows; ++i) acc[i][v] = init;
   }
@@ -776,11 +780,9 @@ void dcn_forward_fused(const DcnArgs<T>& a, const T* weight_t, const T* bias, in
         const int64_t rows = imin(kGemmRows, n - r);
         int64_t o0 = 0;
         for (; o0 + 2 * kGemmWidth <= cout; o0 += 2 * kGemmWidth) {
-          gemm_rows<F, 2>(col, kc, weight_t + o0, cout, bias != nullptr ? bias + o0 : nullptr, o + o0, rows);
+          gemm_rows<F, 2>(col, kc, weight_t + o0, cout, bias, o0, o + o0, rows);
         }
-        if (o0 < cout) {
-          gemm_rows<F, 1>(col, kc, weight_t + o0, cout, bias != nullptr ? bias + o0 : nullptr, o + o0, rows);
-        }
+        if (o0 < cout) gemm_rows<F, 1>(col, kc, weight_t + o0, cout, bias, o0, o + o0, rows);
       }
     }
   }
